@@ -1,0 +1,103 @@
+//! `cargo xtask ci`: formatting, lints and the whole test suite, in the order that fails
+//! fastest. It installs what the tests need and the machine lacks (PostgreSQL for the
+//! database tests), so a fresh machine runs it with no manual set-up.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+/// Runs the CI steps. `--skip-install` leaves the machine's packages alone.
+pub(crate) fn run(args: &[String]) -> Result<()> {
+    let skip_install = args.iter().any(|a| a == "--skip-install");
+    let root = project_root();
+    let started = Instant::now();
+    if !skip_install {
+        ensure_system_packages()?;
+    }
+    step(&root, "fmt", &["fmt", "--all", "--", "--check"])?;
+    step(
+        &root,
+        "clippy",
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    )?;
+    step(&root, "test", &["test", "--workspace", "--locked"])?;
+    println!("xtask ci: all steps passed in {:.0?}", started.elapsed());
+    Ok(())
+}
+
+pub(crate) fn project_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(Path::to_path_buf).unwrap_or(manifest)
+}
+
+fn step(root: &Path, name: &str, args: &[&str]) -> Result<()> {
+    println!("xtask ci: == {name}: cargo {}", args.join(" "));
+    let t = Instant::now();
+    let status = Command::new(env!("CARGO"))
+        .args(args)
+        .current_dir(root)
+        .status()
+        .with_context(|| format!("running cargo {name}"))?;
+    if !status.success() {
+        bail!("step {name} failed ({status})");
+    }
+    println!("xtask ci: == {name} ok in {:.0?}", t.elapsed());
+    Ok(())
+}
+
+/// PostgreSQL's server binaries are needed by the database tests, which start a throwaway
+/// server of their own. Debian's package puts them under /usr/lib/postgresql/<v>/bin.
+fn ensure_system_packages() -> Result<()> {
+    let have_pg = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|mut d| d.any(|e| e.is_ok_and(|e| e.path().join("bin/initdb").exists())))
+        .unwrap_or(false);
+    let have_sqlite = which("sqlite3");
+    let have_libpq = Path::new("/usr/include/postgresql/libpq-fe.h").exists();
+    let mut missing = Vec::new();
+    if !have_pg {
+        missing.push("postgresql");
+    }
+    if !have_sqlite {
+        missing.push("sqlite3");
+    }
+    if !have_libpq {
+        missing.push("libpq-dev");
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    println!(
+        "xtask ci: installing missing packages: {}",
+        missing.join(" ")
+    );
+    let apt = |args: &[&str]| -> Result<()> {
+        let st = Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .context("running apt-get (install the packages by hand if this machine has none)")?;
+        if !st.success() {
+            bail!("apt-get {} failed", args.join(" "));
+        }
+        Ok(())
+    };
+    apt(&["update", "-qq"])?;
+    let mut install = vec!["install", "-y", "-qq", "--no-install-recommends"];
+    install.extend(missing);
+    apt(&install)
+}
+
+fn which(bin: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|p| p.join(bin).is_file()))
+}

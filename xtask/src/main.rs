@@ -1,0 +1,38 @@
+//! `cargo xtask`: the project's automation, written in Rust so it runs wherever cargo does.
+//! `cargo xtask ci` is the one CI entry point, the same command locally and in `.ci/run`.
+//!
+//! Architecture invariant: xtask depends on no `hs-*` crate; it drives them through cargo.
+
+// xtask is a developer tool: it prints to the terminal and times its steps.
+#![allow(clippy::print_stdout, clippy::print_stderr, clippy::disallowed_methods)]
+
+mod ci;
+
+use anyhow::{Result, bail};
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((cmd, rest)) = args.split_first() else {
+        print_help();
+        return Ok(());
+    };
+    match cmd.as_str() {
+        "ci" => ci::run(rest),
+        "help" | "--help" | "-h" => {
+            print_help();
+            Ok(())
+        }
+        other => {
+            print_help();
+            bail!("unknown xtask command {other:?}")
+        }
+    }
+}
+
+fn print_help() {
+    println!(
+        "cargo xtask <command>\n\n\
+         commands:\n  \
+         ci    fmt --check, clippy -D warnings, the whole test suite (installs what it needs)\n"
+    );
+}
