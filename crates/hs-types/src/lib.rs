@@ -4,8 +4,13 @@
 //!
 //! Architecture invariant: this crate does no I/O and reads no clock.
 
+pub mod config;
 pub mod ids;
 pub mod key;
+pub mod model;
+pub mod tailcfg;
 
 pub use ids::{NodeId, UserId};
-pub use key::{DiscoPublic, KeyError, MachinePrivate, MachinePublic, NodePrivate, NodePublic};
+pub use key::{
+    ChallengePublic, DiscoPublic, KeyError, MachinePrivate, MachinePublic, NodePrivate, NodePublic,
+};

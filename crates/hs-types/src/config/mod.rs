@@ -1,0 +1,2 @@
+//! Configuration structs: Headscale's YAML config file as typed values, with its defaults
+//! and validation.
