@@ -1,0 +1,3 @@
+//! Integration tests for hs-types.
+
+mod tailcfg;
