@@ -165,7 +165,7 @@ pub struct Hostinfo {
     pub location: Option<Location>,
     /// `TPM`: TPM device metadata.
     #[serde(rename = "TPM", skip_serializing_if = "Option::is_none")]
-    pub tpm: Option<TpmInfo>,
+    pub tpm: Option<TPMInfo>,
     /// `StateEncrypted`: node state is stored encrypted.
     #[serde(rename = "StateEncrypted", skip_serializing_if = "OptBool::is_empty")]
     pub state_encrypted: OptBool,
@@ -219,7 +219,7 @@ pub struct Location {
 /// Go's `tailcfg.TPMInfo`: TPM 2.0 device metadata. All fields `omitzero`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default)]
-pub struct TpmInfo {
+pub struct TPMInfo {
     /// `Manufacturer`: 4-letter vendor code.
     #[serde(rename = "Manufacturer", skip_serializing_if = "String::is_empty")]
     pub manufacturer: String,

@@ -1,6 +1,8 @@
 //! Wire-type tests: Go-shaped JSON in, exact Go-shaped JSON out, lossless round trips.
 
+mod filter;
 mod hostinfo;
+mod ssh;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
