@@ -6,14 +6,18 @@
 //! Deserializing is lenient like Go's `encoding/json` (unknown fields ignored, absent or
 //! `null` = zero value); serializing follows each field's Go tag exactly.
 
+mod derp;
 mod filter;
 pub mod gotime;
 mod hostinfo;
+mod noise;
 mod omit;
 mod opt_bool;
 mod ssh;
 
+pub use derp::{DERPHomeParams, DERPMap, DERPNode, DERPRegion};
 pub use filter::{CapGrant, CapMap, FilterRule, NetPortRange, PortRange, RawMessage, ipproto};
 pub use hostinfo::{ExtraFields, Hostinfo, Location, NetInfo, Service, TPMInfo};
+pub use noise::{EarlyNoise, OverTLSPublicKeyResponse};
 pub use opt_bool::OptBool;
 pub use ssh::{SSHAction, SSHPolicy, SSHPrincipal, SSHRecorderFailureAction, SSHRule};
