@@ -1,2 +1,152 @@
 //! Configuration structs: Headscale's YAML config file as typed values, with its defaults
 //! and validation.
+//!
+//! [`Config::from_yaml_str`] is the whole pipeline: parse the YAML, apply `HEADSCALE_*`
+//! environment overrides (`dns.base_domain` ← `HEADSCALE_DNS_BASE_DOMAIN`), fill in Go
+//! Headscale's defaults, check every value and the rules between them. It returns the config
+//! with warnings (unknown or deprecated keys) or a [`ConfigError`] listing every problem, each
+//! naming its key path. [`Config::parse`] stops before the cross-field rules, for callers that
+//! only need a section. Finding the file, reading it and reading the environment are the
+//! caller's job: this crate does no I/O.
+
+mod duration;
+mod error;
+mod keys;
+mod load;
+mod source;
+mod types;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+
+use serde_yaml_ng::Value;
+
+pub use duration::{DurationError, format_duration, parse_duration, parse_duration_long};
+pub use error::{ConfigError, Problem, Warning};
+pub use source::{EnvLookup, env_var_name};
+pub use types::*;
+
+use source::Source;
+
+/// A loaded configuration and the warnings produced while loading it.
+pub type Loaded = (Config, Vec<Warning>);
+
+impl Config {
+    /// Parses, defaults and fully validates a config file's text. `env` looks up environment
+    /// variables (pass `&|k| std::env::var(k).ok()` in a binary, a map in tests).
+    pub fn from_yaml_str(text: &str, env: EnvLookup<'_>) -> Result<Loaded, ConfigError> {
+        let (root, config, mut warnings, mut problems) = Self::read(text, env)?;
+        let src = Source::new(&root, env);
+        let facts = load::InputFacts {
+            extra_records_both: src.is_set("dns.extra_records")
+                && src.is_set("dns.extra_records_path"),
+            database_type_set: src.is_set("database.type"),
+        };
+        load::validate(&config, facts, &mut problems);
+        warnings.dedup();
+        if problems.is_empty() {
+            Ok((config, warnings))
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+
+    /// Parses and defaults a config file's text, refusing values of the wrong type or outside
+    /// their allowed set, but without the rules that tie keys together (required keys,
+    /// `server_url` vs `dns.base_domain`, ...).
+    pub fn parse(text: &str, env: EnvLookup<'_>) -> Result<Loaded, ConfigError> {
+        let (_, config, warnings, problems) = Self::read(text, env)?;
+        if problems.is_empty() {
+            Ok((config, warnings))
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn read(
+        text: &str,
+        env: EnvLookup<'_>,
+    ) -> Result<(Value, Config, Vec<Warning>, Vec<Problem>), ConfigError> {
+        let root: Value = if text.trim().is_empty() {
+            Value::Mapping(Default::default())
+        } else {
+            serde_yaml_ng::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?
+        };
+        let root = match root {
+            Value::Null => Value::Mapping(Default::default()),
+            Value::Mapping(_) => root,
+            _ => {
+                return Err(ConfigError::Syntax(
+                    "the top level must be a mapping of keys to values".into(),
+                ));
+            }
+        };
+        let mut warnings = Vec::new();
+        let mut problems = Vec::new();
+        let config = {
+            let mut src = Source::new(&root, env);
+            keys::check_legacy(&src, &mut problems, &mut warnings);
+            keys::unknown_keys(&root, &mut warnings);
+            let config = load::build(&mut src, &mut warnings);
+            problems.append(&mut src.problems);
+            config
+        };
+        Ok((root, config, warnings, problems))
+    }
+
+    /// The configuration `headscale serve` uses when no config file exists: everything under
+    /// `data_dir`, served on `http://127.0.0.1:8080`, SQLite with WAL, the embedded DERP
+    /// server on with STUN on 127.0.0.1:3478, MagicDNS under `headscale.internal`, and the
+    /// admin socket in `data_dir` so no root-owned directory is needed.
+    pub fn embedded_default(data_dir: &Path) -> Config {
+        // An empty document gives every Go default; the keys below make it a working server.
+        let root = Value::Mapping(Default::default());
+        let none = |_: &str| None;
+        let mut c = load::build(&mut Source::new(&root, &none), &mut Vec::new());
+        c.server_url = "http://127.0.0.1:8080".into();
+        c.listen_addr = "127.0.0.1:8080".into();
+        c.metrics_listen_addr = "127.0.0.1:9090".into();
+        c.grpc_listen_addr = "127.0.0.1:50443".into();
+        c.noise_private_key_path = data_dir.join("noise_private.key");
+        c.prefixes.v4 = "100.64.0.0/10".parse().ok();
+        c.prefixes.v6 = "fd7a:115c:a1e0::/48".parse().ok();
+        c.database.kind = DatabaseKind::Sqlite;
+        c.database.sqlite.path = data_dir.join("db.sqlite");
+        c.derp.server.enabled = true;
+        c.derp.server.region_id = 999;
+        c.derp.server.region_code = "headscale".into();
+        c.derp.server.region_name = "Headscale Embedded DERP".into();
+        c.derp.server.stun_listen_addr = "127.0.0.1:3478".into();
+        c.derp.server.private_key_path = data_dir.join("derp_server_private.key");
+        c.node.ephemeral_inactivity_timeout = std::time::Duration::from_secs(30 * 60);
+        c.dns.base_domain = "headscale.internal".into();
+        c.dns.override_local_dns = false;
+        c.unix_socket = data_dir.join("headscale.sock");
+        c.tls.letsencrypt_cache_dir = data_dir.join("cache");
+        c
+    }
+
+    /// Makes relative file paths relative to the config file's directory, as Go Headscale
+    /// does (`AbsolutePathFromConfigPath`): the Noise and DERP keys, the SQLite database, TLS
+    /// files and the Let's Encrypt cache.
+    pub fn resolve_relative_paths(&mut self, config_dir: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if !p.as_os_str().is_empty() && p.is_relative() {
+                *p = config_dir.join(&*p);
+            }
+        };
+        fix(&mut self.noise_private_key_path);
+        fix(&mut self.derp.server.private_key_path);
+        fix(&mut self.database.sqlite.path);
+        fix(&mut self.tls.letsencrypt_cache_dir);
+        if let Some(p) = self.tls.cert_path.as_mut() {
+            fix(p);
+        }
+        if let Some(p) = self.tls.key_path.as_mut() {
+            fix(p);
+        }
+    }
+}

@@ -1,0 +1,660 @@
+//! Building a [`Config`] from the YAML tree and the environment (defaults as Go Headscale's
+//! `LoadConfig`), then checking it (Go Headscale's `validateServerConfig` and
+//! `LoadServerConfig`). Both steps report every problem they find, each with its key path.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+
+use super::duration::format_duration;
+use super::error::{Problem, Warning};
+use super::source::Source;
+use super::types::*;
+
+/// Go Headscale's default for `tuning.node_store_batch_size`.
+const DEFAULT_NODE_STORE_BATCH_SIZE: i64 = 100;
+
+fn path_or_none(s: String) -> Option<PathBuf> {
+    (!s.is_empty()).then(|| PathBuf::from(s))
+}
+
+/// Reads every key, applying defaults; type errors go to `src.problems`.
+pub(crate) fn build(src: &mut Source<'_>, warnings: &mut Vec<Warning>) -> Config {
+    let secs = Duration::from_secs;
+
+    let mut trusted_proxies = Vec::new();
+    for (i, s) in src.string_list("trusted_proxies").into_iter().enumerate() {
+        match parse_net(&s) {
+            Some(net) if net.prefix_len() == 0 => src.problems.push(Problem::new(
+                format!("trusted_proxies[{i}]"),
+                format!("{s:?} would trust every address; list the proxies' own ranges"),
+            )),
+            Some(net) => trusted_proxies.push(net),
+            None => src.problems.push(Problem::new(
+                format!("trusted_proxies[{i}]"),
+                format!("{s:?} is not an IP address or CIDR prefix"),
+            )),
+        }
+    }
+
+    let prefixes = build_prefixes(src, warnings);
+
+    let allocation = match src.string("prefixes.allocation", "sequential").as_str() {
+        "sequential" => IpAllocation::Sequential,
+        "random" => IpAllocation::Random,
+        other => {
+            src.problems.push(Problem::new(
+                "prefixes.allocation",
+                format!("{other:?} is not one of: sequential, random"),
+            ));
+            IpAllocation::Sequential
+        }
+    };
+
+    let derp = DerpConfig {
+        server: DerpServerConfig {
+            enabled: src.bool("derp.server.enabled", false),
+            region_id: src.int("derp.server.region_id", 0),
+            region_code: src.string("derp.server.region_code", ""),
+            region_name: src.string("derp.server.region_name", ""),
+            verify_clients: src.bool("derp.server.verify_clients", true),
+            stun_listen_addr: src.string("derp.server.stun_listen_addr", ""),
+            private_key_path: PathBuf::from(src.string("derp.server.private_key_path", "")),
+            automatically_add_embedded_derp_region: src
+                .bool("derp.server.automatically_add_embedded_derp_region", true),
+            ipv4: src.string("derp.server.ipv4", ""),
+            ipv6: src.string("derp.server.ipv6", ""),
+        },
+        urls: src.string_list("derp.urls"),
+        paths: src
+            .string_list("derp.paths")
+            .into_iter()
+            .map(PathBuf::from)
+            .collect(),
+        auto_update_enabled: src.bool("derp.auto_update_enabled", false),
+        update_frequency: src.duration("derp.update_frequency", secs(3 * 3600)),
+    };
+    // Read for its type check only: Go Headscale sets it but never consults it.
+    let _ = src.bool("derp.server.stun.enabled", true);
+    let _ = src.bool("auto_update.enabled", false);
+
+    // The new key wins when set; the old one is the fallback (Go: resolveEphemeralInactivityTimeout).
+    let ephemeral = if src.is_set("node.ephemeral.inactivity_timeout") {
+        src.duration("node.ephemeral.inactivity_timeout", secs(120))
+    } else {
+        src.duration("ephemeral_node_inactivity_timeout", secs(120))
+    };
+    let node = NodeConfig {
+        expiry: src.duration_long("node.expiry", Duration::ZERO),
+        ephemeral_inactivity_timeout: ephemeral,
+        routes_ha_probe_interval: src.duration("node.routes.ha.probe_interval", secs(10)),
+        routes_ha_probe_timeout: src.duration("node.routes.ha.probe_timeout", secs(5)),
+    };
+
+    let db_type = src.string("database.type", "");
+    let kind = match db_type.as_str() {
+        // Not set is a validation error (a server needs a database), not a type error.
+        "sqlite" | "sqlite3" | "" => DatabaseKind::Sqlite,
+        "postgres" => DatabaseKind::Postgres,
+        other => {
+            src.problems.push(Problem::new(
+                "database.type",
+                format!("{other:?} is not one of: sqlite, sqlite3, postgres"),
+            ));
+            DatabaseKind::Sqlite
+        }
+    };
+    let port = match src.int("database.postgres.port", 0) {
+        0 => None,
+        p => match u16::try_from(p) {
+            Ok(p) => Some(p),
+            Err(_) => {
+                src.problems.push(Problem::new(
+                    "database.postgres.port",
+                    format!("{p} is not a TCP port (1-65535)"),
+                ));
+                None
+            }
+        },
+    };
+    let slow_ms = src.int("database.gorm.slow_threshold", 0);
+    let database = DatabaseConfig {
+        kind,
+        debug: src.bool("database.debug", false),
+        gorm: GormConfig {
+            prepare_stmt: src.bool("database.gorm.prepare_stmt", false),
+            parameterized_queries: src.bool("database.gorm.parameterized_queries", false),
+            skip_err_record_not_found: src.bool("database.gorm.skip_err_record_not_found", false),
+            slow_threshold: Duration::from_millis(u64::try_from(slow_ms).unwrap_or(0)),
+        },
+        sqlite: SqliteConfig {
+            path: PathBuf::from(src.string("database.sqlite.path", "")),
+            write_ahead_log: src.bool("database.sqlite.write_ahead_log", true),
+            wal_autocheckpoint: src.int("database.sqlite.wal_autocheckpoint", 1000),
+        },
+        postgres: PostgresConfig {
+            host: src.string("database.postgres.host", ""),
+            port,
+            name: src.string("database.postgres.name", ""),
+            user: src.string("database.postgres.user", ""),
+            pass: Secret::new(src.string("database.postgres.pass", "")),
+            max_open_conns: src.int("database.postgres.max_open_conns", 10),
+            max_idle_conns: src.int("database.postgres.max_idle_conns", 10),
+            conn_max_idle_time_secs: src.int("database.postgres.conn_max_idle_time_secs", 3600),
+            ssl: src.string("database.postgres.ssl", "false"),
+        },
+    };
+
+    let challenge = match src
+        .string("tls_letsencrypt_challenge_type", "HTTP-01")
+        .as_str()
+    {
+        "HTTP-01" => AcmeChallenge::Http01,
+        "TLS-ALPN-01" => AcmeChallenge::TlsAlpn01,
+        other => {
+            src.problems.push(Problem::new(
+                "tls_letsencrypt_challenge_type",
+                format!("{other:?} is not one of: HTTP-01, TLS-ALPN-01"),
+            ));
+            AcmeChallenge::Http01
+        }
+    };
+    let tls = TlsConfig {
+        acme_url: src.string("acme_url", ""),
+        acme_email: src.string("acme_email", ""),
+        letsencrypt_hostname: src.string("tls_letsencrypt_hostname", ""),
+        letsencrypt_cache_dir: PathBuf::from(
+            src.string("tls_letsencrypt_cache_dir", "/var/www/.cache"),
+        ),
+        letsencrypt_challenge_type: challenge,
+        letsencrypt_listen: src.string("tls_letsencrypt_listen", ":http"),
+        cert_path: path_or_none(src.string("tls_cert_path", "")),
+        key_path: path_or_none(src.string("tls_key_path", "")),
+    };
+
+    let level = src.string("log.level", "info").to_ascii_lowercase();
+    const LEVELS: &[&str] = &[
+        "trace", "debug", "info", "warn", "error", "fatal", "panic", "disabled",
+    ];
+    if !LEVELS.contains(&level.as_str()) {
+        src.problems.push(Problem::new(
+            "log.level",
+            format!("{level:?} is not one of: {}", LEVELS.join(", ")),
+        ));
+    }
+    let format = match src.string("log.format", "text").as_str() {
+        "text" | "" => LogFormat::Text,
+        "json" => LogFormat::Json,
+        other => {
+            src.problems.push(Problem::new(
+                "log.format",
+                format!("{other:?} is not one of: text, json"),
+            ));
+            LogFormat::Text
+        }
+    };
+
+    let mode = match src.string("policy.mode", "file").as_str() {
+        "file" => PolicyMode::File,
+        "database" => PolicyMode::Database,
+        other => {
+            src.problems.push(Problem::new(
+                "policy.mode",
+                format!("{other:?} is not one of: file, database"),
+            ));
+            PolicyMode::File
+        }
+    };
+
+    let extra_records = src
+        .records("dns.extra_records", &["name", "type", "value"])
+        .into_iter()
+        .map(|mut r| ExtraRecord {
+            value: r.pop().unwrap_or_default(),
+            record_type: r.pop().unwrap_or_default(),
+            name: r.pop().unwrap_or_default(),
+        })
+        .collect();
+    let dns = DnsConfig {
+        magic_dns: src.bool("dns.magic_dns", true),
+        base_domain: src.string("dns.base_domain", ""),
+        override_local_dns: src.bool("dns.override_local_dns", true),
+        nameservers_global: src.string_list("dns.nameservers.global"),
+        nameservers_split: src.string_list_map("dns.nameservers.split"),
+        search_domains: src.string_list("dns.search_domains"),
+        extra_records,
+        extra_records_path: path_or_none(src.string("dns.extra_records_path", "")),
+    };
+
+    let perm_text = src.string("unix_socket_permission", "0o770");
+    let unix_socket_permission = parse_mode(&perm_text).unwrap_or_else(|| {
+        src.problems.push(Problem::new(
+            "unix_socket_permission",
+            format!("{perm_text:?} is not an octal file mode like \"0770\""),
+        ));
+        0o770
+    });
+
+    let oidc = OidcConfig {
+        only_start_if_oidc_is_available: src.bool("oidc.only_start_if_oidc_is_available", true),
+        issuer: src.string("oidc.issuer", ""),
+        client_id: src.string("oidc.client_id", ""),
+        client_secret: Secret::new(src.string("oidc.client_secret", "")),
+        client_secret_path: path_or_none(src.string("oidc.client_secret_path", "")),
+        scope: if src.is_set("oidc.scope") {
+            src.string_list("oidc.scope")
+        } else {
+            vec!["openid".into(), "profile".into(), "email".into()]
+        },
+        extra_params: src.string_map("oidc.extra_params"),
+        allowed_domains: src.string_list("oidc.allowed_domains"),
+        allowed_users: src.string_list("oidc.allowed_users"),
+        allowed_groups: src.string_list("oidc.allowed_groups"),
+        email_verified_required: src.bool("oidc.email_verified_required", true),
+        use_expiry_from_token: src.bool("oidc.use_expiry_from_token", false),
+        pkce: PkceConfig {
+            enabled: src.bool("oidc.pkce.enabled", false),
+            method: src.string("oidc.pkce.method", "S256"),
+        },
+    };
+
+    Config {
+        server_url: src.string("server_url", ""),
+        listen_addr: src.string("listen_addr", ""),
+        metrics_listen_addr: src.string("metrics_listen_addr", ""),
+        grpc_listen_addr: src.string("grpc_listen_addr", ":50443"),
+        grpc_allow_insecure: src.bool("grpc_allow_insecure", false),
+        trusted_proxies,
+        noise_private_key_path: PathBuf::from(src.string("noise.private_key_path", "")),
+        prefixes: PrefixesConfig {
+            v4: prefixes.0,
+            v6: prefixes.1,
+            allocation,
+        },
+        derp,
+        disable_check_updates: src.bool("disable_check_updates", false),
+        node,
+        preauth_keys_revoked_retention: src
+            .duration("preauth_keys.revoked_retention", secs(168 * 3600)),
+        database,
+        tls,
+        log: LogConfig { level, format },
+        policy: PolicyConfig {
+            mode,
+            path: src.string("policy.path", ""),
+        },
+        dns,
+        unix_socket: PathBuf::from(src.string("unix_socket", "/var/run/headscale/headscale.sock")),
+        unix_socket_permission,
+        oidc,
+        logtail_enabled: src.bool("logtail.enabled", false),
+        randomize_client_port: src.bool("randomize_client_port", false),
+        taildrop_enabled: src.bool("taildrop.enabled", true),
+        cli: CliConfig {
+            address: src.string("cli.address", ""),
+            api_key: Secret::new(src.string("cli.api_key", "")),
+            timeout: src.duration("cli.timeout", secs(5)),
+            insecure: src.bool("cli.insecure", false),
+        },
+        tuning: TuningConfig {
+            notifier_send_timeout: src
+                .duration("tuning.notifier_send_timeout", Duration::from_millis(800)),
+            batch_change_delay: src
+                .duration("tuning.batch_change_delay", Duration::from_millis(800)),
+            node_mapsession_buffered_chan_size: src
+                .int("tuning.node_mapsession_buffered_chan_size", 30),
+            batcher_workers: src.int("tuning.batcher_workers", 0),
+            register_cache_expiration: src
+                .duration("tuning.register_cache_expiration", secs(15 * 60)),
+            register_cache_max_entries: src.int("tuning.register_cache_max_entries", 1024),
+            node_store_batch_size: src.int(
+                "tuning.node_store_batch_size",
+                DEFAULT_NODE_STORE_BATCH_SIZE,
+            ),
+            node_store_batch_timeout: src.duration(
+                "tuning.node_store_batch_timeout",
+                Duration::from_millis(500),
+            ),
+        },
+    }
+}
+
+fn parse_net(s: &str) -> Option<IpNet> {
+    s.parse::<IpNet>()
+        .ok()
+        .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
+}
+
+/// `"0770"`, `"0o770"` or `"770"`, all octal, as Go Headscale's `GetFileMode` reads them.
+fn parse_mode(s: &str) -> Option<u32> {
+    let t = s.trim();
+    let t = t
+        .strip_prefix("0o")
+        .or_else(|| t.strip_prefix("0O"))
+        .unwrap_or(t);
+    u32::from_str_radix(t, 8).ok().filter(|m| *m <= 0o7777)
+}
+
+fn build_prefixes(
+    src: &mut Source<'_>,
+    warnings: &mut Vec<Warning>,
+) -> (Option<Ipv4Net>, Option<Ipv6Net>) {
+    // Tailscale clients only work inside the CGNAT and ULA ranges (Go: tsaddr.CGNATRange and
+    // tsaddr.TailscaleULARange).
+    let cgnat: Ipv4Net = "100.64.0.0/10".parse().unwrap_or_default();
+    let ula: Ipv6Net = "fd7a:115c:a1e0::/48".parse().unwrap_or_default();
+    let v4 = match src.string("prefixes.v4", "") {
+        s if s.is_empty() => None,
+        s => match s.parse::<Ipv4Net>() {
+            Ok(n) => {
+                if !cgnat.contains(&n) {
+                    warnings.push(Warning {
+                        key: "prefixes.v4".into(),
+                        message: format!(
+                            "{n} is outside 100.64.0.0/10; Tailscale clients are not designed for other ranges"
+                        ),
+                    });
+                }
+                Some(n)
+            }
+            Err(_) => {
+                src.problems.push(Problem::new(
+                    "prefixes.v4",
+                    format!("{s:?} is not an IPv4 prefix like 100.64.0.0/10"),
+                ));
+                None
+            }
+        },
+    };
+    let v6 = match src.string("prefixes.v6", "") {
+        s if s.is_empty() => None,
+        s => match s.parse::<Ipv6Net>() {
+            Ok(n) => {
+                if !ula.contains(&n) {
+                    warnings.push(Warning {
+                        key: "prefixes.v6".into(),
+                        message: format!(
+                            "{n} is outside fd7a:115c:a1e0::/48; Tailscale clients are not designed for other ranges"
+                        ),
+                    });
+                }
+                Some(n)
+            }
+            Err(_) => {
+                src.problems.push(Problem::new(
+                    "prefixes.v6",
+                    format!("{s:?} is not an IPv6 prefix like fd7a:115c:a1e0::/48"),
+                ));
+                None
+            }
+        },
+    };
+    (v4, v6)
+}
+
+/// What validation needs to know about the input that the typed config no longer shows.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct InputFacts {
+    /// Both `dns.extra_records` and `dns.extra_records_path` appear.
+    pub(crate) extra_records_both: bool,
+    /// `database.type` has a value.
+    pub(crate) database_type_set: bool,
+}
+
+/// Cross-field rules and required keys.
+pub(crate) fn validate(c: &Config, facts: InputFacts, problems: &mut Vec<Problem>) {
+    let mut p = |key: &str, reason: String| problems.push(Problem::new(key, reason));
+    if !facts.database_type_set {
+        p(
+            "database.type",
+            "is required: one of sqlite, sqlite3, postgres".into(),
+        );
+    }
+
+    if !(c.server_url.starts_with("http://") || c.server_url.starts_with("https://")) {
+        p(
+            "server_url",
+            format!(
+                "must start with http:// or https:// (found {:?})",
+                c.server_url
+            ),
+        );
+    } else if url_host(&c.server_url).is_empty() {
+        p("server_url", format!("{:?} has no host name", c.server_url));
+    } else if let Some(reason) = server_url_conflict(&c.server_url, &c.dns.base_domain) {
+        p("server_url", reason);
+    }
+    if c.listen_addr.is_empty() {
+        p(
+            "listen_addr",
+            "is required (e.g. \"127.0.0.1:8080\")".into(),
+        );
+    }
+    if c.noise_private_key_path.as_os_str().is_empty() {
+        p(
+            "noise.private_key_path",
+            "is required (e.g. /var/lib/headscale/noise_private.key)".into(),
+        );
+    }
+    if c.prefixes.v4.is_none() && c.prefixes.v6.is_none() {
+        p(
+            "prefixes",
+            "at least one of prefixes.v4 and prefixes.v6 must be set".into(),
+        );
+    }
+    if !c.tls.letsencrypt_hostname.is_empty()
+        && (c.tls.cert_path.is_some() || c.tls.key_path.is_some())
+    {
+        p(
+            "tls_letsencrypt_hostname",
+            "cannot be combined with tls_cert_path/tls_key_path; choose one TLS strategy".into(),
+        );
+    }
+    if c.tls.cert_path.is_some() != c.tls.key_path.is_some() {
+        let missing = if c.tls.cert_path.is_some() {
+            "tls_key_path"
+        } else {
+            "tls_cert_path"
+        };
+        p(
+            missing,
+            "tls_cert_path and tls_key_path must be set together".into(),
+        );
+    }
+    // Keep-alives are sent every 60s; the timeout must leave a margin above that.
+    let min_ephemeral = Duration::from_secs(65);
+    if c.node.ephemeral_inactivity_timeout <= min_ephemeral {
+        p(
+            "node.ephemeral.inactivity_timeout",
+            format!(
+                "{} is too low, must be more than {}",
+                format_duration(c.node.ephemeral_inactivity_timeout),
+                format_duration(min_ephemeral)
+            ),
+        );
+    }
+    if c.dns.override_local_dns && c.dns.nameservers_global.is_empty() {
+        p(
+            "dns.nameservers.global",
+            "is required when dns.override_local_dns is true (list at least one nameserver, or set dns.override_local_dns: false)".into(),
+        );
+    }
+    if c.dns.magic_dns && c.dns.base_domain.is_empty() {
+        p(
+            "dns.base_domain",
+            "is required when dns.magic_dns is true".into(),
+        );
+    }
+    if facts.extra_records_both {
+        p(
+            "dns.extra_records_path",
+            "dns.extra_records and dns.extra_records_path are mutually exclusive; keep one".into(),
+        );
+    }
+    for (i, ns) in c.dns.nameservers_global.iter().enumerate() {
+        if ns.parse::<IpAddr>().is_err()
+            && !ns.starts_with("https://")
+            && !ns.starts_with("http://")
+        {
+            p(
+                &format!("dns.nameservers.global[{i}]"),
+                format!("{ns:?} is neither an IP address nor a DNS-over-HTTPS URL"),
+            );
+        }
+    }
+    let ha = &c.node;
+    if !ha.routes_ha_probe_interval.is_zero() {
+        if ha.routes_ha_probe_interval < Duration::from_secs(2) {
+            p(
+                "node.routes.ha.probe_interval",
+                format!(
+                    "{} is below the minimum of 2s",
+                    format_duration(ha.routes_ha_probe_interval)
+                ),
+            );
+        }
+        if ha.routes_ha_probe_timeout < Duration::from_secs(1) {
+            p(
+                "node.routes.ha.probe_timeout",
+                format!(
+                    "{} is below the minimum of 1s",
+                    format_duration(ha.routes_ha_probe_timeout)
+                ),
+            );
+        }
+        if ha.routes_ha_probe_timeout >= ha.routes_ha_probe_interval {
+            p(
+                "node.routes.ha.probe_timeout",
+                "must be less than node.routes.ha.probe_interval".into(),
+            );
+        }
+    }
+    if c.tuning.node_store_batch_size <= 0 {
+        p("tuning.node_store_batch_size", "must be positive".into());
+    }
+    if c.tuning.node_store_batch_timeout.is_zero() {
+        p("tuning.node_store_batch_timeout", "must be positive".into());
+    }
+    if c.derp.server.enabled {
+        if c.derp.server.stun_listen_addr.is_empty() {
+            p(
+                "derp.server.stun_listen_addr",
+                "is required when derp.server.enabled is true (e.g. \"0.0.0.0:3478\")".into(),
+            );
+        }
+        if !c.derp.server.automatically_add_embedded_derp_region && c.derp.paths.is_empty() {
+            p(
+                "derp.paths",
+                "is required when derp.server.automatically_add_embedded_derp_region is false"
+                    .into(),
+            );
+        }
+        if c.derp.server.private_key_path.as_os_str().is_empty() {
+            p(
+                "derp.server.private_key_path",
+                "is required when derp.server.enabled is true".into(),
+            );
+        }
+    }
+    for (i, u) in c.derp.urls.iter().enumerate() {
+        if !(u.starts_with("http://") || u.starts_with("https://")) {
+            p(
+                &format!("derp.urls[{i}]"),
+                format!("{u:?} is not an http(s) URL"),
+            );
+        }
+    }
+    if !c.oidc.client_secret.is_empty() && c.oidc.client_secret_path.is_some() {
+        p(
+            "oidc.client_secret_path",
+            "oidc.client_secret and oidc.client_secret_path are mutually exclusive".into(),
+        );
+    }
+    if c.oidc.pkce.enabled && !matches!(c.oidc.pkce.method.as_str(), "plain" | "S256") {
+        p(
+            "oidc.pkce.method",
+            format!("{:?} is not one of: plain, S256", c.oidc.pkce.method),
+        );
+    }
+}
+
+/// The host part of an `http(s)://` URL, with the port if any.
+fn url_host(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    authority.rsplit_once('@').map_or(authority, |(_, h)| h)
+}
+
+fn strip_port(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split_once(']').map_or(rest, |(h, _)| h);
+    }
+    match host.rsplit_once(':') {
+        Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
+        _ => host,
+    }
+}
+
+/// MagicDNS takes over `base_domain` on every client, so a server inside it becomes
+/// unreachable. Same rule as Go Headscale's `isSafeServerURL`, including its use of the host
+/// with the port for the suffix comparison.
+fn server_url_conflict(server_url: &str, base_domain: &str) -> Option<String> {
+    if base_domain.is_empty() {
+        return None;
+    }
+    let host = url_host(server_url);
+    if strip_port(host) == base_domain {
+        return Some(format!(
+            "cannot use the same domain as dns.base_domain ({base_domain:?}): clients would no longer reach the server"
+        ));
+    }
+    let server_parts: Vec<&str> = host.split('.').collect();
+    let base_parts: Vec<&str> = base_domain.split('.').collect();
+    if server_parts.len() <= base_parts.len() {
+        return None;
+    }
+    let inside = base_parts
+        .iter()
+        .rev()
+        .zip(server_parts.iter().rev())
+        .all(|(b, s)| b == s);
+    inside.then(|| {
+        format!(
+            "cannot be part of dns.base_domain ({base_domain:?}): MagicDNS would make the server and DERP unreachable"
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_url_conflict_follows_go_rules() {
+        let bad = |u: &str, b: &str| server_url_conflict(u, b).is_some();
+        assert!(!bad("https://example.com", "example.org"));
+        assert!(bad("https://headscale.com", "headscale.com"));
+        assert!(!bad("https://headscale.com", "clients.headscale.com"));
+        assert!(!bad(
+            "https://headscale.com",
+            "clients.subdomain.headscale.com"
+        ));
+        assert!(!bad("https://headscale.kristoffer.com", "mybase"));
+        assert!(bad("https://server.headscale.com", "headscale.com"));
+        assert!(bad(
+            "https://server.subdomain.headscale.com",
+            "headscale.com"
+        ));
+    }
+
+    #[test]
+    fn file_modes_are_octal() {
+        assert_eq!(parse_mode("0770"), Some(0o770));
+        assert_eq!(parse_mode("0o770"), Some(0o770));
+        assert_eq!(parse_mode("770"), Some(0o770));
+        assert_eq!(parse_mode("0980"), None);
+    }
+}
