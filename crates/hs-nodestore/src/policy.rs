@@ -1,0 +1,88 @@
+//! The questions the NodeStore and the mapper ask of the policy engine, as a trait the control
+//! plane implements on top of `hs-policy`, and the allow-all answer used until a policy is
+//! loaded (Headscale's behaviour with no policy file).
+//!
+//! Filter rules and SSH policies cross this boundary as JSON text that is already in wire
+//! form: a compiled filter is usually shared by many nodes, so serialising it once and
+//! handing out the same `Arc<str>` lets the mapper compare it by pointer and copy its bytes
+//! into every map without re-encoding.
+
+use std::fmt;
+use std::sync::Arc;
+
+use hs_types::model::Node;
+
+/// `tailcfg.FilterAllowAll`: every source may reach every port of the node.
+pub const ALLOW_ALL_FILTER_JSON: &str =
+    r#"[{"SrcIPs":["*"],"DstPorts":[{"IP":"*","Ports":{"First":0,"Last":65535}}]}]"#;
+
+/// One node attribute granted by the policy (`nodeAttrs`): a CapMap key and its values,
+/// each value raw JSON text (Go's `[]RawMessage`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeAttr {
+    /// The capability name, e.g. `https://tailscale.com/cap/funnel-ports?ports=443`.
+    pub cap: String,
+    /// The capability's arguments as raw JSON values (often empty).
+    pub values: Vec<String>,
+}
+
+/// What the policy says about nodes. Implementations must be cheap to call: the mapper asks
+/// `can_see` once per (viewer, peer) pair it considers.
+pub trait PolicyView: Send + Sync + fmt::Debug {
+    /// Whether `viewer` gets `peer` in its peer list. Tailscale makes visibility symmetric
+    /// (either direction of access is enough); implementations are expected to answer the
+    /// same for both orders, but callers never rely on it.
+    fn can_see(&self, viewer: &Node, peer: &Node) -> bool;
+
+    /// The packet filter for `viewer` as a JSON array of `tailcfg.FilterRule`. An empty array
+    /// (`[]`) means deny all inbound traffic. Return the same `Arc` for equal filters so
+    /// the mapper can detect "unchanged" by pointer.
+    fn packet_filter(&self, viewer: &Node) -> Arc<str>;
+
+    /// The SSH policy for `viewer` as a JSON `tailcfg.SSHPolicy`, or `None` when the policy
+    /// has no SSH rules for it.
+    fn ssh_policy(&self, viewer: &Node) -> Option<Arc<str>>;
+
+    /// Node attributes (`nodeAttrs`) granted to `node`, added to its CapMap.
+    fn node_attrs(&self, node: &Node) -> Vec<NodeAttr>;
+}
+
+/// The policy in force when none is configured: everyone sees everyone and every port is
+/// open, no SSH rules, no node attributes.
+#[derive(Debug, Clone)]
+pub struct AllowAll {
+    filter: Arc<str>,
+}
+
+impl AllowAll {
+    /// The allow-all policy.
+    pub fn new() -> Self {
+        Self {
+            filter: Arc::from(ALLOW_ALL_FILTER_JSON),
+        }
+    }
+}
+
+impl Default for AllowAll {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PolicyView for AllowAll {
+    fn can_see(&self, _viewer: &Node, _peer: &Node) -> bool {
+        true
+    }
+
+    fn packet_filter(&self, _viewer: &Node) -> Arc<str> {
+        Arc::clone(&self.filter)
+    }
+
+    fn ssh_policy(&self, _viewer: &Node) -> Option<Arc<str>> {
+        None
+    }
+
+    fn node_attrs(&self, _node: &Node) -> Vec<NodeAttr> {
+        Vec::new()
+    }
+}
