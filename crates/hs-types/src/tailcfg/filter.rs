@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use ipnet::IpNet;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::omit::null_default;
 
@@ -100,7 +100,7 @@ pub struct CapGrant {
     #[serde(
         rename = "CapMap",
         skip_serializing_if = "BTreeMap::is_empty",
-        deserialize_with = "null_default"
+        deserialize_with = "cap_map"
     )]
     pub cap_map: CapMap,
 }
@@ -157,4 +157,14 @@ impl FilterRule {
             ..Self::default()
         }
     }
+}
+
+/// Reads a [`CapMap`] the way Go does: a `null` map is empty and a `null` value list is an
+/// empty list (the capability is still present).
+pub(crate) fn cap_map<'de, D: Deserializer<'de>>(d: D) -> Result<CapMap, D::Error> {
+    let m = Option::<BTreeMap<String, Option<Vec<RawMessage>>>>::deserialize(d)?;
+    Ok(m.unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.unwrap_or_default()))
+        .collect())
 }

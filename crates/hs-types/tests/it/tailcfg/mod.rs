@@ -3,6 +3,9 @@
 mod derp;
 mod filter;
 mod hostinfo;
+mod map;
+mod node;
+mod register;
 mod ssh;
 
 use serde::Serialize;
