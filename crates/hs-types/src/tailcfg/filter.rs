@@ -3,21 +3,11 @@
 //!
 //! Rules are accept-only and inbound-only: a client with no rules accepts nothing.
 
-use std::collections::BTreeMap;
-
 use ipnet::IpNet;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
+use super::capmap::CapMap;
 use super::omit::null_default;
-
-/// Go's `tailcfg.RawMessage`: a JSON value embedded verbatim (capability values). Kept as a
-/// parsed value so the policy engine can build and compare them; object keys are written in
-/// sorted order, which no client depends on.
-pub type RawMessage = serde_json::Value;
-
-/// Go's `PeerCapMap`/`NodeCapMap`: capability name → list of JSON values. A capability with no
-/// values (`[]`) is still granted: presence of the key is what counts.
-pub type CapMap = BTreeMap<String, Vec<RawMessage>>;
 
 /// IP protocol numbers used in [`FilterRule::ip_proto`] (Go `types/ipproto`).
 pub mod ipproto {
@@ -97,11 +87,7 @@ pub struct CapGrant {
     )]
     pub caps: Vec<String>,
     /// `CapMap`: capability → values; omitted when empty.
-    #[serde(
-        rename = "CapMap",
-        skip_serializing_if = "BTreeMap::is_empty",
-        deserialize_with = "cap_map"
-    )]
+    #[serde(rename = "CapMap", skip_serializing_if = "CapMap::is_empty")]
     pub cap_map: CapMap,
 }
 
@@ -157,14 +143,4 @@ impl FilterRule {
             ..Self::default()
         }
     }
-}
-
-/// Reads a [`CapMap`] the way Go does: a `null` map is empty and a `null` value list is an
-/// empty list (the capability is still present).
-pub(crate) fn cap_map<'de, D: Deserializer<'de>>(d: D) -> Result<CapMap, D::Error> {
-    let m = Option::<BTreeMap<String, Option<Vec<RawMessage>>>>::deserialize(d)?;
-    Ok(m.unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, v.unwrap_or_default()))
-        .collect())
 }

@@ -1,14 +1,13 @@
 //! The smaller pieces of a `MapResponse`: `PeerChange`, `PingRequest`, `Debug`,
 //! `ClientVersion`, `ControlDialPlan`, `DisplayMessage` and `TKAInfo`.
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::capmap::CapMap;
 use super::capver::CapabilityVersion;
-use super::filter::{CapMap, cap_map};
 use super::omit::{is_zero, null_default};
 use super::{b64, gotime};
 use crate::ids::NodeId;
@@ -29,11 +28,7 @@ pub struct PeerChange {
     #[serde(rename = "Cap", skip_serializing_if = "is_zero")]
     pub cap: CapabilityVersion,
     /// `CapMap`: new node attributes; omitted (unchanged) when empty.
-    #[serde(
-        rename = "CapMap",
-        skip_serializing_if = "BTreeMap::is_empty",
-        deserialize_with = "cap_map"
-    )]
+    #[serde(rename = "CapMap", skip_serializing_if = "CapMap::is_empty")]
     pub cap_map: CapMap,
     /// `Endpoints`: new endpoints; omitted (unchanged) when empty.
     #[serde(

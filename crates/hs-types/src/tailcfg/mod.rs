@@ -13,6 +13,7 @@
 //! nil slice (documented on each such field).
 
 mod b64;
+mod capmap;
 mod capver;
 mod derp;
 mod dns;
@@ -30,10 +31,11 @@ mod register;
 mod ssh;
 mod user;
 
+pub use capmap::{CapMap, RawMessage};
 pub use capver::CapabilityVersion;
 pub use derp::{DERPHomeParams, DERPMap, DERPNode, DERPRegion};
 pub use dns::{DNSConfig, DNSRecord, DNSResolver};
-pub use filter::{CapGrant, CapMap, FilterRule, NetPortRange, PortRange, RawMessage, ipproto};
+pub use filter::{CapGrant, FilterRule, NetPortRange, PortRange, ipproto};
 pub use hostinfo::{ExtraFields, Hostinfo, Location, NetInfo, Service, TPMInfo};
 pub use map_parts::{
     ClientVersion, ControlDialPlan, ControlIPCandidate, Debug, DisplayMessage,

@@ -1,16 +1,15 @@
 //! `Node`: a tailnet member as the client sees it, both itself (`MapResponse.Node`) and its
 //! peers (`MapResponse.Peers`/`PeersChanged`).
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
 use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+use super::capmap::CapMap;
 use super::capver::CapabilityVersion;
 use super::dns::DNSResolver;
-use super::filter::{CapMap, cap_map};
 use super::hostinfo::Hostinfo;
 use super::omit::{is_zero, null_default};
 use super::{b64, gotime};
@@ -138,11 +137,7 @@ pub struct Node {
     )]
     pub capabilities: Vec<String>,
     /// `CapMap`: node attributes → values; omitted when empty (nil and empty mean the same).
-    #[serde(
-        rename = "CapMap",
-        skip_serializing_if = "BTreeMap::is_empty",
-        deserialize_with = "cap_map"
-    )]
+    #[serde(rename = "CapMap", skip_serializing_if = "CapMap::is_empty")]
     pub cap_map: CapMap,
     /// `UnsignedPeerAPIOnly`; omitted when false.
     #[serde(rename = "UnsignedPeerAPIOnly", skip_serializing_if = "is_zero")]

@@ -1,5 +1,6 @@
 //! Wire-type tests: Go-shaped JSON in, exact Go-shaped JSON out, lossless round trips.
 
+mod corpus;
 mod derp;
 mod filter;
 mod hostinfo;

@@ -1,10 +1,8 @@
 //! Node, UserProfile, DNSConfig, DNSResolver, DNSRecord.
 
-use std::collections::BTreeMap;
-
 use chrono::{TimeZone, Utc};
 use hs_types::tailcfg::{
-    CapabilityVersion, DNSConfig, DNSRecord, DNSResolver, Hostinfo, Node, UserProfile,
+    CapMap, CapabilityVersion, DNSConfig, DNSRecord, DNSResolver, Hostinfo, Node, UserProfile,
 };
 use hs_types::{DiscoPublic, MachinePublic, NodeId, NodePublic, UserId};
 use serde_json::json;
@@ -52,7 +50,7 @@ fn self_node() -> (Node, String) {
         primary_routes: vec!["10.1.0.0/16".parse().expect("literal")],
         online: Some(true),
         machine_authorized: true,
-        cap_map: BTreeMap::from([
+        cap_map: CapMap::from([
             ("default-auto-update".to_owned(), vec![json!(false)]),
             ("https://tailscale.com/cap/is-admin".to_owned(), vec![]),
             ("https://tailscale.com/cap/ssh".to_owned(), vec![]),
