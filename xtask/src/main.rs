@@ -7,6 +7,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr, clippy::disallowed_methods)]
 
 mod ci;
+mod conformance;
 
 use anyhow::{Result, bail};
 
@@ -18,6 +19,7 @@ fn main() -> Result<()> {
     };
     match cmd.as_str() {
         "ci" => ci::run(rest),
+        "conformance" => conformance::run(rest),
         "help" | "--help" | "-h" => {
             print_help();
             Ok(())

@@ -4,3 +4,37 @@
 //!
 //! Pure and synchronous: no I/O, no clock. Ground truth is the hosted control plane's
 //! behaviour as captured in `shared/conformance/tailscale-saas`.
+//!
+//! ```
+//! let policy = hs_policy::Policy::parse("{ // HuJSON\n \"acls\": [],\n}").unwrap();
+//! assert!(policy.acls.is_empty());
+//! ```
+
+pub mod alias;
+pub mod ast;
+pub mod bitset;
+mod caps;
+mod engine;
+mod error;
+pub mod hujson;
+mod input;
+pub mod ipset;
+mod resolve;
+mod rules;
+mod ssh;
+mod tests;
+mod validate;
+
+pub use ast::Policy;
+pub use caps::CapMap;
+pub use engine::{AppCaps, CompiledPolicy, PeerView, Rule};
+pub use error::PolicyError;
+pub use input::{PolicyNode, PolicyUser};
+pub use ssh::{SshAction, SshRuleOut};
+
+impl Policy {
+    /// Parses HuJSON policy text. Errors name the line and column; unknown fields are refused.
+    pub fn parse(text: &str) -> Result<Self, PolicyError> {
+        hujson::from_str(text)
+    }
+}

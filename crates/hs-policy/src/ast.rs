@@ -1,0 +1,186 @@
+//! The policy document as written: serde structs for every section of the policy language.
+//! Unknown fields are refused, as the hosted service refuses them.
+
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// A whole policy file.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Policy {
+    /// `group:name` → members (users or other groups).
+    #[serde(default)]
+    pub groups: BTreeMap<String, Option<Vec<String>>>,
+    /// Host name → address or prefix.
+    #[serde(default)]
+    pub hosts: BTreeMap<String, String>,
+    /// `tag:name` → owners (users, groups, tags, autogroups).
+    #[serde(default)]
+    pub tag_owners: BTreeMap<String, Option<Vec<String>>>,
+    /// Classic ACL rules.
+    #[serde(default)]
+    pub acls: Vec<Acl>,
+    /// Grants.
+    #[serde(default)]
+    pub grants: Vec<Grant>,
+    /// SSH rules.
+    #[serde(default)]
+    pub ssh: Vec<SshRule>,
+    /// Node attributes.
+    #[serde(default)]
+    pub node_attrs: Vec<NodeAttr>,
+    /// Route and exit-node auto-approvers.
+    #[serde(default)]
+    pub auto_approvers: AutoApprovers,
+    /// Policy tests, run on every save.
+    #[serde(default)]
+    pub tests: Vec<AclTest>,
+    /// SSH policy tests, run on every save.
+    #[serde(default)]
+    pub ssh_tests: Vec<SshTest>,
+    /// Ask clients to pick a random WireGuard port.
+    #[serde(default)]
+    pub randomize_client_port: bool,
+    /// Accepted and ignored: DERP map overrides are not the policy engine's concern.
+    #[serde(default, rename = "derpMap")]
+    pub derp_map: Option<Value>,
+    /// Accepted and ignored.
+    #[serde(default, rename = "disableIPv4")]
+    pub disable_ipv4: Option<Value>,
+    /// Accepted and ignored.
+    #[serde(default, rename = "OneCGNATRoute")]
+    pub one_cgnat_route: Option<Value>,
+}
+
+/// One `acls` entry.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Acl {
+    /// Only `accept` is supported.
+    #[serde(default)]
+    pub action: String,
+    /// Sources.
+    #[serde(default)]
+    pub src: Vec<String>,
+    /// Destinations with ports (`alias:ports`).
+    #[serde(default)]
+    pub dst: Vec<String>,
+    /// Optional IP protocol (name or number).
+    #[serde(default)]
+    pub proto: Option<Value>,
+}
+
+/// One `grants` entry.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Grant {
+    /// Sources.
+    #[serde(default)]
+    pub src: Vec<String>,
+    /// Destinations (aliases, no ports).
+    #[serde(default)]
+    pub dst: Vec<String>,
+    /// Network capabilities: `*`, `port`, `proto:port`.
+    #[serde(default)]
+    pub ip: Vec<String>,
+    /// Application capabilities: name → list of JSON values.
+    #[serde(default)]
+    pub app: BTreeMap<String, Vec<Value>>,
+    /// Routers (tags) the grant applies through.
+    #[serde(default)]
+    pub via: Vec<String>,
+}
+
+/// One `ssh` entry.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SshRule {
+    /// `accept` or `check`.
+    #[serde(default)]
+    pub action: Option<String>,
+    /// Sources.
+    #[serde(default)]
+    pub src: Vec<String>,
+    /// Destinations.
+    #[serde(default)]
+    pub dst: Vec<String>,
+    /// Login users.
+    #[serde(default)]
+    pub users: Option<Vec<String>>,
+    /// How long a `check` stays valid (`12h`, `always`).
+    #[serde(default)]
+    pub check_period: Option<String>,
+    /// Environment variables the client may forward.
+    #[serde(default)]
+    pub accept_env: Option<Vec<String>>,
+}
+
+/// One `nodeAttrs` entry.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NodeAttr {
+    /// Nodes the attributes apply to.
+    #[serde(default)]
+    pub target: Vec<String>,
+    /// Attribute strings (capability names).
+    #[serde(default)]
+    pub attr: Vec<String>,
+    /// Address pools for the targets.
+    #[serde(default)]
+    pub ip_pool: Vec<String>,
+    /// Capabilities with values.
+    #[serde(default)]
+    pub app: Option<BTreeMap<String, Vec<Value>>>,
+}
+
+/// The `autoApprovers` section.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AutoApprovers {
+    /// Route prefix → who may announce it without manual approval.
+    #[serde(default)]
+    pub routes: BTreeMap<String, Vec<String>>,
+    /// Who may advertise an exit node without manual approval.
+    #[serde(default)]
+    pub exit_node: Vec<String>,
+}
+
+/// One `tests` entry.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AclTest {
+    /// The source the test sends from.
+    #[serde(default)]
+    pub src: Option<String>,
+    /// Protocol (name or number).
+    #[serde(default)]
+    pub proto: Option<Value>,
+    /// Destinations (`host:port`) that must be allowed.
+    #[serde(default)]
+    pub accept: Vec<String>,
+    /// Destinations that must be denied.
+    #[serde(default)]
+    pub deny: Vec<String>,
+}
+
+/// One `sshTests` entry.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SshTest {
+    /// Source.
+    #[serde(default)]
+    pub src: String,
+    /// Destinations.
+    #[serde(default)]
+    pub dst: Vec<String>,
+    /// Users that must be accepted.
+    #[serde(default)]
+    pub accept: Vec<String>,
+    /// Users that must be accepted after a check.
+    #[serde(default)]
+    pub check: Vec<String>,
+    /// Users that must be denied.
+    #[serde(default)]
+    pub deny: Vec<String>,
+}

@@ -1,0 +1,397 @@
+//! The compiled policy: validated once against the tailnet, then asked per node for its packet
+//! filter, visible peers, SSH policy and capabilities.
+
+use crate::ast::Policy;
+use crate::bitset::NodeSet;
+use crate::error::PolicyError;
+use crate::input::{PolicyNode, PolicyUser};
+use crate::ipset::IpSet;
+use crate::resolve::Resolver;
+use crate::rules::{CRule, DstKind, compile_acls, compile_grants};
+use ipnet::IpNet;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+/// Application capabilities: name → values, as written in a grant's `app`.
+pub type AppCaps = BTreeMap<String, Vec<Value>>;
+
+/// One packet filter rule as the engine decided it (the wire form is `tailcfg::FilterRule`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    /// Source addresses in the hosted service's spelling (`*`, IPs, prefixes, `a-b` ranges).
+    pub src_ips: Vec<String>,
+    /// Destinations: address spelling and inclusive port range.
+    pub dst_ports: Vec<(String, u16, u16)>,
+    /// IP protocol numbers; empty means the client's default (TCP, UDP, ICMP).
+    pub ip_proto: Vec<u8>,
+    /// Capability grants (destination prefixes → capability map).
+    pub cap_grant: Vec<(Vec<IpNet>, AppCaps)>,
+}
+
+/// A peer as a viewer sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerView {
+    /// Index of the peer in the node slice given to [`CompiledPolicy::compile`].
+    pub index: usize,
+    /// The addresses the viewer routes to the peer: its own addresses, its primary subnet
+    /// routes and, for an exit node, its exit routes.
+    pub allowed_ips: Vec<IpNet>,
+    /// The subnet routes the peer is primary for.
+    pub primary_routes: Vec<IpNet>,
+}
+
+/// A policy compiled against one tailnet.
+#[derive(Debug, Clone)]
+pub struct CompiledPolicy {
+    pub(crate) policy: Policy,
+    pub(crate) users: Vec<PolicyUser>,
+    pub(crate) nodes: Vec<PolicyNode>,
+    pub(crate) rules: Vec<CRule>,
+    /// Per rule, the nodes whose filter carries it.
+    pub(crate) rule_dst_nodes: Vec<NodeSet>,
+    /// Route → index of the node that is primary for it.
+    pub(crate) primary: BTreeMap<IpNet, usize>,
+    pub(crate) ssh: Vec<crate::ssh::CSsh>,
+}
+
+fn host_net(ip: IpAddr) -> IpNet {
+    IpNet::from(ip)
+}
+
+impl CompiledPolicy {
+    /// Validates `policy` against the tailnet and resolves every rule.
+    ///
+    /// ```
+    /// use hs_policy::{CompiledPolicy, Policy, PolicyNode, PolicyUser};
+    /// use hs_types::{NodeId, UserId};
+    /// let policy = Policy::parse(r#"{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"]}]}"#).unwrap();
+    /// let users = vec![PolicyUser { id: UserId(1), name: "odin".into(), email: "odin@example.com".into() }];
+    /// let node = |id: u64, ip: &str| PolicyNode {
+    ///     id: NodeId(id), name: format!("n{id}"), ipv4: Some(ip.parse().unwrap()), ipv6: None,
+    ///     user: Some(UserId(1)), tags: vec![], announced_routes: vec![], approved_routes: vec![],
+    /// };
+    /// let nodes = vec![node(1, "100.64.0.1"), node(2, "100.64.0.2")];
+    /// let compiled = CompiledPolicy::compile(&policy, &users, &nodes).unwrap();
+    /// assert_eq!(compiled.filter(0)[0].dst_ports[0].0, "*");
+    /// assert_eq!(compiled.peers(0).len(), 1);
+    /// ```
+    pub fn compile(
+        policy: &Policy,
+        users: &[PolicyUser],
+        nodes: &[PolicyNode],
+    ) -> Result<Self, PolicyError> {
+        crate::validate::validate(policy, users)?;
+        let r = Resolver::new(policy, users, nodes);
+        let mut rules = compile_acls(&r, policy)?;
+        rules.extend(compile_grants(&r, policy)?);
+        let ssh = crate::ssh::compile_ssh(&r, policy)?;
+        crate::validate::validate_node_attrs(&r, policy)?;
+        let mut primary = BTreeMap::new();
+        for (i, n) in nodes.iter().enumerate() {
+            for route in n.subnet_routes() {
+                primary.entry(route).or_insert(i);
+            }
+        }
+        let mut c = Self {
+            policy: policy.clone(),
+            users: users.to_vec(),
+            nodes: nodes.to_vec(),
+            rules,
+            rule_dst_nodes: Vec::new(),
+            primary,
+            ssh,
+        };
+        c.rule_dst_nodes = c.rules.iter().map(|rule| c.dst_nodes_of(rule)).collect();
+        crate::tests::run_tests(&c)?;
+        Ok(c)
+    }
+
+    /// The nodes, in the order given to [`CompiledPolicy::compile`].
+    pub fn nodes(&self) -> &[PolicyNode] {
+        &self.nodes
+    }
+
+    /// The users given to [`CompiledPolicy::compile`].
+    pub fn users(&self) -> &[PolicyUser] {
+        &self.users
+    }
+
+    /// The parsed policy.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    fn dst_nodes_of(&self, rule: &CRule) -> NodeSet {
+        let mut set = NodeSet::new(self.nodes.len());
+        for i in 0..self.nodes.len() {
+            if self.rule_applies(rule, i) {
+                set.insert(i);
+            }
+        }
+        set
+    }
+
+    fn via_ok(&self, rule: &CRule, n: usize) -> bool {
+        match &rule.via {
+            None => true,
+            Some(tags) => self.nodes[n].tags.iter().any(|t| tags.contains(t)),
+        }
+    }
+
+    /// Routes the node serves that a destination address set may reach through it.
+    fn routes_overlap(&self, n: usize, set: &IpSet) -> bool {
+        self.nodes[n].served_routes().any(|r| set.overlaps_net(&r))
+    }
+
+    fn addr_hits(&self, n: usize, set: &IpSet) -> bool {
+        self.nodes[n].ips().any(|ip| set.contains_ip(ip)) || self.routes_overlap(n, set)
+    }
+
+    fn self_srcs(&self, rule: &CRule, n: usize) -> Option<IpSet> {
+        let node = &self.nodes[n];
+        if node.is_tagged() {
+            return None;
+        }
+        let user = node.user?;
+        let mut ips = IpSet::new();
+        for i in rule.src_nodes.iter() {
+            let m = &self.nodes[i];
+            if !m.is_tagged() && m.user == Some(user) {
+                for ip in m.ips() {
+                    ips.add_ip(ip);
+                }
+            }
+        }
+        (!ips.is_empty()).then_some(ips)
+    }
+
+    fn rule_applies(&self, rule: &CRule, n: usize) -> bool {
+        if !self.via_ok(rule, n) {
+            return false;
+        }
+        rule.dsts.iter().any(|d| match &d.kind {
+            DstKind::Any => true,
+            DstKind::Nodes(s) => s.contains(n),
+            DstKind::Addr(s) => self.addr_hits(n, s),
+            DstKind::Internet => self.nodes[n].is_exit_node(),
+            DstKind::SelfNodes => self.self_srcs(rule, n).is_some(),
+        })
+    }
+
+    /// The packet filter for node `n` (an index into [`CompiledPolicy::nodes`]).
+    pub fn filter(&self, n: usize) -> Vec<Rule> {
+        let node = &self.nodes[n];
+        let mut out: Vec<Rule> = Vec::new();
+        for (ri, rule) in self.rules.iter().enumerate() {
+            if !self.rule_dst_nodes[ri].contains(n) {
+                continue;
+            }
+            let mut dst_strings: Vec<String> = Vec::new();
+            let mut cap_dsts: Vec<IpNet> = Vec::new();
+            let mut dst_ports = Vec::new();
+            let mut self_ports = Vec::new();
+            for d in &rule.dsts {
+                let spelled: Vec<String> = match &d.kind {
+                    DstKind::Any => {
+                        cap_dsts.extend(
+                            ["0.0.0.0/0", "::/0"]
+                                .iter()
+                                .filter_map(|s| s.parse::<IpNet>().ok()),
+                        );
+                        vec!["*".to_string()]
+                    }
+                    DstKind::Nodes(s) if s.contains(n) => {
+                        cap_dsts.extend(node.ips().map(host_net));
+                        node.ips().map(|ip| ip.to_string()).collect()
+                    }
+                    DstKind::Addr(s) if self.addr_hits(n, s) => {
+                        cap_dsts.extend(s.to_prefixes());
+                        s.to_strings()
+                    }
+                    DstKind::Internet if node.is_exit_node() => {
+                        crate::alias::internet().to_range_strings()
+                    }
+                    DstKind::SelfNodes => {
+                        for p in &d.ports {
+                            for ip in node.ips() {
+                                self_ports.push((ip.to_string(), p.0, p.1));
+                            }
+                        }
+                        if rule.caps.is_some() {
+                            cap_dsts.extend(node.ips().map(host_net));
+                        }
+                        continue;
+                    }
+                    _ => continue,
+                };
+                for s in spelled {
+                    for p in &d.ports {
+                        dst_ports.push((s.clone(), p.0, p.1));
+                    }
+                    dst_strings.push(s);
+                }
+            }
+            if let Some(caps) = &rule.caps {
+                if !cap_dsts.is_empty() {
+                    out.push(Rule {
+                        src_ips: rule.src_strings.clone(),
+                        dst_ports: vec![],
+                        ip_proto: vec![],
+                        cap_grant: vec![(cap_dsts, caps.clone())],
+                    });
+                }
+                continue;
+            }
+            if !dst_ports.is_empty() {
+                push_merged(
+                    &mut out,
+                    Rule {
+                        src_ips: rule.src_strings.clone(),
+                        dst_ports,
+                        ip_proto: rule.protos.clone(),
+                        cap_grant: vec![],
+                    },
+                );
+            }
+            if !self_ports.is_empty()
+                && let Some(srcs) = self.self_srcs(rule, n)
+            {
+                push_merged(
+                    &mut out,
+                    Rule {
+                        src_ips: srcs.to_strings(),
+                        dst_ports: self_ports,
+                        ip_proto: rule.protos.clone(),
+                        cap_grant: vec![],
+                    },
+                );
+            }
+        }
+        out
+    }
+
+    /// True when rule `ri` lets node `s` reach node `d` (by its filter membership).
+    fn rule_links(&self, ri: usize, s: usize, d: usize) -> bool {
+        let rule = &self.rules[ri];
+        if !self.rule_dst_nodes[ri].contains(d) || !rule.src_nodes.contains(s) {
+            return false;
+        }
+        // A rule that reaches `d` only through autogroup:self links only same-user nodes.
+        let only_self = rule
+            .dsts
+            .iter()
+            .all(|x| matches!(x.kind, DstKind::SelfNodes));
+        if only_self {
+            let (a, b) = (&self.nodes[s], &self.nodes[d]);
+            return !a.is_tagged() && !b.is_tagged() && a.user.is_some() && a.user == b.user;
+        }
+        true
+    }
+
+    /// True when `a` and `b` may see each other (either may open a connection to the other).
+    pub fn can_see(&self, a: usize, b: usize) -> bool {
+        a != b
+            && (0..self.rules.len())
+                .any(|ri| self.rule_links(ri, a, b) || self.rule_links(ri, b, a))
+    }
+
+    /// The peers node `n` sees, in node order.
+    pub fn peers(&self, n: usize) -> Vec<PeerView> {
+        let mut set = NodeSet::new(self.nodes.len());
+        for (ri, rule) in self.rules.iter().enumerate() {
+            let dst = &self.rule_dst_nodes[ri];
+            let only_self = rule
+                .dsts
+                .iter()
+                .all(|x| matches!(x.kind, DstKind::SelfNodes));
+            if only_self {
+                let me = &self.nodes[n];
+                if me.is_tagged() || me.user.is_none() {
+                    continue;
+                }
+                let mine = |i: usize| {
+                    let m = &self.nodes[i];
+                    !m.is_tagged() && m.user == me.user
+                };
+                if rule.src_nodes.contains(n) {
+                    dst.iter().filter(|&i| mine(i)).for_each(|i| set.insert(i));
+                }
+                if dst.contains(n) {
+                    rule.src_nodes
+                        .iter()
+                        .filter(|&i| mine(i))
+                        .for_each(|i| set.insert(i));
+                }
+                continue;
+            }
+            if rule.src_nodes.contains(n) {
+                set.union_with(dst);
+            }
+            if dst.contains(n) {
+                set.union_with(&rule.src_nodes);
+            }
+        }
+        set.remove(n);
+        set.iter().map(|i| self.peer_view(n, i)).collect()
+    }
+
+    /// True when some rule lets `viewer` reach `route` through router `p`.
+    fn route_visible(&self, viewer: usize, p: usize, route: &IpNet) -> bool {
+        let exit = route.prefix_len() == 0;
+        let internet = crate::alias::internet();
+        self.rules.iter().enumerate().any(|(ri, rule)| {
+            // Traffic from the route towards the viewer needs the route too.
+            let inbound = self.rule_dst_nodes[ri].contains(viewer)
+                && rule.src_nodes.contains(p)
+                && if exit {
+                    rule.src_ips.overlaps(&internet)
+                } else {
+                    rule.src_ips.overlaps_net(route)
+                };
+            inbound
+                || rule.src_nodes.contains(viewer)
+                    && self.rule_dst_nodes[ri].contains(p)
+                    && rule.dsts.iter().any(|d| match &d.kind {
+                        DstKind::Any => true,
+                        DstKind::Addr(s) => !exit && s.overlaps_net(route),
+                        DstKind::Internet => exit,
+                        _ => false,
+                    })
+        })
+    }
+
+    /// How node `i` appears to `viewer`: routes show only where the viewer may use them.
+    pub fn peer_view(&self, viewer: usize, i: usize) -> PeerView {
+        let node = &self.nodes[i];
+        let mut allowed: Vec<IpNet> = node.ips().map(host_net).collect();
+        let primary_routes: Vec<IpNet> = node
+            .subnet_routes()
+            .filter(|r| self.primary.get(r) == Some(&i))
+            .filter(|r| self.route_visible(viewer, i, r))
+            .collect();
+        allowed.extend(&primary_routes);
+        allowed.extend(
+            node.served_routes()
+                .filter(|r| r.prefix_len() == 0 && self.route_visible(viewer, i, r)),
+        );
+        PeerView {
+            index: i,
+            allowed_ips: allowed,
+            primary_routes,
+        }
+    }
+}
+
+/// Appends `r`, merging it into an earlier rule with the same sources and protocols as the
+/// hosted service does.
+fn push_merged(out: &mut Vec<Rule>, r: Rule) {
+    if let Some(prev) = out
+        .iter_mut()
+        .find(|p| p.cap_grant.is_empty() && p.src_ips == r.src_ips && p.ip_proto == r.ip_proto)
+    {
+        prev.dst_ports.extend(r.dst_ports);
+        return;
+    }
+    out.push(r);
+}

@@ -1,0 +1,26 @@
+//! The crate's error type. `Invalid` carries the hosted control plane's exact message text.
+
+/// Why a policy was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    /// The HuJSON text did not parse (or had an unknown field / wrong type).
+    #[error("line {line}, column {column}: {message}")]
+    Parse {
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// The policy parsed but is not valid; the message is the hosted service's wording.
+    #[error("{0}")]
+    Invalid(String),
+    /// The policy's `tests` or `sshTests` block failed.
+    #[error("test(s) failed")]
+    TestsFailed(Vec<String>),
+}
+
+pub(crate) fn invalid(msg: impl Into<String>) -> PolicyError {
+    PolicyError::Invalid(msg.into())
+}

@@ -1,0 +1,190 @@
+//! Alias resolution against the tailnet: which nodes and which addresses a name stands for.
+
+use crate::alias::{Alias, parse_addr, parse_alias};
+use crate::ast::Policy;
+use crate::bitset::NodeSet;
+use crate::input::{PolicyNode, PolicyUser};
+use crate::ipset::IpSet;
+
+/// What an alias resolves to: member nodes plus the address set it denotes.
+#[derive(Debug, Clone)]
+pub(crate) struct Resolved {
+    /// Nodes whose addresses are in the set (or, for identity aliases, the identity's nodes).
+    pub(crate) nodes: NodeSet,
+    /// The addresses.
+    pub(crate) ips: IpSet,
+}
+
+/// Looks aliases up in a policy and a tailnet.
+pub(crate) struct Resolver<'a> {
+    pub(crate) policy: &'a Policy,
+    pub(crate) users: &'a [PolicyUser],
+    pub(crate) nodes: &'a [PolicyNode],
+    pub(crate) wildcard: IpSet,
+}
+
+impl<'a> Resolver<'a> {
+    pub(crate) fn new(
+        policy: &'a Policy,
+        users: &'a [PolicyUser],
+        nodes: &'a [PolicyNode],
+    ) -> Self {
+        let wildcard = crate::alias::tailnet_wildcard(nodes.iter().flat_map(|n| n.subnet_routes()));
+        Self {
+            policy,
+            users,
+            nodes,
+            wildcard,
+        }
+    }
+
+    pub(crate) fn parse(&self, s: &str) -> Result<Alias, String> {
+        parse_alias(s, |h| self.policy.hosts.contains_key(h))
+    }
+
+    pub(crate) fn tag_defined(&self, tag: &str) -> bool {
+        self.policy.tag_owners.contains_key(tag)
+    }
+
+    /// True when `token` (an email or `name@`) names `u`.
+    pub(crate) fn user_matches(token: &str, u: &PolicyUser) -> bool {
+        if let Some(name) = token.strip_suffix('@') {
+            return u.name == name;
+        }
+        (!u.email.is_empty() && u.email.eq_ignore_ascii_case(token)) || u.name == token
+    }
+
+    fn user_nodes(&self, token: &str, set: &mut NodeSet) {
+        let ids: Vec<_> = self
+            .users
+            .iter()
+            .filter(|u| Self::user_matches(token, u))
+            .map(|u| u.id)
+            .collect();
+        for (i, n) in self.nodes.iter().enumerate() {
+            if !n.is_tagged() && n.user.is_some_and(|u| ids.contains(&u)) {
+                set.insert(i);
+            }
+        }
+    }
+
+    /// Group members (users only: the hosted service refuses nested groups at validation).
+    pub(crate) fn group_members(&self, g: &str) -> &[String] {
+        self.policy
+            .groups
+            .get(g)
+            .and_then(|m| m.as_deref())
+            .unwrap_or(&[])
+    }
+
+    pub(crate) fn host_set(&self, h: &str) -> IpSet {
+        self.policy
+            .hosts
+            .get(h)
+            .and_then(|v| parse_addr(v))
+            .unwrap_or_default()
+    }
+
+    fn node_ips(&self, set: &NodeSet) -> IpSet {
+        let mut ips = IpSet::new();
+        for i in set.iter() {
+            for ip in self.nodes[i].ips() {
+                ips.add_ip(ip);
+            }
+        }
+        ips
+    }
+
+    fn nodes_in(&self, ips: &IpSet) -> NodeSet {
+        let mut set = NodeSet::new(self.nodes.len());
+        for (i, n) in self.nodes.iter().enumerate() {
+            if n.ips().any(|ip| ips.contains_ip(ip)) {
+                set.insert(i);
+            }
+        }
+        set
+    }
+
+    /// The nodes an identity alias names (users, groups, tags, member/tagged).
+    pub(crate) fn identity_nodes(&self, a: &Alias) -> NodeSet {
+        let mut set = NodeSet::new(self.nodes.len());
+        match a {
+            Alias::User(u) => self.user_nodes(u, &mut set),
+            Alias::Group(g) => {
+                for m in self.group_members(g) {
+                    self.user_nodes(m, &mut set);
+                }
+            }
+            Alias::Tag(t) => {
+                for (i, n) in self.nodes.iter().enumerate() {
+                    if n.tags.iter().any(|x| x == t) {
+                        set.insert(i);
+                    }
+                }
+            }
+            Alias::Member => {
+                for (i, n) in self.nodes.iter().enumerate() {
+                    if !n.is_tagged() && n.user.is_some() {
+                        set.insert(i);
+                    }
+                }
+            }
+            Alias::Tagged => {
+                for (i, n) in self.nodes.iter().enumerate() {
+                    if n.is_tagged() {
+                        set.insert(i);
+                    }
+                }
+            }
+            Alias::Wildcard | Alias::DangerAll => set = NodeSet::full(self.nodes.len()),
+            _ => {}
+        }
+        set
+    }
+
+    /// Resolves a source alias.
+    pub(crate) fn source(&self, a: &Alias) -> Resolved {
+        match a {
+            Alias::Wildcard => Resolved {
+                nodes: NodeSet::full(self.nodes.len()),
+                ips: self.wildcard.clone(),
+            },
+            Alias::DangerAll => {
+                let mut ips = IpSet::new();
+                if let Some(all) = parse_addr("0.0.0.0/0") {
+                    ips.extend(&all);
+                }
+                if let Some(all) = parse_addr("::/0") {
+                    ips.extend(&all);
+                }
+                Resolved {
+                    nodes: NodeSet::full(self.nodes.len()),
+                    ips,
+                }
+            }
+            Alias::Host(h) => {
+                let ips = self.host_set(h);
+                Resolved {
+                    nodes: self.nodes_in(&ips),
+                    ips,
+                }
+            }
+            Alias::Addr(ips) => Resolved {
+                nodes: self.nodes_in(ips),
+                ips: ips.clone(),
+            },
+            Alias::Internet => {
+                let ips = crate::alias::internet();
+                Resolved {
+                    nodes: NodeSet::new(self.nodes.len()),
+                    ips,
+                }
+            }
+            other => {
+                let nodes = self.identity_nodes(other);
+                let ips = self.node_ips(&nodes);
+                Resolved { nodes, ips }
+            }
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! Network rules (`acls` and `grants`) validated and resolved into a rule list that is
+//! independent of any one destination node; per-node filters are cut from it in `engine`.
+
+use crate::alias::{Alias, Ports, parse_ports, parse_proto, split_alias_ports};
+use crate::ast::Policy;
+use crate::bitset::NodeSet;
+use crate::error::{PolicyError, invalid};
+use crate::ipset::IpSet;
+use crate::resolve::Resolver;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// A destination of a resolved rule.
+#[derive(Debug, Clone)]
+pub(crate) enum DstKind {
+    /// `*`: every node, spelled `*`.
+    Any,
+    /// Identity alias: these nodes, spelled by their own addresses.
+    Nodes(NodeSet),
+    /// Literal addresses (hosts, prefixes): nodes inside or routing them get the literal.
+    Addr(IpSet),
+    /// `autogroup:internet`: exit nodes get the internet ranges.
+    Internet,
+    /// `autogroup:self`: each user node gets its own user's sources.
+    SelfNodes,
+}
+
+/// One destination with its ports.
+#[derive(Debug, Clone)]
+pub(crate) struct Dst {
+    pub kind: DstKind,
+    pub ports: Vec<Ports>,
+}
+
+/// A rule after alias resolution.
+#[derive(Debug, Clone)]
+pub(crate) struct CRule {
+    /// Source nodes (for peer visibility and autogroup:self).
+    pub src_nodes: NodeSet,
+    /// Source addresses, as the hosted service spells them.
+    pub src_strings: Vec<String>,
+    /// Source addresses.
+    pub src_ips: IpSet,
+    /// IP protocols; empty means the client default.
+    pub protos: Vec<u8>,
+    /// Destinations.
+    pub dsts: Vec<Dst>,
+    /// Application capabilities (a CapGrant rule) instead of ports.
+    pub caps: Option<BTreeMap<String, Vec<Value>>>,
+    /// Only nodes carrying one of these tags apply the rule (grant `via`).
+    pub via: Option<Vec<String>>,
+}
+
+fn src_error(r: &Resolver<'_>, field: &str, a: &Alias) -> Result<(), PolicyError> {
+    match a {
+        Alias::Tag(t) if !r.tag_defined(t) => Err(invalid(format!("{field}=tag not found: {t:?}"))),
+        Alias::Group(g) if !r.policy.groups.contains_key(g) => {
+            Err(invalid(format!("{field}=group not found: {g:?}")))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn resolve_srcs(
+    r: &Resolver<'_>,
+    srcs: &[String],
+) -> Result<(Vec<Alias>, NodeSet, IpSet), PolicyError> {
+    let mut nodes = NodeSet::new(r.nodes.len());
+    let mut ips = IpSet::new();
+    let mut aliases = Vec::new();
+    for s in srcs {
+        let a = r.parse(s).map_err(invalid)?;
+        src_error(r, "src", &a)?;
+        let res = r.source(&a);
+        nodes.union_with(&res.nodes);
+        ips.extend(&res.ips);
+        aliases.push(a);
+    }
+    Ok((aliases, nodes, ips))
+}
+
+const SELF_ERR: &str =
+    "autogroup:self can only be used with users, groups, or supported autogroups";
+
+fn dst_kind(r: &Resolver<'_>, a: &Alias) -> DstKind {
+    match a {
+        Alias::Wildcard | Alias::DangerAll => DstKind::Any,
+        Alias::Host(h) => DstKind::Addr(r.host_set(h)),
+        Alias::Addr(s) => DstKind::Addr(s.clone()),
+        Alias::Internet => DstKind::Internet,
+        Alias::SelfNodes => DstKind::SelfNodes,
+        other => DstKind::Nodes(r.identity_nodes(other)),
+    }
+}
+
+fn spell_src(a: &[Alias], ips: &IpSet) -> Vec<String> {
+    if a.iter().any(|a| matches!(a, Alias::DangerAll)) {
+        return vec!["*".to_string()];
+    }
+    ips.to_strings()
+}
+
+/// Resolves the `acls` section.
+pub(crate) fn compile_acls(r: &Resolver<'_>, p: &Policy) -> Result<Vec<CRule>, PolicyError> {
+    let mut out = Vec::new();
+    for acl in &p.acls {
+        if acl.action != "accept" {
+            return Err(invalid(format!("action={:?} is not supported", acl.action)));
+        }
+        let (src_aliases, src_nodes, src_ips) = resolve_srcs(r, &acl.src)?;
+        let protos = match &acl.proto {
+            None => vec![],
+            Some(Value::String(s)) => parse_proto(s).map_err(invalid)?,
+            Some(Value::Number(n)) => parse_proto(&n.to_string()).map_err(invalid)?,
+            Some(other) => return Err(invalid(format!("proto {other} is not valid"))),
+        };
+        let mut dsts = Vec::new();
+        for d in &acl.dst {
+            let (alias, ports) = split_alias_ports(d).map_err(invalid)?;
+            let a = r
+                .parse(alias)
+                .map_err(|e| invalid(format!("dst={alias:?}: {e}")))?;
+            let ports = parse_ports(ports).map_err(|e| invalid(format!("dst={d:?}: {e}")))?;
+            if let Alias::Tag(t) = &a
+                && !r.tag_defined(t)
+            {
+                return Err(invalid(format!("dst={alias:?}: tag not found: {t:?}")));
+            }
+            if matches!(a, Alias::SelfNodes)
+                && src_aliases.iter().any(|s| {
+                    !matches!(
+                        s,
+                        Alias::User(_) | Alias::Group(_) | Alias::Member | Alias::Wildcard
+                    )
+                })
+            {
+                return Err(invalid(SELF_ERR));
+            }
+            dsts.push(Dst {
+                kind: dst_kind(r, &a),
+                ports,
+            });
+        }
+        out.push(CRule {
+            src_nodes,
+            src_strings: spell_src(&src_aliases, &src_ips),
+            src_ips,
+            protos,
+            dsts,
+            caps: None,
+            via: None,
+        });
+    }
+    Ok(out)
+}
+
+/// Capability names in the tailscale.com domain a policy may grant.
+const ALLOWED_TS_CAPS: &[&str] = &[
+    "tailscale.com/cap/drive",
+    "tailscale.com/cap/kubernetes",
+    "tailscale.com/cap/webui",
+    "tailscale.com/cap/relay",
+    "tailscale.com/cap/tsidp",
+    "tailscale.com/cap/golink",
+];
+
+fn parse_ip_cap(s: &str) -> Result<(Vec<u8>, Vec<Ports>), String> {
+    if s == "*" {
+        return Ok((vec![], vec![(0, 65535)]));
+    }
+    match s.split_once(':') {
+        Some((proto, ports)) => Ok((parse_proto(proto)?, parse_ports(ports)?)),
+        None => Ok((vec![], parse_ports(s)?)),
+    }
+}
+
+/// Resolves the `grants` section.
+pub(crate) fn compile_grants(r: &Resolver<'_>, p: &Policy) -> Result<Vec<CRule>, PolicyError> {
+    let mut out = Vec::new();
+    for g in &p.grants {
+        if g.ip.is_empty() && g.app.is_empty() {
+            return Err(invalid("ip and app can not both be empty"));
+        }
+        for name in g.app.keys() {
+            let bare = name.split('?').next().unwrap_or(name);
+            if (bare.starts_with("tailscale.com/") || bare.contains(".tailscale.com/"))
+                && !ALLOWED_TS_CAPS.contains(&bare)
+            {
+                return Err(invalid(
+                    "capability name must not be in the tailscale.com domain",
+                ));
+            }
+        }
+        let (src_aliases, src_nodes, src_ips) = resolve_srcs(r, &g.src)?;
+        let mut via = None;
+        if !g.via.is_empty() {
+            let mut tags = Vec::new();
+            for v in &g.via {
+                if !v.starts_with("tag:") {
+                    return Err(invalid("via can only be a tag"));
+                }
+                if !r.tag_defined(v) {
+                    return Err(invalid(format!("tag {v:?} not found")));
+                }
+                tags.push(v.clone());
+            }
+            via = Some(tags);
+        }
+        let mut kinds = Vec::new();
+        for d in &g.dst {
+            let a = r.parse(d).map_err(|e| invalid(format!("dst={d:?}: {e}")))?;
+            match &a {
+                Alias::Tag(t) if !r.tag_defined(t) => {
+                    return Err(invalid(format!("dst={d:?}: tag not found: {t:?}")));
+                }
+                Alias::DangerAll => {
+                    return Err(invalid("cannot use autogroup:danger-all as a dst"));
+                }
+                Alias::Internet if !g.app.is_empty() => {
+                    return Err(invalid("cannot use app grants with autogroup:internet"));
+                }
+                Alias::SelfNodes
+                    if src_aliases.iter().any(|s| {
+                        !matches!(s, Alias::User(_) | Alias::Group(_) | Alias::Member)
+                    }) =>
+                {
+                    return Err(invalid(SELF_ERR));
+                }
+                Alias::Addr(_) if d == "0.0.0.0/0" || d == "::/0" => {
+                    return Err(invalid(format!(
+                        "dst {d:?}: to allow all IP addresses, use \"*\" or \"autogroup:internet\""
+                    )));
+                }
+                _ => {}
+            }
+            kinds.push(dst_kind(r, &a));
+        }
+        // One rule per protocol set, in order of first appearance.
+        let mut by_proto: Vec<(Vec<u8>, Vec<Ports>)> = Vec::new();
+        for ip in &g.ip {
+            let (protos, ports) = parse_ip_cap(ip).map_err(invalid)?;
+            match by_proto.iter_mut().find(|(p, _)| *p == protos) {
+                Some((_, ps)) => ps.extend(ports),
+                None => by_proto.push((protos, ports)),
+            }
+        }
+        let src_strings = spell_src(&src_aliases, &src_ips);
+        for (protos, ports) in by_proto {
+            out.push(CRule {
+                src_nodes: src_nodes.clone(),
+                src_strings: src_strings.clone(),
+                src_ips: src_ips.clone(),
+                protos,
+                dsts: kinds
+                    .iter()
+                    .map(|k| Dst {
+                        kind: k.clone(),
+                        ports: ports.clone(),
+                    })
+                    .collect(),
+                caps: None,
+                via: via.clone(),
+            });
+        }
+        if !g.app.is_empty() {
+            out.push(CRule {
+                src_nodes: src_nodes.clone(),
+                src_strings,
+                src_ips: src_ips.clone(),
+                protos: vec![],
+                dsts: kinds
+                    .iter()
+                    .map(|k| Dst {
+                        kind: k.clone(),
+                        ports: vec![],
+                    })
+                    .collect(),
+                caps: Some(g.app.clone()),
+                via: via.clone(),
+            });
+        }
+    }
+    Ok(out)
+}

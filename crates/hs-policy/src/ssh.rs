@@ -1,0 +1,317 @@
+//! The `ssh` section: validated, resolved, and cut per destination node into SSH rules.
+
+use crate::alias::Alias;
+use crate::ast::Policy;
+use crate::bitset::NodeSet;
+use crate::error::{PolicyError, invalid};
+use crate::resolve::Resolver;
+use std::collections::BTreeMap;
+
+/// What an SSH rule lets a principal do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SshAction {
+    /// Accept, with agent and port forwarding allowed.
+    Accept,
+    /// Hold and delegate to the control server for a check (re-authentication).
+    Check {
+        /// Seconds a successful check stays valid; `None` means the default.
+        period_secs: Option<u64>,
+    },
+}
+
+/// One SSH rule for a destination node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshRuleOut {
+    /// Principal node addresses.
+    pub principals: Vec<String>,
+    /// Login user → local user (`""` denies, `"="` maps to the same name).
+    pub ssh_users: BTreeMap<String, String>,
+    /// The action.
+    pub action: SshAction,
+    /// Environment variable patterns the client may send.
+    pub accept_env: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum SshDst {
+    Nodes(NodeSet),
+    SelfNodes,
+}
+
+/// A resolved ssh rule.
+#[derive(Debug, Clone)]
+pub(crate) struct CSsh {
+    pub src_nodes: NodeSet,
+    pub dsts: Vec<SshDst>,
+    pub users: Vec<String>,
+    pub action: SshAction,
+    pub accept_env: Vec<String>,
+}
+
+/// Parses a Go duration (`12h`, `1h30m`, `-1m`, `90s`) into signed seconds.
+pub(crate) fn parse_go_duration(s: &str) -> Result<i64, String> {
+    let err = || format!("time: invalid duration {s:?}");
+    let (neg, mut rest) = match s.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    if rest == "0" {
+        return Ok(0);
+    }
+    if rest.is_empty() {
+        return Err(err());
+    }
+    let mut total: f64 = 0.0;
+    while !rest.is_empty() {
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(err)?;
+        if num_end == 0 {
+            return Err(err());
+        }
+        let n: f64 = rest[..num_end].parse().map_err(|_| err())?;
+        rest = &rest[num_end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let mult = match &rest[..unit_end] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(err()),
+        };
+        total += n * mult;
+        rest = &rest[unit_end..];
+    }
+    let secs = total as i64;
+    Ok(if neg { -secs } else { secs })
+}
+
+/// Formats seconds the way Go prints a duration (`168h0m1s`, `-1m0s`).
+pub(crate) fn fmt_go_duration(secs: i64) -> String {
+    if secs == 0 {
+        return "0s".into();
+    }
+    let sign = if secs < 0 { "-" } else { "" };
+    let a = secs.unsigned_abs();
+    let (h, m, s) = (a / 3600, (a % 3600) / 60, a % 60);
+    if h > 0 {
+        format!("{sign}{h}h{m}m{s}s")
+    } else if m > 0 {
+        format!("{sign}{m}m{s}s")
+    } else {
+        format!("{sign}{s}s")
+    }
+}
+
+fn domain_known(r: &Resolver<'_>, domain: &str) -> bool {
+    r.users.iter().any(|u| {
+        u.email
+            .rsplit_once('@')
+            .is_some_and(|(_, d)| d.eq_ignore_ascii_case(domain))
+    })
+}
+
+const NOT_ASSOC: &str =
+    "is not associated with this Tailnet and cannot be used in user:*@<domain> expressions";
+
+/// Validates and resolves the `ssh` section.
+pub(crate) fn compile_ssh(r: &Resolver<'_>, p: &Policy) -> Result<Vec<CSsh>, PolicyError> {
+    let mut out = Vec::new();
+    for rule in &p.ssh {
+        let action = match rule.action.as_deref() {
+            None | Some("") => return Err(invalid("action must be specified")),
+            Some("accept") => SshAction::Accept,
+            Some("check") => {
+                let period_secs = match rule.check_period.as_deref() {
+                    None | Some("always") => None,
+                    Some(cp) => {
+                        let secs = parse_go_duration(cp).map_err(invalid)?;
+                        if secs <= 0 {
+                            return Err(invalid(format!(
+                                "checkPeriod {} must be a positive duration",
+                                fmt_go_duration(secs)
+                            )));
+                        }
+                        if secs > 168 * 3600 {
+                            return Err(invalid(format!(
+                                "checkPeriod {} is above the max (168h)",
+                                fmt_go_duration(secs)
+                            )));
+                        }
+                        Some(secs as u64)
+                    }
+                };
+                SshAction::Check { period_secs }
+            }
+            Some(other) => return Err(invalid(format!("{other:?} is not a valid action"))),
+        };
+        let users = match &rule.users {
+            Some(u) if !u.is_empty() => u.clone(),
+            _ => return Err(invalid("users must be specified")),
+        };
+        for u in &users {
+            if u.is_empty() || u == "*" {
+                return Err(invalid(format!("user {u:?} is not valid")));
+            }
+            if let Some(rest) = u.strip_prefix("localpart:*@")
+                && !rest.is_empty()
+                && !domain_known(r, rest)
+            {
+                return Err(invalid(format!("{rest} {NOT_ASSOC}")));
+            }
+        }
+        if let Some(env) = &rule.accept_env
+            && env.iter().any(|e| e.is_empty())
+        {
+            return Err(invalid("acceptEnv values cannot be empty"));
+        }
+        let mut src_nodes = NodeSet::new(r.nodes.len());
+        for s in &rule.src {
+            if let Some(domain) = s.strip_prefix("user:*@") {
+                if !domain_known(r, domain) {
+                    return Err(invalid(format!("[ssh] {domain} {NOT_ASSOC}")));
+                }
+                for u in r.users.iter().filter(|u| {
+                    u.email
+                        .rsplit_once('@')
+                        .is_some_and(|(_, d)| d.eq_ignore_ascii_case(domain))
+                }) {
+                    src_nodes.union_with(&r.identity_nodes(&Alias::User(u.email.clone())));
+                }
+                continue;
+            }
+            let a = r.parse(s).map_err(invalid)?;
+            if let Alias::Tag(t) = &a
+                && !r.tag_defined(t)
+            {
+                return Err(invalid(format!("src=tag not found: {t:?}")));
+            }
+            src_nodes.union_with(&r.source(&a).nodes);
+        }
+        let mut dsts = Vec::new();
+        for d in &rule.dst {
+            let a = r.parse(d).map_err(invalid)?;
+            match a {
+                Alias::SelfNodes => dsts.push(SshDst::SelfNodes),
+                Alias::Host(_) | Alias::Addr(_) => {
+                    return Err(invalid(format!("invalid dst {d:?}")));
+                }
+                Alias::Tag(ref t) if !r.tag_defined(t) => {
+                    return Err(invalid(format!("dst={d:?}: tag not found: {t:?}")));
+                }
+                other => dsts.push(SshDst::Nodes(r.identity_nodes(&other))),
+            }
+        }
+        out.push(CSsh {
+            src_nodes,
+            dsts,
+            users,
+            action,
+            accept_env: rule.accept_env.clone().unwrap_or_default(),
+        });
+    }
+    Ok(out)
+}
+
+impl crate::engine::CompiledPolicy {
+    /// The SSH rules node `n` enforces as a destination.
+    pub fn ssh_rules(&self, n: usize) -> Vec<SshRuleOut> {
+        let node = &self.nodes[n];
+        let mut out = Vec::new();
+        for rule in &self.ssh {
+            let mut principals = NodeSet::new(self.nodes.len());
+            for d in &rule.dsts {
+                match d {
+                    SshDst::Nodes(s) if s.contains(n) => principals.union_with(&rule.src_nodes),
+                    SshDst::SelfNodes if !node.is_tagged() && node.user.is_some() => {
+                        for i in rule.src_nodes.iter() {
+                            let m = &self.nodes[i];
+                            if !m.is_tagged() && m.user == node.user {
+                                principals.insert(i);
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            if principals.is_empty() {
+                continue;
+            }
+            let ips = |set: &NodeSet| -> Vec<String> {
+                set.iter()
+                    .flat_map(|i| self.nodes[i].ips().map(|ip| ip.to_string()))
+                    .collect()
+            };
+            let mut users = BTreeMap::new();
+            let mut localpart_domains = Vec::new();
+            for u in &rule.users {
+                if u == "autogroup:nonroot" {
+                    users.insert("*".to_string(), "=".to_string());
+                } else if let Some(d) = u.strip_prefix("localpart:*@").filter(|d| !d.is_empty()) {
+                    localpart_domains.push(d.to_string());
+                } else {
+                    users.insert(u.clone(), u.clone());
+                }
+            }
+            users.entry("root".to_string()).or_insert_with(String::new);
+            let mk = |principals: Vec<String>, ssh_users| SshRuleOut {
+                principals,
+                ssh_users,
+                action: rule.action.clone(),
+                accept_env: rule.accept_env.clone(),
+            };
+            if localpart_domains.is_empty() {
+                out.push(mk(ips(&principals), users));
+                continue;
+            }
+            // One pair of rules per source user whose email is in a localpart domain.
+            for u in &self.users {
+                let Some((local, domain)) = u.email.rsplit_once('@') else {
+                    continue;
+                };
+                if !localpart_domains
+                    .iter()
+                    .any(|d| d.eq_ignore_ascii_case(domain))
+                {
+                    continue;
+                }
+                let mut mine = NodeSet::new(self.nodes.len());
+                for i in principals.iter() {
+                    let m = &self.nodes[i];
+                    if !m.is_tagged() && m.user == Some(u.id) {
+                        mine.insert(i);
+                    }
+                }
+                if mine.is_empty() {
+                    continue;
+                }
+                out.push(mk(ips(&mine), users.clone()));
+                let mut lp = BTreeMap::new();
+                lp.insert(local.to_string(), local.to_string());
+                out.push(mk(ips(&mine), lp));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_go_duration("168h0m1s").unwrap(), 168 * 3600 + 1);
+        assert_eq!(parse_go_duration("-1m").unwrap(), -60);
+        assert_eq!(fmt_go_duration(-60), "-1m0s");
+        assert_eq!(fmt_go_duration(168 * 3600 + 1), "168h0m1s");
+        assert_eq!(
+            parse_go_duration("abc").unwrap_err(),
+            "time: invalid duration \"abc\""
+        );
+    }
+}

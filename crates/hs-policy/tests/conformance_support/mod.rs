@@ -1,0 +1,386 @@
+//! Scenario loading and comparison for the conformance runner (see the corpus README for the
+//! comparison rules).
+
+use hs_policy::{CompiledPolicy, Policy, PolicyNode, PolicyUser, SshAction};
+use hs_types::{NodeId, UserId};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A scenario's verdict.
+pub(crate) enum Outcome {
+    Pass,
+    Fail(String),
+}
+
+/// Result of one scenario, plus (refused?, same message?) for refusal scenarios.
+pub(crate) struct ScenarioResult {
+    pub(crate) result: Outcome,
+    pub(crate) refused: Option<(bool, bool)>,
+}
+
+/// Capability keys the hosted service sets from tailnet settings and admin roles rather than
+/// from the policy; they are not the engine's to produce, so both sides drop them.
+const HOSTED_DEFAULT_CAPS: &[&str] = &[
+    "https://tailscale.com/cap/file-sharing",
+    "https://tailscale.com/cap/ssh",
+    "https://tailscale.com/cap/tailnet-lock",
+    "https://tailscale.com/cap/is-owner",
+    "https://tailscale.com/cap/is-admin",
+    "probe-udp-lifetime",
+    "ssh-behavior-v1",
+    "ssh-env-vars",
+    "store-appc-routes",
+    "tailnet-display-name",
+    "default-auto-update",
+];
+
+fn nets(v: &Value) -> Vec<ipnet::IpNet> {
+    v.as_array()
+        .map(|a| a.iter().filter_map(|x| x.as_str()?.parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+/// Builds the engine input from a scenario topology; node order is by name.
+pub(crate) fn tailnet(topo: &Value) -> (Vec<PolicyUser>, Vec<PolicyNode>, Vec<String>) {
+    let users: Vec<PolicyUser> = topo["users"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|u| PolicyUser {
+                    id: UserId(u["id"].as_u64().unwrap_or_default()),
+                    name: u["name"].as_str().unwrap_or_default().to_string(),
+                    email: u["email"].as_str().unwrap_or_default().to_string(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut names = Vec::new();
+    let mut nodes = Vec::new();
+    if let Some(map) = topo["nodes"].as_object() {
+        let sorted: BTreeMap<_, _> = map.iter().collect();
+        for (i, (name, n)) in sorted.into_iter().enumerate() {
+            let user = n["user"]
+                .as_str()
+                .and_then(|un| users.iter().find(|u| u.name == un))
+                .map(|u| u.id);
+            nodes.push(PolicyNode {
+                id: NodeId(i as u64 + 1),
+                name: name.clone(),
+                ipv4: n["ipv4"].as_str().and_then(|s| s.parse().ok()),
+                ipv6: n["ipv6"].as_str().and_then(|s| s.parse().ok()),
+                user,
+                tags: n["tags"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|t| Some(t.as_str()?.to_string()))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                announced_routes: nets(&n["routable_ips"]),
+                approved_routes: nets(&n["approved_routes"]),
+            });
+            names.push(name.clone());
+        }
+    }
+    (users, nodes, names)
+}
+
+fn norm_filter(rules: &Value) -> Vec<Value> {
+    let Some(arr) = rules.as_array() else {
+        return vec![];
+    };
+    arr.iter()
+        .map(|r| {
+            let mut src: Vec<String> = r["SrcIPs"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| Some(x.as_str()?.to_string()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            src.sort();
+            let mut proto: Vec<u64> = r["IPProto"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|x| x.as_u64()).collect())
+                .unwrap_or_default();
+            proto.sort();
+            let mut dst: Vec<(String, u64, u64)> = r["DstPorts"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|d| {
+                            (
+                                d["IP"].as_str().unwrap_or_default().to_string(),
+                                d["Ports"]["First"].as_u64().unwrap_or_default(),
+                                d["Ports"]["Last"].as_u64().unwrap_or_default(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            dst.sort();
+            let caps: Vec<Value> = r["CapGrant"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|g| {
+                            let mut d: Vec<String> = g["Dsts"]
+                                .as_array()
+                                .map(|a| {
+                                    a.iter()
+                                        .filter_map(|x| Some(x.as_str()?.to_string()))
+                                        .collect()
+                                })
+                                .unwrap_or_default();
+                            d.sort();
+                            json!({"Dsts": d, "CapMap": g["CapMap"]})
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            json!({"SrcIPs": src, "IPProto": proto, "DstPorts": dst, "CapGrant": caps})
+        })
+        .collect()
+}
+
+fn ours_filter(rules: &[hs_policy::Rule]) -> Value {
+    Value::Array(
+        rules
+            .iter()
+            .map(|r| {
+                let dst: Vec<Value> = r
+                    .dst_ports
+                    .iter()
+                    .map(|(ip, a, b)| json!({"IP": ip, "Ports": {"First": a, "Last": b}}))
+                    .collect();
+                let caps: Vec<Value> = r
+                    .cap_grant
+                    .iter()
+                    .map(|(d, m)| {
+                        json!({"Dsts": d.iter().map(|n| n.to_string()).collect::<Vec<_>>(), "CapMap": m})
+                    })
+                    .collect();
+                json!({"SrcIPs": r.src_ips, "DstPorts": dst, "IPProto": r.ip_proto, "CapGrant": caps})
+            })
+            .collect(),
+    )
+}
+
+fn ssh_json(rules: &[hs_policy::SshRuleOut]) -> Vec<Value> {
+    rules
+        .iter()
+        .map(|r| {
+            let mut p = r.principals.clone();
+            p.sort();
+            let action = match r.action {
+                SshAction::Accept => json!({"accept": true, "allowAgentForwarding": true,
+                    "allowLocalPortForwarding": true, "allowRemotePortForwarding": true}),
+                SshAction::Check { .. } => json!({"holdAndDelegate":
+                    "https://unused/machine/ssh/action/$SRC_NODE_ID/to/$DST_NODE_ID?local_user=$LOCAL_USER"}),
+            };
+            let mut v = json!({"principals": p, "sshUsers": r.ssh_users, "action": action});
+            if !r.accept_env.is_empty() {
+                v["acceptEnv"] = json!(r.accept_env);
+            }
+            v
+        })
+        .collect()
+}
+
+fn norm_ssh(v: &Value) -> Vec<Value> {
+    v["rules"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|r| {
+                    let mut p: Vec<String> = r["principals"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|x| Some(x["nodeIP"].as_str()?.to_string()))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    p.sort();
+                    let mut out =
+                        json!({"principals": p, "sshUsers": r["sshUsers"], "action": r["action"]});
+                    if let Some(env) = r.get("acceptEnv").filter(|e| !e.is_null()) {
+                        out["acceptEnv"] = env.clone();
+                    }
+                    out
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn strip_caps(v: &Value) -> BTreeMap<String, Value> {
+    v.as_object()
+        .map(|m| {
+            m.iter()
+                .filter(|(k, _)| !HOSTED_DEFAULT_CAPS.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Runs one scenario file.
+pub(crate) fn run_scenario(s: &Value) -> ScenarioResult {
+    let policy_text = match &s["policy"] {
+        Value::String(t) => t.clone(),
+        other => other.to_string(),
+    };
+    let mut fails = Vec::new();
+    // The HuJSON form must parse to the same document as the JSON form.
+    if let Some(h) = s["policy_hujson"].as_str() {
+        match hs_policy::hujson::from_str::<Value>(h) {
+            Ok(v) => {
+                let want: Value = serde_json::from_str(&policy_text).unwrap_or(Value::Null);
+                if v["policy"] != want {
+                    fails.push("policy_hujson parses to a different policy".to_string());
+                }
+            }
+            Err(e) => fails.push(format!("policy_hujson: {e}")),
+        }
+    }
+    let (users, nodes, names) = tailnet(&s["topology"]);
+    let compiled =
+        Policy::parse(&policy_text).and_then(|p| CompiledPolicy::compile(&p, &users, &nodes));
+    let code = s["api_response_code"].as_u64().unwrap_or(200);
+    if code != 200 {
+        let want = s["api_response_body"]["message"]
+            .as_str()
+            .unwrap_or_default();
+        return match compiled {
+            Ok(_) => ScenarioResult {
+                result: Outcome::Fail(format!("accepted, hosted refused with {want:?}")),
+                refused: Some((false, false)),
+            },
+            Err(e) => {
+                let got = e.to_string();
+                let same = got == want;
+                ScenarioResult {
+                    result: if same && fails.is_empty() {
+                        Outcome::Pass
+                    } else {
+                        fails.push(format!("refused with {got:?}, hosted said {want:?}"));
+                        Outcome::Fail(fails.join("; "))
+                    },
+                    refused: Some((true, same)),
+                }
+            }
+        };
+    }
+    let c = match compiled {
+        Ok(c) => c,
+        Err(e) => {
+            return ScenarioResult {
+                result: Outcome::Fail(format!("refused: {e}")),
+                refused: None,
+            };
+        }
+    };
+    let captures = s["captures"].as_object().cloned().unwrap_or_default();
+    for (name, cap) in &captures {
+        let Some(n) = names.iter().position(|x| x == name) else {
+            fails.push(format!("{name}: not in topology"));
+            continue;
+        };
+        // Packet filter.
+        let want = norm_filter(&cap["packet_filter_rules"]);
+        let got = norm_filter(&ours_filter(&c.filter(n)));
+        if want != got {
+            let ws: BTreeSet<String> = want.iter().map(|v| v.to_string()).collect();
+            let gs: BTreeSet<String> = got.iter().map(|v| v.to_string()).collect();
+            let kind = if ws == gs { "order" } else { "content" };
+            fails.push(format!(
+                "{name}: filter {kind} differs\n   want {}\n   got  {}",
+                Value::Array(want),
+                Value::Array(got)
+            ));
+        }
+        // Peers.
+        if let Some(peers) = cap["peers"].as_array() {
+            let want: BTreeMap<String, (BTreeSet<String>, BTreeSet<String>)> = peers
+                .iter()
+                .map(|p| {
+                    let set = |k: &str| -> BTreeSet<String> {
+                        p[k].as_array()
+                            .map(|a| {
+                                a.iter()
+                                    .filter_map(|x| Some(x.as_str()?.to_string()))
+                                    .collect()
+                            })
+                            .unwrap_or_default()
+                    };
+                    (
+                        p["name"].as_str().unwrap_or_default().to_string(),
+                        (set("allowed_ips"), set("primary_routes")),
+                    )
+                })
+                .collect();
+            let got: BTreeMap<String, (BTreeSet<String>, BTreeSet<String>)> = c
+                .peers(n)
+                .into_iter()
+                .map(|p| {
+                    (
+                        names[p.index].clone(),
+                        (
+                            p.allowed_ips.iter().map(|x| x.to_string()).collect(),
+                            p.primary_routes.iter().map(|x| x.to_string()).collect(),
+                        ),
+                    )
+                })
+                .collect();
+            if want != got {
+                fails.push(format!(
+                    "{name}: peers differ\n   want {want:?}\n   got  {got:?}"
+                ));
+            }
+        }
+        // SSH.
+        if !cap["ssh_policy"].is_null() || !c.ssh_rules(n).is_empty() {
+            let want = norm_ssh(&cap["ssh_policy"]);
+            let got = ssh_json(&c.ssh_rules(n));
+            if want != got {
+                fails.push(format!(
+                    "{name}: ssh differs\n   want {}\n   got  {}",
+                    Value::Array(want),
+                    Value::Array(got)
+                ));
+            }
+        }
+        // Own capability map.
+        if cap.get("self_cap_map").is_some() {
+            let want = strip_caps(&cap["self_cap_map"]);
+            let ours = serde_json::to_value(c.self_cap_map(n)).unwrap_or(Value::Null);
+            let got = strip_caps(&ours);
+            if want != got {
+                fails.push(format!(
+                    "{name}: self caps differ\n   want {want:?}\n   got  {got:?}"
+                ));
+            }
+        }
+        // whois capability maps.
+        if let Some(w) = cap["whois_cap_maps"].as_object() {
+            for (ip, want) in w {
+                let Ok(addr) = ip.parse() else { continue };
+                let got = serde_json::to_value(c.whois_caps(n, addr)).unwrap_or(Value::Null);
+                if &got != want {
+                    fails.push(format!("{name}: whois {ip} want {want} got {got}"));
+                }
+            }
+        }
+    }
+    ScenarioResult {
+        result: if fails.is_empty() {
+            Outcome::Pass
+        } else {
+            Outcome::Fail(fails.join("\n  "))
+        },
+        refused: None,
+    }
+}
