@@ -1,0 +1,236 @@
+//! `NoiseStream`: the tokio adapter that turns a byte stream carrying records into a
+//! plaintext `AsyncRead`/`AsyncWrite`, with fixed-size buffers so a connection's memory
+//! is bounded no matter what the peer sends.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::Error;
+use crate::record::{
+    HEADER_LEN, MAX_FRAME_LEN, MAX_PLAINTEXT_LEN, Opener, Sealer, Transport, parse_frame,
+};
+
+/// Sealed bytes we hold before pushing back on the writer: four full frames.
+const WRITE_BUF_CAP: usize = 4 * MAX_FRAME_LEN;
+
+/// A Noise session over `T`, reading and writing plaintext.
+///
+/// Reads decrypt one record at a time into a 4096-byte buffer; writes are split into records
+/// of at most 4077 plaintext bytes and buffered up to 16 KiB, flushed on `poll_flush`. Any
+/// protocol error (bad frame, failed decryption) is returned as `io::ErrorKind::InvalidData`
+/// wrapping [`Error`], and the read side stays failed afterwards.
+pub struct NoiseStream<T> {
+    io: T,
+    sealer: Sealer,
+    opener: Opener,
+    /// Ciphertext from the peer: `rbuf[..rfilled]` is buffered, and when a record has been
+    /// opened its plaintext is `rbuf[plain_start..plain_end]`, followed by the frame's tag
+    /// up to `frame_end`.
+    rbuf: Box<[u8; MAX_FRAME_LEN]>,
+    rfilled: usize,
+    plain_start: usize,
+    plain_end: usize,
+    frame_end: usize,
+    read_failed: bool,
+    read_eof: bool,
+    /// Sealed frames not yet written: `wbuf[wpos..]`.
+    wbuf: Vec<u8>,
+    wpos: usize,
+    write_failed: bool,
+}
+
+impl<T> NoiseStream<T> {
+    /// Wraps `io`, on which the handshake has completed, with the session's keys.
+    pub fn new(io: T, transport: Transport) -> Self {
+        let (sealer, opener) = transport.split();
+        Self {
+            io,
+            sealer,
+            opener,
+            rbuf: Box::new([0; MAX_FRAME_LEN]),
+            rfilled: 0,
+            plain_start: 0,
+            plain_end: 0,
+            frame_end: 0,
+            read_failed: false,
+            read_eof: false,
+            wbuf: Vec::with_capacity(WRITE_BUF_CAP),
+            wpos: 0,
+            write_failed: false,
+        }
+    }
+
+    /// Like [`NoiseStream::new`], with `preamble` (the raw handshake response) queued ahead
+    /// of the first record so both leave in one write on the next flush.
+    pub fn with_preamble(io: T, transport: Transport, preamble: &[u8]) -> Self {
+        let mut s = Self::new(io, transport);
+        s.wbuf.extend_from_slice(preamble);
+        s
+    }
+
+    /// The underlying stream.
+    pub fn get_ref(&self) -> &T {
+        &self.io
+    }
+
+    /// Records sent and received so far.
+    pub fn counters(&self) -> (u64, u64) {
+        (self.sealer.counter(), self.opener.counter())
+    }
+}
+
+fn protocol_error(e: Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+impl<T: AsyncWrite + Unpin> NoiseStream<T> {
+    /// Writes buffered frames until the buffer is empty or the socket would block.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.wpos < self.wbuf.len() {
+            match Pin::new(&mut self.io).poll_write(cx, &self.wbuf[self.wpos..]) {
+                Poll::Ready(Ok(0)) => {
+                    self.write_failed = true;
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
+                Poll::Ready(Ok(n)) => self.wpos += n,
+                Poll::Ready(Err(e)) => {
+                    // A partial frame is on the wire; nothing we send after it can be read.
+                    self.write_failed = true;
+                    return Poll::Ready(Err(e));
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        self.wbuf.clear();
+        self.wpos = 0;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for NoiseStream<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            if this.read_failed {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "noise session failed earlier",
+                )));
+            }
+            if this.plain_start < this.plain_end {
+                let n = out.remaining().min(this.plain_end - this.plain_start);
+                out.put_slice(&this.rbuf[this.plain_start..this.plain_start + n]);
+                this.plain_start += n;
+                return Poll::Ready(Ok(()));
+            }
+            if this.frame_end > 0 {
+                // The previous record is consumed; move any following bytes to the front.
+                this.rbuf.copy_within(this.frame_end..this.rfilled, 0);
+                this.rfilled -= this.frame_end;
+                this.frame_end = 0;
+                this.plain_start = 0;
+                this.plain_end = 0;
+            }
+            match parse_frame(&this.rbuf[..this.rfilled]) {
+                Err(e) => {
+                    this.read_failed = true;
+                    return Poll::Ready(Err(protocol_error(e)));
+                }
+                Ok(Some(n)) => {
+                    match this.opener.open(&mut this.rbuf[..n]) {
+                        Ok(plain) => {
+                            this.plain_start = HEADER_LEN;
+                            this.plain_end = HEADER_LEN + plain.len();
+                            this.frame_end = n;
+                        }
+                        Err(e) => {
+                            this.read_failed = true;
+                            return Poll::Ready(Err(protocol_error(e)));
+                        }
+                    }
+                    // An empty record yields nothing; loop to the next one rather than
+                    // returning a zero-length read, which would look like EOF.
+                    continue;
+                }
+                Ok(None) => {}
+            }
+            if this.read_eof {
+                return Poll::Ready(if this.rfilled == 0 {
+                    Ok(())
+                } else {
+                    Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "connection closed in the middle of a noise record",
+                    ))
+                });
+            }
+            let mut rb = ReadBuf::new(&mut this.rbuf[this.rfilled..]);
+            ready!(Pin::new(&mut this.io).poll_read(cx, &mut rb))?;
+            let n = rb.filled().len();
+            if n == 0 {
+                this.read_eof = true;
+            }
+            this.rfilled += n;
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for NoiseStream<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.write_failed {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "noise session failed earlier",
+            )));
+        }
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        if this.wbuf.len() + MAX_FRAME_LEN > WRITE_BUF_CAP {
+            ready!(this.poll_drain(cx))?;
+        }
+        let mut taken = 0;
+        while taken < buf.len() && this.wbuf.len() + MAX_FRAME_LEN <= WRITE_BUF_CAP {
+            let end = buf.len().min(taken + MAX_PLAINTEXT_LEN);
+            if let Err(e) = this.sealer.seal_record(&buf[taken..end], &mut this.wbuf) {
+                this.write_failed = true;
+                return Poll::Ready(Err(protocol_error(e)));
+            }
+            taken = end;
+        }
+        // Start sending now; if the socket is busy the bytes wait for the next call.
+        if let Poll::Ready(Err(e)) = this.poll_drain(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Poll::Ready(Ok(taken))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.write_failed {
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        }
+        ready!(this.poll_drain(cx))?;
+        Pin::new(&mut this.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.write_failed {
+            ready!(this.poll_drain(cx))?;
+        }
+        Pin::new(&mut this.io).poll_shutdown(cx)
+    }
+}
