@@ -1,3 +1,39 @@
 //! Map responses: pure functions from a NodeStore snapshot and a change to the smallest
-//! correct `MapResponse` for each affected node, and the shared serialisation of peer
-//! fragments across recipients.
+//! correct `MapResponse` for each affected node, with peer entries serialised once and shared
+//! across recipients, and the map-stream framing (u32 LE length + zstd frame).
+//!
+//! Key types: [`Mapper`] (config + shared peer-entry cache), [`Session`] (what one stream
+//! was told), [`Outgoing`] (a frame to write, or a stream to close), [`MapperConfig`].
+//! Entry points: [`Mapper::full_map`] for a new stream, [`Mapper::fanout`] for every NodeStore
+//! batch, [`Mapper::reconfigure`] for config reloads.
+//!
+//! Delivery (channels, back-pressure, keep-alive timers) belongs to the control plane; this
+//! crate does no I/O, reads no clock and needs no async runtime.
+
+mod cache;
+mod config;
+mod error;
+mod fanout;
+mod frame;
+mod full;
+mod mapper;
+mod message;
+mod reconfig;
+mod render;
+mod session;
+
+pub use cache::PeerCache;
+pub use config::{MapperConfig, dns_config, parse_extra_records};
+pub use error::Error;
+pub use fanout::{CloseReason, Outgoing};
+pub use frame::{
+    KEEPALIVE_BASE, KEEPALIVE_JITTER_MAX, KEEPALIVE_JSON, decode_frame, encode_frame,
+    keepalive_frame, keepalive_interval,
+};
+pub use mapper::Mapper;
+pub use message::EMPTY_SSH_POLICY;
+pub use render::{
+    CAP_ADMIN, CAP_DEFAULT_AUTO_UPDATE, CAP_FILE_SHARING, CAP_SSH, TAGGED_DEVICES_USER_ID, cap_map,
+    node as render_node, tagged_devices_profile, user_profile, wire_user,
+};
+pub use session::Session;

@@ -1,0 +1,131 @@
+//! Serialised peer entries, shared across viewers and across messages.
+//!
+//! A node renders the same JSON for every viewer, so it is serialised once per version of
+//! its snapshot entry and the bytes are spliced into every map that lists it. A cached entry
+//! is valid while the snapshot still holds the very same `Arc<NodeEntry>` (entries are
+//! replaced, never mutated), the same policy (node attributes come from it) and the
+//! key-expired flag it was rendered with still holds.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use chrono::{DateTime, Utc};
+use hs_nodestore::{NodeEntry, PolicyView};
+use hs_types::NodeId;
+
+use crate::config::MapperConfig;
+use crate::error::Error;
+use crate::render;
+
+/// Shards keep concurrent map builds (a reconnect storm on several threads) from
+/// serialising on one lock; 16 is plenty for the core counts a control server runs on.
+const SHARDS: usize = 16;
+
+struct Cached {
+    entry: Arc<NodeEntry>,
+    policy: Arc<dyn PolicyView>,
+    expired: bool,
+    json: Arc<[u8]>,
+}
+
+/// The per-node JSON cache.
+pub struct PeerCache {
+    shards: Vec<Mutex<HashMap<NodeId, Cached>>>,
+}
+
+impl std::fmt::Debug for PeerCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerCache")
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+impl Default for PeerCache {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PeerCache {
+    /// An empty cache.
+    pub fn new() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+        }
+    }
+
+    fn shard(&self, id: NodeId) -> &Mutex<HashMap<NodeId, Cached>> {
+        &self.shards[(id.get() as usize) % SHARDS]
+    }
+
+    /// Number of cached nodes.
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).len())
+            .sum()
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drops a node's bytes (it was deleted).
+    pub fn forget(&self, id: NodeId) {
+        self.shard(id)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&id);
+    }
+
+    /// The last bytes rendered for a node, whatever they were rendered from.
+    pub fn peek(&self, id: NodeId) -> Option<Arc<[u8]>> {
+        self.shard(id)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&id)
+            .map(|c| Arc::clone(&c.json))
+    }
+
+    /// The JSON of `e` as a `tailcfg.Node`, from the cache or freshly rendered.
+    pub fn node_json(
+        &self,
+        e: &Arc<NodeEntry>,
+        cfg: &MapperConfig,
+        policy: &Arc<dyn PolicyView>,
+        now: DateTime<Utc>,
+    ) -> Result<Arc<[u8]>, Error> {
+        let id = e.node.id;
+        let expired = e.node.is_expired(now);
+        {
+            let shard = self
+                .shard(id)
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some(c) = shard.get(&id)
+                && Arc::ptr_eq(&c.entry, e)
+                && Arc::ptr_eq(&c.policy, policy)
+                && c.expired == expired
+            {
+                return Ok(Arc::clone(&c.json));
+            }
+        }
+        // Render outside the lock: serialisation is the expensive part.
+        let json: Arc<[u8]> = serde_json::to_vec(&render::node(e, cfg, &**policy, now))?.into();
+        self.shard(id)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(
+                id,
+                Cached {
+                    entry: Arc::clone(e),
+                    policy: Arc::clone(policy),
+                    expired,
+                    json: Arc::clone(&json),
+                },
+            );
+        Ok(json)
+    }
+}

@@ -1,0 +1,383 @@
+//! Incremental messages: for one NodeStore batch, the smallest correct message for every
+//! connected node, in one pass and without a batching delay.
+//!
+//! The client's state is, by construction, what the snapshot of its session's version shows
+//! it, so what to send is the difference between the previous and the next snapshot as the
+//! viewer sees it: peers that became visible or changed wholesale go in `PeersChanged`,
+//! peers that vanished in `PeersRemoved`, fast-changing fields in `PeersChangedPatch` /
+//! `OnlineChange` / `PeerSeenChange`, and the packet filter and SSH policy only when they
+//! differ from what this viewer was last sent. Viewers that need the same message share one
+//! encoded, compressed frame.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use hs_nodestore::{Change, NodeEntry, PatchFields, Snapshot};
+use hs_types::tailcfg::{MapResponse, PeerChange};
+use hs_types::{NodeId, UserId};
+
+use crate::error::Error;
+use crate::frame::encode_frame;
+use crate::full::profiles;
+use crate::mapper::Mapper;
+use crate::message::{EMPTY_SSH_POLICY, Message};
+use crate::render::wire_user;
+use crate::session::Session;
+
+/// Why a stream must be closed rather than updated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The session missed a batch or a reconfiguration; the client reconnects and gets a
+    /// fresh full map.
+    Desynced,
+    /// The node no longer exists.
+    NodeRemoved,
+}
+
+/// What to do with one stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outgoing {
+    /// Write this frame (length-prefixed zstd) to the node's stream.
+    Frame {
+        /// The receiving node.
+        node: NodeId,
+        /// The framed message; clones share the bytes.
+        frame: Bytes,
+    },
+    /// Close the node's stream.
+    Close {
+        /// The node.
+        node: NodeId,
+        /// Why.
+        reason: CloseReason,
+    },
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Agg {
+    full: bool,
+    patch: PatchFields,
+}
+
+/// How a changed peer is told to its viewers; the same for every viewer.
+enum PeerDelta {
+    Full,
+    Patch {
+        change: Option<PeerChange>,
+        online: Option<bool>,
+        clear_seen: bool,
+    },
+}
+
+/// Decides between a patch and a full resend: a patch cannot express a zero value (no
+/// endpoints, no home DERP, a key expiry removed), and a key expiry change also flips the
+/// `Expired`/`MachineAuthorized` flags, so those go out as `PeersChanged`.
+fn peer_delta(e: &NodeEntry, f: PatchFields) -> PeerDelta {
+    let n = &e.node;
+    if f.expiry
+        || (f.endpoints && n.endpoints.is_empty())
+        || (f.home_derp && e.home_derp == 0)
+        || (f.disco_key && n.disco_key.is_zero())
+        || (f.node_key && n.node_key.is_zero())
+    {
+        return PeerDelta::Full;
+    }
+    let mut pc = PeerChange {
+        node_id: n.id,
+        ..PeerChange::default()
+    };
+    if f.endpoints {
+        pc.endpoints = n.endpoints.clone();
+    }
+    if f.home_derp {
+        pc.derp_region = i64::from(e.home_derp);
+    }
+    if f.node_key {
+        pc.key = Some(n.node_key);
+    }
+    if f.disco_key {
+        pc.disco_key = Some(n.disco_key);
+    }
+    // A full entry shows LastSeen only while offline: going online clears it, going (or
+    // staying) offline sets it.
+    let mut clear_seen = false;
+    if f.online && e.online {
+        clear_seen = true;
+    }
+    if (f.online || f.last_seen) && !e.online {
+        pc.last_seen = n.last_seen;
+    }
+    let empty = pc
+        == PeerChange {
+            node_id: n.id,
+            ..PeerChange::default()
+        };
+    PeerDelta::Patch {
+        change: (!empty).then_some(pc),
+        online: f.online.then_some(e.online),
+        clear_seen,
+    }
+}
+
+/// Everything that decides a viewer's message; viewers with equal plans share bytes.
+#[derive(Debug, Default, PartialEq, Eq, Hash)]
+struct Plan {
+    self_node: Option<NodeId>,
+    changed: Vec<NodeId>,
+    removed: Vec<NodeId>,
+    patched: Vec<NodeId>,
+    filter: Option<Arc<str>>,
+    ssh: Option<Arc<str>>,
+    profiles: Vec<UserId>,
+}
+
+impl Plan {
+    fn is_empty(&self) -> bool {
+        self.self_node.is_none()
+            && self.changed.is_empty()
+            && self.removed.is_empty()
+            && self.patched.is_empty()
+            && self.filter.is_none()
+            && self.ssh.is_none()
+            && self.profiles.is_empty()
+    }
+}
+
+fn visible(snap: &Snapshot, viewer: Option<&Arc<NodeEntry>>, peer: NodeId) -> bool {
+    match (viewer, snap.node(peer)) {
+        (Some(v), Some(p)) => snap.can_see(v, p),
+        _ => false,
+    }
+}
+
+impl Mapper {
+    /// The messages one applied batch produces for the given sessions, which are advanced
+    /// to `next`'s version. `prev`/`next`/`changes` are the fields of
+    /// `hs_nodestore::Applied`. Sessions already at or past `next` are left alone; sessions
+    /// behind `prev`, created under an older config, or whose node is gone get
+    /// [`Outgoing::Close`].
+    pub fn fanout<'s>(
+        &self,
+        prev: &Snapshot,
+        next: &Snapshot,
+        changes: &[Change],
+        sessions: impl IntoIterator<Item = &'s mut Session>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Outgoing>, Error> {
+        let cfg = self.config();
+        let policy = next.policy();
+        let mut agg: BTreeMap<NodeId, Agg> = BTreeMap::new();
+        let mut users_changed = BTreeSet::new();
+        let mut policy_changed = false;
+        let mut structural = false;
+        for c in changes {
+            match *c {
+                Change::NodeChanged(id) | Change::NodeRemoved(id) => {
+                    agg.entry(id).or_default().full = true;
+                    structural = true;
+                }
+                Change::NodePatched { id, fields } => {
+                    let a = agg.entry(id).or_default();
+                    a.patch = a.patch.union(fields);
+                }
+                Change::UserChanged(u) => {
+                    users_changed.insert(u);
+                    structural = true;
+                }
+                Change::UserRemoved(_) => structural = true,
+                Change::PolicyChanged => {
+                    policy_changed = true;
+                    structural = true;
+                }
+            }
+        }
+        for id in agg.keys() {
+            if next.node(*id).is_none() {
+                self.cache().forget(*id);
+            }
+        }
+        if policy_changed {
+            // Node attributes come from the policy: re-render everything once and resend
+            // only the entries whose bytes moved.
+            for e in next.nodes() {
+                let before = self.cache().peek(e.node.id);
+                let after = self.cache().node_json(e, cfg, policy, now)?;
+                if before.as_deref() != Some(&*after) {
+                    agg.entry(e.node.id).or_default().full = true;
+                }
+            }
+        }
+        let deltas: BTreeMap<NodeId, PeerDelta> = agg
+            .iter()
+            .filter_map(|(id, a)| {
+                let e = next.node(*id)?;
+                let d = if a.full {
+                    PeerDelta::Full
+                } else {
+                    peer_delta(e, a.patch)
+                };
+                Some((*id, d))
+            })
+            .collect();
+
+        let mut memo: HashMap<Plan, Bytes> = HashMap::new();
+        let mut out = Vec::new();
+        for s in sessions {
+            if s.version >= next.version() {
+                continue;
+            }
+            let me = s.node;
+            if s.version != prev.version() || s.cfg_gen != self.cfg_gen() {
+                out.push(Outgoing::Close {
+                    node: me,
+                    reason: CloseReason::Desynced,
+                });
+                continue;
+            }
+            let Some(v) = next.node(me) else {
+                out.push(Outgoing::Close {
+                    node: me,
+                    reason: CloseReason::NodeRemoved,
+                });
+                continue;
+            };
+            let v_prev = prev.node(me);
+            let mut plan = Plan::default();
+            let mut users = BTreeSet::new();
+            let consider = |pid: NodeId, plan: &mut Plan, users: &mut BTreeSet<UserId>| {
+                if pid == me {
+                    return;
+                }
+                let was = visible(prev, v_prev, pid);
+                let is = next.node(pid).is_some_and(|p| next.can_see(v, p));
+                match (was, is, deltas.get(&pid)) {
+                    (_, true, Some(PeerDelta::Full)) | (false, true, _) => {
+                        plan.changed.push(pid);
+                        if let Some(p) = next.node(pid) {
+                            users.insert(wire_user(p));
+                        }
+                    }
+                    (true, true, Some(PeerDelta::Patch { .. })) => plan.patched.push(pid),
+                    (true, false, _) => plan.removed.push(pid),
+                    _ => {}
+                }
+            };
+            let self_full = agg.get(&me).is_some_and(|a| a.full);
+            if policy_changed || self_full {
+                // What this viewer may see can have changed wholesale.
+                let ids: BTreeSet<NodeId> = prev
+                    .nodes()
+                    .chain(next.nodes())
+                    .map(|e| e.node.id)
+                    .collect();
+                for pid in ids {
+                    consider(pid, &mut plan, &mut users);
+                }
+            } else {
+                for pid in agg.keys() {
+                    consider(*pid, &mut plan, &mut users);
+                }
+            }
+            if agg.contains_key(&me) {
+                plan.self_node = Some(me);
+                users.insert(wire_user(v));
+            }
+            if structural {
+                let f = policy.packet_filter(&v.node);
+                if f != s.filter {
+                    plan.filter = Some(f);
+                }
+                let ssh = policy
+                    .ssh_policy(&v.node)
+                    .unwrap_or_else(|| Arc::from(EMPTY_SSH_POLICY));
+                if ssh != s.ssh {
+                    plan.ssh = Some(ssh);
+                }
+            }
+            for u in &users_changed {
+                if wire_user(v) == *u
+                    || next
+                        .nodes_of_user(*u)
+                        .any(|p| p.node.id != me && next.can_see(v, p))
+                {
+                    users.insert(*u);
+                }
+            }
+            plan.profiles = users.into_iter().collect();
+            s.version = next.version();
+            if let Some(f) = &plan.filter {
+                s.filter = Arc::clone(f);
+            }
+            if let Some(x) = &plan.ssh {
+                s.ssh = Arc::clone(x);
+            }
+            if plan.is_empty() {
+                continue;
+            }
+            let frame = match memo.get(&plan) {
+                Some(b) => b.clone(),
+                None => {
+                    let b = self.encode_plan(&plan, next, &deltas, now)?;
+                    memo.insert(plan, b.clone());
+                    b
+                }
+            };
+            out.push(Outgoing::Frame { node: me, frame });
+        }
+        Ok(out)
+    }
+
+    fn encode_plan(
+        &self,
+        plan: &Plan,
+        next: &Snapshot,
+        deltas: &BTreeMap<NodeId, PeerDelta>,
+        now: DateTime<Utc>,
+    ) -> Result<Bytes, Error> {
+        let cfg = self.config();
+        let policy = next.policy();
+        let mut base = MapResponse {
+            peers_removed: plan.removed.clone(),
+            user_profiles: profiles(next, &plan.profiles.iter().copied().collect()),
+            ..MapResponse::default()
+        };
+        for id in &plan.patched {
+            if let Some(PeerDelta::Patch {
+                change,
+                online,
+                clear_seen,
+            }) = deltas.get(id)
+            {
+                if let Some(pc) = change {
+                    base.peers_changed_patch.push(pc.clone());
+                }
+                if let Some(o) = online {
+                    base.online_change.insert(*id, *o);
+                }
+                if *clear_seen {
+                    base.peer_seen_change.insert(*id, false);
+                }
+            }
+        }
+        let mut msg = Message {
+            base,
+            packet_filter: plan.filter.clone(),
+            ssh: plan.ssh.clone(),
+            ..Message::default()
+        };
+        if let Some(me) = plan.self_node
+            && let Some(v) = next.node(me)
+        {
+            msg.node = Some(self.cache().node_json(v, cfg, policy, now)?);
+        }
+        for id in &plan.changed {
+            if let Some(e) = next.node(*id) {
+                msg.peers_changed
+                    .push(self.cache().node_json(e, cfg, policy, now)?);
+            }
+        }
+        Ok(encode_frame(&msg.to_json()?)?.into())
+    }
+}

@@ -1,0 +1,99 @@
+//! The first message of a stream: everything the client needs (`tailscale-protocol.md`
+//! §3.2), peers sorted by id.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use hs_nodestore::Snapshot;
+use hs_types::tailcfg::{self, ClientVersion, MapResponse, OptBool, UserProfile};
+use hs_types::{NodeId, UserId};
+
+use crate::error::Error;
+use crate::mapper::Mapper;
+use crate::message::{EMPTY_SSH_POLICY, Message};
+use crate::render::{self, TAGGED_DEVICES_USER_ID};
+use crate::session::Session;
+
+/// Profiles for a set of wire user ids, sorted by id; unknown users are skipped (a node
+/// whose user is being deleted in a later batch).
+pub(crate) fn profiles(snap: &Snapshot, users: &BTreeSet<UserId>) -> Vec<UserProfile> {
+    users
+        .iter()
+        .filter_map(|u| {
+            if *u == TAGGED_DEVICES_USER_ID {
+                Some(render::tagged_devices_profile())
+            } else {
+                snap.user(*u).map(|u| render::user_profile(u))
+            }
+        })
+        .collect()
+}
+
+impl Mapper {
+    /// The full map for `viewer` and the session that tracks what it was told. Use the
+    /// session with [`Mapper::fanout`] for every later batch.
+    pub fn full_map(
+        &self,
+        snap: &Snapshot,
+        viewer: NodeId,
+        now: DateTime<Utc>,
+    ) -> Result<(Session, Vec<u8>), Error> {
+        let v = snap.node(viewer).ok_or(Error::UnknownNode(viewer))?;
+        let policy = snap.policy();
+        let cfg = self.config();
+        let mut users = BTreeSet::from([render::wire_user(v)]);
+        let mut peers = Vec::new();
+        for p in snap.peers_of(viewer) {
+            users.insert(render::wire_user(p));
+            peers.push(self.cache().node_json(p, cfg, policy, now)?);
+        }
+        let filter = policy.packet_filter(&v.node);
+        let ssh = policy
+            .ssh_policy(&v.node)
+            .unwrap_or_else(|| Arc::from(EMPTY_SSH_POLICY));
+        let msg = Message {
+            base: MapResponse {
+                domain: cfg.domain.clone(),
+                collect_services: OptBool::False,
+                user_profiles: profiles(snap, &users),
+                control_time: Some(now),
+                debug: Some(tailcfg::Debug {
+                    disable_log_tail: !cfg.logtail,
+                    ..Default::default()
+                }),
+                client_version: Some(ClientVersion {
+                    running_latest: true,
+                    ..Default::default()
+                }),
+                ..MapResponse::default()
+            },
+            node: Some(self.cache().node_json(v, cfg, policy, now)?),
+            derp_map: Some(Arc::clone(&cfg.derp_map)),
+            dns: cfg.dns.clone(),
+            peers: Some(peers),
+            peers_changed: Vec::new(),
+            packet_filter: Some(Arc::clone(&filter)),
+            ssh: Some(Arc::clone(&ssh)),
+        };
+        let session = Session {
+            node: viewer,
+            version: snap.version(),
+            cfg_gen: self.cfg_gen(),
+            filter,
+            ssh,
+        };
+        Ok((session, msg.to_json()?))
+    }
+
+    /// [`Mapper::full_map`], framed for the stream.
+    pub fn full_map_frame(
+        &self,
+        snap: &Snapshot,
+        viewer: NodeId,
+        now: DateTime<Utc>,
+    ) -> Result<(Session, bytes::Bytes), Error> {
+        let (s, json) = self.full_map(snap, viewer, now)?;
+        Ok((s, crate::frame::encode_frame(&json)?.into()))
+    }
+}
