@@ -1,0 +1,239 @@
+//! The [`Db`] handle: opening SQLite or PostgreSQL, the pragmas and pool, and running a
+//! closure inside one transaction on a [`Conn`].
+//!
+//! SQLite has a single connection behind a mutex, so writes are never interleaved (Go
+//! Headscale also runs SQLite with one connection); every [`Db::tx`] is an `IMMEDIATE`
+//! transaction, so a batch is all-or-nothing even if the process dies mid-way.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use diesel::Connection;
+use diesel::connection::SimpleConnection;
+use diesel::pg::PgConnection;
+use diesel::r2d2::{ConnectionManager, Pool};
+use diesel::sqlite::SqliteConnection;
+
+use crate::config::{DbConfig, PostgresConfig, SqliteConfig};
+use crate::error::{Error, Result};
+use crate::migrate;
+
+/// A cheap-to-clone handle on the database. Diesel is synchronous: async callers run
+/// [`Db::tx`] inside `spawn_blocking`.
+#[derive(Clone)]
+pub struct Db {
+    inner: Arc<Backend>,
+}
+
+enum Backend {
+    Sqlite(Mutex<SqliteConnection>),
+    Postgres(Pool<ConnectionManager<PgConnection>>),
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("backend", &self.backend())
+            .finish()
+    }
+}
+
+/// A connection inside a transaction; the repository functions are its methods.
+pub struct Conn<'a> {
+    pub(crate) inner: ConnRef<'a>,
+}
+
+pub(crate) enum ConnRef<'a> {
+    Sqlite(&'a mut SqliteConnection),
+    Pg(&'a mut PgConnection),
+}
+
+/// Runs `$body` with `$c` bound to the concrete diesel connection of either backend; the
+/// body is compiled once per backend.
+macro_rules! dispatch {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match &mut $conn.inner {
+            $crate::db::ConnRef::Sqlite(inner) => {
+                let $c = &mut **inner;
+                $body
+            }
+            $crate::db::ConnRef::Pg(inner) => {
+                let $c = &mut **inner;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use dispatch;
+
+impl Conn<'_> {
+    /// Whether this is the SQLite backend.
+    pub fn is_sqlite(&self) -> bool {
+        matches!(self.inner, ConnRef::Sqlite(_))
+    }
+
+    /// Runs raw SQL statements, returning no rows: for maintenance tools and test setup
+    /// (e.g. planting rows the way an old Go Headscale wrote them).
+    pub fn execute_raw(&mut self, sql: &str) -> Result<()> {
+        self.batch(sql)
+    }
+
+    /// Runs raw SQL statements (no results); used by migrations.
+    pub(crate) fn batch(&mut self, sql: &str) -> Result<()> {
+        dispatch!(self, |c| c.batch_execute(sql))?;
+        Ok(())
+    }
+}
+
+impl Db {
+    /// Opens (creating if needed) the configured database, imports a Go Headscale database
+    /// in place if that is what it finds, and runs pending migrations.
+    ///
+    /// Refuses, with an [`Error`] saying what to do, a database that is too old, newer than
+    /// this build knows, or not a Headscale database at all.
+    pub fn open(cfg: &DbConfig) -> Result<Self> {
+        let db = match cfg {
+            DbConfig::Sqlite(s) => Self::open_sqlite(s)?,
+            DbConfig::Postgres(p) => Self::open_postgres(p)?,
+        };
+        db.migrate()?;
+        Ok(db)
+    }
+
+    fn open_sqlite(cfg: &SqliteConfig) -> Result<Self> {
+        let path_str = cfg.path.to_str().ok_or_else(|| {
+            Error::Config(format!(
+                "database.sqlite.path {:?} is not valid UTF-8",
+                cfg.path
+            ))
+        })?;
+        if let Some(dir) = cfg.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+                path: path_str.to_owned(),
+                source,
+            })?;
+        }
+        let mut conn = SqliteConnection::establish(path_str).map_err(|e| Error::Connect {
+            backend: "sqlite",
+            message: format!("{path_str}: {e}"),
+        })?;
+        conn.batch_execute(&sqlite_pragmas(cfg))?;
+        tracing::info!(path = %path_str, wal = cfg.write_ahead_log, "opened SQLite database");
+        Ok(Self {
+            inner: Arc::new(Backend::Sqlite(Mutex::new(conn))),
+        })
+    }
+
+    fn open_postgres(cfg: &PostgresConfig) -> Result<Self> {
+        if cfg.max_open_conns == 0 {
+            return Err(Error::Config(
+                "database.postgres.max_open_conns must be at least 1".into(),
+            ));
+        }
+        let manager = ConnectionManager::<PgConnection>::new(cfg.conninfo());
+        let idle = (cfg.conn_max_idle_time > Duration::ZERO).then_some(cfg.conn_max_idle_time);
+        let pool = Pool::builder()
+            .max_size(cfg.max_open_conns)
+            .min_idle(Some(0))
+            .idle_timeout(idle)
+            .connection_timeout(Duration::from_secs(30))
+            .build_unchecked(manager);
+        // Surface a bad host/password now, with libpq's own message.
+        drop(pool.get().map_err(|e| Error::Connect {
+            backend: "postgres",
+            message: format!(
+                "host={} port={} dbname={} user={}: {e}",
+                cfg.host, cfg.port, cfg.name, cfg.user
+            ),
+        })?);
+        tracing::info!(host = %cfg.host, dbname = %cfg.name, "opened PostgreSQL database");
+        Ok(Self {
+            inner: Arc::new(Backend::Postgres(pool)),
+        })
+    }
+
+    /// `"sqlite"` or `"postgres"`.
+    pub fn backend(&self) -> &'static str {
+        match &*self.inner {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Runs `f` in one transaction: committed if it returns `Ok`, rolled back otherwise.
+    /// On SQLite the transaction is `IMMEDIATE` and the only connection is held, so it never
+    /// interleaves with another write.
+    pub fn tx<T>(&self, f: impl FnOnce(&mut Conn<'_>) -> Result<T>) -> Result<T> {
+        match &*self.inner {
+            Backend::Sqlite(m) => {
+                let mut guard = m.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                guard.immediate_transaction(|c| {
+                    f(&mut Conn {
+                        inner: ConnRef::Sqlite(c),
+                    })
+                })
+            }
+            Backend::Postgres(pool) => {
+                let mut pc = pool.get().map_err(|e| Error::Connect {
+                    backend: "postgres",
+                    message: e.to_string(),
+                })?;
+                pc.transaction(|c| {
+                    f(&mut Conn {
+                        inner: ConnRef::Pg(c),
+                    })
+                })
+            }
+        }
+    }
+
+    /// Runs `f` on a connection outside any transaction (migrations manage their own).
+    pub(crate) fn raw<T>(&self, f: impl FnOnce(&mut Conn<'_>) -> Result<T>) -> Result<T> {
+        match &*self.inner {
+            Backend::Sqlite(m) => {
+                let mut guard = m.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                f(&mut Conn {
+                    inner: ConnRef::Sqlite(&mut guard),
+                })
+            }
+            Backend::Postgres(pool) => {
+                let mut pc = pool.get().map_err(|e| Error::Connect {
+                    backend: "postgres",
+                    message: e.to_string(),
+                })?;
+                f(&mut Conn {
+                    inner: ConnRef::Pg(&mut pc),
+                })
+            }
+        }
+    }
+
+    fn migrate(&self) -> Result<()> {
+        self.raw(migrate::run)
+    }
+
+    /// Checkpoints and compacts an SQLite database (Go Headscale vacuums on shutdown); a
+    /// no-op on PostgreSQL.
+    pub fn vacuum(&self) -> Result<()> {
+        self.raw(|c| {
+            if c.is_sqlite() {
+                c.batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA incremental_vacuum;")?;
+            }
+            Ok(())
+        })
+    }
+}
+
+fn sqlite_pragmas(cfg: &SqliteConfig) -> String {
+    let mut s = String::from(
+        "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA auto_vacuum = INCREMENTAL; \
+         PRAGMA synchronous = NORMAL;",
+    );
+    if cfg.write_ahead_log {
+        s.push_str(&format!(
+            " PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = {};",
+            cfg.wal_autocheckpoint
+        ));
+    }
+    s
+}

@@ -1,0 +1,266 @@
+//! Every Go Headscale SQLite dump in `../shared/headscale-compat/sqlite-dumps/` loads with
+//! `sqlite3`, opens (which imports it in place), and reads back with its rows intact. The
+//! expected values below were read from the dump files by hand.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use chrono::{TimeZone, Utc};
+use hs_db::{Db, DbConfig, SqliteConfig};
+use hs_types::{NodeId, UserId};
+
+fn dump_path(name: &str) -> PathBuf {
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/headscale-compat/sqlite-dumps/"
+    ))
+    .join(name)
+}
+
+/// Loads a dump into a fresh file with the `sqlite3` shell, as an operator would, and opens
+/// it. Returns the temp dir too so the file outlives the call.
+fn load(name: &str) -> (tempfile::TempDir, PathBuf, Db) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("db.sqlite");
+    let sql = std::fs::File::open(dump_path(name)).expect("dump file");
+    let st = Command::new("sqlite3")
+        .arg(&path)
+        .stdin(Stdio::from(sql))
+        .status()
+        .expect("run sqlite3");
+    assert!(st.success(), "sqlite3 failed to load {name}");
+    let db = Db::open(&DbConfig::Sqlite(SqliteConfig::new(&path))).expect("open and import");
+    (dir, path, db)
+}
+
+fn counts(db: &Db) -> (usize, usize, usize, usize) {
+    db.tx(|c| {
+        Ok((
+            c.list_users()?.len(),
+            c.list_nodes()?.len(),
+            c.list_pre_auth_keys(None)?.len(),
+            c.list_api_keys()?.len(),
+        ))
+    })
+    .expect("read back")
+}
+
+fn go_migrations(path: &std::path::Path) -> Vec<String> {
+    let out = Command::new("sqlite3")
+        .arg(path)
+        .arg("SELECT id FROM migrations ORDER BY id")
+        .output()
+        .expect("sqlite3");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn tables(path: &std::path::Path) -> Vec<String> {
+    let out = Command::new("sqlite3")
+        .arg(path)
+        .arg("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .output()
+        .expect("sqlite3");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn empty_release(name: &str) {
+    let (_d, path, db) = load(name);
+    assert_eq!(counts(&db), (0, 0, 0, 0));
+    let migs = go_migrations(&path);
+    assert!(migs.contains(&"202606201200-pre-auth-key-revoked".to_owned()));
+    assert!(!migs.contains(&"202606211200-oauth-clients-and-tokens".to_owned()));
+    // Our schema works on it: write and read.
+    let u = db
+        .tx(|c| {
+            c.create_user(
+                &hs_db::NewUser {
+                    name: "after-import".into(),
+                    ..Default::default()
+                },
+                Utc.timestamp_opt(1_700_000_000, 0).single().expect("t"),
+            )
+        })
+        .expect("write after import");
+    assert_eq!(
+        db.tx(|c| c.get_user(u.id)).expect("read").map(|u| u.name),
+        Some("after-import".into())
+    );
+    drop(db);
+    // Reopening is a no-op.
+    let again = Db::open(&DbConfig::Sqlite(SqliteConfig::new(&path))).expect("reopen");
+    assert_eq!(counts(&again).0, 1);
+}
+
+#[test]
+fn headscale_0_26_0_beta_1() {
+    empty_release("headscale_0.26.0-beta.1_dump.sql");
+}
+
+#[test]
+fn headscale_0_26_0_beta_2() {
+    empty_release("headscale_0.26.0-beta.2_dump.sql");
+}
+
+#[test]
+fn headscale_0_26_0() {
+    empty_release("headscale_0.26.0_dump.sql");
+}
+
+#[test]
+fn headscale_0_26_1() {
+    empty_release("headscale_0.26.1_dump.sql");
+}
+
+#[test]
+fn headscale_0_26_1_litestream() {
+    let (_d, path, db) = load("headscale_0.26.1_dump-litestream.sql");
+    assert_eq!(counts(&db), (0, 0, 0, 0));
+    let t = tables(&path);
+    assert!(
+        t.iter().any(|t| t.starts_with("_litestream")),
+        "litestream tables left alone: {t:?}"
+    );
+}
+
+#[test]
+fn headscale_0_26_1_old_table_cleanup() {
+    let (_d, path, db) = load("headscale_0.26.1_dump_schema-to-0.27.0-old-table-cleanup.sql");
+    assert_eq!(counts(&db), (0, 0, 0, 0));
+    let t = tables(&path);
+    for old in [
+        "namespaces",
+        "machines",
+        "kvs",
+        "shared_machines",
+        "pre_auth_key_acl_tags",
+        "routes",
+    ] {
+        assert!(
+            !t.contains(&old.to_owned()),
+            "{old} should be dropped: {t:?}"
+        );
+    }
+}
+
+#[test]
+fn failing_node_preauth_constraint() {
+    let (_d, path, db) = load("failing-node-preauth-constraint_dump.sql");
+    assert_eq!(counts(&db), (1, 6, 0, 2));
+    let nodes = db.tx(|c| c.list_nodes()).expect("nodes");
+    let n1 = &nodes[0];
+    assert_eq!(n1.id, NodeId(1));
+    assert_eq!(
+        n1.machine_key.to_string(),
+        "mkey:a0ab77456320823945ae0331823e3c0d516fae9585bd42698dfa1ac3d7679e63"
+    );
+    assert_eq!(n1.ipv4, Some("100.64.0.1".parse().expect("ip")));
+    assert_eq!(n1.ipv6, Some("fd7a:115c:a1e0::1".parse().expect("ip")));
+    assert_eq!(n1.hostname, "hostname_1");
+    assert_eq!(n1.given_name, "given_name1");
+    assert_eq!(n1.tags, ["tag:sshclient", "tag:ssh"]);
+    // Tags own tagged nodes; the dangling auth_key_id 0 is cleared; zero expiry is none.
+    assert_eq!(n1.user_id, None);
+    assert_eq!(n1.auth_key_id, None);
+    assert_eq!(n1.expiry, None);
+    assert_eq!(
+        n1.last_seen,
+        Some(
+            Utc.with_ymd_and_hms(2025, 2, 5, 16, 46, 13)
+                .single()
+                .expect("t")
+                + chrono::Duration::nanoseconds(960_213_431)
+        )
+    );
+    assert_eq!(nodes[5].ipv4, Some("100.64.0.6".parse().expect("ip")));
+    let users = db.tx(|c| c.list_users()).expect("users");
+    assert_eq!(users[0].name, "username_1");
+    assert_eq!(users[0].email, "email_1@example.com");
+    let keys = db.tx(|c| c.list_api_keys()).expect("api keys");
+    assert_eq!(keys[0].prefix, "hFKcRjLyfw");
+    assert!(keys[0].hash.starts_with(b"$2a$10$"));
+    assert!(!tables(&path).contains(&"routes".to_owned()));
+}
+
+#[test]
+fn null_tags_user_id() {
+    let (_d, _p, db) = load("null_tags_user_id_migration_test.sql");
+    assert_eq!(counts(&db), (2, 4, 0, 0));
+    let nodes = db.tx(|c| c.list_nodes()).expect("nodes");
+    // `null`, `[]` and '' tags are untagged: owners kept. Real tags: owner cleared.
+    assert_eq!(nodes[0].user_id, Some(UserId(2)));
+    assert_eq!(nodes[1].user_id, None);
+    assert_eq!(nodes[1].tags, ["tag:server"]);
+    assert_eq!(nodes[2].user_id, Some(UserId(1)));
+    assert_eq!(nodes[3].user_id, Some(UserId(1)));
+    assert!(nodes[0].tags.is_empty());
+}
+
+#[test]
+fn recover_null_tags_user_id() {
+    let (_d, _p, db) = load("recover_null_tags_user_id_migration_test.sql");
+    assert_eq!(counts(&db), (2, 4, 2, 0));
+    let nodes = db.tx(|c| c.list_nodes()).expect("nodes");
+    assert_eq!(
+        nodes[0].user_id,
+        Some(UserId(2)),
+        "recovered from its pre-auth key"
+    );
+    assert_eq!(nodes[1].user_id, None, "genuinely tagged");
+    assert_eq!(nodes[2].user_id, None, "no key to recover from");
+    assert_eq!(nodes[3].user_id, Some(UserId(1)));
+    let keys = db.tx(|c| c.list_pre_auth_keys(None)).expect("keys");
+    assert_eq!(keys[0].prefix, "pak1");
+    assert_eq!(keys[0].user_id, Some(UserId(2)));
+    assert!(keys[0].reusable && keys[0].used && !keys[0].ephemeral);
+}
+
+#[test]
+fn zero_time_expiry() {
+    let (_d, _p, db) = load("zero_time_expiry_migration_test.sql");
+    assert_eq!(counts(&db), (1, 5, 0, 0));
+    let exp: Vec<_> = db
+        .tx(|c| c.list_nodes())
+        .expect("nodes")
+        .into_iter()
+        .map(|n| n.expiry)
+        .collect();
+    let y = |y| Some(Utc.with_ymd_and_hms(y, 1, 1, 0, 0, 0).single().expect("t"));
+    assert_eq!(exp, [None, None, y(2099), y(2020), None]);
+}
+
+#[test]
+fn request_tags() {
+    let (_d, path, db) = load("request_tags_migration_test.sql");
+    assert_eq!(counts(&db), (3, 7, 0, 0));
+    let nodes = db.tx(|c| c.list_nodes()).expect("nodes");
+    // forced_tags was renamed to tags, values kept.
+    assert_eq!(nodes[2].tags, ["tag:existing"]);
+    assert_eq!(nodes[3].tags, ["tag:server"]);
+    assert_eq!(nodes[0].ipv4, Some("100.64.0.1".parse().expect("ip")));
+    assert_eq!(
+        nodes[6].ipv6,
+        Some("fd7a:115c:a1e0::7".parse().expect("ip"))
+    );
+    assert_eq!(nodes[0].user_id, Some(UserId(1)));
+    // RequestTags stay in host_info for the policy engine to validate on reconnect.
+    let hi = nodes[0].hostinfo.as_ref().expect("hostinfo kept");
+    assert_eq!(hi["RequestTags"][0], "tag:server");
+    let pol = db.tx(|c| c.get_policy()).expect("policy").expect("present");
+    assert!(pol.data.contains("\"tag:server\": [\"user1@example.com\"]"));
+    let users = db.tx(|c| c.list_users()).expect("users");
+    assert_eq!(users[2].name, "admin1@example.com");
+    assert_eq!(users[2].display_name, "Admin One");
+    let cols = Command::new("sqlite3")
+        .arg(&path)
+        .arg("SELECT name FROM pragma_table_info('nodes')")
+        .output()
+        .expect("sqlite3");
+    let cols = String::from_utf8_lossy(&cols.stdout).to_string();
+    assert!(cols.lines().any(|l| l == "tags") && !cols.lines().any(|l| l == "forced_tags"));
+}

@@ -1,0 +1,8 @@
+//! Integration tests for hs-db: the repository suite on SQLite files and on a throwaway
+//! PostgreSQL server, Go Headscale dump imports, refusals, and crash atomicity.
+
+mod crash;
+mod dumps;
+mod refuse;
+mod repo;
+mod support;
