@@ -6,6 +6,7 @@ mod filter;
 mod hostinfo;
 mod map;
 mod node;
+mod prop;
 mod register;
 mod ssh;
 
