@@ -7,6 +7,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr, clippy::disallowed_methods)]
 
 mod ci;
+mod codegen;
 mod conformance;
 
 use anyhow::{Result, bail};
@@ -20,6 +21,7 @@ fn main() -> Result<()> {
     match cmd.as_str() {
         "ci" => ci::run(rest),
         "conformance" => conformance::run(rest),
+        "codegen" => codegen::run(rest),
         "help" | "--help" | "-h" => {
             print_help();
             Ok(())
@@ -35,6 +37,7 @@ fn print_help() {
     println!(
         "cargo xtask <command>\n\n\
          commands:\n  \
-         ci    fmt --check, clippy -D warnings, the whole test suite (installs what it needs)\n"
+         ci    fmt --check, clippy -D warnings, the whole test suite (installs what it needs)\n  \
+         codegen [--check]  regenerate (or verify) crates/hs-api/src/generated from proto/\n"
     );
 }

@@ -1,0 +1,685 @@
+//! The admin operations, once, for both front ends (REST and gRPC): input checks, store calls
+//! on the blocking pool, control-plane notifications, and the error each failure maps to.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use ipnet::IpNet;
+
+use hs_types::model::{ApiKey, Node, PreAuthKey, User};
+use hs_types::{NodeId, UserId};
+
+use crate::apikey::{self, API_KEY_PREFIX, AUTH_KEY_PREFIX};
+use crate::error::ApiError;
+use crate::hooks::ControlHooks;
+use crate::store::{NewApiKey, NewPreAuthKey, NewUser, Store, StoreError, StoredPolicy};
+
+/// Where the policy lives (`policy.mode` in the config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PolicyMode {
+    /// Read from `policy.path`; `policy set` is refused.
+    #[default]
+    File,
+    /// Stored in the database; `policy set` writes it.
+    Database,
+}
+
+/// The wall clock, as a parameter so tests can fix time.
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+/// The system clock: the one place hs-api reads time.
+pub fn system_clock() -> Clock {
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the admin API's single clock read"
+    )]
+    Arc::new(Utc::now)
+}
+
+/// A node with what the API shows alongside it.
+#[derive(Debug, Clone)]
+pub struct NodeView {
+    /// The node.
+    pub node: Node,
+    /// Its owner, when untagged.
+    pub user: Option<User>,
+    /// The pre-auth key it registered with, with that key's owner.
+    pub preauth_key: Option<(PreAuthKey, Option<User>)>,
+    /// Whether it is connected now.
+    pub online: bool,
+    /// Routes it advertises.
+    pub available_routes: Vec<IpNet>,
+}
+
+/// A pre-auth key with its owner.
+#[derive(Debug, Clone)]
+pub struct PreAuthKeyView {
+    /// The key; `full` is set only in the answer to create.
+    pub key: PreAuthKey,
+    /// The full key text, only right after creation.
+    pub full: Option<String>,
+    /// Its owner.
+    pub user: Option<User>,
+}
+
+/// Which API key an expire/delete request names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiKeyRef {
+    /// By database id.
+    Id(u64),
+    /// By public prefix.
+    Prefix(String),
+}
+
+/// Filters for listing users; all that are set must match.
+#[derive(Debug, Clone, Default)]
+pub struct UserFilter {
+    /// User id.
+    pub id: Option<UserId>,
+    /// Exact name.
+    pub name: Option<String>,
+    /// Exact e-mail.
+    pub email: Option<String>,
+}
+
+/// The admin API service shared by the REST and gRPC front ends.
+#[derive(Clone)]
+pub struct Admin {
+    store: Arc<dyn Store>,
+    hooks: Arc<dyn ControlHooks>,
+    clock: Clock,
+    policy_mode: PolicyMode,
+}
+
+impl std::fmt::Debug for Admin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admin")
+            .field("policy_mode", &self.policy_mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Admin {
+    /// A service over `store`, telling the control plane through `hooks`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        hooks: Arc<dyn ControlHooks>,
+        clock: Clock,
+        policy_mode: PolicyMode,
+    ) -> Self {
+        Self {
+            store,
+            hooks,
+            clock,
+            policy_mode,
+        }
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        (self.clock)()
+    }
+
+    /// Runs a store call on the blocking pool (hs-db is synchronous).
+    async fn db<T, F>(&self, context: &'static str, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || f(store.as_ref()))
+            .await
+            .map_err(|e| ApiError::Internal(format!("{context}: task failed: {e}")))?
+            .map_err(|e| ApiError::from_store(context, e))
+    }
+
+    // ---- health
+
+    /// Whether the database answers.
+    pub async fn health(&self) -> bool {
+        self.db("health", |s| Ok(s.ping())).await.unwrap_or(false)
+    }
+
+    // ---- API keys
+
+    /// Checks a bearer key; on success records it as seen now. Refuses unknown, malformed,
+    /// expired and deleted keys alike with 401 so probing learns nothing.
+    pub async fn authenticate(&self, key: &str) -> Result<ApiKey, ApiError> {
+        let unauthorized = || ApiError::Unauthorized("invalid or expired API key".to_owned());
+        let parsed = apikey::parse_api_key(key).map_err(|_| unauthorized())?;
+        let prefix = parsed.prefix.to_owned();
+        let secret = parsed.secret.to_owned();
+        let now = self.now();
+        let found = self
+            .db("authenticating", move |s| s.api_key_by_prefix(&prefix))
+            .await?
+            .ok_or_else(unauthorized)?;
+        let hash = found.hash.clone();
+        let ok = tokio::task::spawn_blocking(move || apikey::verify(&secret, &hash))
+            .await
+            .unwrap_or(false);
+        if !ok || found.is_expired(now) {
+            return Err(unauthorized());
+        }
+        let id = found.id;
+        self.db("recording API key use", move |s| s.touch_api_key(id, now))
+            .await?;
+        Ok(found)
+    }
+
+    /// Creates an API key and returns its full text (shown once). Without an expiration the
+    /// zero instant is stored, as Go Headscale does.
+    pub async fn create_api_key(
+        &self,
+        expiration: Option<DateTime<Utc>>,
+    ) -> Result<String, ApiError> {
+        let generated = tokio::task::spawn_blocking(|| {
+            apikey::generate(&mut rand::thread_rng(), API_KEY_PREFIX)
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("creating API key: {e}")))?
+        .map_err(|e| ApiError::Internal(format!("creating API key: {e}")))?;
+        let expiration = Some(expiration.unwrap_or_else(zero_instant));
+        let new = NewApiKey {
+            prefix: generated.prefix.clone(),
+            hash: generated.hash.clone(),
+            expiration,
+        };
+        let now = self.now();
+        self.db("creating API key", move |s| s.create_api_key(new, now))
+            .await?;
+        Ok(generated.full)
+    }
+
+    /// All API keys, ascending by id.
+    pub async fn list_api_keys(&self) -> Result<Vec<ApiKey>, ApiError> {
+        let mut keys = self.db("listing API keys", |s| s.list_api_keys()).await?;
+        keys.sort_by_key(|k| k.id);
+        Ok(keys)
+    }
+
+    async fn find_api_key(&self, r: ApiKeyRef) -> Result<ApiKey, ApiError> {
+        match r {
+            ApiKeyRef::Id(id) => self
+                .db("looking up API key", move |s| s.api_key(id))
+                .await?
+                .ok_or_else(|| ApiError::not_found(format!("API key with id {id} not found"))),
+            ApiKeyRef::Prefix(p) => {
+                let prefix = apikey::display_prefix(&p).to_owned();
+                let shown = prefix.clone();
+                self.db("looking up API key", move |s| s.api_key_by_prefix(&prefix))
+                    .await?
+                    .ok_or_else(|| {
+                        ApiError::not_found(format!("API key with prefix {shown:?} not found"))
+                    })
+            }
+        }
+    }
+
+    /// Expires an API key now.
+    pub async fn expire_api_key(&self, r: ApiKeyRef) -> Result<(), ApiError> {
+        let key = self.find_api_key(r).await?;
+        let now = self.now();
+        self.db("expiring API key", move |s| s.expire_api_key(key.id, now))
+            .await
+    }
+
+    /// Deletes an API key.
+    pub async fn delete_api_key(&self, r: ApiKeyRef) -> Result<(), ApiError> {
+        let key = self.find_api_key(r).await?;
+        self.db("deleting API key", move |s| s.delete_api_key(key.id))
+            .await
+    }
+
+    // ---- users
+
+    /// Creates a user; 409 when the name is taken.
+    pub async fn create_user(&self, new: NewUser) -> Result<User, ApiError> {
+        validate_user_name(&new.name)?;
+        let now = self.now();
+        self.db("creating user", move |s| s.create_user(new, now))
+            .await
+    }
+
+    async fn user_required(&self, id: UserId) -> Result<User, ApiError> {
+        self.db("looking up user", move |s| s.user(id))
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("user with id {} not found", id.get())))
+    }
+
+    /// Looks a user up by name (or, when the text is a number, by id), 404 when absent.
+    pub async fn user_by_name(&self, name: &str) -> Result<User, ApiError> {
+        let users = self.db("looking up user", |s| s.list_users()).await?;
+        let by_id = name.parse::<u64>().ok();
+        users
+            .into_iter()
+            .find(|u| u.name == name || Some(u.id.get()) == by_id)
+            .ok_or_else(|| ApiError::not_found(format!("user {name:?} not found")))
+    }
+
+    /// Renames a user.
+    pub async fn rename_user(&self, id: UserId, new_name: String) -> Result<User, ApiError> {
+        validate_user_name(&new_name)?;
+        self.user_required(id).await?;
+        let now = self.now();
+        self.db("renaming user", move |s| s.rename_user(id, &new_name, now))
+            .await
+    }
+
+    /// Deletes a user.
+    pub async fn delete_user(&self, id: UserId) -> Result<(), ApiError> {
+        self.user_required(id).await?;
+        self.db("deleting user", move |s| s.delete_user(id)).await
+    }
+
+    /// Users matching every set filter, ascending by id.
+    pub async fn list_users(&self, f: UserFilter) -> Result<Vec<User>, ApiError> {
+        let mut users = self.db("listing users", |s| s.list_users()).await?;
+        users.retain(|u| {
+            f.id.is_none_or(|id| u.id == id)
+                && f.name.as_ref().is_none_or(|n| &u.name == n)
+                && f.email.as_ref().is_none_or(|e| &u.email == e)
+        });
+        users.sort_by_key(|u| u.id.get());
+        Ok(users)
+    }
+
+    // ---- pre-auth keys
+
+    /// Creates a pre-auth key for `user` (or a tagged key when `user` is `None`).
+    pub async fn create_preauth_key(
+        &self,
+        user: Option<UserId>,
+        reusable: bool,
+        ephemeral: bool,
+        expiration: Option<DateTime<Utc>>,
+        tags: Vec<String>,
+    ) -> Result<PreAuthKeyView, ApiError> {
+        for t in &tags {
+            validate_tag(t)?;
+        }
+        let owner = match user {
+            Some(id) => Some(self.user_required(id).await?),
+            None if tags.is_empty() => {
+                return Err(ApiError::bad_request(
+                    "a pre-auth key needs a user or at least one tag",
+                ));
+            }
+            None => None,
+        };
+        let generated = tokio::task::spawn_blocking(|| {
+            apikey::generate(&mut rand::thread_rng(), AUTH_KEY_PREFIX)
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("creating pre-auth key: {e}")))?
+        .map_err(|e| ApiError::Internal(format!("creating pre-auth key: {e}")))?;
+        let new = NewPreAuthKey {
+            prefix: generated.prefix.clone(),
+            hash: generated.hash.clone(),
+            user_id: owner.as_ref().map(|u| u.id),
+            reusable,
+            ephemeral,
+            tags,
+            expiration: Some(expiration.unwrap_or_else(zero_instant)),
+        };
+        let now = self.now();
+        let key = self
+            .db("creating pre-auth key", move |s| {
+                s.create_preauth_key(new, now)
+            })
+            .await?;
+        Ok(PreAuthKeyView {
+            key,
+            full: Some(generated.full),
+            user: owner,
+        })
+    }
+
+    async fn preauth_required(&self, id: u64) -> Result<PreAuthKey, ApiError> {
+        self.db("looking up pre-auth key", move |s| s.preauth_key(id))
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("pre-auth key with id {id} not found")))
+    }
+
+    /// Expires a pre-auth key now.
+    pub async fn expire_preauth_key(&self, id: u64) -> Result<(), ApiError> {
+        self.preauth_required(id).await?;
+        let now = self.now();
+        self.db("expiring pre-auth key", move |s| {
+            s.expire_preauth_key(id, now)
+        })
+        .await
+    }
+
+    /// Deletes a pre-auth key.
+    pub async fn delete_preauth_key(&self, id: u64) -> Result<(), ApiError> {
+        self.preauth_required(id).await?;
+        self.db("deleting pre-auth key", move |s| s.delete_preauth_key(id))
+            .await
+    }
+
+    /// All pre-auth keys with their owners, ascending by id.
+    pub async fn list_preauth_keys(&self) -> Result<Vec<PreAuthKeyView>, ApiError> {
+        let (mut keys, users) = self
+            .db("listing pre-auth keys", |s| {
+                Ok((s.list_preauth_keys()?, s.list_users()?))
+            })
+            .await?;
+        keys.sort_by_key(|k| k.id);
+        Ok(keys
+            .into_iter()
+            .map(|key| {
+                let user = find_user(&users, key.user_id);
+                PreAuthKeyView {
+                    key,
+                    full: None,
+                    user,
+                }
+            })
+            .collect())
+    }
+
+    // ---- nodes
+
+    fn view(&self, node: Node, users: &[User], keys: &[PreAuthKey]) -> NodeView {
+        let preauth_key = node
+            .auth_key_id
+            .and_then(|id| keys.iter().find(|k| k.id == id))
+            .map(|k| (k.clone(), find_user(users, k.user_id)));
+        NodeView {
+            user: find_user(users, node.user_id),
+            online: self.hooks.is_online(node.id),
+            available_routes: self.hooks.available_routes(&node),
+            preauth_key,
+            node,
+        }
+    }
+
+    async fn view_one(&self, node: Node) -> Result<NodeView, ApiError> {
+        let (users, keys) = self
+            .db("loading node details", |s| {
+                Ok((s.list_users()?, s.list_preauth_keys()?))
+            })
+            .await?;
+        Ok(self.view(node, &users, &keys))
+    }
+
+    async fn node_required(&self, id: NodeId) -> Result<Node, ApiError> {
+        self.db("looking up node", move |s| s.node(id))
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("node with id {} not found", id.get())))
+    }
+
+    /// One node.
+    pub async fn get_node(&self, id: NodeId) -> Result<NodeView, ApiError> {
+        let node = self.node_required(id).await?;
+        self.view_one(node).await
+    }
+
+    /// All nodes, or those of the user named `user`; 404 for an unknown user.
+    pub async fn list_nodes(&self, user: Option<&str>) -> Result<Vec<NodeView>, ApiError> {
+        let owner = match user {
+            Some(u) if !u.is_empty() => Some(self.user_by_name(u).await?),
+            _ => None,
+        };
+        let (mut nodes, users, keys) = self
+            .db("listing nodes", |s| {
+                Ok((s.list_nodes()?, s.list_users()?, s.list_preauth_keys()?))
+            })
+            .await?;
+        if let Some(o) = &owner {
+            nodes.retain(|n| n.user_id == Some(o.id));
+        }
+        nodes.sort_by_key(|n| n.id.get());
+        Ok(nodes
+            .into_iter()
+            .map(|n| self.view(n, &users, &keys))
+            .collect())
+    }
+
+    /// Deletes a node and tells the control plane.
+    pub async fn delete_node(&self, id: NodeId) -> Result<(), ApiError> {
+        self.node_required(id).await?;
+        self.db("deleting node", move |s| s.delete_node(id)).await?;
+        self.hooks.node_deleted(id);
+        Ok(())
+    }
+
+    /// Expires a node at `expiry` (now when `None`), or clears its expiry with `disable`.
+    pub async fn expire_node(
+        &self,
+        id: NodeId,
+        expiry: Option<DateTime<Utc>>,
+        disable: bool,
+    ) -> Result<NodeView, ApiError> {
+        self.node_required(id).await?;
+        let at = if disable {
+            None
+        } else {
+            Some(expiry.unwrap_or_else(|| self.now()))
+        };
+        let node = self
+            .db("expiring node", move |s| s.set_node_expiry(id, at))
+            .await?;
+        self.hooks.node_changed(&node);
+        self.view_one(node).await
+    }
+
+    /// Renames a node (its DNS label); the name must be a valid DNS label.
+    pub async fn rename_node(&self, id: NodeId, name: String) -> Result<NodeView, ApiError> {
+        validate_dns_label(&name)?;
+        self.node_required(id).await?;
+        let node = self
+            .db("renaming node", move |s| s.rename_node(id, &name))
+            .await?;
+        self.hooks.node_changed(&node);
+        self.view_one(node).await
+    }
+
+    /// Replaces a node's tags; each must be well formed and owned in the policy.
+    pub async fn set_tags(&self, id: NodeId, tags: Vec<String>) -> Result<NodeView, ApiError> {
+        if tags.is_empty() {
+            return Err(ApiError::bad_request(
+                "at least one tag is required: a node cannot be untagged through the API",
+            ));
+        }
+        for t in &tags {
+            validate_tag(t)?;
+        }
+        self.node_required(id).await?;
+        self.hooks
+            .check_tags(&tags)
+            .map_err(|m| ApiError::bad_request(format!("setting tags: {m}")))?;
+        let node = self
+            .db("setting tags", move |s| s.set_node_tags(id, &tags))
+            .await?;
+        self.hooks.node_changed(&node);
+        self.view_one(node).await
+    }
+
+    /// Replaces a node's approved routes; each must be a CIDR prefix. Approving one exit
+    /// route approves both, as Headscale does.
+    pub async fn set_approved_routes(
+        &self,
+        id: NodeId,
+        routes: Vec<String>,
+    ) -> Result<NodeView, ApiError> {
+        let mut parsed: Vec<IpNet> = Vec::with_capacity(routes.len());
+        for (i, r) in routes.iter().enumerate() {
+            let net: IpNet = r.trim().parse().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "routes[{i}]: {r:?} is not a CIDR prefix (e.g. 10.0.0.0/24)"
+                ))
+            })?;
+            parsed.push(net.trunc());
+        }
+        let v4_exit: IpNet = IpNet::V4(ipnet::Ipv4Net::default());
+        let v6_exit: IpNet = IpNet::V6(ipnet::Ipv6Net::default());
+        if parsed.contains(&v4_exit) || parsed.contains(&v6_exit) {
+            parsed.push(v4_exit);
+            parsed.push(v6_exit);
+        }
+        parsed.sort();
+        parsed.dedup();
+        self.node_required(id).await?;
+        let node = self
+            .db("approving routes", move |s| {
+                s.set_approved_routes(id, &parsed)
+            })
+            .await?;
+        self.hooks.node_changed(&node);
+        self.view_one(node).await
+    }
+
+    /// Completes a pending registration for the user named `user`.
+    pub async fn auth_register(&self, user: &str, auth_id: &str) -> Result<NodeView, ApiError> {
+        validate_auth_id(auth_id)?;
+        let u = self.user_by_name(user).await?;
+        let node = self.hooks.auth_register(auth_id, &u)?;
+        self.view_one(node).await
+    }
+
+    /// Debug: creates a pending registration and returns the node it would make.
+    pub async fn debug_create_node(
+        &self,
+        user: &str,
+        auth_id: &str,
+        name: &str,
+        routes: &[String],
+    ) -> Result<NodeView, ApiError> {
+        validate_auth_id(auth_id)?;
+        let mut parsed = Vec::with_capacity(routes.len());
+        for (i, r) in routes.iter().enumerate() {
+            parsed.push(r.trim().parse::<IpNet>().map_err(|_| {
+                ApiError::bad_request(format!("routes[{i}]: {r:?} is not a CIDR prefix"))
+            })?);
+        }
+        let u = self.user_by_name(user).await?;
+        let node = self.hooks.debug_create_node(auth_id, &u, name, &parsed)?;
+        self.view_one(node).await
+    }
+
+    /// Approves a pending authentication.
+    pub fn auth_approve(&self, auth_id: &str) -> Result<(), ApiError> {
+        validate_auth_id(auth_id)?;
+        self.hooks.auth_approve(auth_id)
+    }
+
+    /// Rejects a pending authentication.
+    pub fn auth_reject(&self, auth_id: &str) -> Result<(), ApiError> {
+        validate_auth_id(auth_id)?;
+        self.hooks.auth_reject(auth_id)
+    }
+
+    /// Backfills missing node addresses.
+    pub fn backfill_ips(&self, confirmed: bool) -> Result<Vec<String>, ApiError> {
+        self.hooks.backfill_ips(confirmed)
+    }
+
+    // ---- policy
+
+    /// The stored policy; 500 (as Headscale answers) when none was ever stored.
+    pub async fn get_policy(&self) -> Result<StoredPolicy, ApiError> {
+        self.db("loading policy", |s| s.policy())
+            .await?
+            .ok_or_else(|| ApiError::Internal("loading policy: no policy has been stored".into()))
+    }
+
+    /// Validates a policy against the live users and nodes without storing it.
+    pub async fn check_policy(&self, policy: &str) -> Result<(), ApiError> {
+        let (users, nodes) = self
+            .db("checking policy", |s| {
+                Ok((s.list_users()?, s.list_nodes()?))
+            })
+            .await?;
+        self.hooks
+            .check_policy(policy, &users, &nodes)
+            .map_err(|m| ApiError::bad_request(format!("invalid policy: {m}")))
+    }
+
+    /// Validates and stores a policy (database mode only), then tells the control plane.
+    pub async fn set_policy(&self, policy: String) -> Result<StoredPolicy, ApiError> {
+        if self.policy_mode != PolicyMode::Database {
+            return Err(ApiError::bad_request(
+                "setting the policy is only possible when policy.mode is \"database\"",
+            ));
+        }
+        self.check_policy(&policy).await?;
+        let now = self.now();
+        let stored = self
+            .db("storing policy", move |s| s.set_policy(&policy, now))
+            .await?;
+        self.hooks.policy_changed(&stored.data);
+        Ok(stored)
+    }
+}
+
+fn find_user(users: &[User], id: Option<UserId>) -> Option<User> {
+    id.and_then(|id| users.iter().find(|u| u.id == id).cloned())
+}
+
+/// Go's `time.Time{}`, which Headscale stores for "no expiration" on new keys.
+pub fn zero_instant() -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp(-62_135_596_800, 0).unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+fn validate_user_name(name: &str) -> Result<(), ApiError> {
+    if name.trim().is_empty() {
+        return Err(ApiError::bad_request("user name must not be empty"));
+    }
+    if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(ApiError::bad_request(format!(
+            "user name {name:?} must not contain whitespace"
+        )));
+    }
+    Ok(())
+}
+
+/// A tag is `tag:` followed by ASCII letters, digits, `-` or `_`.
+pub(crate) fn validate_tag(tag: &str) -> Result<(), ApiError> {
+    let name = tag.strip_prefix("tag:").ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "invalid tag {tag:?}: tags must start with \"tag:\""
+        ))
+    })?;
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(ApiError::bad_request(format!(
+            "invalid tag {tag:?}: the name after \"tag:\" must be ASCII letters, digits, '-' or '_'"
+        )));
+    }
+    Ok(())
+}
+
+fn validate_dns_label(name: &str) -> Result<(), ApiError> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "invalid node name {name:?}: use 1-63 lowercase letters, digits and '-', not starting or ending with '-'"
+        )))
+    }
+}
+
+/// An auth id is `hskey-authreq-` followed by 24 characters.
+fn validate_auth_id(id: &str) -> Result<(), ApiError> {
+    let ok = id
+        .strip_prefix("hskey-authreq-")
+        .is_some_and(|rest| rest.len() == 24 && rest.bytes().all(|b| b.is_ascii_alphanumeric()));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "invalid auth id {id:?}: expected hskey-authreq- followed by 24 letters or digits"
+        )))
+    }
+}
