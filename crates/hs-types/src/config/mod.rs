@@ -97,36 +97,74 @@ impl Config {
         Ok((root, config, warnings, problems))
     }
 
-    /// The configuration `headscale serve` uses when no config file exists: everything under
-    /// `data_dir`, served on `http://127.0.0.1:8080`, SQLite with WAL, the embedded DERP
-    /// server on with STUN on 127.0.0.1:3478, MagicDNS under `headscale.internal`, and the
-    /// admin socket in `data_dir` so no root-owned directory is needed.
-    pub fn embedded_default(data_dir: &Path) -> Config {
-        // An empty document gives every Go default; the keys below make it a working server.
-        let root = Value::Mapping(Default::default());
-        let none = |_: &str| None;
-        let mut c = load::build(&mut Source::new(&root, &none), &mut Vec::new());
-        c.server_url = "http://127.0.0.1:8080".into();
-        c.listen_addr = "127.0.0.1:8080".into();
-        c.metrics_listen_addr = "127.0.0.1:9090".into();
-        c.grpc_listen_addr = "127.0.0.1:50443".into();
-        c.noise_private_key_path = data_dir.join("noise_private.key");
-        c.prefixes.v4 = "100.64.0.0/10".parse().ok();
-        c.prefixes.v6 = "fd7a:115c:a1e0::/48".parse().ok();
-        c.database.kind = DatabaseKind::Sqlite;
-        c.database.sqlite.path = data_dir.join("db.sqlite");
-        c.derp.server.enabled = true;
-        c.derp.server.region_id = 999;
-        c.derp.server.region_code = "headscale".into();
-        c.derp.server.region_name = "Headscale Embedded DERP".into();
-        c.derp.server.stun_listen_addr = "127.0.0.1:3478".into();
-        c.derp.server.private_key_path = data_dir.join("derp_server_private.key");
-        c.node.ephemeral_inactivity_timeout = std::time::Duration::from_secs(30 * 60);
-        c.dns.base_domain = "headscale.internal".into();
-        c.dns.override_local_dns = false;
-        c.unix_socket = data_dir.join("headscale.sock");
-        c.tls.letsencrypt_cache_dir = data_dir.join("cache");
-        c
+    /// The config file `headscale serve` uses when none exists: everything under `data_dir`,
+    /// served on `http://127.0.0.1:8080`, SQLite with WAL, the embedded DERP server on with
+    /// STUN on 127.0.0.1:3478, MagicDNS under `headscale.internal`, and the admin socket in
+    /// `data_dir` so no root-owned directory is needed.
+    pub fn embedded_default_yaml(data_dir: &Path) -> String {
+        // JSON string literals are valid YAML double-quoted scalars, whatever the path holds.
+        let q = |name: &str| {
+            serde_json::to_string(&data_dir.join(name).to_string_lossy())
+                .unwrap_or_else(|_| "\"\"".to_owned())
+        };
+        format!(
+            "server_url: http://127.0.0.1:8080
+listen_addr: 127.0.0.1:8080
+metrics_listen_addr: 127.0.0.1:9090
+grpc_listen_addr: 127.0.0.1:50443
+noise:
+  private_key_path: {noise}
+prefixes:
+  v4: 100.64.0.0/10
+  v6: fd7a:115c:a1e0::/48
+  allocation: sequential
+derp:
+  server:
+    enabled: true
+    region_id: 999
+    region_code: headscale
+    region_name: Headscale Embedded DERP
+    stun_listen_addr: 127.0.0.1:3478
+    private_key_path: {derp}
+    automatically_add_embedded_derp_region: true
+  urls: []
+  paths: []
+  auto_update_enabled: false
+node:
+  expiry: 0
+  ephemeral:
+    inactivity_timeout: 30m
+database:
+  type: sqlite
+  sqlite:
+    path: {db}
+    write_ahead_log: true
+tls_letsencrypt_cache_dir: {cache}
+log:
+  level: info
+  format: text
+policy:
+  mode: file
+  path: \"\"
+dns:
+  magic_dns: true
+  base_domain: headscale.internal
+  override_local_dns: false
+unix_socket: {socket}
+unix_socket_permission: \"0770\"
+",
+            noise = q("noise_private.key"),
+            derp = q("derp_server_private.key"),
+            db = q("db.sqlite"),
+            cache = q("cache"),
+            socket = q("headscale.sock"),
+        )
+    }
+
+    /// [`Config::embedded_default_yaml`] loaded with `env` overrides applied, as a config
+    /// file would be.
+    pub fn embedded_default(data_dir: &Path, env: EnvLookup<'_>) -> Result<Loaded, ConfigError> {
+        Self::from_yaml_str(&Self::embedded_default_yaml(data_dir), env)
     }
 
     /// Makes relative file paths relative to the config file's directory, as Go Headscale

@@ -357,21 +357,27 @@ fn yaml_syntax_errors_are_reported() {
 
 #[test]
 fn embedded_default_is_valid_and_lives_in_data_dir() {
-    let dir = Path::new("/tmp/hs-data");
-    let c = Config::embedded_default(dir);
+    let dir = Path::new("/tmp/hs data \"quoted\"");
+    let (c, warnings) = Config::embedded_default(dir, &no_env).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
     assert_eq!(c.server_url, "http://127.0.0.1:8080");
     assert_eq!(c.listen_addr, "127.0.0.1:8080");
+    assert_eq!(c.database.kind, DatabaseKind::Sqlite);
     assert_eq!(c.database.sqlite.path, dir.join("db.sqlite"));
-    assert!(c.noise_private_key_path.starts_with(dir));
-    assert!(c.derp.server.private_key_path.starts_with(dir));
+    assert_eq!(c.noise_private_key_path, dir.join("noise_private.key"));
+    assert_eq!(
+        c.derp.server.private_key_path,
+        dir.join("derp_server_private.key")
+    );
     assert!(c.derp.server.enabled);
-    let mut problems = Vec::new();
-    let facts = load::InputFacts {
-        extra_records_both: false,
-        database_type_set: true,
-    };
-    load::validate(&c, facts, &mut problems);
-    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(c.unix_socket, dir.join("headscale.sock"));
+}
+
+#[test]
+fn embedded_default_takes_env_overrides() {
+    let env = |k: &str| (k == "HEADSCALE_LISTEN_ADDR").then(|| "127.0.0.1:0".to_owned());
+    let (c, _) = Config::embedded_default(Path::new("/tmp/x"), &env).unwrap();
+    assert_eq!(c.listen_addr, "127.0.0.1:0");
 }
 
 #[test]
