@@ -18,12 +18,13 @@ pub struct Policy {
     /// `tag:name` → owners (users, groups, tags, autogroups).
     #[serde(default)]
     pub tag_owners: BTreeMap<String, Option<Vec<String>>>,
-    /// Classic ACL rules.
+    /// Classic ACL rules. Absent (together with `grants`) means "allow everything"; an empty
+    /// list means "allow nothing".
     #[serde(default)]
-    pub acls: Vec<Acl>,
+    pub acls: Option<Vec<Acl>>,
     /// Grants.
     #[serde(default)]
-    pub grants: Vec<Grant>,
+    pub grants: Option<Vec<Grant>>,
     /// SSH rules.
     #[serde(default)]
     pub ssh: Vec<SshRule>,

@@ -50,8 +50,6 @@ pub struct CompiledPolicy {
     pub(crate) rules: Vec<CRule>,
     /// Per rule, the nodes whose filter carries it.
     pub(crate) rule_dst_nodes: Vec<NodeSet>,
-    /// Route → index of the node that is primary for it.
-    pub(crate) primary: BTreeMap<IpNet, usize>,
     pub(crate) ssh: Vec<crate::ssh::CSsh>,
 }
 
@@ -70,6 +68,7 @@ impl CompiledPolicy {
     /// let node = |id: u64, ip: &str| PolicyNode {
     ///     id: NodeId(id), name: format!("n{id}"), ipv4: Some(ip.parse().unwrap()), ipv6: None,
     ///     user: Some(UserId(1)), tags: vec![], announced_routes: vec![], approved_routes: vec![],
+    ///     primary_routes: vec![],
     /// };
     /// let nodes = vec![node(1, "100.64.0.1"), node(2, "100.64.0.2")];
     /// let compiled = CompiledPolicy::compile(&policy, &users, &nodes).unwrap();
@@ -87,19 +86,12 @@ impl CompiledPolicy {
         rules.extend(compile_grants(&r, policy)?);
         let ssh = crate::ssh::compile_ssh(&r, policy)?;
         crate::validate::validate_node_attrs(&r, policy)?;
-        let mut primary = BTreeMap::new();
-        for (i, n) in nodes.iter().enumerate() {
-            for route in n.subnet_routes() {
-                primary.entry(route).or_insert(i);
-            }
-        }
         let mut c = Self {
             policy: policy.clone(),
             users: users.to_vec(),
             nodes: nodes.to_vec(),
             rules,
             rule_dst_nodes: Vec::new(),
-            primary,
             ssh,
         };
         c.rule_dst_nodes = c.rules.iter().map(|rule| c.dst_nodes_of(rule)).collect();
@@ -367,7 +359,7 @@ impl CompiledPolicy {
         let mut allowed: Vec<IpNet> = node.ips().map(host_net).collect();
         let primary_routes: Vec<IpNet> = node
             .subnet_routes()
-            .filter(|r| self.primary.get(r) == Some(&i))
+            .filter(|r| node.primary_routes.contains(r))
             .filter(|r| self.route_visible(viewer, i, r))
             .collect();
         allowed.extend(&primary_routes);

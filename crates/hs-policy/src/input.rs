@@ -35,6 +35,10 @@ pub struct PolicyNode {
     pub announced_routes: Vec<IpNet>,
     /// Routes approved for the node (by an admin or auto-approval).
     pub approved_routes: Vec<IpNet>,
+    /// Subnet routes this node is currently primary for. Which of several routers serving the
+    /// same prefix is primary is high-availability state the control plane decides (first
+    /// online wins), not a policy decision, so it is an input here.
+    pub primary_routes: Vec<IpNet>,
 }
 
 impl PolicyNode {

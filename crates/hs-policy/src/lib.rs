@@ -7,7 +7,7 @@
 //!
 //! ```
 //! let policy = hs_policy::Policy::parse("{ // HuJSON\n \"acls\": [],\n}").unwrap();
-//! assert!(policy.acls.is_empty());
+//! assert_eq!(policy.acls, Some(vec![]));
 //! ```
 
 pub mod alias;

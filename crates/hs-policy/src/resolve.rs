@@ -142,6 +142,30 @@ impl<'a> Resolver<'a> {
         set
     }
 
+    /// How the hosted service spells a source alias: the union of these lists, de-duplicated,
+    /// is a rule's `SrcIPs` (overlapping entries from different aliases are kept apart).
+    pub(crate) fn spell_source(&self, a: &Alias, res: &Resolved) -> Vec<String> {
+        match a {
+            Alias::DangerAll => vec!["*".to_string()],
+            Alias::Wildcard => {
+                let mut out = crate::alias::tailnet_wildcard(std::iter::empty()).to_strings();
+                for n in self.nodes {
+                    for r in n.subnet_routes() {
+                        out.push(r.to_string());
+                    }
+                }
+                out
+            }
+            Alias::Internet => res.ips.to_range_strings(),
+            Alias::Host(_) | Alias::Addr(_) => res.ips.to_strings(),
+            _ => res
+                .nodes
+                .iter()
+                .flat_map(|i| self.nodes[i].ips().map(|ip| ip.to_string()))
+                .collect(),
+        }
+    }
+
     /// Resolves a source alias.
     pub(crate) fn source(&self, a: &Alias) -> Resolved {
         match a {

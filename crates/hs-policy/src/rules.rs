@@ -61,22 +61,23 @@ fn src_error(r: &Resolver<'_>, field: &str, a: &Alias) -> Result<(), PolicyError
     }
 }
 
-fn resolve_srcs(
-    r: &Resolver<'_>,
-    srcs: &[String],
-) -> Result<(Vec<Alias>, NodeSet, IpSet), PolicyError> {
+type Sources = (Vec<Alias>, NodeSet, IpSet, Vec<String>);
+
+fn resolve_srcs(r: &Resolver<'_>, srcs: &[String]) -> Result<Sources, PolicyError> {
     let mut nodes = NodeSet::new(r.nodes.len());
     let mut ips = IpSet::new();
     let mut aliases = Vec::new();
+    let mut spelled = std::collections::BTreeSet::new();
     for s in srcs {
         let a = r.parse(s).map_err(invalid)?;
         src_error(r, "src", &a)?;
         let res = r.source(&a);
+        spelled.extend(r.spell_source(&a, &res));
         nodes.union_with(&res.nodes);
         ips.extend(&res.ips);
         aliases.push(a);
     }
-    Ok((aliases, nodes, ips))
+    Ok((aliases, nodes, ips, spelled.into_iter().collect()))
 }
 
 const SELF_ERR: &str =
@@ -93,21 +94,26 @@ fn dst_kind(r: &Resolver<'_>, a: &Alias) -> DstKind {
     }
 }
 
-fn spell_src(a: &[Alias], ips: &IpSet) -> Vec<String> {
-    if a.iter().any(|a| matches!(a, Alias::DangerAll)) {
-        return vec!["*".to_string()];
-    }
-    ips.to_strings()
-}
-
 /// Resolves the `acls` section.
 pub(crate) fn compile_acls(r: &Resolver<'_>, p: &Policy) -> Result<Vec<CRule>, PolicyError> {
     let mut out = Vec::new();
-    for acl in &p.acls {
+    // With neither `acls` nor `grants` the hosted service allows everything.
+    let default_allow = [crate::ast::Acl {
+        action: "accept".into(),
+        src: vec!["*".into()],
+        dst: vec!["*:*".into()],
+        proto: None,
+    }];
+    let acls: &[crate::ast::Acl] = match (&p.acls, &p.grants) {
+        (Some(a), _) => a,
+        (None, None) => &default_allow,
+        (None, Some(_)) => &[],
+    };
+    for acl in acls {
         if acl.action != "accept" {
             return Err(invalid(format!("action={:?} is not supported", acl.action)));
         }
-        let (src_aliases, src_nodes, src_ips) = resolve_srcs(r, &acl.src)?;
+        let (src_aliases, src_nodes, src_ips, src_strings) = resolve_srcs(r, &acl.src)?;
         let protos = match &acl.proto {
             None => vec![],
             Some(Value::String(s)) => parse_proto(s).map_err(invalid)?,
@@ -143,7 +149,7 @@ pub(crate) fn compile_acls(r: &Resolver<'_>, p: &Policy) -> Result<Vec<CRule>, P
         }
         out.push(CRule {
             src_nodes,
-            src_strings: spell_src(&src_aliases, &src_ips),
+            src_strings,
             src_ips,
             protos,
             dsts,
@@ -177,7 +183,7 @@ fn parse_ip_cap(s: &str) -> Result<(Vec<u8>, Vec<Ports>), String> {
 /// Resolves the `grants` section.
 pub(crate) fn compile_grants(r: &Resolver<'_>, p: &Policy) -> Result<Vec<CRule>, PolicyError> {
     let mut out = Vec::new();
-    for g in &p.grants {
+    for g in p.grants.iter().flatten() {
         if g.ip.is_empty() && g.app.is_empty() {
             return Err(invalid("ip and app can not both be empty"));
         }
@@ -191,7 +197,7 @@ pub(crate) fn compile_grants(r: &Resolver<'_>, p: &Policy) -> Result<Vec<CRule>,
                 ));
             }
         }
-        let (src_aliases, src_nodes, src_ips) = resolve_srcs(r, &g.src)?;
+        let (src_aliases, src_nodes, src_ips, src_strings) = resolve_srcs(r, &g.src)?;
         let mut via = None;
         if !g.via.is_empty() {
             let mut tags = Vec::new();
@@ -244,7 +250,6 @@ pub(crate) fn compile_grants(r: &Resolver<'_>, p: &Policy) -> Result<Vec<CRule>,
                 None => by_proto.push((protos, ports)),
             }
         }
-        let src_strings = spell_src(&src_aliases, &src_ips);
         for (protos, ports) in by_proto {
             out.push(CRule {
                 src_nodes: src_nodes.clone(),

@@ -40,8 +40,12 @@ fn nets(v: &Value) -> Vec<ipnet::IpNet> {
         .unwrap_or_default()
 }
 
-/// Builds the engine input from a scenario topology; node order is by name.
-pub(crate) fn tailnet(topo: &Value) -> (Vec<PolicyUser>, Vec<PolicyNode>, Vec<String>) {
+/// Builds the engine input from a scenario topology; node order is by name. Which router is
+/// primary for a shared prefix is HA state, read from each node's own `self_primary_routes`.
+pub(crate) fn tailnet(
+    topo: &Value,
+    captures: &Value,
+) -> (Vec<PolicyUser>, Vec<PolicyNode>, Vec<String>) {
     let users: Vec<PolicyUser> = topo["users"]
         .as_array()
         .map(|a| {
@@ -79,6 +83,7 @@ pub(crate) fn tailnet(topo: &Value) -> (Vec<PolicyUser>, Vec<PolicyNode>, Vec<St
                     .unwrap_or_default(),
                 announced_routes: nets(&n["routable_ips"]),
                 approved_routes: nets(&n["approved_routes"]),
+                primary_routes: nets(&captures[name.as_str()]["self_primary_routes"]),
             });
             names.push(name.clone());
         }
@@ -246,7 +251,7 @@ pub(crate) fn run_scenario(s: &Value) -> ScenarioResult {
             Err(e) => fails.push(format!("policy_hujson: {e}")),
         }
     }
-    let (users, nodes, names) = tailnet(&s["topology"]);
+    let (users, nodes, names) = tailnet(&s["topology"], &s["captures"]);
     let compiled =
         Policy::parse(&policy_text).and_then(|p| CompiledPolicy::compile(&p, &users, &nodes));
     let code = s["api_response_code"].as_u64().unwrap_or(200);
