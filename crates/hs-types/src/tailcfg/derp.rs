@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+use super::gofloat;
 use super::omit::{is_zero, null_default};
 
 /// Go's `tailcfg.DERPMap`.
@@ -34,6 +35,7 @@ pub struct DERPHomeParams {
     /// 1.0). Omitted when empty (so Go cannot send an empty map either).
     #[serde(
         rename = "RegionScore",
+        serialize_with = "gofloat::serialize_map",
         skip_serializing_if = "BTreeMap::is_empty",
         deserialize_with = "null_default"
     )]
@@ -54,10 +56,18 @@ pub struct DERPRegion {
     #[serde(rename = "RegionName")]
     pub region_name: String,
     /// `Latitude` in degrees; omitted when zero.
-    #[serde(rename = "Latitude", skip_serializing_if = "is_zero")]
+    #[serde(
+        rename = "Latitude",
+        serialize_with = "gofloat::serialize",
+        skip_serializing_if = "is_zero"
+    )]
     pub latitude: f64,
     /// `Longitude` in degrees; omitted when zero.
-    #[serde(rename = "Longitude", skip_serializing_if = "is_zero")]
+    #[serde(
+        rename = "Longitude",
+        serialize_with = "gofloat::serialize",
+        skip_serializing_if = "is_zero"
+    )]
     pub longitude: f64,
     /// `Avoid`: deprecated, use `NoMeasureNoHome`.
     #[serde(rename = "Avoid", skip_serializing_if = "is_zero")]

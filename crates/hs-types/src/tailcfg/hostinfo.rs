@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+use super::gofloat;
 use super::omit::{is_zero, null_default};
 use super::opt_bool::OptBool;
 
@@ -206,10 +207,18 @@ pub struct Location {
     #[serde(rename = "CityCode", skip_serializing_if = "String::is_empty")]
     pub city_code: String,
     /// `Latitude` in degrees.
-    #[serde(rename = "Latitude", skip_serializing_if = "is_zero")]
+    #[serde(
+        rename = "Latitude",
+        serialize_with = "gofloat::serialize",
+        skip_serializing_if = "is_zero"
+    )]
     pub latitude: f64,
     /// `Longitude` in degrees.
-    #[serde(rename = "Longitude", skip_serializing_if = "is_zero")]
+    #[serde(
+        rename = "Longitude",
+        serialize_with = "gofloat::serialize",
+        skip_serializing_if = "is_zero"
+    )]
     pub longitude: f64,
     /// `Priority` among exit nodes of the same location; 0 = none.
     #[serde(rename = "Priority", skip_serializing_if = "is_zero")]
@@ -284,6 +293,7 @@ pub struct NetInfo {
     /// `DERPLatency`: `"<region>-v4"`/`"<region>-v6"` → seconds.
     #[serde(
         rename = "DERPLatency",
+        serialize_with = "gofloat::serialize_map",
         skip_serializing_if = "BTreeMap::is_empty",
         deserialize_with = "null_default"
     )]

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::capmap::CapMap;
 use super::capver::CapabilityVersion;
+use super::gofloat;
 use super::omit::{is_zero, null_default};
 use super::{b64, gotime};
 use crate::ids::NodeId;
@@ -103,7 +104,11 @@ pub struct PingRequest {
 #[serde(default)]
 pub struct Debug {
     /// `SleepSeconds`: sleep before the next request (capped at 5 minutes by clients).
-    #[serde(rename = "SleepSeconds", skip_serializing_if = "is_zero")]
+    #[serde(
+        rename = "SleepSeconds",
+        serialize_with = "gofloat::serialize",
+        skip_serializing_if = "is_zero"
+    )]
     pub sleep_seconds: f64,
     /// `DisableLogTail`: stop uploading logs (Headscale: `!logtail.enabled`).
     #[serde(rename = "DisableLogTail", skip_serializing_if = "is_zero")]
@@ -158,10 +163,18 @@ pub struct ControlIPCandidate {
     #[serde(rename = "ACEHost", skip_serializing_if = "String::is_empty")]
     pub ace_host: String,
     /// `DialStartDelaySec`.
-    #[serde(rename = "DialStartDelaySec", skip_serializing_if = "is_zero")]
+    #[serde(
+        rename = "DialStartDelaySec",
+        serialize_with = "gofloat::serialize",
+        skip_serializing_if = "is_zero"
+    )]
     pub dial_start_delay_sec: f64,
     /// `DialTimeoutSec`.
-    #[serde(rename = "DialTimeoutSec", skip_serializing_if = "is_zero")]
+    #[serde(
+        rename = "DialTimeoutSec",
+        serialize_with = "gofloat::serialize",
+        skip_serializing_if = "is_zero"
+    )]
     pub dial_timeout_sec: f64,
     /// `Priority`: higher wins.
     #[serde(rename = "Priority", skip_serializing_if = "is_zero")]

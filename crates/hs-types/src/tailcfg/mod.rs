@@ -6,11 +6,11 @@
 //! fields are declared in Go's order so our JSON has Go's key order.
 //!
 //! Deserializing is lenient like Go's `encoding/json` (unknown fields ignored, absent or
-//! `null` = zero value); serializing follows each field's Go tag. Three deliberate differences
-//! from Go's bytes, none of which a JSON reader can tell apart: `&`, `<` and `>` are written
-//! as themselves rather than `\u0026`-style escapes, integral floats are written as `3.0`
-//! where Go writes `3`, and a few lists are written as `[]` where Go would write `null` for a
-//! nil slice (documented on each such field).
+//! `null` = zero value); serializing follows each field's Go tag, and floats use Go's form
+//! (`3`, not `3.0`). Two deliberate differences from Go's bytes, neither of which a JSON
+//! reader can tell apart: `&`, `<` and `>` are written as themselves rather than
+//! `\u0026`-style escapes, and a few lists are written as `[]` where Go would write `null` for
+//! a nil slice (documented on each such field).
 
 mod b64;
 mod capmap;
@@ -18,6 +18,7 @@ mod capver;
 mod derp;
 mod dns;
 mod filter;
+mod gofloat;
 pub mod gotime;
 mod hostinfo;
 mod map_parts;

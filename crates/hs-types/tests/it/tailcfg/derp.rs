@@ -136,3 +136,11 @@ fn early_noise_shape() {
     );
     assert_eq!(assert_lossless::<EarlyNoise>(&json), e);
 }
+
+#[test]
+fn integral_scores_are_written_like_go() {
+    let json = r#"{"HomeParams":{"RegionScore":{"1":2,"900":0.25}},"Regions":{"1":{"RegionID":1,"RegionCode":"a","RegionName":"A","Latitude":40,"Nodes":[]}}}"#;
+    let m: DERPMap = assert_lossless(json);
+    assert_eq!(m.home_params.as_ref().unwrap().region_score[&1], 2.0);
+    assert_eq!(to_json(&m), json);
+}

@@ -196,7 +196,7 @@ fn full_first_message_shape() {
 
 #[test]
 fn rarely_used_response_fields_round_trip() {
-    let json = r#"{"MapSessionHandle":"s1","Seq":3,"PingRequest":{"URL":"https://hs/ping?id=1","URLIsNoise":true,"Log":true,"Types":"c2n","IP":"100.64.0.2","Payload":"R0VUIC8gSFRUUC8xLjENCg0K"},"PopBrowserURL":"https://hs/a","DisplayMessages":{"*":null,"m1":{"Title":"T","Text":"X","Severity":"high","ImpactsConnectivity":true,"PrimaryAction":{"URL":"https://u","Label":"L"}}},"TKAInfo":{"Head":"h","Disabled":true},"DomainDataPlaneAuditLogID":"d","ControlDialPlan":{"Candidates":[{"IP":"192.0.2.9","ACEHost":"ace","DialStartDelaySec":0.5,"DialTimeoutSec":3.5,"Priority":2}]},"DefaultAutoUpdate":null}"#;
+    let json = r#"{"MapSessionHandle":"s1","Seq":3,"PingRequest":{"URL":"https://hs/ping?id=1","URLIsNoise":true,"Log":true,"Types":"c2n","IP":"100.64.0.2","Payload":"R0VUIC8gSFRUUC8xLjENCg0K"},"PopBrowserURL":"https://hs/a","DisplayMessages":{"*":null,"m1":{"Title":"T","Text":"X","Severity":"high","ImpactsConnectivity":true,"PrimaryAction":{"URL":"https://u","Label":"L"}}},"TKAInfo":{"Head":"h","Disabled":true},"DomainDataPlaneAuditLogID":"d","ControlDialPlan":{"Candidates":[{"IP":"192.0.2.9","ACEHost":"ace","DialStartDelaySec":0.5,"DialTimeoutSec":3,"Priority":2}]},"DefaultAutoUpdate":null}"#;
     let r: MapResponse = assert_lossless(json);
     let p = r.ping_request.as_ref().unwrap();
     assert_eq!(p.payload, b"GET / HTTP/1.1\r\n\r\n");
