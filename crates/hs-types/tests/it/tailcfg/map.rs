@@ -7,6 +7,7 @@ use chrono::{TimeZone, Utc};
 use hs_types::tailcfg::{
     ClientVersion, ControlDialPlan, Debug, DisplayMessage, DisplayMessageAction, FilterRule,
     MapRequest, MapResponse, Node, OptBool, PeerChange, PingRequest, TKAInfo, endpoint_type,
+    gojson,
 };
 use hs_types::{DiscoPublic, NodeId, NodePublic};
 use serde_json::json;
@@ -51,6 +52,10 @@ fn streaming_request_parses() {
         [endpoint_type::STUN, endpoint_type::LOCAL]
     );
     assert_eq!(to_json(&r), json.replace(r"\u0026", "&"));
+    assert_eq!(
+        String::from_utf8(gojson::to_vec(&r).unwrap()).unwrap(),
+        json
+    );
     assert_lossless::<MapRequest>(&json);
 }
 

@@ -3,6 +3,7 @@
 use chrono::{TimeZone, Utc};
 use hs_types::tailcfg::{
     CapMap, CapabilityVersion, DNSConfig, DNSRecord, DNSResolver, Hostinfo, Node, UserProfile,
+    gojson,
 };
 use hs_types::{DiscoPublic, MachinePublic, NodeId, NodePublic, UserId};
 use serde_json::json;
@@ -198,6 +199,7 @@ fn dns_config_like_headscale() {
         }
     );
     assert_eq!(to_json(&d), json.replace(r"\u0026", "&"));
+    assert_eq!(gojson::to_vec(&d).unwrap(), json.as_bytes());
     assert_eq!(to_json(&DNSConfig::default()), "{}");
     assert_eq!(to_json(&DNSResolver::default()), "{}");
     // Go writes a nil route list as null: still "answered by 100.100.100.100".

@@ -4,7 +4,7 @@
 use chrono::{TimeZone, Utc};
 use hs_types::tailcfg::{
     CapabilityVersion, Login, Oauth2Token, RegisterRequest, RegisterResponse, RegisterResponseAuth,
-    SignatureType, User,
+    SignatureType, User, gojson,
 };
 use hs_types::{NodePublic, UserId};
 
@@ -49,6 +49,10 @@ fn auth_key_login_parses() {
     assert_eq!(hi.request_tags, ["tag:router"]);
     // Our output is Go's, apart from `&` not being escaped.
     assert_eq!(to_json(&r), json.replace(r"\u0026", "&"));
+    assert_eq!(
+        String::from_utf8(gojson::to_vec(&r).unwrap()).unwrap(),
+        json
+    );
     assert_lossless::<RegisterRequest>(&json);
 }
 
