@@ -82,6 +82,17 @@ impl<T> NoiseStream<T> {
     }
 }
 
+impl<T> std::fmt::Debug for NoiseStream<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NoiseStream")
+            .field("sent", &self.sealer.counter())
+            .field("received", &self.opener.counter())
+            .field("read_failed", &self.read_failed)
+            .field("write_failed", &self.write_failed)
+            .finish_non_exhaustive()
+    }
+}
+
 fn protocol_error(e: Error) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
 }

@@ -8,4 +8,5 @@
 mod core;
 mod initiator;
 mod server;
+mod stream;
 mod support;
