@@ -261,12 +261,30 @@ impl Conn<'_> {
             "INSERT INTO nodes (id, {INSERT_COLS}) VALUES ($1, {PARAMS_2_TO_19}) \
              ON CONFLICT (id) DO UPDATE SET {set}, deleted_at = NULL"
         );
-        dispatch!(self, |c| bind_node!(
+        if self.is_sqlite() {
+            // AUTOINCREMENT moves sqlite_sequence past an explicit id by itself.
+            dispatch!(self, |c| bind_node!(
+                diesel::sql_query(&q).bind::<BigInt, _>(id),
+                node,
+                v
+            )
+            .execute(c))?;
+            return Ok(());
+        }
+        // PostgreSQL's sequence does not move for explicit ids: when this inserted a row,
+        // push the sequence past it so `create_node` never hands out a taken id.
+        let q = format!("{q} RETURNING (xmax = 0) AS inserted");
+        let row: InsertedRow = dispatch!(self, |c| bind_node!(
             diesel::sql_query(&q).bind::<BigInt, _>(id),
             node,
             v
         )
-        .execute(c))?;
+        .get_result(c))?;
+        if row.inserted {
+            self.batch(
+                "SELECT setval(pg_get_serial_sequence('nodes', 'id'), (SELECT MAX(id) FROM nodes))",
+            )?;
+        }
         Ok(())
     }
 
@@ -428,6 +446,12 @@ impl Conn<'_> {
     pub fn used_ips(&mut self) -> Result<Vec<std::net::IpAddr>> {
         Ok(self.list_nodes()?.iter().flat_map(Node::ips).collect())
     }
+}
+
+#[derive(diesel::QueryableByName)]
+struct InsertedRow {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    inserted: bool,
 }
 
 enum Bound<'a> {

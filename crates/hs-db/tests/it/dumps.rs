@@ -249,7 +249,8 @@ fn request_tags() {
     );
     assert_eq!(nodes[0].user_id, Some(UserId(1)));
     // RequestTags stay in host_info for the policy engine to validate on reconnect.
-    let hi = nodes[0].hostinfo.as_ref().expect("hostinfo kept");
+    let hi =
+        serde_json::to_value(nodes[0].hostinfo.as_ref().expect("hostinfo kept")).expect("json");
     assert_eq!(hi["RequestTags"][0], "tag:server");
     let pol = db.tx(|c| c.get_policy()).expect("policy").expect("present");
     assert!(pol.data.contains("\"tag:server\": [\"user1@example.com\"]"));

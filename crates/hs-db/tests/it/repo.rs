@@ -42,7 +42,13 @@ fn node(n: u8, user: Option<UserId>) -> Node {
             SocketAddr::from(([192, 0, 2, n], 41641)),
             "[2001:db8::1]:41641".parse().expect("endpoint"),
         ],
-        hostinfo: Some(serde_json::json!({"Hostname": format!("host{n}"), "OS": "linux"})),
+        // Built from JSON so this works whatever concrete type `model::Hostinfo` is.
+        hostinfo: Some(
+            serde_json::from_value(
+                serde_json::json!({"Hostname": format!("host{n}"), "OS": "linux"}),
+            )
+            .expect("hostinfo"),
+        ),
         ipv4: Some(std::net::Ipv4Addr::new(100, 64, 0, n)),
         ipv6: Some(format!("fd7a:115c:a1e0::{n:x}").parse().expect("v6")),
         hostname: format!("host{n}"),
@@ -207,6 +213,12 @@ pub(crate) fn nodes(db: &Db) {
             .len(),
         2
     );
+    // Ids handed out later never collide with an explicitly upserted one.
+    let later = db
+        .tx(|c| c.create_node(&node(10, Some(u.id))))
+        .expect("create after upsert");
+    assert!(later.id > NodeId(500), "{:?}", later.id);
+    db.tx(|c| c.delete_node(later.id)).expect("delete");
     let ips = db.tx(|c| c.used_ips()).expect("ips");
     assert!(ips.contains(&IpAddr::from([100, 64, 0, 9])));
     assert_eq!(ips.len(), 5, "{ips:?}");
