@@ -186,11 +186,7 @@ impl CompiledPolicy {
             for d in &rule.dsts {
                 let spelled: Vec<String> = match &d.kind {
                     DstKind::Any => {
-                        cap_dsts.extend(
-                            ["0.0.0.0/0", "::/0"]
-                                .iter()
-                                .filter_map(|s| s.parse::<IpNet>().ok()),
-                        );
+                        cap_dsts.extend(node.ips().map(host_net));
                         vec!["*".to_string()]
                     }
                     DstKind::Nodes(s) if s.contains(n) => {
@@ -225,13 +221,39 @@ impl CompiledPolicy {
                 }
             }
             if let Some(caps) = &rule.caps {
+                let self_only = rule
+                    .dsts
+                    .iter()
+                    .all(|d| matches!(d.kind, DstKind::SelfNodes));
+                let src_ips = if self_only {
+                    match self.self_srcs(rule, n) {
+                        Some(s) => s.to_strings(),
+                        None => continue,
+                    }
+                } else {
+                    rule.src_strings.clone()
+                };
                 if !cap_dsts.is_empty() {
+                    cap_dsts.dedup();
                     out.push(Rule {
-                        src_ips: rule.src_strings.clone(),
+                        src_ips: src_ips.clone(),
                         dst_ports: vec![],
                         ip_proto: vec![],
-                        cap_grant: vec![(cap_dsts, caps.clone())],
+                        cap_grant: vec![(cap_dsts.clone(), caps.clone())],
                     });
+                    // Some capabilities come with a companion the peer needs too.
+                    for name in caps.keys() {
+                        if let Some(extra) = companion_cap(name) {
+                            let mut m = AppCaps::new();
+                            m.insert(extra.to_string(), Vec::new());
+                            out.push(Rule {
+                                src_ips: src_ips.clone(),
+                                dst_ports: vec![],
+                                ip_proto: vec![],
+                                cap_grant: vec![(cap_dsts.clone(), m)],
+                            });
+                        }
+                    }
                 }
                 continue;
             }
@@ -372,6 +394,15 @@ impl CompiledPolicy {
             allowed_ips: allowed,
             primary_routes,
         }
+    }
+}
+
+/// The capability the hosted service adds next to a granted one.
+fn companion_cap(name: &str) -> Option<&'static str> {
+    match name {
+        "tailscale.com/cap/drive" => Some("tailscale.com/cap/drive-sharer"),
+        "tailscale.com/cap/relay" => Some("tailscale.com/cap/relay-target"),
+        _ => None,
     }
 }
 

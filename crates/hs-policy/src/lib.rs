@@ -24,6 +24,7 @@ mod rules;
 mod ssh;
 mod tests;
 mod validate;
+pub mod wire;
 
 pub use ast::Policy;
 pub use caps::CapMap;

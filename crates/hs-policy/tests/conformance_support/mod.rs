@@ -1,7 +1,8 @@
 //! Scenario loading and comparison for the conformance runner (see the corpus README for the
 //! comparison rules).
 
-use hs_policy::{CompiledPolicy, Policy, PolicyNode, PolicyUser, SshAction};
+use hs_policy::{CompiledPolicy, Policy, PolicyNode, PolicyUser};
+use hs_types::tailcfg::{FilterRule, SSHPolicy};
 use hs_types::{NodeId, UserId};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -150,48 +151,10 @@ fn norm_filter(rules: &Value) -> Vec<Value> {
         .collect()
 }
 
-fn ours_filter(rules: &[hs_policy::Rule]) -> Value {
-    Value::Array(
-        rules
-            .iter()
-            .map(|r| {
-                let dst: Vec<Value> = r
-                    .dst_ports
-                    .iter()
-                    .map(|(ip, a, b)| json!({"IP": ip, "Ports": {"First": a, "Last": b}}))
-                    .collect();
-                let caps: Vec<Value> = r
-                    .cap_grant
-                    .iter()
-                    .map(|(d, m)| {
-                        json!({"Dsts": d.iter().map(|n| n.to_string()).collect::<Vec<_>>(), "CapMap": m})
-                    })
-                    .collect();
-                json!({"SrcIPs": r.src_ips, "DstPorts": dst, "IPProto": r.ip_proto, "CapGrant": caps})
-            })
-            .collect(),
-    )
-}
-
-fn ssh_json(rules: &[hs_policy::SshRuleOut]) -> Vec<Value> {
-    rules
-        .iter()
-        .map(|r| {
-            let mut p = r.principals.clone();
-            p.sort();
-            let action = match r.action {
-                SshAction::Accept => json!({"accept": true, "allowAgentForwarding": true,
-                    "allowLocalPortForwarding": true, "allowRemotePortForwarding": true}),
-                SshAction::Check { .. } => json!({"holdAndDelegate":
-                    "https://unused/machine/ssh/action/$SRC_NODE_ID/to/$DST_NODE_ID?local_user=$LOCAL_USER"}),
-            };
-            let mut v = json!({"principals": p, "sshUsers": r.ssh_users, "action": action});
-            if !r.accept_env.is_empty() {
-                v["acceptEnv"] = json!(r.accept_env);
-            }
-            v
-        })
-        .collect()
+fn wire_filter(rules: &Value) -> Value {
+    // Through the wire type, so `null` and `[]` capability values read the same.
+    let parsed: Vec<FilterRule> = serde_json::from_value(rules.clone()).unwrap_or_default();
+    serde_json::to_value(parsed).unwrap_or(Value::Null)
 }
 
 fn norm_ssh(v: &Value) -> Vec<Value> {
@@ -295,8 +258,8 @@ pub(crate) fn run_scenario(s: &Value) -> ScenarioResult {
             continue;
         };
         // Packet filter.
-        let want = norm_filter(&cap["packet_filter_rules"]);
-        let got = norm_filter(&ours_filter(&c.filter(n)));
+        let want = norm_filter(&wire_filter(&cap["packet_filter_rules"]));
+        let got = norm_filter(&serde_json::to_value(c.filter_rules(n)).unwrap_or(Value::Null));
         if want != got {
             let ws: BTreeSet<String> = want.iter().map(|v| v.to_string()).collect();
             let gs: BTreeSet<String> = got.iter().map(|v| v.to_string()).collect();
@@ -348,8 +311,10 @@ pub(crate) fn run_scenario(s: &Value) -> ScenarioResult {
         }
         // SSH.
         if !cap["ssh_policy"].is_null() || !c.ssh_rules(n).is_empty() {
-            let want = norm_ssh(&cap["ssh_policy"]);
-            let got = ssh_json(&c.ssh_rules(n));
+            let parsed: SSHPolicy =
+                serde_json::from_value(cap["ssh_policy"].clone()).unwrap_or_default();
+            let want = norm_ssh(&serde_json::to_value(parsed).unwrap_or(Value::Null));
+            let got = norm_ssh(&serde_json::to_value(c.ssh_policy(n)).unwrap_or(Value::Null));
             if want != got {
                 fails.push(format!(
                     "{name}: ssh differs\n   want {}\n   got  {}",
