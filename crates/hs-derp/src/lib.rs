@@ -10,11 +10,13 @@
 
 pub mod client;
 pub mod codec;
+pub mod derpmap;
 mod error;
 pub mod frame;
 pub mod handshake;
 pub mod http;
 mod io;
+pub mod refresh;
 pub mod server;
 pub mod stun;
 
