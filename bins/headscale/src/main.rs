@@ -1,14 +1,43 @@
 //! The `headscale` binary: command-line interface, configuration loading and wiring of the
 //! server crates.
+//!
+//! Commands live in `cmd/`, one file each; `cli.rs` declares them for clap. Adding a command
+//! means a variant in [`cli::Command`], a module in `cmd/` and a line in [`run`].
 
-use clap::Parser;
+// A command-line tool writes its results to stdout and its errors to stderr.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
-/// headscale-rs: a self-hosted Tailscale control server.
-#[derive(Parser)]
-#[command(name = "headscale", version)]
-struct Cli {}
+mod cli;
+mod cmd;
+mod config_file;
+mod logging;
+mod output;
 
-fn main() -> anyhow::Result<()> {
-    let _cli = Cli::parse();
-    Ok(())
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+use cli::{Cli, Command, GenerateCommand};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let global = cli.global;
+    match cli.command {
+        Command::Serve => cmd::serve::run(&global),
+        Command::Configtest => cmd::configtest::run(&global),
+        Command::Version => cmd::version::run(&global),
+        Command::Generate {
+            what: GenerateCommand::PrivateKey,
+        } => cmd::generate::private_key(&global),
+    }
 }

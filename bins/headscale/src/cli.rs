@@ -1,0 +1,76 @@
+//! The command line, declared for clap: global flags as in Go Headscale (`-c/--config`,
+//! `-o/--output`, `--force`) and the commands implemented so far.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// headscale-rs: a self-hosted Tailscale control server, compatible with Go Headscale's config
+/// file, CLI, database and HTTP surface.
+#[derive(Debug, Parser)]
+#[command(name = "headscale", version)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) global: GlobalArgs,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Flags every command accepts.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct GlobalArgs {
+    /// Config file (default: $HEADSCALE_CONFIG, then /etc/headscale/, ~/.headscale/, ./).
+    #[arg(short = 'c', long = "config", global = true)]
+    pub(crate) config: Option<PathBuf>,
+    /// Output format: empty for human-readable, json, json-line or yaml.
+    #[arg(
+        short = 'o',
+        long = "output",
+        global = true,
+        value_enum,
+        default_value = ""
+    )]
+    pub(crate) output: OutputFormat,
+    /// Do not ask for confirmation.
+    #[arg(long, global = true)]
+    pub(crate) force: bool,
+}
+
+/// How results are printed (`-o`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum OutputFormat {
+    /// Human-readable text or tables.
+    #[value(name = "")]
+    Table,
+    /// Indented JSON.
+    Json,
+    /// JSON on one line.
+    #[value(name = "json-line")]
+    JsonLine,
+    /// YAML.
+    Yaml,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run the control server.
+    Serve,
+    /// Check the configuration and exit (0 when it is usable).
+    Configtest,
+    /// Print the version.
+    Version,
+    /// Generate keys.
+    #[command(alias = "gen")]
+    Generate {
+        #[command(subcommand)]
+        what: GenerateCommand,
+    },
+}
+
+/// `generate` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum GenerateCommand {
+    /// Print a new machine private key.
+    PrivateKey,
+}

@@ -1,0 +1,101 @@
+//! One-shot commands: configtest, version, generate.
+
+use std::str::FromStr as _;
+
+use hs_types::MachinePrivate;
+
+use super::{fixture, headscale, run, stderr, stdout};
+
+#[test]
+fn configtest_accepts_the_example_config() {
+    let out = run(headscale()
+        .arg("configtest")
+        .arg("-c")
+        .arg(fixture("config-example.yaml")));
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+}
+
+#[test]
+fn configtest_refuses_a_bad_server_url_and_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, "server_url: \"ftp://x\"\n").unwrap();
+    let out = run(headscale().arg("configtest").arg("-c").arg(&path));
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("server_url"), "stderr: {err}");
+    assert!(err.contains("ftp://x"), "stderr: {err}");
+}
+
+#[test]
+fn configtest_names_env_override_and_base_domain_conflict() {
+    let out = run(headscale()
+        .arg("configtest")
+        .arg("-c")
+        .arg(fixture("base-domain-in-server-url.yaml")));
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("server_url") && err.contains("dns.base_domain"),
+        "{err}"
+    );
+
+    // HEADSCALE_CONFIG is read when -c is absent; env overrides apply to its keys.
+    let out = run(headscale()
+        .arg("configtest")
+        .env("HEADSCALE_CONFIG", fixture("config-example.yaml"))
+        .env("HEADSCALE_PREFIXES_ALLOCATION", "diagonal"));
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("prefixes.allocation"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn configtest_reports_a_missing_file() {
+    let out = run(headscale()
+        .arg("configtest")
+        .arg("-c")
+        .arg("/nonexistent/headscale.yaml"));
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("/nonexistent/headscale.yaml"));
+}
+
+#[test]
+fn version_json_and_text() {
+    let out = run(headscale().args(["version", "-o", "json"]));
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert!(v["version"].is_string());
+    assert!(v["commit"].is_string());
+    assert!(v["go"]["arch"].is_string());
+
+    let out = run(headscale().args(["version", "-o", "json-line"]));
+    assert_eq!(stdout(&out).lines().count(), 1);
+    serde_json::from_str::<serde_json::Value>(&stdout(&out)).unwrap();
+
+    let out = run(headscale().arg("version"));
+    assert!(stdout(&out).starts_with("headscale version "));
+}
+
+#[test]
+fn generate_private_key_prints_a_parseable_key() {
+    let out = run(headscale().args(["generate", "private-key"]));
+    assert!(out.status.success());
+    let text = stdout(&out);
+    let line = text.trim();
+    assert!(line.starts_with("privkey:"), "{line}");
+    MachinePrivate::from_str(line).unwrap();
+
+    let out = run(headscale().args(["gen", "private-key", "-o", "json"]));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    MachinePrivate::from_str(v["private_key"].as_str().unwrap()).unwrap();
+}
+
+#[test]
+fn unknown_output_format_is_refused() {
+    let out = run(headscale().args(["version", "-o", "xml"]));
+    assert!(!out.status.success());
+}
