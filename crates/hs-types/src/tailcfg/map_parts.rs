@@ -1,5 +1,6 @@
-//! The smaller pieces of a `MapResponse`: `PeerChange`, `PingRequest`, `Debug`,
-//! `ClientVersion`, `ControlDialPlan`, `DisplayMessage` and `TKAInfo`.
+//! The smaller pieces of a `MapResponse`: `PeerChange`, `PingRequest` (and the client's
+//! `PingResponse`), `Debug`, `ClientVersion`, `ControlDialPlan`, `DisplayMessage` and
+//! `TKAInfo`.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -97,6 +98,53 @@ pub struct PingRequest {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub payload: Vec<u8>,
+}
+
+/// Go's `tailcfg.PingResponse`: what a client POSTs to `PingRequest.URL` after a `disco`,
+/// `TSMP`, `ICMP` or `peerapi` ping. All fields but `Type` are `omitempty`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PingResponse {
+    /// `Type`: the ping type that was run. Always written.
+    #[serde(rename = "Type")]
+    pub r#type: String,
+    /// `IP`: the ping destination.
+    #[serde(rename = "IP", skip_serializing_if = "String::is_empty")]
+    pub ip: String,
+    /// `NodeIP`: Tailscale IP of the node that answered (differs for subnet routers).
+    #[serde(rename = "NodeIP", skip_serializing_if = "String::is_empty")]
+    pub node_ip: String,
+    /// `NodeName`: the answering node's name.
+    #[serde(rename = "NodeName", skip_serializing_if = "String::is_empty")]
+    pub node_name: String,
+    /// `Err`: why the ping could not be done.
+    #[serde(rename = "Err", skip_serializing_if = "String::is_empty")]
+    pub err: String,
+    /// `LatencySeconds`: round-trip time, if measured.
+    #[serde(
+        rename = "LatencySeconds",
+        serialize_with = "gofloat::serialize",
+        skip_serializing_if = "is_zero"
+    )]
+    pub latency_seconds: f64,
+    /// `Endpoint`: `ip:port` when direct UDP was used.
+    #[serde(rename = "Endpoint", skip_serializing_if = "String::is_empty")]
+    pub endpoint: String,
+    /// `PeerRelay`: `ip:port:vni:N` when a peer relay was used.
+    #[serde(rename = "PeerRelay", skip_serializing_if = "String::is_empty")]
+    pub peer_relay: String,
+    /// `DERPRegionID` when DERP was used.
+    #[serde(rename = "DERPRegionID", skip_serializing_if = "is_zero")]
+    pub derp_region_id: i64,
+    /// `DERPRegionCode` matching `DERPRegionID`.
+    #[serde(rename = "DERPRegionCode", skip_serializing_if = "String::is_empty")]
+    pub derp_region_code: String,
+    /// `PeerAPIPort` reported by TSMP pings.
+    #[serde(rename = "PeerAPIPort", skip_serializing_if = "is_zero")]
+    pub peer_api_port: u16,
+    /// `IsLocalIP`: the target was the pinging node itself.
+    #[serde(rename = "IsLocalIP", skip_serializing_if = "is_zero")]
+    pub is_local_ip: bool,
 }
 
 /// Go's `tailcfg.Debug`: debug settings pushed to a node. All fields `omitempty`.

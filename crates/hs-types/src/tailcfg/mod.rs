@@ -41,7 +41,7 @@ pub use filter::{CapGrant, FilterRule, NetPortRange, PortRange, ipproto};
 pub use hostinfo::{ExtraFields, Hostinfo, Location, NetInfo, Service, TPMInfo};
 pub use map_parts::{
     ClientVersion, ControlDialPlan, ControlIPCandidate, Debug, DisplayMessage,
-    DisplayMessageAction, PeerChange, PingRequest, TKAInfo,
+    DisplayMessageAction, PeerChange, PingRequest, PingResponse, TKAInfo,
 };
 pub use map_request::{MapRequest, endpoint_type};
 pub use map_response::MapResponse;

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use chrono::{TimeZone, Utc};
 use hs_types::tailcfg::{
     ClientVersion, ControlDialPlan, Debug, DisplayMessage, DisplayMessageAction, FilterRule,
-    MapRequest, MapResponse, Node, OptBool, PeerChange, PingRequest, TKAInfo, endpoint_type,
-    gojson,
+    MapRequest, MapResponse, Node, OptBool, PeerChange, PingRequest, PingResponse, TKAInfo,
+    endpoint_type, gojson,
 };
 use hs_types::{DiscoPublic, NodeId, NodePublic};
 use serde_json::json;
@@ -287,4 +287,21 @@ fn peer_change_patch() {
         ..Default::default()
     };
     assert_eq!(parse::<MapResponse>(&to_json(&r)).peers_changed_patch, [p]);
+}
+
+#[test]
+fn ping_response_from_client() {
+    let json = r#"{"Type":"disco","IP":"100.64.0.2","NodeIP":"100.64.0.2","NodeName":"peer","LatencySeconds":0.0123,"Endpoint":"192.0.2.7:41641","DERPRegionID":999,"DERPRegionCode":"headscale","PeerAPIPort":63098,"IsLocalIP":true,"Err":"x","PeerRelay":"192.0.2.8:7:vni:3"}"#;
+    let p: PingResponse = assert_lossless(json);
+    assert_eq!(p.r#type, "disco");
+    assert_eq!(p.latency_seconds, 0.0123);
+    assert_eq!(p.derp_region_id, 999);
+    assert_eq!(p.peer_api_port, 63098);
+    assert_eq!(
+        to_json(&PingResponse {
+            r#type: "TSMP".into(),
+            ..Default::default()
+        }),
+        r#"{"Type":"TSMP"}"#
+    );
 }
