@@ -1,6 +1,10 @@
-//! `cargo xtask ci`: formatting, lints and the whole test suite, in the order that fails
-//! fastest. It installs what the tests need and the machine lacks (PostgreSQL for the
-//! database tests), so a fresh machine runs it with no manual set-up.
+//! `cargo xtask ci`: formatting, lints, generated-code freshness and the whole test suite, in
+//! the order that fails fastest. It installs what the tests need and the machine lacks
+//! (PostgreSQL for the database tests, rustfmt and clippy), so a fresh machine runs it with no
+//! manual set-up. It is the README's test command and what `.ci/run` executes.
+//!
+//! The test step runs last and nothing is printed after it succeeds, so the final lines of a
+//! green run are cargo test's own `test result:` summaries, which CI reads.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -10,10 +14,17 @@ use anyhow::{Context, Result, bail};
 
 /// Runs the CI steps. `--skip-install` leaves the machine's packages alone.
 pub(crate) fn run(args: &[String]) -> Result<()> {
-    let skip_install = args.iter().any(|a| a == "--skip-install");
+    let mut skip_install = false;
+    for a in args {
+        match a.as_str() {
+            "--skip-install" => skip_install = true,
+            other => bail!("xtask ci: unknown argument {other:?} (known: --skip-install)"),
+        }
+    }
     let root = project_root();
     let started = Instant::now();
     if !skip_install {
+        ensure_toolchain_components()?;
         ensure_system_packages()?;
     }
     step(&root, "fmt", &["fmt", "--all", "--", "--check"])?;
@@ -30,9 +41,15 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             "warnings",
         ],
     )?;
-    step(&root, "test", &["test", "--workspace", "--locked"])?;
-    println!("xtask ci: all steps passed in {:.0?}", started.elapsed());
-    Ok(())
+    println!("xtask ci: == codegen --check");
+    crate::codegen::run(&["--check".to_owned()]).context("generated code is stale")?;
+    // Integration smoke scenarios (real clients) join here once `xtask integration` exists;
+    // keep them before the test step so cargo test's summary stays the last output.
+    println!(
+        "xtask ci: fmt, clippy and codegen passed in {:.0?}; running the test suite (last step)",
+        started.elapsed()
+    );
+    run_cargo(&root, "test", &["test", "--workspace", "--locked"])
 }
 
 pub(crate) fn project_root() -> PathBuf {
@@ -41,8 +58,14 @@ pub(crate) fn project_root() -> PathBuf {
 }
 
 fn step(root: &Path, name: &str, args: &[&str]) -> Result<()> {
-    println!("xtask ci: == {name}: cargo {}", args.join(" "));
     let t = Instant::now();
+    run_cargo(root, name, args)?;
+    println!("xtask ci: == {name} ok in {:.0?}", t.elapsed());
+    Ok(())
+}
+
+fn run_cargo(root: &Path, name: &str, args: &[&str]) -> Result<()> {
+    println!("xtask ci: == {name}: cargo {}", args.join(" "));
     let status = Command::new(env!("CARGO"))
         .args(args)
         .current_dir(root)
@@ -51,7 +74,40 @@ fn step(root: &Path, name: &str, args: &[&str]) -> Result<()> {
     if !status.success() {
         bail!("step {name} failed ({status})");
     }
-    println!("xtask ci: == {name} ok in {:.0?}", t.elapsed());
+    Ok(())
+}
+
+/// rustfmt and clippy come with the pinned toolchain, but a minimal rustup profile lacks
+/// them; add them when missing.
+fn ensure_toolchain_components() -> Result<()> {
+    let works = |sub: &str| {
+        Command::new(env!("CARGO"))
+            .args([sub, "--version"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let mut missing = Vec::new();
+    if !works("fmt") {
+        missing.push("rustfmt");
+    }
+    if !works("clippy") {
+        missing.push("clippy");
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    println!(
+        "xtask ci: installing toolchain components: {}",
+        missing.join(" ")
+    );
+    let st = Command::new("rustup")
+        .args(["component", "add"])
+        .args(&missing)
+        .status()
+        .context("running rustup (install rustfmt and clippy by hand if rustup is absent)")?;
+    if !st.success() {
+        bail!("rustup component add {} failed", missing.join(" "));
+    }
     Ok(())
 }
 
