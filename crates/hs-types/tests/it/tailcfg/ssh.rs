@@ -93,3 +93,15 @@ fn bad_durations_and_recorders_error() {
     let err = serde_json::from_str::<SSHAction>(r#"{"recorders":["100.64.0.9"]}"#).unwrap_err();
     assert!(err.to_string().contains("socket address"), "{err}");
 }
+
+#[test]
+fn session_duration_is_int64_nanoseconds() {
+    let a = SSHAction {
+        accept: true,
+        session_duration: Duration::from_secs(90),
+        ..Default::default()
+    };
+    let json = to_json(&a);
+    assert_eq!(json, r#"{"accept":true,"sessionDuration":90000000000}"#);
+    assert_eq!(parse::<SSHAction>(&json), a);
+}
