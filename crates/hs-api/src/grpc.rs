@@ -33,7 +33,12 @@ impl GrpcApi {
 
 /// The gRPC routes as an axum router (no authentication; see [`crate::auth`]).
 pub fn router(admin: Admin) -> axum::Router {
-    tonic::service::Routes::new(GrpcApi::new(admin).into_server()).into_axum_router()
+    // Routed by path prefix rather than through tonic's own router, whose catch-all fallback
+    // could not coexist with the REST router's problem+json fallback.
+    axum::Router::new().route_service(
+        "/headscale.v1.HeadscaleService/{*method}",
+        GrpcApi::new(admin).into_server(),
+    )
 }
 
 type R<T> = Result<Response<T>, Status>;

@@ -3,7 +3,7 @@
 //!
 //! One [`Admin`] service holds the operations; [`rest`] and [`grpc`] are thin front ends
 //! over it. Persistence comes in through the [`Store`] trait (implemented on hs-db by the
-//! wiring) and control-plane side effects go out through [`ControlHooks`]. [`serve`] puts
+//! crate for hs-db's `Db`, in `db_store`) and control-plane side effects go out through [`ControlHooks`]. [`serve`] puts
 //! the API on the gRPC TCP listener (with API-key auth) and on the unix socket (without).
 //!
 //! Architecture invariant: this crate turns domain errors into HTTP/gRPC status codes in one
@@ -12,6 +12,7 @@
 pub mod apikey;
 pub mod auth;
 pub mod client;
+mod db_store;
 mod error;
 pub mod grpc;
 pub mod hooks;

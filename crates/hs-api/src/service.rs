@@ -457,8 +457,9 @@ impl Admin {
         } else {
             Some(expiry.unwrap_or_else(|| self.now()))
         };
+        let now = self.now();
         let node = self
-            .db("expiring node", move |s| s.set_node_expiry(id, at))
+            .db("expiring node", move |s| s.set_node_expiry(id, at, now))
             .await?;
         self.hooks.node_changed(&node);
         self.view_one(node).await
@@ -468,8 +469,9 @@ impl Admin {
     pub async fn rename_node(&self, id: NodeId, name: String) -> Result<NodeView, ApiError> {
         validate_dns_label(&name)?;
         self.node_required(id).await?;
+        let now = self.now();
         let node = self
-            .db("renaming node", move |s| s.rename_node(id, &name))
+            .db("renaming node", move |s| s.rename_node(id, &name, now))
             .await?;
         self.hooks.node_changed(&node);
         self.view_one(node).await
@@ -489,8 +491,9 @@ impl Admin {
         self.hooks
             .check_tags(&tags)
             .map_err(|m| ApiError::bad_request(format!("setting tags: {m}")))?;
+        let now = self.now();
         let node = self
-            .db("setting tags", move |s| s.set_node_tags(id, &tags))
+            .db("setting tags", move |s| s.set_node_tags(id, &tags, now))
             .await?;
         self.hooks.node_changed(&node);
         self.view_one(node).await
@@ -521,9 +524,10 @@ impl Admin {
         parsed.sort();
         parsed.dedup();
         self.node_required(id).await?;
+        let now = self.now();
         let node = self
             .db("approving routes", move |s| {
-                s.set_approved_routes(id, &parsed)
+                s.set_approved_routes(id, &parsed, now)
             })
             .await?;
         self.hooks.node_changed(&node);

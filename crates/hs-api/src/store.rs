@@ -133,13 +133,23 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes a node.
     fn delete_node(&self, id: NodeId) -> StoreResult<()>;
     /// Sets (or with `None` clears) a node's key expiry.
-    fn set_node_expiry(&self, id: NodeId, expiry: Option<DateTime<Utc>>) -> StoreResult<Node>;
-    /// Sets a node's given name; [`StoreError::Conflict`] when another node has it.
-    fn rename_node(&self, id: NodeId, given_name: &str) -> StoreResult<Node>;
+    fn set_node_expiry(
+        &self,
+        id: NodeId,
+        expiry: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Node>;
+    /// Sets a node's given name; [`StoreError::Invalid`] when another node has it.
+    fn rename_node(&self, id: NodeId, given_name: &str, now: DateTime<Utc>) -> StoreResult<Node>;
     /// Replaces a node's tags (a tagged node loses its user).
-    fn set_node_tags(&self, id: NodeId, tags: &[String]) -> StoreResult<Node>;
+    fn set_node_tags(&self, id: NodeId, tags: &[String], now: DateTime<Utc>) -> StoreResult<Node>;
     /// Replaces a node's approved routes.
-    fn set_approved_routes(&self, id: NodeId, routes: &[IpNet]) -> StoreResult<Node>;
+    fn set_approved_routes(
+        &self,
+        id: NodeId,
+        routes: &[IpNet],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Node>;
 
     /// The stored policy, `None` when none was ever set.
     fn policy(&self) -> StoreResult<Option<StoredPolicy>>;

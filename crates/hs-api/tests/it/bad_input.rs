@@ -1,0 +1,221 @@
+//! Bad input gets a 4xx problem+json naming what is wrong, never a 500.
+
+use super::support::{Fixture, call};
+
+async fn expect(
+    f: &Fixture,
+    method: &str,
+    uri: &str,
+    body: Option<&str>,
+    status: u16,
+    needle: &str,
+) {
+    let (got, ct, json) = f.call(method, uri, body).await;
+    assert_eq!(got, status, "{method} {uri}: {json}");
+    assert_eq!(ct, "application/problem+json", "{method} {uri}");
+    let detail = json["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains(needle),
+        "{method} {uri}: detail {detail:?} lacks {needle:?}"
+    );
+}
+
+#[tokio::test]
+async fn malformed_cidr_in_approve_routes_names_the_route() {
+    let f = Fixture::new();
+    let u = f.user("alice");
+    f.node_with_key(1, "node-a", &u, &[]);
+    expect(
+        &f,
+        "POST",
+        "/api/v1/node/1/approve_routes",
+        Some(r#"{"routes":["10.0.0.0/24","10.0.0.300/24"]}"#),
+        400,
+        "routes[1]",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn approve_routes_stores_prefixes_and_expands_exit_routes() {
+    let f = Fixture::new();
+    let u = f.user("alice");
+    f.node_with_key(1, "node-a", &u, &[]);
+    let (status, _, body) = f
+        .call(
+            "POST",
+            "/api/v1/node/1/approve_routes",
+            Some(r#"{"routes":["10.0.0.1/24","0.0.0.0/0"]}"#),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["node"]["approvedRoutes"],
+        serde_json::json!(["0.0.0.0/0", "10.0.0.0/24", "::/0"])
+    );
+    assert_eq!(*f.control.changed.lock().unwrap(), vec![1]);
+}
+
+#[tokio::test]
+async fn unknown_user_is_404_with_its_name() {
+    let f = Fixture::new();
+    expect(&f, "GET", "/api/v1/node?user=ghost", None, 404, "ghost").await;
+}
+
+#[tokio::test]
+async fn duplicate_user_name_is_409_and_rename_onto_existing_too() {
+    let f = Fixture::new();
+    f.user("alice");
+    f.user("bob");
+    expect(
+        &f,
+        "POST",
+        "/api/v1/user",
+        Some(r#"{"name":"alice"}"#),
+        409,
+        "alice",
+    )
+    .await;
+    expect(
+        &f,
+        "POST",
+        "/api/v1/user/2/rename/alice",
+        None,
+        409,
+        "alice",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn duplicate_node_name_is_400() {
+    let f = Fixture::new();
+    let u = f.user("alice");
+    f.node_with_key(1, "node-a", &u, &[]);
+    f.node_with_key(10, "node-b", &u, &[]);
+    expect(
+        &f,
+        "POST",
+        "/api/v1/node/2/rename/node-a",
+        None,
+        400,
+        "node-a",
+    )
+    .await;
+    expect(
+        &f,
+        "POST",
+        "/api/v1/node/2/rename/Bad_Name",
+        None,
+        400,
+        "Bad_Name",
+    )
+    .await;
+    let (status, _, body) = f.call("POST", "/api/v1/node/2/rename/node-c", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["node"]["givenName"], "node-c");
+}
+
+#[tokio::test]
+async fn bad_policy_is_400_with_position_and_not_stored() {
+    let f = Fixture::new();
+    expect(
+        &f,
+        "PUT",
+        "/api/v1/policy",
+        Some(r#"{"policy":"{\"acls\": [,]}"}"#),
+        400,
+        "line 1",
+    )
+    .await;
+    assert!(f.db.tx(|c| c.get_policy()).unwrap().is_none());
+    assert!(f.control.policies.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn policy_set_refused_in_file_mode_and_notifies_in_database_mode() {
+    let f = Fixture::with(Default::default(), hs_api::PolicyMode::File);
+    expect(
+        &f,
+        "PUT",
+        "/api/v1/policy",
+        Some(r#"{"policy":"{}"}"#),
+        400,
+        "database",
+    )
+    .await;
+    let f = Fixture::new();
+    let (status, _, _) = f
+        .call("PUT", "/api/v1/policy", Some(r#"{"policy":"{}"}"#))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(*f.control.policies.lock().unwrap(), vec!["{}".to_owned()]);
+}
+
+#[tokio::test]
+async fn malformed_json_body_is_400_not_500() {
+    let f = Fixture::new();
+    expect(
+        &f,
+        "POST",
+        "/api/v1/user",
+        Some("{\"name\":"),
+        400,
+        "request body",
+    )
+    .await;
+    expect(
+        &f,
+        "POST",
+        "/api/v1/user",
+        Some(r#"{"name":""}"#),
+        400,
+        "empty",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn deleting_a_user_who_owns_nodes_is_400() {
+    let f = Fixture::new();
+    let u = f.user("alice");
+    f.node_with_key(1, "node-a", &u, &[]);
+    expect(&f, "DELETE", "/api/v1/user/1", None, 400, "owns").await;
+}
+
+#[tokio::test]
+async fn set_tags_makes_node_tagged_and_notifies() {
+    let control = super::support::FakeControl {
+        owned_tags: vec!["tag:server".into()],
+        ..Default::default()
+    };
+    let f = Fixture::with(control, hs_api::PolicyMode::Database);
+    let u = f.user("alice");
+    f.node_with_key(1, "node-a", &u, &[]);
+    let (status, _, body) = f
+        .call(
+            "POST",
+            "/api/v1/node/1/tags",
+            Some(r#"{"tags":["tag:server"]}"#),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["node"]["tags"], serde_json::json!(["tag:server"]));
+    assert!(body["node"]["user"].is_null());
+    assert_eq!(*f.control.changed.lock().unwrap(), vec![1]);
+}
+
+#[tokio::test]
+async fn unknown_path_is_problem_json_404() {
+    let f = Fixture::new();
+    let (status, ct, _) = call(
+        hs_api::serve::app(f.admin.clone(), false),
+        "GET",
+        "/api/v1/nope",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert_eq!(ct, "application/problem+json");
+}

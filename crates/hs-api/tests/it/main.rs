@@ -1,0 +1,11 @@
+//! Integration tests for hs-api on real SQLite files: the REST goldens from Go Headscale,
+//! every gRPC method through the generated client on 127.0.0.1, API-key authentication,
+//! and bad input.
+
+#![allow(clippy::unwrap_used, reason = "test helpers fail loudly by design")]
+
+mod auth;
+mod bad_input;
+mod golden;
+mod grpc;
+mod support;
