@@ -39,7 +39,8 @@ impl<'a> Resolver<'a> {
     }
 
     pub(crate) fn parse(&self, s: &str) -> Result<Alias, String> {
-        parse_alias(s, |h| self.policy.hosts.contains_key(h))
+        // The hosted service ignores surrounding whitespace in aliases.
+        parse_alias(s.trim(), |h| self.policy.hosts.contains_key(h))
     }
 
     pub(crate) fn tag_defined(&self, tag: &str) -> bool {

@@ -44,6 +44,8 @@ pub(crate) struct CSsh {
     pub src_nodes: NodeSet,
     pub dsts: Vec<SshDst>,
     pub users: Vec<String>,
+    /// Sources include autogroup:tagged (a node is listed once per tag).
+    pub tagged_dup: bool,
     pub action: SshAction,
     pub accept_env: Vec<String>,
 }
@@ -107,12 +109,14 @@ pub(crate) fn fmt_go_duration(secs: i64) -> String {
     }
 }
 
+/// The tailnet's own domain is its first (owning) user's email domain; only it may be used in
+/// `user:*@domain` and `localpart:*@domain`.
 fn domain_known(r: &Resolver<'_>, domain: &str) -> bool {
-    r.users.iter().any(|u| {
-        u.email
-            .rsplit_once('@')
-            .is_some_and(|(_, d)| d.eq_ignore_ascii_case(domain))
-    })
+    r.users
+        .iter()
+        .min_by_key(|u| u.id)
+        .and_then(|u| u.email.rsplit_once('@'))
+        .is_some_and(|(_, d)| d.eq_ignore_ascii_case(domain))
 }
 
 const NOT_ASSOC: &str =
@@ -130,7 +134,7 @@ pub(crate) fn compile_ssh(r: &Resolver<'_>, p: &Policy) -> Result<Vec<CSsh>, Pol
                     None | Some("always") => None,
                     Some(cp) => {
                         let secs = parse_go_duration(cp).map_err(invalid)?;
-                        if secs <= 0 {
+                        if secs < 0 {
                             return Err(invalid(format!(
                                 "checkPeriod {} must be a positive duration",
                                 fmt_go_duration(secs)
@@ -150,7 +154,7 @@ pub(crate) fn compile_ssh(r: &Resolver<'_>, p: &Policy) -> Result<Vec<CSsh>, Pol
             Some(other) => return Err(invalid(format!("{other:?} is not a valid action"))),
         };
         let users = match &rule.users {
-            Some(u) if !u.is_empty() => u.clone(),
+            Some(u) if !u.is_empty() => u.iter().map(|x| x.trim().to_string()).collect::<Vec<_>>(),
             _ => return Err(invalid("users must be specified")),
         };
         for u in &users {
@@ -171,7 +175,7 @@ pub(crate) fn compile_ssh(r: &Resolver<'_>, p: &Policy) -> Result<Vec<CSsh>, Pol
         }
         let mut src_nodes = NodeSet::new(r.nodes.len());
         for s in &rule.src {
-            if let Some(domain) = s.strip_prefix("user:*@") {
+            if let Some(domain) = s.trim().strip_prefix("user:*@") {
                 if !domain_known(r, domain) {
                     return Err(invalid(format!("[ssh] {domain} {NOT_ASSOC}")));
                 }
@@ -207,6 +211,7 @@ pub(crate) fn compile_ssh(r: &Resolver<'_>, p: &Policy) -> Result<Vec<CSsh>, Pol
             }
         }
         out.push(CSsh {
+            tagged_dup: rule.src.iter().any(|s| s.trim() == "autogroup:tagged"),
             src_nodes,
             dsts,
             users,
@@ -238,12 +243,39 @@ impl crate::engine::CompiledPolicy {
                     _ => {}
                 }
             }
+            // A rule with localpart users is also installed on each of its source nodes, with
+            // that node's own kind of sources (its user's nodes, or the tagged sources) as
+            // principals: the hosted service behaves this way.
+            let localpart = rule.users.iter().any(|u| u.starts_with("localpart:*@"));
+            if localpart && rule.src_nodes.contains(n) {
+                for i in rule.src_nodes.iter() {
+                    let m = &self.nodes[i];
+                    let same = if node.is_tagged() {
+                        m.is_tagged()
+                    } else {
+                        !m.is_tagged() && m.user == node.user
+                    };
+                    if same {
+                        principals.insert(i);
+                    }
+                }
+            }
             if principals.is_empty() {
                 continue;
             }
+            // autogroup:tagged lists a node once per tag, as the hosted service does.
             let ips = |set: &NodeSet| -> Vec<String> {
                 set.iter()
-                    .flat_map(|i| self.nodes[i].ips().map(|ip| ip.to_string()))
+                    .flat_map(|i| {
+                        let m = &self.nodes[i];
+                        let times = if rule.tagged_dup && m.is_tagged() {
+                            m.tags.len()
+                        } else {
+                            1
+                        };
+                        let one: Vec<String> = m.ips().map(|ip| ip.to_string()).collect();
+                        std::iter::repeat_n(one, times).flatten()
+                    })
                     .collect()
             };
             let mut users = BTreeMap::new();
@@ -268,17 +300,9 @@ impl crate::engine::CompiledPolicy {
                 out.push(mk(ips(&principals), users));
                 continue;
             }
-            // One pair of rules per source user whose email is in a localpart domain.
+            // With localpart users, each source user gets its own rule (plus one mapping its
+            // local part when its email is in a listed domain); tagged sources share one.
             for u in &self.users {
-                let Some((local, domain)) = u.email.rsplit_once('@') else {
-                    continue;
-                };
-                if !localpart_domains
-                    .iter()
-                    .any(|d| d.eq_ignore_ascii_case(domain))
-                {
-                    continue;
-                }
                 let mut mine = NodeSet::new(self.nodes.len());
                 for i in principals.iter() {
                     let m = &self.nodes[i];
@@ -290,11 +314,28 @@ impl crate::engine::CompiledPolicy {
                     continue;
                 }
                 out.push(mk(ips(&mine), users.clone()));
-                let mut lp = BTreeMap::new();
-                lp.insert(local.to_string(), local.to_string());
-                out.push(mk(ips(&mine), lp));
+                if let Some((local, domain)) = u.email.rsplit_once('@')
+                    && localpart_domains
+                        .iter()
+                        .any(|d| d.eq_ignore_ascii_case(domain))
+                {
+                    let mut lp = BTreeMap::new();
+                    lp.insert(local.to_string(), local.to_string());
+                    out.push(mk(ips(&mine), lp));
+                }
+            }
+            let mut tagged = NodeSet::new(self.nodes.len());
+            for i in principals.iter() {
+                if self.nodes[i].is_tagged() {
+                    tagged.insert(i);
+                }
+            }
+            if !tagged.is_empty() {
+                out.push(mk(ips(&tagged), users.clone()));
             }
         }
+        // The hosted service puts check rules ahead of accept rules.
+        out.sort_by_key(|r| !matches!(r.action, SshAction::Check { .. }));
         out
     }
 }

@@ -25,7 +25,8 @@ pub(crate) fn validate(p: &Policy, _users: &[PolicyUser]) -> Result<(), PolicyEr
             )));
         }
     }
-    for (name, members) in &p.groups {
+    // Reported like the hosted service: the last group (in name order) holding a group.
+    for (name, members) in p.groups.iter().rev() {
         for m in members.as_deref().unwrap_or(&[]) {
             if m.starts_with("group:") {
                 return Err(invalid(format!(
