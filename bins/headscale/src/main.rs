@@ -10,6 +10,7 @@
 mod cli;
 mod cmd;
 mod config_file;
+mod database;
 mod logging;
 mod output;
 

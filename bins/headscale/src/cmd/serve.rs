@@ -1,11 +1,12 @@
-//! `headscale serve`: loads the configuration, loads or creates the server keys, and serves
-//! the main listener until SIGINT or SIGTERM.
+//! `headscale serve`: loads the configuration, loads or creates the server keys, opens (and
+//! migrates) the database, and serves the main listener until SIGINT or SIGTERM.
 
 use anyhow::Context as _;
 use hs_control::{Server, keyfile};
 
 use crate::cli::GlobalArgs;
 use crate::config_file::{self, Origin};
+use crate::database;
 use crate::logging;
 
 pub(crate) fn run(global: &GlobalArgs) -> anyhow::Result<()> {
@@ -44,7 +45,15 @@ async fn serve(loaded: config_file::Loaded) -> anyhow::Result<()> {
     let (noise, _derp) = keyfile::load_server_keys(&c.noise_private_key_path, derp_path)?;
     tracing::info!(noise_public_key = %noise.public(), "server keys ready");
 
-    let server = Server::bind(c).await?;
+    let db_config = c.database.clone();
+    let db = tokio::task::spawn_blocking(move || database::open(&db_config))
+        .await
+        .context("opening the database")??;
+    tracing::info!(backend = db.backend(), "database ready");
+
+    let server = Server::bind(c)
+        .await?
+        .with_health(database::health_probe(db));
     // Tests and scripts wait for this line; it carries the address actually bound.
     println!(
         "headscale: listening on http://{} (server_url {})",

@@ -122,6 +122,8 @@ fn serve_with_a_config_file_answers_health_and_stops_on_sigterm() {
     // The relative key path is resolved next to the config file and the key is created.
     let key = std::fs::read_to_string(dir.path().join("keys/noise_private.key")).unwrap();
     assert!(key.starts_with("privkey:"));
+    // The database was created (and migrated) where the config says, next to it.
+    assert!(dir.path().join("db.sqlite").is_file());
 
     sigterm(&running.child);
     let status = running.child.wait().unwrap();
@@ -153,4 +155,5 @@ fn serve_without_config_uses_the_embedded_default_and_says_where() {
     assert_eq!(status, 200);
     assert!(data_dir.join("noise_private.key").is_file());
     assert!(data_dir.join("derp_server_private.key").is_file());
+    assert!(data_dir.join("db.sqlite").is_file());
 }
