@@ -246,7 +246,10 @@ impl crate::engine::CompiledPolicy {
             // A rule with localpart users is also installed on each of its source nodes, with
             // that node's own kind of sources (its user's nodes, or the tagged sources) as
             // principals: the hosted service behaves this way.
-            let localpart = rule.users.iter().any(|u| u.starts_with("localpart:*@"));
+            let localpart = rule.users.iter().any(|u| {
+                u.strip_prefix("localpart:*@")
+                    .is_some_and(|d| !d.is_empty())
+            });
             if localpart && rule.src_nodes.contains(n) {
                 for i in rule.src_nodes.iter() {
                     let m = &self.nodes[i];
