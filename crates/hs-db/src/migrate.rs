@@ -403,6 +403,67 @@ fn import_steps(conn: &mut Conn<'_>, ids: &BTreeSet<String>) -> Result<()> {
     conn.add_column_if_missing("api_keys", "user_id", "int")?;
     conn.add_column_if_missing("pre_auth_keys", "description", "text")?;
     conn.add_column_if_missing("pre_auth_keys", "revoked", "bool")?;
+    if conn.is_sqlite() && !has("202507021200") {
+        rebuild_sqlite_tables(conn)?;
+    }
+    Ok(())
+}
+
+/// The baseline DDL, also run by the embedded migration; every statement is idempotent.
+const SQLITE_BASELINE: &str =
+    include_str!("../migrations/sqlite/2026-11-21-000000_baseline/up.sql");
+
+/// Tables gorm created in SQLite before 0.27 carry old constraints (e.g. `users.name
+/// UNIQUE`, which blocks an OIDC user named like a local one). As Go's 0.27 migration did,
+/// recreate the five tables with the baseline DDL and copy every row across.
+fn rebuild_sqlite_tables(conn: &mut Conn<'_>) -> Result<()> {
+    const TABLES: [&str; 5] = ["users", "pre_auth_keys", "api_keys", "nodes", "policies"];
+    const INDEXES: [&str; 7] = [
+        "idx_users_deleted_at",
+        "idx_provider_identifier",
+        "idx_name_provider_identifier",
+        "idx_name_no_provider_identifier",
+        "idx_api_keys_prefix",
+        "idx_policies_deleted_at",
+        "idx_pre_auth_keys_prefix",
+    ];
+    let mut old_cols = BTreeMap::new();
+    for t in TABLES {
+        old_cols.insert(t, conn.columns(t)?);
+    }
+    // Indexes follow a renamed table, so they go first or the new ones could not be made.
+    let existing: Vec<NameRow> = dispatch!(conn, |c| diesel::sql_query(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL \
+         AND tbl_name IN ('users', 'pre_auth_keys', 'api_keys', 'nodes', 'policies')"
+    )
+    .load(c))?;
+    for idx in existing.iter().map(|r| r.name.as_str()).chain(INDEXES) {
+        conn.batch(&format!(
+            "DROP INDEX IF EXISTS \"{}\"",
+            idx.replace('"', "")
+        ))?;
+    }
+    for t in TABLES {
+        conn.batch(&format!(
+            "DROP TABLE IF EXISTS {t}_old; ALTER TABLE {t} RENAME TO {t}_old"
+        ))?;
+    }
+    conn.batch(SQLITE_BASELINE)?;
+    for t in TABLES {
+        let new_cols = conn.columns(t)?;
+        let common: Vec<&str> = old_cols[t]
+            .iter()
+            .filter(|c| new_cols.contains(*c))
+            .map(String::as_str)
+            .collect();
+        let list = common.join(", ");
+        conn.batch(&format!(
+            "INSERT INTO {t} ({list}) SELECT {list} FROM {t}_old"
+        ))?;
+    }
+    for t in ["nodes", "api_keys", "pre_auth_keys", "policies", "users"] {
+        conn.batch(&format!("DROP TABLE {t}_old"))?;
+    }
     Ok(())
 }
 

@@ -185,6 +185,26 @@ fn failing_node_preauth_constraint() {
     assert_eq!(keys[0].prefix, "hFKcRjLyfw");
     assert!(keys[0].hash.starts_with(b"$2a$10$"));
     assert!(!tables(&path).contains(&"routes".to_owned()));
+    // The 0.25 `users.name UNIQUE` constraint is gone with the table rebuild: an OIDC user
+    // may share a local user's name.
+    db.tx(|c| {
+        c.create_user(
+            &hs_db::NewUser {
+                name: "username_1".into(),
+                provider_identifier: Some("https://idp.example.com/u1".into()),
+                provider: "oidc".into(),
+                ..Default::default()
+            },
+            Utc.timestamp_opt(1_700_000_000, 0).single().expect("t"),
+        )
+    })
+    .expect("OIDC user with a local user's name");
+    let out = Command::new("sqlite3")
+        .arg(&path)
+        .arg("SELECT count(*) FROM sqlite_master WHERE name LIKE '%_old' OR name LIKE 'sqlite_autoindex_users%'")
+        .output()
+        .expect("sqlite3");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0");
 }
 
 #[test]
