@@ -51,9 +51,8 @@ pub trait ControlHooks: Send + Sync + 'static {
 
 /// Hooks for a server without a control plane: database writes only.
 ///
-/// It notifies nobody, reports every node offline, has no pending registrations, owns no
-/// tags (no live policy), and checks a policy only for being a JSON object, because the
-/// policy engine lives in the control plane.
+/// It notifies nobody, reports every node offline, has no pending registrations and owns no
+/// tags (there is no live policy). Policies are still fully checked with hs-policy.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct DbOnly;
 
@@ -76,16 +75,8 @@ impl ControlHooks for DbOnly {
         tracing::debug!("policy changed (no control plane to notify)");
     }
 
-    fn check_policy(&self, policy: &str, _users: &[User], _nodes: &[Node]) -> Result<(), String> {
-        match serde_json::from_str::<serde_json::Value>(policy) {
-            Ok(serde_json::Value::Object(_)) => Ok(()),
-            Ok(_) => Err("policy must be a JSON object".to_owned()),
-            Err(e) => Err(format!(
-                "policy is not valid JSON at line {} column {}: {e}",
-                e.line(),
-                e.column()
-            )),
-        }
+    fn check_policy(&self, policy: &str, users: &[User], nodes: &[Node]) -> Result<(), String> {
+        crate::policy_check::check_policy_text(policy, users, nodes)
     }
 
     fn check_tags(&self, tags: &[String]) -> Result<(), String> {

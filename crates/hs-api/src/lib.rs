@@ -18,6 +18,7 @@ pub mod grpc;
 pub mod hooks;
 pub mod json;
 pub mod output;
+pub mod policy_check;
 pub mod proto;
 pub mod rest;
 pub mod serve;

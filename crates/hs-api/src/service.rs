@@ -9,7 +9,7 @@ use ipnet::IpNet;
 use hs_types::model::{ApiKey, Node, PreAuthKey, User};
 use hs_types::{NodeId, UserId};
 
-use crate::apikey::{self, API_KEY_PREFIX, AUTH_KEY_PREFIX};
+use crate::apikey;
 use crate::error::ApiError;
 use crate::hooks::ControlHooks;
 use crate::store::{NewApiKey, NewPreAuthKey, NewUser, Store, StoreError, StoredPolicy};
@@ -154,7 +154,7 @@ impl Admin {
             .await?
             .ok_or_else(unauthorized)?;
         let hash = found.hash.clone();
-        let ok = tokio::task::spawn_blocking(move || apikey::verify(&secret, &hash))
+        let ok = tokio::task::spawn_blocking(move || hs_db::secret::verify_secret(&secret, &hash))
             .await
             .unwrap_or(false);
         if !ok || found.is_expired(now) {
@@ -172,12 +172,13 @@ impl Admin {
         &self,
         expiration: Option<DateTime<Utc>>,
     ) -> Result<String, ApiError> {
-        let generated = tokio::task::spawn_blocking(|| {
-            apikey::generate(&mut rand::thread_rng(), API_KEY_PREFIX)
-        })
-        .await
-        .map_err(|e| ApiError::Internal(format!("creating API key: {e}")))?
-        .map_err(|e| ApiError::Internal(format!("creating API key: {e}")))?;
+        let generated =
+            tokio::task::spawn_blocking(
+                || hs_db::secret::generate_api_key(&mut rand::thread_rng()),
+            )
+            .await
+            .map_err(|e| ApiError::Internal(format!("creating API key: {e}")))?
+            .map_err(|e| ApiError::Internal(format!("creating API key: {e}")))?;
         let expiration = Some(expiration.unwrap_or_else(zero_instant));
         let new = NewApiKey {
             prefix: generated.prefix.clone(),
@@ -307,7 +308,7 @@ impl Admin {
             None => None,
         };
         let generated = tokio::task::spawn_blocking(|| {
-            apikey::generate(&mut rand::thread_rng(), AUTH_KEY_PREFIX)
+            hs_db::secret::generate_pre_auth_key(&mut rand::thread_rng())
         })
         .await
         .map_err(|e| ApiError::Internal(format!("creating pre-auth key: {e}")))?

@@ -117,15 +117,29 @@ async fn duplicate_node_name_is_400() {
 }
 
 #[tokio::test]
-async fn bad_policy_is_400_with_position_and_not_stored() {
+async fn bad_policy_is_400_naming_the_problem_and_not_stored() {
     let f = Fixture::new();
+    let unknown_host = serde_json::json!({
+        "policy": r#"{"acls": [{"action": "accept", "src": ["*"], "dst": ["nohost:22"]}]}"#
+    })
+    .to_string();
     expect(
         &f,
         "PUT",
         "/api/v1/policy",
-        Some(r#"{"policy":"{\"acls\": [,]}"}"#),
+        Some(&unknown_host),
         400,
-        "line 1",
+        "nohost",
+    )
+    .await;
+    let truncated = serde_json::json!({"policy": r#"{"acls": ["#}).to_string();
+    expect(
+        &f,
+        "PUT",
+        "/api/v1/policy",
+        Some(&truncated),
+        400,
+        "invalid policy",
     )
     .await;
     assert!(f.db.tx(|c| c.get_policy()).unwrap().is_none());
