@@ -9,6 +9,7 @@
 mod ci;
 mod codegen;
 mod conformance;
+mod fuzz;
 
 use anyhow::{Result, bail};
 
@@ -20,6 +21,7 @@ fn main() -> Result<()> {
     };
     match cmd.as_str() {
         "ci" => ci::run(rest),
+        "fuzz" => fuzz::run(rest),
         "conformance" => conformance::run(rest),
         "codegen" => codegen::run(rest),
         "help" | "--help" | "-h" => {
