@@ -48,8 +48,11 @@ pub struct CompiledPolicy {
     pub(crate) users: Vec<PolicyUser>,
     pub(crate) nodes: Vec<PolicyNode>,
     pub(crate) rules: Vec<CRule>,
-    /// Per rule, the nodes whose filter carries it.
+    /// Per rule, the nodes whose filter carries it through a destination other than
+    /// autogroup:self.
     pub(crate) rule_dst_nodes: Vec<NodeSet>,
+    /// Per rule, the nodes whose filter carries it through autogroup:self.
+    pub(crate) rule_self_nodes: Vec<NodeSet>,
     pub(crate) ssh: Vec<crate::ssh::CSsh>,
 }
 
@@ -82,8 +85,24 @@ impl CompiledPolicy {
     ) -> Result<Self, PolicyError> {
         crate::validate::validate(policy, users)?;
         let r = Resolver::new(policy, users, nodes);
-        let mut rules = compile_acls(&r, policy)?;
-        rules.extend(compile_grants(&r, policy)?);
+        // The hosted service orders grants ahead of acls.
+        let mut rules = compile_grants(&r, policy)?;
+        rules.extend(compile_acls(&r, policy)?);
+        // Rules with the same sources and protocols are merged at the first one's position.
+        for i in 0..rules.len() {
+            let first = if rules[i].caps.is_some() {
+                i
+            } else {
+                (0..i)
+                    .find(|&j| {
+                        rules[j].caps.is_none()
+                            && rules[j].src_strings == rules[i].src_strings
+                            && rules[j].protos == rules[i].protos
+                    })
+                    .unwrap_or(i)
+            };
+            rules[i].group = first;
+        }
         let ssh = crate::ssh::compile_ssh(&r, policy)?;
         crate::validate::validate_node_attrs(&r, policy)?;
         let mut c = Self {
@@ -92,9 +111,19 @@ impl CompiledPolicy {
             nodes: nodes.to_vec(),
             rules,
             rule_dst_nodes: Vec::new(),
+            rule_self_nodes: Vec::new(),
             ssh,
         };
-        c.rule_dst_nodes = c.rules.iter().map(|rule| c.dst_nodes_of(rule)).collect();
+        c.rule_dst_nodes = c
+            .rules
+            .iter()
+            .map(|rule| c.dst_nodes_of(rule, false))
+            .collect();
+        c.rule_self_nodes = c
+            .rules
+            .iter()
+            .map(|rule| c.dst_nodes_of(rule, true))
+            .collect();
         crate::tests::run_tests(&c)?;
         Ok(c)
     }
@@ -114,10 +143,10 @@ impl CompiledPolicy {
         &self.policy
     }
 
-    fn dst_nodes_of(&self, rule: &CRule) -> NodeSet {
+    fn dst_nodes_of(&self, rule: &CRule, self_part: bool) -> NodeSet {
         let mut set = NodeSet::new(self.nodes.len());
         for i in 0..self.nodes.len() {
-            if self.rule_applies(rule, i) {
+            if self.rule_applies(rule, i, self_part) {
                 set.insert(i);
             }
         }
@@ -158,25 +187,27 @@ impl CompiledPolicy {
         (!ips.is_empty()).then_some(ips)
     }
 
-    fn rule_applies(&self, rule: &CRule, n: usize) -> bool {
+    fn rule_applies(&self, rule: &CRule, n: usize, self_part: bool) -> bool {
         if !self.via_ok(rule, n) {
             return false;
         }
         rule.dsts.iter().any(|d| match &d.kind {
+            DstKind::SelfNodes => self_part && self.self_srcs(rule, n).is_some(),
+            _ if self_part => false,
             DstKind::Any => true,
             DstKind::Nodes(s) => s.contains(n),
             DstKind::Addr(s) => self.addr_hits(n, s),
             DstKind::Internet => self.nodes[n].is_exit_node(),
-            DstKind::SelfNodes => self.self_srcs(rule, n).is_some(),
         })
     }
 
     /// The packet filter for node `n` (an index into [`CompiledPolicy::nodes`]).
     pub fn filter(&self, n: usize) -> Vec<Rule> {
         let node = &self.nodes[n];
-        let mut out: Vec<Rule> = Vec::new();
+        // (merge group, part: 1 plain, 2 autogroup:self, rule)
+        let mut items: Vec<(usize, u8, Rule)> = Vec::new();
         for (ri, rule) in self.rules.iter().enumerate() {
-            if !self.rule_dst_nodes[ri].contains(n) {
+            if !self.rule_dst_nodes[ri].contains(n) && !self.rule_self_nodes[ri].contains(n) {
                 continue;
             }
             let mut dst_strings: Vec<String> = Vec::new();
@@ -235,52 +266,74 @@ impl CompiledPolicy {
                 };
                 if !cap_dsts.is_empty() {
                     cap_dsts.dedup();
-                    out.push(Rule {
-                        src_ips: src_ips.clone(),
-                        dst_ports: vec![],
-                        ip_proto: vec![],
-                        cap_grant: vec![(cap_dsts.clone(), caps.clone())],
-                    });
+                    items.push((
+                        rule.group,
+                        1,
+                        Rule {
+                            src_ips: src_ips.clone(),
+                            dst_ports: vec![],
+                            ip_proto: vec![],
+                            cap_grant: vec![(cap_dsts.clone(), caps.clone())],
+                        },
+                    ));
                     // Some capabilities come with a companion the peer needs too.
                     for name in caps.keys() {
                         if let Some(extra) = companion_cap(name) {
                             let mut m = AppCaps::new();
                             m.insert(extra.to_string(), Vec::new());
-                            out.push(Rule {
-                                src_ips: src_ips.clone(),
-                                dst_ports: vec![],
-                                ip_proto: vec![],
-                                cap_grant: vec![(cap_dsts.clone(), m)],
-                            });
+                            items.push((
+                                rule.group,
+                                1,
+                                Rule {
+                                    src_ips: src_ips.clone(),
+                                    dst_ports: vec![],
+                                    ip_proto: vec![],
+                                    cap_grant: vec![(cap_dsts.clone(), m)],
+                                },
+                            ));
                         }
                     }
                 }
                 continue;
             }
             if !dst_ports.is_empty() {
-                push_merged(
-                    &mut out,
+                items.push((
+                    rule.group,
+                    1,
                     Rule {
                         src_ips: rule.src_strings.clone(),
                         dst_ports,
                         ip_proto: rule.protos.clone(),
                         cap_grant: vec![],
                     },
-                );
+                ));
             }
             if !self_ports.is_empty()
                 && let Some(srcs) = self.self_srcs(rule, n)
             {
-                push_merged(
-                    &mut out,
+                // A rule whose only destination is autogroup:self keeps its own position;
+                // the self part of a mixed rule follows the plain part.
+                let self_only = rule
+                    .dsts
+                    .iter()
+                    .all(|d| matches!(d.kind, DstKind::SelfNodes));
+                let (key, part) = if self_only { (ri, 0) } else { (rule.group, 2) };
+                items.push((
+                    key,
+                    part,
                     Rule {
                         src_ips: srcs.to_strings(),
                         dst_ports: self_ports,
                         ip_proto: rule.protos.clone(),
                         cap_grant: vec![],
                     },
-                );
+                ));
             }
+        }
+        items.sort_by_key(|(group, part, _)| (*group, *part));
+        let mut out: Vec<Rule> = Vec::new();
+        for (_, _, r) in items {
+            push_merged(&mut out, r);
         }
         out
     }
@@ -313,37 +366,34 @@ impl CompiledPolicy {
     /// The peers node `n` sees, in node order.
     pub fn peers(&self, n: usize) -> Vec<PeerView> {
         let mut set = NodeSet::new(self.nodes.len());
+        let me = &self.nodes[n];
+        let mine = |i: usize| {
+            let m = &self.nodes[i];
+            !me.is_tagged() && me.user.is_some() && !m.is_tagged() && m.user == me.user
+        };
         for (ri, rule) in self.rules.iter().enumerate() {
             let dst = &self.rule_dst_nodes[ri];
-            let only_self = rule
-                .dsts
-                .iter()
-                .all(|x| matches!(x.kind, DstKind::SelfNodes));
-            if only_self {
-                let me = &self.nodes[n];
-                if me.is_tagged() || me.user.is_none() {
-                    continue;
-                }
-                let mine = |i: usize| {
-                    let m = &self.nodes[i];
-                    !m.is_tagged() && m.user == me.user
-                };
-                if rule.src_nodes.contains(n) {
-                    dst.iter().filter(|&i| mine(i)).for_each(|i| set.insert(i));
-                }
-                if dst.contains(n) {
-                    rule.src_nodes
-                        .iter()
-                        .filter(|&i| mine(i))
-                        .for_each(|i| set.insert(i));
-                }
-                continue;
-            }
             if rule.src_nodes.contains(n) {
                 set.union_with(dst);
             }
             if dst.contains(n) {
                 set.union_with(&rule.src_nodes);
+            }
+            // autogroup:self links only nodes of the same user.
+            let selfd = &self.rule_self_nodes[ri];
+            if !selfd.is_empty() && !me.is_tagged() {
+                if rule.src_nodes.contains(n) {
+                    selfd
+                        .iter()
+                        .filter(|&i| mine(i))
+                        .for_each(|i| set.insert(i));
+                }
+                if selfd.contains(n) {
+                    rule.src_nodes
+                        .iter()
+                        .filter(|&i| mine(i))
+                        .for_each(|i| set.insert(i));
+                }
             }
         }
         set.remove(n);
@@ -409,10 +459,12 @@ fn companion_cap(name: &str) -> Option<&'static str> {
 /// Appends `r`, merging it into an earlier rule with the same sources and protocols as the
 /// hosted service does.
 fn push_merged(out: &mut Vec<Rule>, r: Rule) {
-    if let Some(prev) = out
-        .iter_mut()
-        .find(|p| p.cap_grant.is_empty() && p.src_ips == r.src_ips && p.ip_proto == r.ip_proto)
-    {
+    if let Some(prev) = out.iter_mut().find(|p| {
+        r.cap_grant.is_empty()
+            && p.cap_grant.is_empty()
+            && p.src_ips == r.src_ips
+            && p.ip_proto == r.ip_proto
+    }) {
         prev.dst_ports.extend(r.dst_ports);
         return;
     }

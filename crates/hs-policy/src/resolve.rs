@@ -99,7 +99,10 @@ impl<'a> Resolver<'a> {
     fn nodes_in(&self, ips: &IpSet) -> NodeSet {
         let mut set = NodeSet::new(self.nodes.len());
         for (i, n) in self.nodes.iter().enumerate() {
-            if n.ips().any(|ip| ips.contains_ip(ip)) {
+            // A subnet router stands for the addresses behind it.
+            if n.ips().any(|ip| ips.contains_ip(ip))
+                || n.subnet_routes().any(|r| ips.overlaps_net(&r))
+            {
                 set.insert(i);
             }
         }

@@ -49,6 +49,9 @@ pub(crate) struct CRule {
     pub caps: Option<BTreeMap<String, Vec<Value>>>,
     /// Only nodes carrying one of these tags apply the rule (grant `via`).
     pub via: Option<Vec<String>>,
+    /// Index of the first rule with the same sources and protocols: per-node filters list
+    /// rules in this order and merge rules of one group.
+    pub group: usize,
 }
 
 fn src_error(r: &Resolver<'_>, field: &str, a: &Alias) -> Result<(), PolicyError> {
@@ -123,10 +126,10 @@ pub(crate) fn compile_acls(r: &Resolver<'_>, p: &Policy) -> Result<Vec<CRule>, P
         let mut dsts = Vec::new();
         for d in &acl.dst {
             let (alias, ports) = split_alias_ports(d).map_err(invalid)?;
+            let ports = parse_ports(ports).map_err(|e| invalid(format!("dst={d:?}: {e}")))?;
             let a = r
                 .parse(alias)
                 .map_err(|e| invalid(format!("dst={alias:?}: {e}")))?;
-            let ports = parse_ports(ports).map_err(|e| invalid(format!("dst={d:?}: {e}")))?;
             if let Alias::Tag(t) = &a
                 && !r.tag_defined(t)
             {
@@ -155,6 +158,7 @@ pub(crate) fn compile_acls(r: &Resolver<'_>, p: &Policy) -> Result<Vec<CRule>, P
             dsts,
             caps: None,
             via: None,
+            group: 0,
         });
     }
     Ok(out)
@@ -265,6 +269,7 @@ pub(crate) fn compile_grants(r: &Resolver<'_>, p: &Policy) -> Result<Vec<CRule>,
                     .collect(),
                 caps: None,
                 via: via.clone(),
+                group: 0,
             });
         }
         if !g.app.is_empty() {
@@ -282,6 +287,7 @@ pub(crate) fn compile_grants(r: &Resolver<'_>, p: &Policy) -> Result<Vec<CRule>,
                     .collect(),
                 caps: Some(g.app.clone()),
                 via: via.clone(),
+                group: 0,
             });
         }
     }
