@@ -99,7 +99,8 @@ impl<'a> Source<'a> {
     }
 
     fn raw(&self, key: &str) -> Option<Raw<'a>> {
-        if let Some(v) = (self.env)(&env_var_name(key)) {
+        // An empty variable counts as unset, as with viper's default `AllowEmptyEnv(false)`.
+        if let Some(v) = (self.env)(&env_var_name(key)).filter(|v| !v.is_empty()) {
             return Some(Raw::Env(v));
         }
         match lookup(self.root, key) {

@@ -124,6 +124,11 @@ fn env_beats_file_and_bad_env_names_the_variable() {
     let (c, _) = Config::from_yaml_str(&text, &env).unwrap();
     assert_eq!(c.server_url, "https://hs.example.net");
 
+    // An empty variable is ignored rather than read as an empty value.
+    let env = |k: &str| (k == "HEADSCALE_SERVER_URL").then(String::new);
+    let (c, _) = Config::from_yaml_str(&text, &env).unwrap();
+    assert_eq!(c.server_url, "http://127.0.0.1:8080");
+
     let env = |k: &str| (k == "HEADSCALE_DERP_SERVER_ENABLED").then(|| "maybe".to_owned());
     let err = Config::from_yaml_str(&text, &env).unwrap_err();
     assert!(err.mentions("derp.server.enabled"));
