@@ -86,6 +86,23 @@ impl Mapper {
         Ok((session, msg.to_json()?))
     }
 
+    /// A session for a client that already holds `snap`'s state for `viewer` (it was just
+    /// sent a full map of that snapshot by other means, e.g. a map built ahead of time),
+    /// without building the map again.
+    pub fn session_at(&self, snap: &Snapshot, viewer: NodeId) -> Result<Session, Error> {
+        let v = snap.node(viewer).ok_or(Error::UnknownNode(viewer))?;
+        let policy = snap.policy();
+        Ok(Session {
+            node: viewer,
+            version: snap.version(),
+            cfg_gen: self.cfg_gen(),
+            filter: policy.packet_filter(&v.node),
+            ssh: policy
+                .ssh_policy(&v.node)
+                .unwrap_or_else(|| Arc::from(EMPTY_SSH_POLICY)),
+        })
+    }
+
     /// [`Mapper::full_map`], framed for the stream.
     pub fn full_map_frame(
         &self,

@@ -7,8 +7,9 @@
 //! Entry points: [`Mapper::full_map`] for a new stream, [`Mapper::fanout`] for every NodeStore
 //! batch, [`Mapper::reconfigure`] for config reloads.
 //!
-//! Delivery (channels, back-pressure, keep-alive timers) belongs to the control plane; this
-//! crate does no I/O, reads no clock and needs no async runtime.
+//! Delivery: [`outbox`] is a runtime-agnostic bounded per-stream queue (push never waits; a
+//! client too far behind is cut off). The writer task, keep-alive timers and sockets belong
+//! to the control plane; this crate does no I/O, reads no clock and needs no async runtime.
 
 mod cache;
 mod config;
@@ -18,6 +19,7 @@ mod frame;
 mod full;
 mod mapper;
 mod message;
+mod outbox;
 mod reconfig;
 mod render;
 mod session;
@@ -32,6 +34,7 @@ pub use frame::{
 };
 pub use mapper::Mapper;
 pub use message::EMPTY_SSH_POLICY;
+pub use outbox::{OutboxClosed, OutboxReceiver, OutboxSender, Recv, outbox};
 pub use render::{
     CAP_ADMIN, CAP_DEFAULT_AUTO_UPDATE, CAP_FILE_SHARING, CAP_SSH, TAGGED_DEVICES_USER_ID, cap_map,
     node as render_node, tagged_devices_profile, user_profile, wire_user,
