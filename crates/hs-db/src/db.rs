@@ -212,6 +212,11 @@ impl Db {
         self.raw(migrate::run)
     }
 
+    /// Runs `SELECT 1`: the health probe.
+    pub fn ping(&self) -> Result<()> {
+        self.raw(|c| c.batch("SELECT 1"))
+    }
+
     /// Checkpoints and compacts an SQLite database (Go Headscale vacuums on shutdown); a
     /// no-op on PostgreSQL.
     pub fn vacuum(&self) -> Result<()> {
