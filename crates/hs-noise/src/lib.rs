@@ -6,7 +6,7 @@
 //! - [`record`]: [`Transport`] (seal/open with the big-endian counter) and [`parse_frame`].
 //! - [`NoiseStream`]: `AsyncRead`/`AsyncWrite` over records with bounded buffers.
 //! - [`Ts2021`]: the `/key` answer, the `/ts2021` upgrade and HTTP/2 inside the tunnel,
-//!   with [`NoiseSession`] in every request's extensions.
+//!   with [`NoiseSession`] in every request's extensions; also over WebSocket ([`WsIo`]).
 
 mod crypto;
 mod error;
@@ -14,6 +14,7 @@ pub mod handshake;
 pub mod record;
 mod server;
 mod stream;
+mod ws;
 
 pub use error::Error;
 pub use handshake::{Accepted, Initiation, respond};
@@ -24,3 +25,4 @@ pub use server::{
     UPGRADE_PROTOCOL, early_noise_json, early_payload, serve_http2,
 };
 pub use stream::NoiseStream;
+pub use ws::{MAX_WS_MESSAGE, WsIo, ws_config};

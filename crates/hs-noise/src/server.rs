@@ -19,6 +19,10 @@ use crate::handshake::{
     INITIATION_HEADER_LEN, INITIATION_PAYLOAD_LEN, Initiation, error_message, respond,
 };
 use crate::stream::NoiseStream;
+use crate::ws::{self, WsIo};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::Role;
 
 /// Path of the upgrade endpoint.
 pub const UPGRADE_PATH: &str = "/ts2021";
@@ -186,7 +190,9 @@ impl Ts2021 {
         resp
     }
 
-    /// Handles `GET`/`POST /ts2021`.
+    /// Handles `GET`/`POST /ts2021`, either the HTTP upgrade (`Upgrade:
+    /// tailscale-control-protocol`, initiation in `X-Tailscale-Handshake`) or the WebSocket
+    /// variant (subprotocol `tailscale-control-protocol`, initiation in the query string).
     ///
     /// Validates the upgrade headers and the initiation, runs the handshake, and returns
     /// `101 Switching Protocols`; a spawned task then writes the handshake response and
@@ -227,23 +233,35 @@ impl Ts2021 {
             );
             return text_response(StatusCode::INTERNAL_SERVER_ERROR, "Internal error");
         }
-        if upgrade == "websocket" {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                "the websocket variant of ts2021 is not supported",
-            );
-        }
-        if upgrade != UPGRADE_PROTOCOL {
+        let ws_accept = if upgrade == "websocket" {
+            match websocket_accept(&req) {
+                Ok(a) => Some(a),
+                Err(why) => return refuse(StatusCode::BAD_REQUEST, why),
+            }
+        } else if upgrade == UPGRADE_PROTOCOL {
+            None
+        } else {
             return refuse(StatusCode::BAD_REQUEST, "unknown next protocol");
-        }
-        let Some(init) = req.headers().get(HANDSHAKE_HEADER) else {
-            return refuse(StatusCode::BAD_REQUEST, "no tailscale handshake header");
         };
-        let init = match init
-            .to_str()
-            .map_err(|_| Error::BadUpgrade("handshake header is not ASCII"))
-            .and_then(Initiation::from_base64)
-        {
+        let init = if ws_accept.is_some() {
+            // Browsers cannot set headers on a WebSocket, so the initiation rides in the query.
+            let Some(v) = query_param(req.uri().query(), HANDSHAKE_HEADER) else {
+                return refuse(StatusCode::BAD_REQUEST, "no tailscale handshake parameter");
+            };
+            ws::query_unescape(v)
+                .ok_or(Error::BadUpgrade(
+                    "handshake parameter is not a valid query escape",
+                ))
+                .and_then(|v| Initiation::from_base64(&v))
+        } else {
+            let Some(v) = req.headers().get(HANDSHAKE_HEADER) else {
+                return refuse(StatusCode::BAD_REQUEST, "no tailscale handshake header");
+            };
+            v.to_str()
+                .map_err(|_| Error::BadUpgrade("handshake header is not ASCII"))
+                .and_then(Initiation::from_base64)
+        };
+        let init = match init {
             Ok(i) => i,
             Err(e) => return refuse(StatusCode::BAD_REQUEST, &e.to_string()),
         };
@@ -258,47 +276,59 @@ impl Ts2021 {
             machine_key: accepted.peer,
             protocol_version: accepted.version,
         };
+        // Go's server writes no early payload on the WebSocket path; neither do we.
         let early = self
             .early
             .as_ref()
+            .filter(|_| ws_accept.is_none())
             .filter(|_| session.protocol_version >= EARLY_NOISE_CAPABILITY_VERSION)
             .and_then(|hook| hook(&session))
             .map(|json| early_payload(&json));
         let on_upgrade = hyper::upgrade::on(&mut req);
         let timeout = self.handshake_timeout;
+        let is_ws = ws_accept.is_some();
         tokio::spawn(async move {
-            let start = async {
-                let upgraded = on_upgrade.await.map_err(std::io::Error::other)?;
-                let mut stream = NoiseStream::with_preamble(
-                    TokioIo::new(upgraded),
-                    accepted.transport,
-                    &accepted.response,
-                );
-                if let Some(p) = early {
-                    stream.write_all(&p).await?;
-                }
-                stream.flush().await?;
-                Ok::<_, Error>(stream)
+            let fail = |e: Error| {
+                tracing::info!(peer = %session.machine_key.short_string(), error = %e, "ts2021 upgrade failed");
             };
-            let stream = match tokio::time::timeout(timeout, start).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::info!(peer = %session.machine_key.short_string(), error = %e, "ts2021 upgrade failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::info!(peer = %session.machine_key.short_string(), error = %Error::HandshakeTimeout(timeout), "ts2021 upgrade failed");
-                    return;
-                }
+            let upgraded = match tokio::time::timeout(timeout, on_upgrade).await {
+                Ok(Ok(u)) => TokioIo::new(u),
+                Ok(Err(e)) => return fail(Error::Io(std::io::Error::other(e))),
+                Err(_) => return fail(Error::HandshakeTimeout(timeout)),
             };
-            serve_http2(stream, session, service).await;
+            if is_ws {
+                let ws =
+                    WebSocketStream::from_raw_socket(upgraded, Role::Server, Some(ws::ws_config()))
+                        .await;
+                match start_session(WsIo::new(ws), accepted, early, timeout).await {
+                    Ok(stream) => serve_http2(stream, session, service).await,
+                    Err(e) => fail(e),
+                }
+            } else {
+                match start_session(upgraded, accepted, early, timeout).await {
+                    Ok(stream) => serve_http2(stream, session, service).await,
+                    Err(e) => fail(e),
+                }
+            }
         });
 
         let mut resp = Response::new(Full::new(Bytes::new()));
         *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
         let h = resp.headers_mut();
-        h.insert(header::UPGRADE, HeaderValue::from_static(UPGRADE_PROTOCOL));
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        match ws_accept {
+            Some(accept) => {
+                h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+                h.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+                h.insert(
+                    header::SEC_WEBSOCKET_PROTOCOL,
+                    HeaderValue::from_static(UPGRADE_PROTOCOL),
+                );
+            }
+            None => {
+                h.insert(header::UPGRADE, HeaderValue::from_static(UPGRADE_PROTOCOL));
+            }
+        }
         resp
     }
 
@@ -362,6 +392,54 @@ impl Ts2021 {
         }
         Ok((stream, session))
     }
+}
+
+/// Checks a WebSocket upgrade request and returns its `Sec-WebSocket-Accept` value.
+fn websocket_accept<B>(req: &Request<B>) -> Result<HeaderValue, &'static str> {
+    let h = req.headers();
+    if h.get(header::SEC_WEBSOCKET_VERSION)
+        .map(HeaderValue::as_bytes)
+        != Some(b"13")
+    {
+        return Err("websocket version must be 13");
+    }
+    let offers_ours = h
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim() == UPGRADE_PROTOCOL);
+    if !offers_ours {
+        return Err("websocket subprotocol must be tailscale-control-protocol");
+    }
+    let Some(key) = h.get(header::SEC_WEBSOCKET_KEY) else {
+        return Err("missing Sec-WebSocket-Key");
+    };
+    HeaderValue::from_str(&derive_accept_key(key.as_bytes())).map_err(|_| "bad Sec-WebSocket-Key")
+}
+
+/// Sends the handshake response (and early payload) on a freshly upgraded stream.
+async fn start_session<I>(
+    io: I,
+    accepted: crate::Accepted,
+    early: Option<Vec<u8>>,
+    timeout: Duration,
+) -> Result<NoiseStream<I>, Error>
+where
+    I: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut stream = NoiseStream::with_preamble(io, accepted.transport, &accepted.response);
+    let work = async {
+        if let Some(p) = early {
+            stream.write_all(&p).await?;
+        }
+        stream.flush().await
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok(r) => r?,
+        Err(_) => return Err(Error::HandshakeTimeout(timeout)),
+    }
+    Ok(stream)
 }
 
 /// Adds the session to each request before handing it to the inner service.

@@ -10,3 +10,4 @@ mod initiator;
 mod server;
 mod stream;
 mod support;
+mod websocket;
