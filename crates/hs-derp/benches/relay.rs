@@ -28,6 +28,8 @@ async fn serve(server: Arc<DerpServer>) -> std::net::SocketAddr {
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         while let Ok((tcp, remote)) = listener.accept().await {
+            // Relayed packets are small writes; Nagle would hold them back for ACKs.
+            let _ = tcp.set_nodelay(true);
             let srv = server.clone();
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req| {

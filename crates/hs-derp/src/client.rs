@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 
 use bytes::{Bytes, BytesMut};
 use hs_types::{NodePrivate, NodePublic};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{
+    AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter, ReadHalf, WriteHalf,
+};
 use tokio::net::TcpStream;
 
 use crate::error::Error;
@@ -23,7 +25,7 @@ pub struct ClientReceiver<S> {
 /// The sending half of a client.
 #[derive(Debug)]
 pub struct ClientSender<S> {
-    writer: WriteHalf<S>,
+    writer: BufWriter<WriteHalf<S>>,
     scratch: BytesMut,
 }
 
@@ -108,7 +110,7 @@ impl<S: AsyncRead + AsyncWrite + Send> DerpClient<S> {
             reader: FrameReader::new(r, leftover),
         };
         let mut sender = ClientSender {
-            writer: w,
+            writer: BufWriter::new(w),
             scratch: BytesMut::new(),
         };
         let server_key = match receiver.reader.read_frame().await? {

@@ -47,7 +47,7 @@ pub struct ServerOptions {
     pub verify_clients: Option<ClientVerifier>,
     /// Mesh key (64 hex digits) that lets a client watch connections and forward packets.
     pub mesh_key: Option<String>,
-    /// Base keep-alive interval (a random 0–5 s is added per interval).
+    /// Base keep-alive interval (a random 0–5 s, at most the interval, is added each time).
     pub keep_alive: Duration,
     /// Time allowed for the client's `ClientInfo`.
     pub handshake_timeout: Duration,
@@ -461,6 +461,11 @@ impl DerpServer {
                 }
             }
         }
+        // Forget this key as a sender too, so the maps only hold live pairs.
+        st.sent_to.retain(|_, senders| {
+            senders.remove(&conn.key);
+            !senders.is_empty()
+        });
         for w in st.watchers.values() {
             let _ = w.control.try_send(gone.clone());
         }
@@ -582,7 +587,10 @@ impl DerpServer {
     ) -> Result<(), Error> {
         let mut scratch = BytesMut::with_capacity(128);
         let keep_alive = self.opts.keep_alive;
-        let jitter = || Duration::from_millis(rand::thread_rng().gen_range(0..5000));
+        // Go adds 0-5 s so clients do not wake in lockstep; short test intervals get a
+        // proportionally short jitter.
+        let max_jitter = keep_alive.min(Duration::from_secs(5)).as_millis().max(1) as u64;
+        let jitter = || Duration::from_millis(rand::thread_rng().gen_range(0..max_jitter));
         let ka = tokio::time::sleep(keep_alive + jitter());
         tokio::pin!(ka);
         loop {

@@ -42,7 +42,9 @@ fn loader(fetch: UrlFetcher, paths: Vec<std::path::PathBuf>) -> DerpMapLoader {
 }
 
 fn code(m: &hs_types::tailcfg::DERPMap, id: i64) -> String {
-    m.regions.as_ref().expect("regions")[&id].region_code.clone()
+    m.regions.as_ref().expect("regions")[&id]
+        .region_code
+        .clone()
 }
 
 #[tokio::test]

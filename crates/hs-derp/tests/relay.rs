@@ -379,3 +379,32 @@ async fn newest_duplicate_connection_gets_the_traffic() {
         })
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_gone_is_sent_again_after_the_peer_returns_and_leaves() {
+    let h = start(ServerOptions::default()).await;
+    let (ka, kb) = (key(), key());
+    let mut a = connect(&h, &ka).await;
+    for round in 0..2u8 {
+        let mut b = connect(&h, &kb).await;
+        a.send_packet(kb.public(), Bytes::from(vec![round]))
+            .await
+            .unwrap();
+        assert_eq!(
+            next_frame(&mut b).await,
+            Some(Frame::RecvPacket {
+                src: ka.public(),
+                packet: Bytes::from(vec![round])
+            })
+        );
+        drop(b);
+        assert_eq!(
+            next_frame(&mut a).await,
+            Some(Frame::PeerGone {
+                peer: kb.public(),
+                reason: PeerGoneReason::Disconnected
+            }),
+            "round {round}"
+        );
+    }
+}
