@@ -49,7 +49,12 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         "xtask ci: fmt, clippy and codegen passed in {:.0?}; running the test suite (last step)",
         started.elapsed()
     );
-    run_cargo(&root, "test", &["test", "--workspace", "--locked"])
+    // --no-fail-fast: one failing test binary must not hide the results of the others.
+    run_cargo(
+        &root,
+        "test",
+        &["test", "--workspace", "--locked", "--no-fail-fast"],
+    )
 }
 
 pub(crate) fn project_root() -> PathBuf {

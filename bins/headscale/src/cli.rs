@@ -39,8 +39,8 @@ pub(crate) struct GlobalArgs {
 /// How results are printed (`-o`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum OutputFormat {
-    /// Human-readable text or tables.
-    #[value(name = "")]
+    /// Human-readable text or tables (also spelled `table`).
+    #[value(name = "", alias = "table")]
     Table,
     /// Indented JSON.
     Json,

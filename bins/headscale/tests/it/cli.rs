@@ -54,6 +54,21 @@ fn configtest_names_env_override_and_base_domain_conflict() {
 }
 
 #[test]
+fn configtest_warns_about_unknown_keys_but_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    let text = std::fs::read_to_string(fixture("config-example.yaml")).unwrap();
+    std::fs::write(&path, text + "\nnot_a_headscale_key: 1\n").unwrap();
+    let out = run(headscale().arg("configtest").arg("-c").arg(&path));
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not_a_headscale_key"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn configtest_reports_a_missing_file() {
     let out = run(headscale()
         .arg("configtest")
@@ -92,6 +107,14 @@ fn generate_private_key_prints_a_parseable_key() {
     let out = run(headscale().args(["gen", "private-key", "-o", "json"]));
     let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     MachinePrivate::from_str(v["private_key"].as_str().unwrap()).unwrap();
+}
+
+#[test]
+fn table_is_the_default_output_format() {
+    let default = run(headscale().arg("version"));
+    let table = run(headscale().args(["version", "-o", "table"]));
+    assert!(table.status.success());
+    assert_eq!(stdout(&default), stdout(&table));
 }
 
 #[test]
