@@ -9,9 +9,21 @@ use hs_types::model::{ApiKey, RegisterMethod, User};
 
 use crate::service::{NodeView, PreAuthKeyView};
 
-/// Formats like Go's `time.Time` JSON (RFC 3339 with as many fraction digits as needed).
+/// Formats like Go's `time.Time` JSON (`RFC3339Nano`: fraction digits only as far as they
+/// are non-zero, `Z` for UTC).
 pub fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+    let s = t.to_rfc3339_opts(SecondsFormat::Nanos, true);
+    match s.split_once('.') {
+        Some((head, frac)) => {
+            let digits = frac.trim_end_matches('Z').trim_end_matches('0');
+            if digits.is_empty() {
+                format!("{head}Z")
+            } else {
+                format!("{head}.{digits}Z")
+            }
+        }
+        None => s,
+    }
 }
 
 fn opt_time(t: Option<DateTime<Utc>>) -> Option<String> {
@@ -305,4 +317,20 @@ pub struct AuthBody {
 #[allow(missing_docs, reason = "fields mirror Headscale's request JSON")]
 pub struct PolicyBody {
     pub policy: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_match_go_rfc3339nano() {
+        let t = DateTime::<Utc>::from_timestamp(1_780_000_000, 0).unwrap();
+        assert_eq!(rfc3339(t), "2026-05-28T20:26:40Z");
+        let t = DateTime::<Utc>::from_timestamp(1_780_000_000, 500_000_000).unwrap();
+        assert_eq!(rfc3339(t), "2026-05-28T20:26:40.5Z");
+        let t = DateTime::<Utc>::from_timestamp(1_780_000_000, 123_456_789).unwrap();
+        assert_eq!(rfc3339(t), "2026-05-28T20:26:40.123456789Z");
+        assert_eq!(rfc3339(crate::zero_instant()), "0001-01-01T00:00:00Z");
+    }
 }

@@ -17,6 +17,7 @@ mod error;
 pub mod grpc;
 pub mod hooks;
 pub mod json;
+mod keycache;
 pub mod output;
 pub mod policy_check;
 pub mod proto;

@@ -12,6 +12,7 @@ use hs_types::{NodeId, UserId};
 use crate::apikey;
 use crate::error::ApiError;
 use crate::hooks::ControlHooks;
+use crate::keycache::KeyCache;
 use crate::store::{NewApiKey, NewPreAuthKey, NewUser, Store, StoreError, StoredPolicy};
 
 /// Where the policy lives (`policy.mode` in the config).
@@ -89,6 +90,7 @@ pub struct Admin {
     hooks: Arc<dyn ControlHooks>,
     clock: Clock,
     policy_mode: PolicyMode,
+    keys: Arc<KeyCache>,
 }
 
 impl std::fmt::Debug for Admin {
@@ -112,6 +114,7 @@ impl Admin {
             hooks,
             clock,
             policy_mode,
+            keys: Arc::default(),
         }
     }
 
@@ -153,11 +156,22 @@ impl Admin {
             .db("authenticating", move |s| s.api_key_by_prefix(&prefix))
             .await?
             .ok_or_else(unauthorized)?;
-        let hash = found.hash.clone();
-        let ok = tokio::task::spawn_blocking(move || hs_db::secret::verify_secret(&secret, &hash))
-            .await
-            .unwrap_or(false);
-        if !ok || found.is_expired(now) {
+        if found.is_expired(now) {
+            return Err(unauthorized());
+        }
+        let ok = if self.keys.hit(&found.prefix, &found.hash, &secret).await {
+            true
+        } else {
+            let (hash, s) = (found.hash.clone(), secret.clone());
+            let ok = tokio::task::spawn_blocking(move || hs_db::secret::verify_secret(&s, &hash))
+                .await
+                .unwrap_or(false);
+            if ok {
+                self.keys.insert(&found.prefix, &found.hash, &secret).await;
+            }
+            ok
+        };
+        if !ok {
             return Err(unauthorized());
         }
         let id = found.id;

@@ -1,0 +1,64 @@
+//! Remembers which presented API keys already passed bcrypt, so an authenticated request
+//! does not pay ~75 ms of bcrypt every time (measured in `benches/api.rs`).
+//!
+//! The stored row is still read on every request, so expiring or deleting a key takes effect
+//! at once: the cache only answers "this secret matches this stored hash", keyed by a fast
+//! digest of the secret and the exact stored hash bytes. A changed hash is a miss.
+
+use std::collections::HashMap;
+
+use blake2::{Blake2s256, Digest};
+use tokio::sync::Mutex;
+
+/// Entries kept before the cache is cleared; one per distinct key in use, so this is far
+/// above any real installation's number of API keys.
+const MAX_ENTRIES: usize = 1024;
+
+/// A stored bcrypt hash and the digest of the secret verified against it.
+type Verified = (Vec<u8>, [u8; 32]);
+
+/// Verified (stored hash, secret digest) pairs by key prefix.
+#[derive(Default)]
+pub(crate) struct KeyCache {
+    verified: Mutex<HashMap<String, Verified>>,
+}
+
+fn digest(secret: &str) -> [u8; 32] {
+    Blake2s256::digest(secret.as_bytes()).into()
+}
+
+impl KeyCache {
+    /// Whether `secret` was already verified against exactly `hash` for `prefix`.
+    pub(crate) async fn hit(&self, prefix: &str, hash: &[u8], secret: &str) -> bool {
+        let d = digest(secret);
+        self.verified
+            .lock()
+            .await
+            .get(prefix)
+            .is_some_and(|(h, s)| h.as_slice() == hash && *s == d)
+    }
+
+    /// Records a successful bcrypt verification.
+    pub(crate) async fn insert(&self, prefix: &str, hash: &[u8], secret: &str) {
+        let mut m = self.verified.lock().await;
+        if m.len() >= MAX_ENTRIES {
+            m.clear();
+        }
+        m.insert(prefix.to_owned(), (hash.to_vec(), digest(secret)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn hit_needs_same_secret_and_same_stored_hash() {
+        let c = KeyCache::default();
+        c.insert("p", b"hash1", "secret").await;
+        assert!(c.hit("p", b"hash1", "secret").await);
+        assert!(!c.hit("p", b"hash1", "other").await);
+        assert!(!c.hit("p", b"hash2", "secret").await);
+        assert!(!c.hit("q", b"hash1", "secret").await);
+    }
+}
