@@ -1,0 +1,22 @@
+//! Loading Headscale's example config (YAML parse, env lookups for every key, defaults,
+//! validation): the cost `headscale` pays once per command.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use hs_types::config::Config;
+
+fn load_example(c: &mut Criterion) {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/headscale-compat/config/config-example.yaml"
+    );
+    let text = std::fs::read_to_string(path).expect("config-example.yaml");
+    let no_env = |_: &str| None;
+    c.bench_function("config/from_yaml_str/config-example", |b| {
+        b.iter(|| Config::from_yaml_str(black_box(&text), &no_env).expect("loads"));
+    });
+}
+
+criterion_group!(benches, load_example);
+criterion_main!(benches);
