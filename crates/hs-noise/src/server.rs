@@ -484,6 +484,17 @@ where
         .serve_connection(TokioIo::new(stream), svc);
     match conn.await {
         Ok(()) => tracing::debug!(%peer, "noise session closed"),
-        Err(e) => tracing::info!(%peer, error = %e, "noise session ended with an error"),
+        Err(e) => {
+            // hyper's own message is generic ("connection error"); the cause says which
+            // record or frame was bad.
+            let mut reason = e.to_string();
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                reason.push_str(": ");
+                reason.push_str(&s.to_string());
+                src = s.source();
+            }
+            tracing::info!(%peer, error = %reason, "noise session ended with an error");
+        }
     }
 }
