@@ -3,7 +3,7 @@
 
 use std::hint::black_box;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_main};
 use hs_types::config::Config;
 
 fn load_example(c: &mut Criterion) {
@@ -18,5 +18,9 @@ fn load_example(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, load_example);
-criterion_main!(benches);
+// criterion's macros generate undocumented public functions.
+#[allow(missing_docs, unreachable_pub)]
+mod harness {
+    criterion::criterion_group!(benches, super::load_example);
+}
+criterion_main!(harness::benches);
