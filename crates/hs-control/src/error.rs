@@ -56,4 +56,22 @@ pub enum Error {
     /// Serving failed.
     #[error("http server failed: {0}")]
     Serve(std::io::Error),
+    /// A database operation failed.
+    #[error("database: {0}")]
+    Db(#[from] hs_db::Error),
+    /// Building a map response failed.
+    #[error("building a map response: {0}")]
+    Mapper(#[from] hs_mapper::Error),
+    /// The NodeStore refused a write.
+    #[error("node store: {0}")]
+    NodeStore(#[from] hs_nodestore::Error),
+    /// The state coordinator task is gone (the server is shutting down).
+    #[error("the state coordinator has stopped")]
+    Stopped,
+    /// A blocking task panicked or was cancelled.
+    #[error("background task failed: {0}")]
+    Task(String),
+    /// Configuration the control plane cannot work with.
+    #[error("{0}")]
+    Config(String),
 }

@@ -2,18 +2,33 @@
 //! and policy kept in step), `/key`, `/ts2021`, the `/machine/*` handlers inside the Noise
 //! session, registration and auth flows, node lifecycle and the web pages around them.
 //!
-//! What exists so far is the server shell: [`Server`] binds `listen_addr` and serves
-//! `/health`, `/version` and `/robots.txt` with security headers, shutting down gracefully on
-//! [`shutdown_signal`]; [`keyfile`] loads or creates the Noise and DERP private keys. Other
-//! endpoints are mounted with [`Server::with_routes`].
+//! - [`Server`] binds `listen_addr` and serves `/health`, `/version` and `/robots.txt` with
+//!   security headers, shutting down gracefully on [`shutdown_signal`]; [`keyfile`] loads or
+//!   creates the Noise and DERP private keys. Other endpoints are mounted with
+//!   [`Server::with_routes`].
+//! - [`ControlState`] is the state coordinator (database → NodeStore → map streams);
+//!   [`control_routes`] mounts `/key`, `/ts2021` (with [`noise_router`] inside the tunnel)
+//!   and the `/register/<auth_id>` page.
+//! - [`Metrics`] holds the Prometheus metrics.
 
+mod auth;
+mod clock;
 mod error;
 pub mod keyfile;
+mod lifecycle;
+mod metrics;
+mod noise_routes;
+mod poll;
+mod register;
 mod server;
+mod state;
 mod version;
 mod web;
 
 pub use error::Error;
+pub use metrics::Metrics;
+pub use noise_routes::{control_routes, noise_router};
 pub use server::{Server, shutdown_signal};
+pub use state::{ControlState, StateConfig};
 pub use version::{ToolchainInfo, VersionInfo};
 pub use web::{HealthProbe, always_healthy};

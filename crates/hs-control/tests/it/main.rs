@@ -1,6 +1,12 @@
-//! hs-control integration tests: the server shell on a real loopback socket.
+//! hs-control integration tests: the server shell on a real loopback socket, and the control
+//! protocol driven by Tailscale's Rust client against an in-process server.
 
 // Test helpers outside #[test] functions unwrap too: a failure there is a test failure.
 #![allow(clippy::unwrap_used)]
+// The server under test reads the wall clock; so do the tests that create keys and check expiry.
+#![allow(clippy::disallowed_methods)]
 
+mod flow;
+mod harness;
+mod refusals;
 mod server;

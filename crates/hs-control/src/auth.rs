@@ -1,0 +1,273 @@
+//! Interactive login: a register request without credentials gets an `AuthURL`
+//! (`<server_url>/register/<auth_id>`); the client long-polls with `Followup` set to it while
+//! the operator runs `headscale auth register --auth-id <id> --user <name>`, which calls
+//! [`ControlState::approve_registration`] (or [`ControlState::reject_registration`]).
+//!
+//! A leaked auth ID is worth nothing: the follow-up must come from the machine key that
+//! started the registration, the page shows only the command, and approval needs an operator.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::response::{Html, IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use hs_types::model::{Node, RegisterMethod};
+use hs_types::tailcfg::{RegisterRequest, RegisterResponse};
+use hs_types::{MachinePublic, NodeId, UserId};
+use http::StatusCode;
+use rand::Rng as _;
+use rand::distributions::Alphanumeric;
+use tokio::sync::watch;
+
+use crate::clock::now;
+use crate::error::Error;
+use crate::register::{Refusal, new_expiry, response_for};
+use crate::state::ControlState;
+
+/// How long a pending registration waits for an operator (Headscale's register cache).
+const PENDING_TTL: Duration = Duration::from_secs(15 * 60);
+/// How long one follow-up long poll waits before answering "still pending".
+const FOLLOWUP_WAIT: Duration = Duration::from_secs(120);
+/// Auth IDs are this many random alphanumerics (Headscale's length).
+const AUTH_ID_LEN: usize = 24;
+
+type Outcome = Option<Result<RegisterResponse, String>>;
+
+struct Pending {
+    machine: MachinePublic,
+    req: RegisterRequest,
+    created: DateTime<Utc>,
+    done: watch::Sender<Outcome>,
+}
+
+/// Registrations waiting for an operator, by auth ID.
+#[derive(Default)]
+pub(crate) struct PendingAuths {
+    map: Mutex<HashMap<String, Arc<Pending>>>,
+}
+
+impl PendingAuths {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Pending>>> {
+        self.map.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn get(&self, id: &str) -> Option<Arc<Pending>> {
+        self.lock().get(id).cloned()
+    }
+
+    fn take(&self, id: &str) -> Option<Arc<Pending>> {
+        self.lock().remove(id)
+    }
+}
+
+fn ttl() -> chrono::Duration {
+    chrono::Duration::from_std(PENDING_TTL).unwrap_or(chrono::Duration::MAX)
+}
+
+/// Starts (or repeats) an interactive registration.
+pub(crate) fn start(
+    st: &ControlState,
+    machine: MachinePublic,
+    req: &RegisterRequest,
+    t: DateTime<Utc>,
+) -> Result<RegisterResponse, Refusal> {
+    let mut map = st.pending().lock();
+    map.retain(|_, p| t - p.created < ttl());
+    let existing = map
+        .iter()
+        .find(|(_, p)| p.machine == machine && p.req.node_key == req.node_key)
+        .map(|(id, _)| id.clone());
+    let id = existing.unwrap_or_else(|| {
+        let id: String = rand::thread_rng()
+            .sample_iter(&Alphanumeric)
+            .take(AUTH_ID_LEN)
+            .map(char::from)
+            .collect();
+        let (done, _) = watch::channel(None);
+        map.insert(
+            id.clone(),
+            Arc::new(Pending {
+                machine,
+                req: req.clone(),
+                created: t,
+                done,
+            }),
+        );
+        id
+    });
+    Ok(RegisterResponse {
+        auth_url: format!("{}/register/{id}", st.config().server_url),
+        ..RegisterResponse::default()
+    })
+}
+
+/// The auth ID in a follow-up URL (its last path segment after `/register/`).
+fn auth_id_of(url: &str) -> Option<&str> {
+    let (_, id) = url.rsplit_once("/register/")?;
+    let id = id.split(['?', '#', '/']).next()?;
+    (!id.is_empty()).then_some(id)
+}
+
+/// The follow-up long poll: waits for the operator's decision.
+pub(crate) async fn followup(
+    st: &ControlState,
+    machine: MachinePublic,
+    req: &RegisterRequest,
+) -> Result<RegisterResponse, Refusal> {
+    let Some(id) = auth_id_of(&req.followup) else {
+        return Err(Refusal::in_body("invalid followup URL"));
+    };
+    let Some(p) = st.pending().get(id).filter(|p| p.machine == machine) else {
+        // Unknown, expired, or another machine's ID: say nothing about which.
+        return Err(Refusal::in_body("registration not found or expired"));
+    };
+    let mut rx = p.done.subscribe();
+    let wait = rx.wait_for(Option::is_some);
+    match tokio::time::timeout(FOLLOWUP_WAIT, wait).await {
+        Ok(Ok(v)) => match v.clone() {
+            Some(Ok(r)) => Ok(r),
+            Some(Err(why)) => Err(Refusal::in_body(why)),
+            None => Err(Refusal::in_body("registration not found or expired")),
+        },
+        Ok(Err(_)) => Err(Refusal::in_body("registration not found or expired")),
+        Err(_) => Ok(RegisterResponse {
+            auth_url: req.followup.clone(),
+            ..RegisterResponse::default()
+        }),
+    }
+}
+
+impl ControlState {
+    /// Approves a pending interactive registration for `user` (`headscale auth register`):
+    /// the node is created (or the machine's node for that user updated) and the waiting
+    /// client is answered.
+    pub async fn approve_registration(&self, auth_id: &str, user: UserId) -> Result<Node, Error> {
+        let Some(p) = self.pending().get(auth_id) else {
+            return Err(Error::Config(format!(
+                "no pending registration with auth ID {auth_id:?} (it may have expired)"
+            )));
+        };
+        if self.store().load().user(user).is_none() {
+            return Err(Error::Config(format!("user {} does not exist", user.get())));
+        }
+        let t = now();
+        let req = &p.req;
+        let hostinfo = req
+            .hostinfo
+            .as_ref()
+            .and_then(|h| serde_json::to_value(h).ok());
+        let hostname = req
+            .hostinfo
+            .as_ref()
+            .map(|h| h.hostname.clone())
+            .unwrap_or_default();
+        let expiry = new_expiry(self, req, false, false, t);
+        let snap = self.store().load_full();
+        let old = snap
+            .nodes_by_machine_key(&p.machine)
+            .find(|e| e.node.user_id == Some(user) && e.node.tags.is_empty())
+            .map(|e| e.node.clone());
+        let node = match old {
+            Some(o) => Node {
+                node_key: req.node_key,
+                hostinfo: hostinfo.or(o.hostinfo.clone()),
+                register_method: RegisterMethod::Cli,
+                expiry,
+                updated_at: t,
+                ..o
+            },
+            None => {
+                let (v4, v6) = self.ips().allocate(&mut rand::thread_rng())?;
+                Node {
+                    id: NodeId(0),
+                    machine_key: p.machine,
+                    node_key: req.node_key,
+                    disco_key: hs_types::DiscoPublic::default(),
+                    endpoints: Vec::new(),
+                    hostinfo,
+                    ipv4: v4,
+                    ipv6: v6,
+                    hostname,
+                    given_name: String::new(),
+                    user_id: Some(user),
+                    register_method: RegisterMethod::Cli,
+                    tags: Vec::new(),
+                    auth_key_id: None,
+                    expiry,
+                    last_seen: None,
+                    approved_routes: Vec::new(),
+                    created_at: t,
+                    updated_at: t,
+                }
+            }
+        };
+        let create = node.id.get() == 0;
+        let ips = node.ips();
+        let stored = self.put_node(node, create).await;
+        let n = match stored {
+            Ok(n) => n,
+            Err(e) => {
+                if create {
+                    self.ips().release(ips);
+                }
+                return Err(e);
+            }
+        };
+        self.pending().take(auth_id);
+        let _ = p.done.send(Some(Ok(response_for(self, &n, t))));
+        tracing::info!(
+            node = n.id.get(),
+            user = user.get(),
+            "interactive registration approved"
+        );
+        Ok(n)
+    }
+
+    /// Rejects a pending registration; the waiting client is told so.
+    pub fn reject_registration(&self, auth_id: &str) -> Result<(), Error> {
+        let Some(p) = self.pending().take(auth_id) else {
+            return Err(Error::Config(format!(
+                "no pending registration with auth ID {auth_id:?}"
+            )));
+        };
+        let _ = p.done.send(Some(Err("registration rejected".to_owned())));
+        Ok(())
+    }
+}
+
+/// `GET /register/{auth_id}`: tells the operator the command to run.
+pub(crate) async fn page(State(st): State<ControlState>, Path(id): Path<String>) -> Response {
+    let valid = id.len() == AUTH_ID_LEN && id.chars().all(|c| c.is_ascii_alphanumeric());
+    if !valid || st.pending().get(&id).is_none() {
+        return (
+            StatusCode::NOT_FOUND,
+            "unknown or expired registration; run `tailscale up` again",
+        )
+            .into_response();
+    }
+    Html(format!(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Registration - Headscale</title></head>\n\
+         <body><h1>headscale</h1><h2>Machine registration</h2>\n\
+         <p>Run the command below on the headscale server to add this machine to your network:</p>\n\
+         <pre><code>headscale auth register --auth-id {id} --user USERNAME</code></pre>\n</body></html>\n"
+    ))
+    .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_id_comes_from_the_followup_path() {
+        assert_eq!(
+            auth_id_of("http://h:8080/register/abcDEF123"),
+            Some("abcDEF123")
+        );
+        assert_eq!(auth_id_of("http://h/register/x?y=1"), Some("x"));
+        assert_eq!(auth_id_of("http://h/register/"), None);
+        assert_eq!(auth_id_of("http://h/other/x"), None);
+    }
+}

@@ -1,0 +1,421 @@
+//! `POST /machine/register` inside the Noise session: pre-auth keys, re-registration and
+//! node-key rotation, restarts, logout, and the start of interactive login.
+//!
+//! Identity: the node key a request names must belong to the Noise session's machine key;
+//! a node key registered under another machine key is refused with 401 and nothing changes.
+//! Refusals the client should show (bad or spent keys) are sent, as Headscale does, with
+//! HTTP 200 and `Error` set; requests that are not a `RegisterRequest` at all get 400.
+
+use axum::Extension;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use hs_mapper::TAGGED_DEVICES_USER_ID;
+use hs_noise::NoiseSession;
+use hs_types::model::{Node, PreAuthKey, RegisterMethod, User};
+use hs_types::tailcfg::{self, RegisterRequest, RegisterResponse};
+use hs_types::{MachinePublic, NodePublic};
+use http::StatusCode;
+
+use crate::clock::now;
+use crate::error::Error;
+use crate::state::ControlState;
+
+/// A refusal: the HTTP status (200 when the text goes in `RegisterResponse.Error`) and text.
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    pub(crate) status: StatusCode,
+    pub(crate) message: String,
+}
+
+impl Refusal {
+    pub(crate) fn http(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+
+    /// A refusal the client reads from `RegisterResponse.Error` (HTTP 200).
+    pub(crate) fn in_body(message: impl Into<String>) -> Self {
+        Self::http(StatusCode::OK, message)
+    }
+}
+
+impl From<Error> for Refusal {
+    fn from(e: Error) -> Self {
+        tracing::error!(error = %e, "registration failed");
+        Self::http(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        if self.status == StatusCode::OK {
+            json(&RegisterResponse {
+                error: self.message,
+                ..RegisterResponse::default()
+            })
+        } else {
+            (self.status, self.message).into_response()
+        }
+    }
+}
+
+pub(crate) fn json<T: serde::Serialize>(v: &T) -> Response {
+    match serde_json::to_vec(v) {
+        Ok(b) => (
+            [(
+                http::header::CONTENT_TYPE,
+                "application/json; charset=utf-8",
+            )],
+            b,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot encode a response");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+/// The handler.
+pub(crate) async fn handle(
+    State(st): State<ControlState>,
+    Extension(session): Extension<NoiseSession>,
+    body: Bytes,
+) -> Response {
+    let req: RegisterRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return Refusal::http(
+                StatusCode::BAD_REQUEST,
+                format!("invalid RegisterRequest body: {e}"),
+            )
+            .into_response();
+        }
+    };
+    match register(&st, session.machine_key, req).await {
+        Ok(r) => {
+            st.metrics().registration(r.error.is_empty());
+            json(&r)
+        }
+        Err(r) => {
+            st.metrics().registration(false);
+            tracing::info!(machine = %session.machine_key.short_string(), status = %r.status, reason = %r.message, "registration refused");
+            r.into_response()
+        }
+    }
+}
+
+/// Registration logic, independent of HTTP.
+pub(crate) async fn register(
+    st: &ControlState,
+    machine: MachinePublic,
+    req: RegisterRequest,
+) -> Result<RegisterResponse, Refusal> {
+    if req.node_key.is_zero() {
+        return Err(Refusal::http(
+            StatusCode::BAD_REQUEST,
+            "RegisterRequest.NodeKey is missing",
+        ));
+    }
+    let t = now();
+    let snap = st.store().load_full();
+    let by_key = |k: &NodePublic| {
+        (!k.is_zero())
+            .then(|| snap.node_by_node_key(k))
+            .flatten()
+            .map(|e| e.node.clone())
+    };
+    let current = by_key(&req.node_key);
+    let previous = by_key(&req.old_node_key);
+    for n in current.iter().chain(previous.iter()) {
+        if n.machine_key != machine {
+            return Err(Refusal::http(
+                StatusCode::UNAUTHORIZED,
+                "node key belongs to another machine",
+            ));
+        }
+    }
+
+    // A past expiry is a logout, whatever else the request carries.
+    if let Some(exp) = req.expiry.filter(|e| *e <= t) {
+        let Some(node) = current.or(previous) else {
+            return Err(Refusal::http(StatusCode::UNAUTHORIZED, "node not found"));
+        };
+        return logout(st, node, exp).await;
+    }
+
+    let auth_key = req
+        .auth
+        .as_ref()
+        .map(|a| a.auth_key.as_str())
+        .filter(|k| !k.is_empty());
+    if let Some(key) = auth_key {
+        return with_auth_key(st, machine, &req, key.to_owned(), current.or(previous), t).await;
+    }
+    if !req.followup.is_empty() {
+        return crate::auth::followup(st, machine, &req).await;
+    }
+    if let Some(node) = current {
+        // A restart (or a re-registration without credentials) of a known node.
+        return Ok(response_for(st, &node, t));
+    }
+    if let Some(node) = previous {
+        if node.is_expired(t) {
+            return Ok(RegisterResponse {
+                node_key_expired: true,
+                ..response_for(st, &node, t)
+            });
+        }
+        // Node-key rotation of a live node.
+        let n = Node {
+            node_key: req.node_key,
+            updated_at: t,
+            ..node
+        };
+        let n = st.put_node(n, false).await?;
+        return Ok(response_for(st, &n, t));
+    }
+    crate::auth::start(st, machine, &req, t)
+}
+
+async fn logout(
+    st: &ControlState,
+    node: Node,
+    exp: DateTime<Utc>,
+) -> Result<RegisterResponse, Refusal> {
+    let t = now();
+    if st.is_ephemeral(&node) {
+        st.delete_node(node.id).await?;
+    } else {
+        st.expire_node(node.id, exp).await?;
+    }
+    tracing::info!(node = node.id.get(), "node logged out");
+    Ok(RegisterResponse {
+        node_key_expired: true,
+        machine_authorized: false,
+        ..response_for(st, &node, t)
+    })
+}
+
+/// What the client is told about a registered node.
+pub(crate) fn response_for(st: &ControlState, n: &Node, t: DateTime<Utc>) -> RegisterResponse {
+    let owner = n
+        .user_id
+        .filter(|_| n.tags.is_empty())
+        .and_then(|u| st.store().load().user(u).cloned());
+    let (user, login) = match owner {
+        Some(u) => wire_user(&u),
+        None => {
+            let p = hs_mapper::tagged_devices_profile();
+            (
+                tailcfg::User {
+                    id: TAGGED_DEVICES_USER_ID,
+                    display_name: p.display_name.clone(),
+                    ..tailcfg::User::default()
+                },
+                tailcfg::Login {
+                    id: i64::try_from(TAGGED_DEVICES_USER_ID.get()).unwrap_or(0),
+                    login_name: p.login_name,
+                    display_name: p.display_name,
+                    ..tailcfg::Login::default()
+                },
+            )
+        }
+    };
+    RegisterResponse {
+        user,
+        login,
+        node_key_expired: n.is_expired(t),
+        machine_authorized: true,
+        ..RegisterResponse::default()
+    }
+}
+
+fn wire_user(u: &User) -> (tailcfg::User, tailcfg::Login) {
+    let login_name = if u.email.is_empty() {
+        u.name.clone()
+    } else {
+        u.email.clone()
+    };
+    (
+        tailcfg::User {
+            id: u.id,
+            display_name: u.display().to_owned(),
+            profile_pic_url: u.profile_pic_url.clone(),
+            created: Some(u.created_at),
+        },
+        tailcfg::Login {
+            id: i64::try_from(u.id.get()).unwrap_or(0),
+            provider: u.provider.clone(),
+            login_name,
+            display_name: u.display().to_owned(),
+            profile_pic_url: u.profile_pic_url.clone(),
+        },
+    )
+}
+
+/// The key expiry a newly (re-)registered node gets.
+pub(crate) fn new_expiry(
+    st: &ControlState,
+    req: &RegisterRequest,
+    tagged: bool,
+    ephemeral: bool,
+    t: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    if tagged || ephemeral {
+        return None;
+    }
+    if let Some(e) = req.expiry.filter(|e| *e > t) {
+        return Some(e);
+    }
+    st.config()
+        .node_expiry
+        .and_then(|d| chrono::Duration::from_std(d).ok())
+        .and_then(|d| t.checked_add_signed(d))
+}
+
+fn hostinfo_parts(req: &RegisterRequest) -> (Option<serde_json::Value>, String) {
+    let hostname = req
+        .hostinfo
+        .as_ref()
+        .map(|h| h.hostname.clone())
+        .unwrap_or_default();
+    let hi = req
+        .hostinfo
+        .as_ref()
+        .and_then(|h| serde_json::to_value(h).ok());
+    (hi, hostname)
+}
+
+fn key_refusal(k: &PreAuthKey, t: DateTime<Utc>) -> Option<&'static str> {
+    if k.revoked {
+        Some("authkey revoked")
+    } else if k.is_expired(t) {
+        Some("authkey expired")
+    } else if !k.reusable && k.used {
+        Some("authkey already used")
+    } else {
+        None
+    }
+}
+
+async fn with_auth_key(
+    st: &ControlState,
+    machine: MachinePublic,
+    req: &RegisterRequest,
+    presented: String,
+    existing: Option<Node>,
+    t: DateTime<Utc>,
+) -> Result<RegisterResponse, Refusal> {
+    // bcrypt takes tens of milliseconds: off the async workers.
+    let key = st
+        .blocking(move |db| db.find_pre_auth_key(&presented))
+        .await?;
+    let Some(key) = key else {
+        return Err(Refusal::in_body("invalid pre auth key"));
+    };
+    if let Some(why) = key_refusal(&key, t) {
+        return Err(Refusal::in_body(why));
+    }
+    let tagged = key.is_tagged();
+    let user_id = if tagged { None } else { key.user_id };
+    if !tagged && user_id.is_none() {
+        return Err(Refusal::in_body("pre auth key has neither a user nor tags"));
+    }
+    if key.ephemeral {
+        st.note_ephemeral_key(key.id);
+    }
+    let (hostinfo, hostname) = hostinfo_parts(req);
+    let expiry = new_expiry(st, req, tagged, key.ephemeral, t);
+
+    // The same machine re-registering for the same owner keeps its node (and addresses).
+    let snap = st.store().load_full();
+    let same_owner = existing
+        .filter(|n| n.user_id == user_id && n.is_tagged() == tagged)
+        .or_else(|| {
+            snap.nodes_by_machine_key(&machine)
+                .find(|e| e.node.user_id == user_id && e.node.is_tagged() == tagged)
+                .map(|e| e.node.clone())
+        });
+    let node = match same_owner {
+        Some(old) => Node {
+            node_key: req.node_key,
+            hostinfo: hostinfo.or(old.hostinfo.clone()),
+            hostname: if hostname.is_empty() {
+                old.hostname.clone()
+            } else {
+                hostname
+            },
+            tags: key.tags.clone(),
+            register_method: RegisterMethod::AuthKey,
+            auth_key_id: Some(key.id),
+            expiry,
+            updated_at: t,
+            ..old
+        },
+        None => {
+            let (v4, v6) = st
+                .ips()
+                .allocate(&mut rand::thread_rng())
+                .map_err(Error::from)?;
+            Node {
+                id: hs_types::NodeId(0),
+                machine_key: machine,
+                node_key: req.node_key,
+                disco_key: hs_types::DiscoPublic::default(),
+                endpoints: Vec::new(),
+                hostinfo,
+                ipv4: v4,
+                ipv6: v6,
+                hostname,
+                given_name: String::new(),
+                user_id,
+                register_method: RegisterMethod::AuthKey,
+                tags: key.tags.clone(),
+                auth_key_id: Some(key.id),
+                expiry,
+                last_seen: None,
+                approved_routes: Vec::new(),
+                created_at: t,
+                updated_at: t,
+            }
+        }
+    };
+    let create = node.id.get() == 0;
+    let ips = node.ips();
+    let key_id = key.id;
+    let reusable = key.reusable;
+    // Durable first: the node row and the spent key in one transaction.
+    let written = st
+        .blocking(move |db| {
+            db.tx(|c| {
+                let stored = if create {
+                    c.create_node(&node)?
+                } else {
+                    c.upsert_node(&node)?;
+                    node
+                };
+                if !reusable {
+                    c.mark_pre_auth_key_used(key_id)?;
+                }
+                Ok(stored)
+            })
+        })
+        .await;
+    let stored = match written {
+        Ok(n) => n,
+        Err(e) => {
+            if create {
+                st.ips().release(ips);
+            }
+            return Err(e.into());
+        }
+    };
+    let n = st.announce(stored).await?;
+    tracing::info!(node = n.id.get(), name = %n.given_name, tagged, ephemeral = key.ephemeral, "node registered with a pre-auth key");
+    Ok(response_for(st, &n, t))
+}

@@ -1,0 +1,228 @@
+//! The coordinator task: the only owner of the NodeStore [`Writer`], the [`Mapper`] and the
+//! table of connected map streams. Every write goes through it, so a batch is applied and
+//! fanned out to exactly the sessions that were in step with the snapshot it started from,
+//! and a new stream's first map and its registration happen at one snapshot version.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use hs_mapper::{Mapper, Outgoing, Session};
+use hs_nodestore::{Applied, Op, Writer};
+use hs_types::NodeId;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::clock::now;
+use crate::metrics::Metrics;
+
+/// How many frames may wait for a slow client before its stream is closed (it reconnects and
+/// gets a fresh full map, which is cheaper than buffering without bound).
+pub(crate) const STREAM_BUFFER: usize = 64;
+
+/// A connected stream as the coordinator sees it.
+struct Conn {
+    id: u64,
+    session: Session,
+    /// Whether the client asked for zstd (`Compress: "zstd"`); otherwise frames carry plain
+    /// JSON, which is what Tailscale's Rust client reads.
+    zstd: bool,
+    tx: mpsc::Sender<Bytes>,
+}
+
+/// A new stream: its id, its first (full) map, framed for the client, and the channel later
+/// frames arrive on.
+pub(crate) struct Subscription {
+    /// Identifies this stream among the node's successive streams.
+    pub(crate) conn: u64,
+    /// The framed full map.
+    pub(crate) first: Bytes,
+    /// Incremental frames.
+    pub(crate) rx: mpsc::Receiver<Bytes>,
+}
+
+/// What the coordinator can be asked to do.
+pub(crate) enum Cmd {
+    /// Apply a batch and fan it out.
+    Apply {
+        ops: Vec<Op>,
+        reply: oneshot::Sender<Arc<Applied>>,
+    },
+    /// Open a stream for a node (replacing any older stream of that node).
+    Subscribe {
+        node: NodeId,
+        zstd: bool,
+        reply: oneshot::Sender<Result<Subscription, hs_mapper::Error>>,
+    },
+    /// A stream ended; answers whether it was the node's current stream.
+    Unsubscribe {
+        node: NodeId,
+        conn: u64,
+        reply: oneshot::Sender<bool>,
+    },
+    /// Whether the node has a stream now.
+    IsConnected {
+        node: NodeId,
+        reply: oneshot::Sender<bool>,
+    },
+    /// Close every stream (graceful shutdown).
+    CloseAll,
+}
+
+/// Frames a message for a client that did not ask for compression: u32 LE length + JSON.
+pub(crate) fn plain_frame(json: &[u8]) -> Bytes {
+    let len = u32::try_from(json.len()).unwrap_or(u32::MAX);
+    let mut v = Vec::with_capacity(4 + json.len());
+    v.extend_from_slice(&len.to_le_bytes());
+    v.extend_from_slice(json);
+    Bytes::from(v)
+}
+
+pub(crate) struct Actor {
+    writer: Writer,
+    mapper: Mapper,
+    conns: HashMap<NodeId, Conn>,
+    next_conn: u64,
+    metrics: Arc<Metrics>,
+}
+
+impl Actor {
+    pub(crate) fn new(writer: Writer, mapper: Mapper, metrics: Arc<Metrics>) -> Self {
+        Self {
+            writer,
+            mapper,
+            conns: HashMap::new(),
+            next_conn: 1,
+            metrics,
+        }
+    }
+
+    pub(crate) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Cmd>) {
+        while let Some(cmd) = rx.recv().await {
+            self.handle(cmd);
+            self.metrics
+                .connected
+                .store(self.conns.len(), Ordering::Relaxed);
+        }
+        tracing::debug!("state coordinator stopped");
+    }
+
+    fn handle(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::Apply { ops, reply } => {
+                let applied = Arc::new(self.writer.apply(ops));
+                self.metrics
+                    .nodestore_nodes
+                    .store(applied.next.len(), Ordering::Relaxed);
+                self.fan_out(&applied);
+                let _ = reply.send(applied);
+            }
+            Cmd::Subscribe { node, zstd, reply } => {
+                let _ = reply.send(self.subscribe(node, zstd));
+            }
+            Cmd::Unsubscribe { node, conn, reply } => {
+                let current = self.conns.get(&node).is_some_and(|c| c.id == conn);
+                if current {
+                    self.conns.remove(&node);
+                }
+                let _ = reply.send(current);
+            }
+            Cmd::IsConnected { node, reply } => {
+                let _ = reply.send(self.conns.contains_key(&node));
+            }
+            Cmd::CloseAll => self.conns.clear(),
+        }
+    }
+
+    fn subscribe(&mut self, node: NodeId, zstd: bool) -> Result<Subscription, hs_mapper::Error> {
+        let snap = Arc::clone(self.writer.current());
+        let (session, json) = self.mapper.full_map(&snap, node, now())?;
+        let first = if zstd {
+            Bytes::from(hs_mapper::encode_frame(&json)?)
+        } else {
+            plain_frame(&json)
+        };
+        self.metrics.count_generated("full");
+        let id = self.next_conn;
+        self.next_conn += 1;
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        // Dropping the old sender ends the old stream: a node has one stream at a time.
+        if self
+            .conns
+            .insert(
+                node,
+                Conn {
+                    id,
+                    session,
+                    zstd,
+                    tx,
+                },
+            )
+            .is_some()
+        {
+            tracing::debug!(node = node.get(), "new map stream replaces the old one");
+        }
+        Ok(Subscription {
+            conn: id,
+            first,
+            rx,
+        })
+    }
+
+    fn fan_out(&mut self, applied: &Applied) {
+        if self.conns.is_empty() {
+            return;
+        }
+        // Called even for an empty change list: it moves every session to the new version.
+        let out = self.mapper.fanout(
+            &applied.prev,
+            &applied.next,
+            &applied.changes,
+            self.conns.values_mut().map(|c| &mut c.session),
+            now(),
+        );
+        let out = match out {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::error!(error = %e, "building incremental maps failed; closing streams so clients resync");
+                self.conns.clear();
+                return;
+            }
+        };
+        for o in out {
+            match o {
+                Outgoing::Frame { node, frame } => self.deliver(node, frame),
+                Outgoing::Close { node, reason } => {
+                    tracing::debug!(node = node.get(), ?reason, "closing map stream");
+                    self.conns.remove(&node);
+                }
+            }
+        }
+    }
+
+    fn deliver(&mut self, node: NodeId, frame: Bytes) {
+        let Some(c) = self.conns.get(&node) else {
+            return;
+        };
+        let frame = if c.zstd {
+            frame
+        } else {
+            match hs_mapper::decode_frame(&frame) {
+                Ok((json, _)) => plain_frame(&json),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot re-frame a map message");
+                    return;
+                }
+            }
+        };
+        self.metrics.count_generated("change");
+        self.metrics.add_bytes(frame.len());
+        if c.tx.try_send(frame).is_err() {
+            tracing::info!(
+                node = node.get(),
+                "map stream is not keeping up (or is gone); closing it"
+            );
+            self.conns.remove(&node);
+        }
+    }
+}

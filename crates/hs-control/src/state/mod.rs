@@ -1,0 +1,371 @@
+//! The state coordinator: the database, the NodeStore and the map streams kept in step.
+//!
+//! One source of truth at a time: the database is written first (in `spawn_blocking`, diesel
+//! is synchronous), and only a durable write is applied to the NodeStore, whose single writer
+//! lives in the coordinator task ([`actor`]) that also fans every batch out to the connected
+//! streams. Readers take lock-free snapshots from [`ControlState::store`].
+
+mod actor;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use hs_db::{AllocationStrategy, Db, IpAllocator};
+use hs_mapper::{Mapper, MapperConfig};
+use hs_nodestore::{AllowAll, Applied, NodePatch, NodeStore, Op};
+use hs_types::NodeId;
+use hs_types::config::{Config, IpAllocation};
+use hs_types::model::Node;
+use hs_types::tailcfg::DERPMap;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::auth::PendingAuths;
+use crate::clock::now;
+use crate::error::Error;
+use crate::metrics::Metrics;
+
+use actor::{Actor, Cmd};
+pub(crate) use actor::{Subscription, plain_frame};
+
+/// What the coordinator needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct StateConfig {
+    /// `server_url`, used to build `AuthURL`s.
+    pub server_url: String,
+    /// `node.expiry`: key expiry given to newly registered user nodes; `None` = never.
+    pub node_expiry: Option<Duration>,
+    /// `node.ephemeral.inactivity_timeout`: how long an ephemeral node may stay offline.
+    pub ephemeral_inactivity_timeout: Duration,
+    /// How long a node without a stream is still shown online (reconnects are quick).
+    pub offline_grace: Duration,
+}
+
+impl StateConfig {
+    /// From the server configuration, with Headscale's 10 s offline grace.
+    pub fn from_config(c: &Config) -> Self {
+        Self {
+            server_url: c.server_url.trim_end_matches('/').to_owned(),
+            node_expiry: (!c.node.expiry.is_zero()).then_some(c.node.expiry),
+            ephemeral_inactivity_timeout: c.node.ephemeral_inactivity_timeout,
+            offline_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+struct Inner {
+    db: Db,
+    store: NodeStore,
+    cmd: mpsc::UnboundedSender<Cmd>,
+    ips: IpAllocator,
+    cfg: StateConfig,
+    /// Ids of pre-auth keys that register ephemeral nodes: a node is ephemeral when its key is.
+    ephemeral_keys: Mutex<HashSet<u64>>,
+    metrics: Arc<Metrics>,
+    pending: PendingAuths,
+}
+
+/// The control plane's shared state; clone it freely.
+#[derive(Clone)]
+pub struct ControlState {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ControlState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlState")
+            .field("nodes", &self.inner.store.load().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ControlState {
+    /// Loads users, nodes and keys from `db` and starts the coordinator, configured from the
+    /// server configuration and the DERP map clients should get.
+    pub async fn load(db: Db, config: &Config, derp_map: &DERPMap) -> Result<Self, Error> {
+        let dns = hs_mapper::dns_config(&config.dns, None);
+        let mapper = MapperConfig::new(
+            &config.dns.base_domain,
+            derp_map,
+            Some(&dns),
+            config.taildrop_enabled,
+            false,
+            config.logtail_enabled,
+        )?;
+        let strategy = match config.prefixes.allocation {
+            IpAllocation::Sequential => AllocationStrategy::Sequential,
+            IpAllocation::Random => AllocationStrategy::Random,
+        };
+        Self::start(
+            db,
+            StateConfig::from_config(config),
+            mapper,
+            (config.prefixes.v4, config.prefixes.v6, strategy),
+        )
+        .await
+    }
+
+    /// Loads everything from `db` and starts the coordinator with explicit settings.
+    pub async fn start(
+        db: Db,
+        cfg: StateConfig,
+        mapper: MapperConfig,
+        prefixes: (
+            Option<ipnet::Ipv4Net>,
+            Option<ipnet::Ipv6Net>,
+            AllocationStrategy,
+        ),
+    ) -> Result<Self, Error> {
+        let db2 = db.clone();
+        let (users, nodes, keys) = tokio::task::spawn_blocking(move || {
+            db2.tx(|c| {
+                Ok((
+                    c.list_users()?,
+                    c.list_nodes()?,
+                    c.list_pre_auth_keys(None)?,
+                ))
+            })
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))??;
+        let used = nodes.iter().flat_map(Node::ips);
+        let ips = IpAllocator::new(prefixes.0, prefixes.1, prefixes.2, used)?;
+        let ephemeral_keys = keys.iter().filter(|k| k.ephemeral).map(|k| k.id).collect();
+        let (store, mut writer) = NodeStore::new(Arc::new(AllowAll::new()));
+        let n_nodes = nodes.len();
+        let ops = users
+            .into_iter()
+            .map(|u| Op::UpsertUser(Box::new(u)))
+            .chain(nodes.into_iter().map(|n| Op::Upsert(Box::new(n))));
+        let applied = writer.apply(ops);
+        for r in applied.results.iter().filter_map(|r| r.as_ref().err()) {
+            tracing::warn!(error = %r, "a stored node or user could not be loaded");
+        }
+        tracing::info!(nodes = n_nodes, "state loaded");
+        let metrics = Arc::new(Metrics::default());
+        metrics
+            .nodestore_nodes
+            .store(applied.next.len(), std::sync::atomic::Ordering::Relaxed);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let actor = Actor::new(writer, Mapper::new(mapper), Arc::clone(&metrics));
+        tokio::spawn(actor.run(rx));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                db,
+                store,
+                cmd: tx,
+                ips,
+                cfg,
+                ephemeral_keys: Mutex::new(ephemeral_keys),
+                metrics,
+                pending: PendingAuths::default(),
+            }),
+        })
+    }
+
+    /// Lock-free snapshots of the tailnet.
+    pub fn store(&self) -> &NodeStore {
+        &self.inner.store
+    }
+
+    /// The database.
+    pub fn db(&self) -> &Db {
+        &self.inner.db
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &StateConfig {
+        &self.inner.cfg
+    }
+
+    pub(crate) fn ips(&self) -> &IpAllocator {
+        &self.inner.ips
+    }
+
+    pub(crate) fn pending(&self) -> &PendingAuths {
+        &self.inner.pending
+    }
+
+    /// Runs a blocking database closure off the async workers.
+    pub(crate) async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Db) -> hs_db::Result<T> + Send + 'static,
+    ) -> Result<T, Error> {
+        let db = self.inner.db.clone();
+        Ok(tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(|e| Error::Task(e.to_string()))??)
+    }
+
+    /// Applies a batch to the NodeStore (after the caller made it durable) and fans it out.
+    pub async fn apply(&self, ops: Vec<Op>) -> Result<Arc<Applied>, Error> {
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .cmd
+            .send(Cmd::Apply { ops, reply })
+            .map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)
+    }
+
+    pub(crate) async fn subscribe(&self, node: NodeId, zstd: bool) -> Result<Subscription, Error> {
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .cmd
+            .send(Cmd::Subscribe { node, zstd, reply })
+            .map_err(|_| Error::Stopped)?;
+        Ok(rx.await.map_err(|_| Error::Stopped)??)
+    }
+
+    /// Forgets a stream; true when it was the node's current one.
+    pub(crate) async fn unsubscribe(&self, node: NodeId, conn: u64) -> bool {
+        let (reply, rx) = oneshot::channel();
+        if self
+            .inner
+            .cmd
+            .send(Cmd::Unsubscribe { node, conn, reply })
+            .is_err()
+        {
+            return false;
+        }
+        rx.await.unwrap_or(false)
+    }
+
+    /// Whether a node holds a map stream.
+    pub async fn is_connected(&self, node: NodeId) -> bool {
+        let (reply, rx) = oneshot::channel();
+        if self
+            .inner
+            .cmd
+            .send(Cmd::IsConnected { node, reply })
+            .is_err()
+        {
+            return false;
+        }
+        rx.await.unwrap_or(false)
+    }
+
+    /// Ends every map stream cleanly (their bodies finish), for graceful shutdown.
+    pub fn close_all_streams(&self) {
+        let _ = self.inner.cmd.send(Cmd::CloseAll);
+    }
+
+    pub(crate) fn note_ephemeral_key(&self, key_id: u64) {
+        self.inner
+            .ephemeral_keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key_id);
+    }
+
+    /// Whether a node was registered with an ephemeral pre-auth key.
+    pub fn is_ephemeral(&self, n: &Node) -> bool {
+        n.auth_key_id.is_some_and(|k| {
+            self.inner
+                .ephemeral_keys
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains(&k)
+        })
+    }
+
+    /// Deletes a node: database first, then its addresses go back to the allocator and the
+    /// NodeStore (and so every peer) forgets it.
+    pub async fn delete_node(&self, id: NodeId) -> Result<(), Error> {
+        let ips = self
+            .store()
+            .load()
+            .node(id)
+            .map(|e| e.node.ips())
+            .unwrap_or_default();
+        self.blocking(move |db| db.tx(|c| c.delete_node(id)))
+            .await?;
+        self.inner.ips.release(ips);
+        self.apply(vec![Op::Remove(id)]).await?;
+        tracing::info!(node = id.get(), "node deleted");
+        Ok(())
+    }
+
+    /// Sets a node's key expiry (admin `expire`, logout): durable, then announced.
+    pub async fn expire_node(&self, id: NodeId, at: DateTime<Utc>) -> Result<(), Error> {
+        let t = now();
+        self.blocking(move |db| db.tx(|c| c.set_node_expiry(id, Some(at), t)))
+            .await?;
+        let a = self
+            .apply(vec![Op::Patch(
+                id,
+                NodePatch {
+                    expiry: Some(Some(at)),
+                    ..NodePatch::default()
+                },
+            )])
+            .await?;
+        first_result(&a)
+    }
+
+    /// Stores a whole node (registration, re-registration, Hostinfo change) and announces it;
+    /// returns the node as the NodeStore holds it (with its unique given name).
+    pub(crate) async fn put_node(&self, node: Node, create: bool) -> Result<Node, Error> {
+        let stored = if create {
+            self.blocking(move |db| db.tx(|c| c.create_node(&node)))
+                .await?
+        } else {
+            let n = node.clone();
+            self.blocking(move |db| db.tx(|c| c.upsert_node(&n)))
+                .await?;
+            node
+        };
+        self.announce(stored).await
+    }
+
+    /// Applies a node that is already durable; the NodeStore may pick its given name, which
+    /// is then written back. Returns the node as the NodeStore holds it.
+    pub(crate) async fn announce(&self, stored: Node) -> Result<Node, Error> {
+        let id = stored.id;
+        let wanted = stored.given_name.clone();
+        let a = self.apply(vec![Op::Upsert(Box::new(stored))]).await?;
+        first_result(&a)?;
+        let held = a
+            .next
+            .node(id)
+            .map(|e| e.node.clone())
+            .ok_or(hs_nodestore::Error::UnknownNode(id))?;
+        if held.given_name != wanted {
+            let name = held.given_name.clone();
+            let t = now();
+            self.blocking(move |db| db.tx(|c| c.set_node_given_name(id, &name, t)))
+                .await?;
+        }
+        Ok(held)
+    }
+
+    /// Node went offline for good (grace over): announce it and persist last-seen.
+    pub(crate) async fn mark_offline(&self, id: NodeId) -> Result<(), Error> {
+        let t = now();
+        self.blocking(move |db| db.tx(|c| c.set_node_last_seen(id, t)))
+            .await?;
+        self.apply(vec![Op::Patch(
+            id,
+            NodePatch {
+                online: Some(false),
+                last_seen: Some(t),
+                ..NodePatch::default()
+            },
+        )])
+        .await?;
+        Ok(())
+    }
+}
+
+/// The outcome of a one-op batch.
+pub(crate) fn first_result(a: &Applied) -> Result<(), Error> {
+    match a.results.first() {
+        Some(Err(e)) => Err(e.clone().into()),
+        _ => Ok(()),
+    }
+}

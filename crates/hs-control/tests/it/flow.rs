@@ -1,0 +1,196 @@
+//! Two Tailscale Rust clients against the in-process server: registration with a pre-auth
+//! key, full maps listing each other with the right addresses, endpoint patches, logout,
+//! ephemeral clean-up.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::Utc;
+use ts_control::{Node, NodeId, PeerUpdate, StateUpdate};
+use ts_http_util::{ClientExt as _, ResponseExt as _};
+
+use crate::harness::{Client, Harness, next_update};
+
+#[derive(Default)]
+struct View {
+    me: Option<Node>,
+    peers: BTreeMap<NodeId, Node>,
+}
+
+impl View {
+    fn apply(&mut self, u: StateUpdate) {
+        if let Some(n) = u.node {
+            self.me = Some(n);
+        }
+        match u.peer_update {
+            Some(PeerUpdate::Full(v)) => self.peers = v.into_iter().map(|n| (n.id, n)).collect(),
+            Some(PeerUpdate::Delta {
+                patch,
+                upsert,
+                remove,
+            }) => {
+                for id in remove {
+                    self.peers.remove(&id);
+                }
+                for n in upsert {
+                    self.peers.insert(n.id, n);
+                }
+                for p in patch {
+                    if let Some(n) = self.peers.get_mut(&p.id) {
+                        n.apply_update(&p);
+                    }
+                }
+            }
+            None => {}
+        }
+    }
+}
+
+async fn until(
+    s: &mut (impl futures_util::Stream<Item = StateUpdate> + Unpin),
+    v: &mut View,
+    what: &str,
+    ok: impl Fn(&View) -> bool,
+) {
+    for _ in 0..20 {
+        if ok(v) {
+            return;
+        }
+        v.apply(next_update(s).await);
+    }
+    assert!(ok(v), "never saw: {what}");
+}
+
+pub(crate) async fn post_json(c: &Client, h: &Harness, path: &str, body: String) -> (u16, Bytes) {
+    let url = h.url.join(path).unwrap();
+    let resp = c
+        .conn
+        .post(&url, [], Bytes::from(body).into())
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.collect_bytes().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_clients_see_each_other_get_patches_and_logout() {
+    let h = Harness::start().await;
+    let key = h.key(true, false);
+    let a = Client::connect(&h, "alpha").await;
+    let b = Client::connect(&h, "bravo").await;
+    a.register(&h, &key).await.unwrap();
+    b.register(&h, &key).await.unwrap();
+    // A restart (no auth key) of a known node is answered as authorized.
+    ts_control::register(&a.cfg, &h.url, None, None, &a.keys, &a.conn)
+        .await
+        .unwrap();
+    assert_eq!(h.node_count(), 2);
+
+    let mut sa = a.stream(&h).await;
+    let mut va = View::default();
+    va.apply(next_update(&mut sa).await);
+    let me_a = va.me.clone().expect("first map carries the self node");
+    assert_eq!(me_a.hostname, "alpha");
+    assert_eq!(me_a.node_key, a.keys.node_keys.public);
+
+    let mut sb = b.stream(&h).await;
+    let mut vb = View::default();
+    vb.apply(next_update(&mut sb).await);
+    let me_b = vb.me.clone().unwrap();
+    assert_ne!(me_a.tailnet_address, me_b.tailnet_address);
+    assert!(
+        "100.64.0.0/10"
+            .parse::<ipnet::Ipv4Net>()
+            .unwrap()
+            .contains(&me_b.tailnet_address.ipv4.addr())
+    );
+    let pa = vb.peers.get(&me_a.id).expect("B's first map lists A");
+    assert_eq!(pa.tailnet_address, me_a.tailnet_address);
+    assert_eq!(pa.node_key, a.keys.node_keys.public);
+    until(&mut sa, &mut va, "A sees B", |v| {
+        v.peers.contains_key(&me_b.id)
+    })
+    .await;
+    assert_eq!(va.peers[&me_b.id].tailnet_address, me_b.tailnet_address);
+
+    // B reports endpoints through a lite update; A gets them.
+    let lite = serde_json::json!({
+        "Version": 130, "NodeKey": b.keys.node_keys.public.to_string(),
+        "DiscoKey": b.keys.disco_keys.public.to_string(),
+        "Stream": false, "OmitPeers": true,
+        "Endpoints": ["192.0.2.7:41641"], "EndpointTypes": [2]
+    });
+    let (status, body) = post_json(&b, &h, "/machine/map", lite.to_string()).await;
+    assert_eq!(status, 200);
+    assert!(
+        body.is_empty(),
+        "a lite update is answered with an empty body"
+    );
+    let ep: std::net::SocketAddr = "192.0.2.7:41641".parse().unwrap();
+    until(&mut sa, &mut va, "B's endpoint at A", |v| {
+        v.peers
+            .get(&me_b.id)
+            .is_some_and(|n| n.underlay_addresses.contains(&ep))
+    })
+    .await;
+
+    // B logs out (an Expiry in the past): A is told its key expired.
+    let logout = serde_json::json!({
+        "Version": 130, "NodeKey": b.keys.node_keys.public.to_string(),
+        "Expiry": "1970-01-01T00:02:03Z", "Hostinfo": null,
+    });
+    let (status, body) = post_json(&b, &h, "/machine/register", logout.to_string()).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let stored =
+        h.db.tx(|c| c.get_node(hs_types::NodeId(u64::try_from(me_b.id).unwrap())))
+            .unwrap()
+            .unwrap();
+    assert!(stored.is_expired(Utc::now()), "logout is durable");
+    until(&mut sa, &mut va, "B expired or gone at A", |v| {
+        v.peers
+            .get(&me_b.id)
+            .is_none_or(|n| n.node_key_expiry.is_some_and(|e| e <= Utc::now()))
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ephemeral_node_is_removed_after_inactivity() {
+    let h = Harness::start().await;
+    let key = h.key(false, true);
+    let watcher_key = h.key(false, false);
+    let w = Client::connect(&h, "watcher").await;
+    w.register(&h, &watcher_key).await.unwrap();
+    let e = Client::connect(&h, "eph").await;
+    e.register(&h, &key).await.unwrap();
+    let mut sw = w.stream(&h).await;
+    let mut vw = View::default();
+    vw.apply(next_update(&mut sw).await);
+    assert_eq!(vw.peers.len(), 1);
+    let eph_id = *vw.peers.keys().next().unwrap();
+    {
+        let mut se = e.stream(&h).await;
+        next_update(&mut se).await;
+        // The stream drops here: the ephemeral client goes away.
+    }
+    drop(e);
+    until(&mut sw, &mut vw, "ephemeral peer removed", |v| {
+        !v.peers.contains_key(&eph_id)
+    })
+    .await;
+    // Deleted durably, and its addresses are free again.
+    for _ in 0..50 {
+        if h.node_count() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(h.node_count(), 1);
+    assert!(
+        h.st.store()
+            .load()
+            .node(hs_types::NodeId(u64::try_from(eph_id).unwrap()))
+            .is_none()
+    );
+}

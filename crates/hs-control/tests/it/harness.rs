@@ -1,0 +1,179 @@
+//! An in-process control server on 127.0.0.1 over a real SQLite file, and helpers to drive
+//! it with Tailscale's Rust client (`ts_control` 0.6.1).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures_util::StreamExt as _;
+use hs_control::{ControlState, StateConfig, control_routes};
+use hs_db::{AllocationStrategy, Db, DbConfig, NewPreAuthKey, NewUser, SqliteConfig};
+use hs_mapper::MapperConfig;
+use hs_noise::Ts2021;
+use hs_types::tailcfg::DERPMap;
+use hs_types::{MachinePrivate, UserId};
+use tokio::net::TcpListener;
+use url::Url;
+
+pub(crate) struct Harness {
+    pub(crate) url: Url,
+    pub(crate) st: ControlState,
+    pub(crate) db: Db,
+    pub(crate) user: UserId,
+    _dir: tempfile::TempDir,
+}
+
+/// One DERP region on loopback (the client wants a non-null region map; nothing dials it).
+pub(crate) fn derp_map() -> DERPMap {
+    serde_json::from_str(
+        r#"{"Regions":{"999":{"RegionID":999,"RegionCode":"test","RegionName":"Test",
+            "Nodes":[{"Name":"999a","RegionID":999,"HostName":"127.0.0.1","DERPPort":1}]}}}"#,
+    )
+    .unwrap()
+}
+
+pub(crate) fn state_config(url: &str) -> StateConfig {
+    StateConfig {
+        server_url: url.to_owned(),
+        node_expiry: None,
+        ephemeral_inactivity_timeout: Duration::from_millis(300),
+        offline_grace: Duration::from_millis(100),
+    }
+}
+
+impl Harness {
+    pub(crate) async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&DbConfig::Sqlite(SqliteConfig::new(
+            dir.path().join("db.sqlite"),
+        )))
+        .unwrap();
+        let user = db
+            .tx(|c| {
+                c.create_user(
+                    &NewUser {
+                        name: "alice".into(),
+                        email: "alice@example.com".into(),
+                        ..NewUser::default()
+                    },
+                    Utc::now(),
+                )
+            })
+            .unwrap()
+            .id;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let url: Url = format!("http://{addr}").parse().unwrap();
+        let mapper =
+            MapperConfig::new("example.com", &derp_map(), None, false, false, false).unwrap();
+        let st = ControlState::start(
+            db.clone(),
+            state_config(url.as_str().trim_end_matches('/')),
+            mapper,
+            (
+                Some("100.64.0.0/10".parse().unwrap()),
+                Some("fd7a:115c:a1e0::/48".parse().unwrap()),
+                AllocationStrategy::Sequential,
+            ),
+        )
+        .await
+        .unwrap();
+        let ts = Arc::new(Ts2021::new(Arc::new(MachinePrivate::generate(
+            &mut rand::rngs::OsRng,
+        ))));
+        let app = control_routes(st.clone(), ts);
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self {
+            url,
+            st,
+            db,
+            user,
+            _dir: dir,
+        }
+    }
+
+    pub(crate) fn key(&self, reusable: bool, ephemeral: bool) -> String {
+        self.key_with(NewPreAuthKey {
+            user_id: Some(self.user),
+            reusable,
+            ephemeral,
+            ..NewPreAuthKey::default()
+        })
+    }
+
+    pub(crate) fn key_with(&self, k: NewPreAuthKey) -> String {
+        self.db
+            .create_pre_auth_key(&mut rand::rngs::OsRng, &k, Utc::now())
+            .unwrap()
+            .1
+    }
+
+    pub(crate) fn node_count(&self) -> usize {
+        self.db.tx(|c| c.list_nodes()).unwrap().len()
+    }
+}
+
+pub(crate) fn config(url: &Url, host: &str) -> ts_control::Config {
+    ts_control::Config {
+        server_url: url.clone(),
+        hostname: Some(host.to_owned()),
+        client_name: None,
+        tags: Vec::new(),
+        ephemeral: false,
+    }
+}
+
+/// A client with its own keys and Noise connection.
+pub(crate) struct Client {
+    pub(crate) keys: ts_keys::NodeState,
+    pub(crate) conn: ts_control::client::HttpConn,
+    pub(crate) cfg: ts_control::Config,
+}
+
+impl Client {
+    pub(crate) async fn connect(h: &Harness, host: &str) -> Self {
+        let keys = ts_keys::NodeState::generate();
+        let conn = ts_control::client::connect(&h.url, &keys.machine_keys)
+            .await
+            .unwrap();
+        Self {
+            keys,
+            conn,
+            cfg: config(&h.url, host),
+        }
+    }
+
+    pub(crate) async fn register(
+        &self,
+        h: &Harness,
+        key: &str,
+    ) -> Result<(), ts_control::RegistrationError> {
+        ts_control::register(&self.cfg, &h.url, Some(key), None, &self.keys, &self.conn).await
+    }
+
+    pub(crate) async fn stream(
+        &self,
+        h: &Harness,
+    ) -> impl futures_util::Stream<Item = ts_control::StateUpdate> + Unpin + use<> {
+        Box::pin(
+            ts_control::client::start_stream(&h.url, &self.keys, &self.cfg, self.conn.clone())
+                .await
+                .unwrap(),
+        )
+    }
+}
+
+/// The next non-empty update, within a generous bound (a hang guard, not a timing assert).
+pub(crate) async fn next_update(
+    s: &mut (impl futures_util::Stream<Item = ts_control::StateUpdate> + Unpin),
+) -> ts_control::StateUpdate {
+    loop {
+        let u = tokio::time::timeout(Duration::from_secs(20), s.next())
+            .await
+            .expect("no map update within 20 s")
+            .expect("map stream ended");
+        if u.node.is_some() || u.peer_update.is_some() || u.packetfilter.is_some() {
+            return u;
+        }
+    }
+}
