@@ -52,7 +52,9 @@ pub struct PostgresConfig {
     pub ssl: String,
     /// Pool size (`max_open_conns`, default 10).
     pub max_open_conns: u32,
-    /// Idle connections kept (`max_idle_conns`, default 10).
+    /// Idle connections kept (`max_idle_conns`, default 10). Accepted for config
+    /// compatibility; the r2d2 pool has no idle cap and closes connections idle longer than
+    /// `conn_max_idle_time` instead.
     pub max_idle_conns: u32,
     /// Idle time after which a connection is closed (`conn_max_idle_time_secs`, default 3600).
     pub conn_max_idle_time: Duration,

@@ -150,6 +150,9 @@ pub(crate) fn nodes(db: &Db) {
     let n2 = db
         .tx(|c| c.create_node(&node(2, None)))
         .expect("create tagged");
+    // Foreign keys are enforced (SQLite needs them switched on per connection).
+    let orphan = db.tx(|c| c.create_node(&node(3, Some(UserId(999_999)))));
+    assert!(orphan.is_err(), "node of a missing user was stored");
     assert_ne!(n1.id, n2.id);
     let back = db.tx(|c| c.get_node(n1.id)).expect("get").expect("exists");
     assert_eq!(back, n1, "every field round-trips");
@@ -509,6 +512,18 @@ both!(
     policy,
     concurrent_writers
 );
+
+#[test]
+fn sqlite_file_is_in_wal_mode() {
+    let f = support::sqlite_db();
+    drop(support::open(&f.config()));
+    let out = std::process::Command::new("sqlite3")
+        .arg(&f.path)
+        .arg("PRAGMA journal_mode")
+        .output()
+        .expect("sqlite3");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "wal");
+}
 
 #[test]
 fn allocator_seeded_from_db_never_reuses_held_addresses() {
