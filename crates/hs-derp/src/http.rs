@@ -46,28 +46,32 @@ fn upgrade_kind<B>(req: &Request<B>) -> Option<&'static str> {
     }
 }
 
-/// `/derp`: answers 101 and hands the upgraded connection to `server`. Anything that is not a
-/// DERP upgrade gets 426. `remote` is the client's address, if the caller knows it.
+/// `/derp`: answers 101 and hands the upgraded connection to `server`, either raw
+/// (`Upgrade: DERP`) or wrapped in WebSocket binary messages (`Upgrade: websocket` with
+/// subprotocol `derp`). Anything else gets 426. `remote` is the client's address, if known.
 pub fn handle_derp<B>(
     mut req: Request<B>,
     server: Arc<DerpServer>,
     remote: Option<SocketAddr>,
 ) -> Response<Body> {
-    match upgrade_kind(&req) {
-        Some("derp") => {}
-        Some(_) => {
-            return text(
-                StatusCode::NOT_IMPLEMENTED,
-                "DERP over WebSocket is not supported\n",
-            );
-        }
+    let ws_key = match upgrade_kind(&req) {
+        Some("derp") => None,
+        Some(_) => match req
+            .headers()
+            .get("sec-websocket-key")
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(k) => Some(crate::ws::accept_key(k)),
+            None => return text(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key\n"),
+        },
         None => {
             return text(
                 StatusCode::UPGRADE_REQUIRED,
                 "DERP requires connection upgrade\n",
             );
         }
-    }
+    };
+    let websocket = ws_key.is_some();
     let on_upgrade = hyper::upgrade::on(&mut req);
     let public_hex = server.public_key().untyped_hex();
     tokio::spawn(async move {
@@ -78,13 +82,29 @@ pub fn handle_derp<B>(
                 return;
             }
         };
-        if let Err(e) = server
-            .accept(TokioIo::new(upgraded), BytesMut::new(), remote)
-            .await
-        {
-            tracing::debug!(?remote, error = %e, "DERP client dropped");
+        let io = TokioIo::new(upgraded);
+        let result = if websocket {
+            let ws = crate::ws::WsStream::new(io, crate::ws::Role::Server, BytesMut::new());
+            server.accept(ws, BytesMut::new(), remote).await
+        } else {
+            server.accept(io, BytesMut::new(), remote).await
+        };
+        if let Err(e) = result {
+            tracing::debug!(?remote, websocket, error = %e, "DERP client dropped");
         }
     });
+    if let Some(accept) = ws_key {
+        let mut r = Response::new(Full::new(Bytes::new()));
+        *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        let h = r.headers_mut();
+        h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+        h.insert("sec-websocket-protocol", HeaderValue::from_static("derp"));
+        if let Ok(v) = HeaderValue::from_str(&accept) {
+            h.insert("sec-websocket-accept", v);
+        }
+        return r;
+    }
     let mut r = Response::new(Full::new(Bytes::new()));
     *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = r.headers_mut();

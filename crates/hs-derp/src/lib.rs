@@ -19,6 +19,7 @@ mod io;
 pub mod refresh;
 pub mod server;
 pub mod stun;
+pub mod ws;
 
 pub use client::DerpClient;
 pub use codec::FrameDecoder;

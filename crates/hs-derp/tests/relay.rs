@@ -408,3 +408,56 @@ async fn peer_gone_is_sent_again_after_the_peer_returns_and_leaves() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_client_relays_with_a_plain_client() {
+    let h = start(ServerOptions::default()).await;
+    let (kw, kp) = (key(), key());
+    let tcp = tokio::net::TcpStream::connect(h.addr).await.unwrap();
+    let ws = hs_derp::ws::client_upgrade(tcp, "derp.test").await.unwrap();
+    let info = ClientInfo {
+        version: 2,
+        can_ack_pings: true,
+        ..ClientInfo::default()
+    };
+    let mut w = DerpClient::handshake(ws, bytes::BytesMut::new(), &kw, &info)
+        .await
+        .unwrap();
+    assert_eq!(w.server_key, h.server.public_key());
+    let mut p = connect(&h, &kp).await;
+
+    let big = Bytes::from(vec![0x42; 60_000]);
+    w.send_packet(kp.public(), big.clone()).await.unwrap();
+    assert_eq!(
+        next_frame(&mut p).await,
+        Some(Frame::RecvPacket {
+            src: kw.public(),
+            packet: big
+        })
+    );
+    p.send_packet(kw.public(), Bytes::from_static(b"to ws"))
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(PATIENCE, w.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        got,
+        Some(Frame::RecvPacket {
+            src: kp.public(),
+            packet: Bytes::from_static(b"to ws")
+        })
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_upgrade_without_derp_subprotocol_is_426() {
+    let h = start(ServerOptions::default()).await;
+    let r = common::raw_http(
+        h.addr,
+        "GET /derp HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade, close\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .await;
+    assert!(r.starts_with("HTTP/1.1 426"), "{r}");
+}
