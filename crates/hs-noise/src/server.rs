@@ -73,6 +73,12 @@ pub fn early_payload(json: &[u8]) -> Vec<u8> {
 }
 
 /// The ts2021 endpoint: the server's Noise key plus its policies. Cheap to clone.
+///
+/// Mounting it in axum (as the `axum_router_inside_the_tunnel_sees_the_session` test does):
+/// `/key` calls [`Ts2021::key_response`] with the request's query; `/ts2021` (GET and POST)
+/// calls [`Ts2021::upgrade`] with the inner router wrapped for hyper,
+/// `hyper::service::service_fn(move |r| router.clone().oneshot(r))`, and maps the response
+/// body with `axum::body::Body::new`. Handlers read `Extension<NoiseSession>`.
 #[derive(Clone)]
 pub struct Ts2021 {
     key: Arc<MachinePrivate>,

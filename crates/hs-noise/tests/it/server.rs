@@ -331,3 +331,66 @@ async fn bad_records_end_only_their_own_session() {
     let body = resp.collect_bytes().await.unwrap();
     assert!(body.ends_with(b"POST /still-alive ok"));
 }
+
+/// How hs-control mounts it: an axum `Router` as the service inside the tunnel, reading the
+/// session with the `Extension` extractor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn axum_router_inside_the_tunnel_sees_the_session() {
+    use axum::Extension;
+    use axum::body::Body;
+    use axum::extract::{Request, State};
+    use axum::routing::{any, get, post};
+    use hs_noise::NoiseSession;
+    use tower::ServiceExt as _;
+
+    let inner = axum::Router::new().route(
+        "/machine/whoami",
+        post(|Extension(s): Extension<NoiseSession>| async move {
+            format!("{} {}", s.machine_key, s.protocol_version)
+        }),
+    );
+    let outer = axum::Router::new()
+        .route(
+            "/key",
+            get(|State(ts): State<Arc<Ts2021>>, req: Request| async move {
+                ts.key_response(req.uri().query()).map(Body::new)
+            }),
+        )
+        .route(
+            "/ts2021",
+            any(
+                move |State(ts): State<Arc<Ts2021>>, req: Request| async move {
+                    let router = inner.clone();
+                    let svc = hyper::service::service_fn(move |r| router.clone().oneshot(r));
+                    ts.upgrade(req, svc).map(Body::new)
+                },
+            ),
+        )
+        .with_state(Arc::new(ts2021()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, outer).await });
+
+    let url: url::Url = format!("http://{addr}").parse().unwrap();
+    let keys = ts_keys::MachineKeyPair::random();
+    let h2 = ts_control::client::connect(&url, &keys).await.unwrap();
+    let resp = h2
+        .post(
+            &url.join("/machine/whoami").unwrap(),
+            [],
+            Full::new(Bytes::new()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = resp.collect_bytes().await.unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        format!("{} {}", keys.public, client_version())
+    );
+    let resp = h2
+        .post(&url.join("/nope").unwrap(), [], Full::new(Bytes::new()))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+}
