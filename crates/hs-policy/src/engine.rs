@@ -89,19 +89,20 @@ impl CompiledPolicy {
         let mut rules = compile_grants(&r, policy)?;
         rules.extend(compile_acls(&r, policy)?);
         // Rules with the same sources and protocols are merged at the first one's position.
-        for i in 0..rules.len() {
-            let first = if rules[i].caps.is_some() {
+        let mut first_of: std::collections::HashMap<(&[String], &[u8]), usize> =
+            std::collections::HashMap::new();
+        let mut groups = Vec::with_capacity(rules.len());
+        for (i, rule) in rules.iter().enumerate() {
+            groups.push(if rule.caps.is_some() {
                 i
             } else {
-                (0..i)
-                    .find(|&j| {
-                        rules[j].caps.is_none()
-                            && rules[j].src_strings == rules[i].src_strings
-                            && rules[j].protos == rules[i].protos
-                    })
-                    .unwrap_or(i)
-            };
-            rules[i].group = first;
+                *first_of
+                    .entry((rule.src_strings.as_slice(), rule.protos.as_slice()))
+                    .or_insert(i)
+            });
+        }
+        for (rule, g) in rules.iter_mut().zip(groups) {
+            rule.group = g;
         }
         let ssh = crate::ssh::compile_ssh(&r, policy)?;
         crate::validate::validate_node_attrs(&r, policy)?;
@@ -469,4 +470,31 @@ fn push_merged(out: &mut Vec<Rule>, r: Rule) {
         return;
     }
     out.push(r);
+}
+
+impl CompiledPolicy {
+    /// True when node `n`'s packet filter accepts a packet from `src` to one of `n`'s own
+    /// addresses on `port` with IP protocol `proto` (an empty rule protocol list means TCP,
+    /// UDP and ICMP, as clients read it).
+    pub fn allows(&self, n: usize, src: IpAddr, proto: u8, port: u16) -> bool {
+        let node = &self.nodes[n];
+        self.filter(n).iter().any(|r| {
+            r.cap_grant.is_empty()
+                && (if r.ip_proto.is_empty() {
+                    [6, 17, 1, 58].contains(&proto)
+                } else {
+                    r.ip_proto.contains(&proto)
+                })
+                && r.src_ips.iter().any(|s| {
+                    s == "*" || crate::alias::parse_addr(s).is_some_and(|set| set.contains_ip(src))
+                })
+                && r.dst_ports.iter().any(|(ip, a, b)| {
+                    *a <= port
+                        && port <= *b
+                        && (ip == "*"
+                            || crate::alias::parse_addr(ip)
+                                .is_some_and(|set| node.ips().any(|own| set.contains_ip(own))))
+                })
+        })
+    }
 }
