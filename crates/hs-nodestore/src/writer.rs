@@ -200,6 +200,13 @@ fn unindex(snap: &mut Snapshot, e: &NodeEntry) {
     }
 }
 
+fn same_index_keys(a: &Node, b: &Node) -> bool {
+    a.node_key == b.node_key
+        && a.machine_key == b.machine_key
+        && a.user_id == b.user_id
+        && a.given_name == b.given_name
+}
+
 fn index(snap: &mut Snapshot, e: &NodeEntry) {
     let n = &e.node;
     snap.by_node_key.insert(n.node_key, n.id);
@@ -222,10 +229,15 @@ fn replace(
     changes: &mut Vec<Change>,
 ) -> Vec<NodeId> {
     new.changed_in = snap.version;
-    if let Some(old) = old {
-        unindex(snap, old);
+    match old {
+        // Most writes (endpoints, online, keys' holders unchanged) leave every index alone.
+        Some(old) if same_index_keys(&old.node, &new.node) => {}
+        Some(old) => {
+            unindex(snap, old);
+            index(snap, &new);
+        }
+        None => index(snap, &new),
     }
-    index(snap, &new);
     let id = new.node.id;
     snap.nodes.insert(id, Arc::new(new));
     let moved = routes::reelect(snap, old.map(|o| &**o), id);
