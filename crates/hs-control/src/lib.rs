@@ -26,7 +26,7 @@ mod version;
 mod web;
 
 pub use error::Error;
-pub use metrics::Metrics;
+pub use metrics::{Metrics, serve_metrics};
 pub use noise_routes::{control_routes, noise_router};
 pub use server::{Server, shutdown_signal};
 pub use state::{ControlState, StateConfig};

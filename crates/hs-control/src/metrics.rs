@@ -5,7 +5,14 @@
 //! Plain atomics: counters are bumped on hot paths (every frame) and read only on scrape.
 
 use std::fmt::Write as _;
+use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use axum::Router;
+use axum::routing::get;
+
+use crate::error::Error;
 
 /// The server's counters and gauges.
 #[derive(Debug, Default)]
@@ -146,6 +153,43 @@ impl Metrics {
         );
         s
     }
+}
+
+/// Serves `GET /metrics` on `addr` (`metrics_listen_addr`) until `shutdown` completes.
+pub async fn serve_metrics<F>(addr: &str, metrics: Arc<Metrics>, shutdown: F) -> Result<(), Error>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let target = match addr.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => addr.to_owned(),
+    };
+    let listener = tokio::net::TcpListener::bind(&target)
+        .await
+        .map_err(|source| Error::Bind {
+            addr: addr.to_owned(),
+            source,
+        })?;
+    let app = Router::new().route(
+        "/metrics",
+        get(move || {
+            let m = Arc::clone(&metrics);
+            async move {
+                (
+                    [(
+                        http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    m.render(),
+                )
+            }
+        }),
+    );
+    tracing::info!(addr = %target, "serving metrics");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(Error::Serve)
 }
 
 #[cfg(test)]
