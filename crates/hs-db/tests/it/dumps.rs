@@ -20,6 +20,11 @@ fn dump_path(name: &str) -> PathBuf {
 /// Loads a dump into a fresh file with the `sqlite3` shell, as an operator would, and opens
 /// it. Returns the temp dir too so the file outlives the call.
 fn load(name: &str) -> (tempfile::TempDir, PathBuf, Db) {
+    load_with(name, "")
+}
+
+/// As [`load`], running `extra` SQL on the loaded file before opening it.
+fn load_with(name: &str, extra: &str) -> (tempfile::TempDir, PathBuf, Db) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("db.sqlite");
     let sql = std::fs::File::open(dump_path(name)).expect("dump file");
@@ -29,6 +34,14 @@ fn load(name: &str) -> (tempfile::TempDir, PathBuf, Db) {
         .status()
         .expect("run sqlite3");
     assert!(st.success(), "sqlite3 failed to load {name}");
+    if !extra.is_empty() {
+        let st = Command::new("sqlite3")
+            .arg(&path)
+            .arg(extra)
+            .status()
+            .expect("run sqlite3");
+        assert!(st.success(), "extra SQL failed");
+    }
     let db = Db::open(&DbConfig::Sqlite(SqliteConfig::new(&path))).expect("open and import");
     (dir, path, db)
 }
@@ -284,4 +297,36 @@ fn request_tags() {
         .expect("sqlite3");
     let cols = String::from_utf8_lossy(&cols.stdout).to_string();
     assert!(cols.lines().any(|l| l == "tags") && !cols.lines().any(|l| l == "forced_tags"));
+}
+
+/// 0.25 kept routes in their own table; enabled, live ones become the node's approved
+/// routes (sorted, without duplicates); disabled or soft-deleted ones do not.
+#[test]
+fn routes_table_becomes_approved_routes() {
+    let (_d, path, db) = load_with(
+        "failing-node-preauth-constraint_dump.sql",
+        "INSERT INTO routes (id, node_id, prefix, advertised, enabled, is_primary, deleted_at) VALUES \
+           (1, 2, '10.20.0.0/16', 1, 1, 1, NULL), \
+           (2, 2, '0.0.0.0/0', 1, 1, 0, NULL), \
+           (3, 2, '10.20.0.0/16', 1, 1, 0, NULL), \
+           (4, 2, '192.168.9.0/24', 1, 0, 0, NULL), \
+           (5, 3, '172.16.0.0/12', 1, 1, 0, '2024-05-01 00:00:00+00:00'), \
+           (6, 4, '::/0', 1, 1, 0, NULL);",
+    );
+    let nodes = db.tx(|c| c.list_nodes()).expect("nodes");
+    let routes = |i: usize| -> Vec<String> {
+        nodes[i]
+            .approved_routes
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    };
+    assert_eq!(routes(1), ["0.0.0.0/0", "10.20.0.0/16"]);
+    assert!(
+        routes(2).is_empty(),
+        "soft-deleted route must not be approved"
+    );
+    assert_eq!(routes(3), ["::/0"]);
+    assert!(routes(0).is_empty());
+    assert!(!tables(&path).contains(&"routes".to_owned()));
 }
