@@ -119,6 +119,9 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// The TLS configuration is missing or unusable.
+    #[error("gRPC TLS: {0}")]
+    Tls(String),
     /// Serving stopped with an error.
     #[error("serving the admin API: {0}")]
     Serve(String),

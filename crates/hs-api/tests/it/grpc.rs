@@ -8,7 +8,12 @@ use tonic::Code;
 
 use hs_api::proto as pb;
 
+use hs_api::client::RemoteTls;
+use hs_api::serve::GrpcSecurity;
+
 use super::support::{AUTH_ID, Fixture};
+
+const TESTDATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/testdata");
 
 const T: Duration = Duration::from_secs(10);
 
@@ -20,7 +25,7 @@ async fn serve(f: &Fixture) -> (String, tokio::sync::oneshot::Sender<()>) {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let admin = f.admin.clone();
     tokio::spawn(async move {
-        hs_api::serve::serve_grpc(listener, admin, true, async {
+        hs_api::serve::serve_grpc(listener, admin, GrpcSecurity::Insecure, async {
             rx.await.ok();
         })
         .await
@@ -34,9 +39,10 @@ async fn every_method_through_the_generated_client() {
     let f = Fixture::new();
     let key = f.admin.create_api_key(None).await.unwrap();
     let (addr, stop) = serve(&f).await;
-    let mut c = hs_api::client::connect_remote(&addr, &key, T)
-        .await
-        .unwrap();
+    let mut c =
+        hs_api::client::connect_remote(&format!("http://{addr}"), &key, RemoteTls::Plain, T)
+            .await
+            .unwrap();
 
     let h = c.health(pb::HealthRequest {}).await.unwrap().into_inner();
     assert!(h.database_connectivity);
@@ -356,9 +362,10 @@ async fn grpc_refuses_missing_expired_and_deleted_keys() {
         .unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated);
 
-    let mut c = hs_api::client::connect_remote(&addr, &key, T)
-        .await
-        .unwrap();
+    let mut c =
+        hs_api::client::connect_remote(&format!("http://{addr}"), &key, RemoteTls::Plain, T)
+            .await
+            .unwrap();
     c.list_users(pb::ListUsersRequest::default()).await.unwrap();
     f.admin
         .expire_api_key(hs_api::ApiKeyRef::Id(1))
@@ -371,9 +378,10 @@ async fn grpc_refuses_missing_expired_and_deleted_keys() {
     assert_eq!(e.code(), Code::Unauthenticated);
 
     let key2 = f.admin.create_api_key(None).await.unwrap();
-    let mut c2 = hs_api::client::connect_remote(&addr, &key2, T)
-        .await
-        .unwrap();
+    let mut c2 =
+        hs_api::client::connect_remote(&format!("http://{addr}"), &key2, RemoteTls::Plain, T)
+            .await
+            .unwrap();
     c2.list_users(pb::ListUsersRequest::default())
         .await
         .unwrap();
@@ -390,14 +398,114 @@ async fn grpc_refuses_missing_expired_and_deleted_keys() {
     stop.send(()).unwrap();
 }
 
-#[tokio::test]
-async fn grpc_listener_refuses_to_start_without_tls_or_allow_insecure() {
-    let f = Fixture::new();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let err = hs_api::serve::serve_grpc(listener, f.admin.clone(), false, async {})
-        .await
-        .unwrap_err();
+#[test]
+fn grpc_listener_needs_tls_or_allow_insecure() {
+    let err = hs_api::serve::grpc_security(None, None, false).unwrap_err();
     assert!(err.to_string().contains("grpc_allow_insecure"), "{err}");
+    assert!(matches!(
+        hs_api::serve::grpc_security(None, None, true).unwrap(),
+        GrpcSecurity::Insecure
+    ));
+    let missing = hs_api::serve::grpc_security(
+        Some(std::path::Path::new("/nonexistent/cert.pem")),
+        Some(std::path::Path::new("/nonexistent/key.pem")),
+        true,
+    )
+    .unwrap_err();
+    assert!(
+        missing.to_string().contains("/nonexistent/cert.pem"),
+        "{missing}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_listener_serves_tls_with_api_key_auth() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls;
+
+    let f = Fixture::new();
+    let key = f.admin.create_api_key(None).await.unwrap();
+    let cert = std::path::Path::new(TESTDATA).join("tls.crt");
+    let security = hs_api::serve::grpc_security(
+        Some(&cert),
+        Some(&std::path::Path::new(TESTDATA).join("tls.key")),
+        false,
+    )
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let admin = f.admin.clone();
+    let server = tokio::spawn(hs_api::serve::serve_grpc(
+        listener,
+        admin,
+        security,
+        async {
+            rx.await.ok();
+        },
+    ));
+
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls_pki_types::CertificateDer::from_pem_file(&cert).unwrap())
+        .unwrap();
+    let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg));
+    let request = |bearer: Option<&str>| {
+        let auth = bearer
+            .map(|k| format!("authorization: Bearer {k}\r\n"))
+            .unwrap_or_default();
+        format!("GET /api/v1/health HTTP/1.1\r\nhost: localhost\r\n{auth}connection: close\r\n\r\n")
+    };
+    for (bearer, want) in [(None, "HTTP/1.1 401"), (Some(key.as_str()), "HTTP/1.1 200")] {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = connector.connect(name, tcp).await.unwrap();
+        tls.write_all(request(bearer).as_bytes()).await.unwrap();
+        let mut out = String::new();
+        tls.read_to_string(&mut out).await.ok();
+        assert!(out.starts_with(want), "{out}");
+    }
+
+    // The generated gRPC client over TLS: verified against the test certificate, with
+    // verification skipped (cli.insecure), and refused when the roots do not include it.
+    let mut verify = rustls::RootCertStore::empty();
+    verify
+        .add(rustls_pki_types::CertificateDer::from_pem_file(&cert).unwrap())
+        .unwrap();
+    let tls_addr = addr.to_string();
+    let mut c = hs_api::client::connect_remote(
+        &tls_addr,
+        &key,
+        RemoteTls::Verify(std::sync::Arc::new(verify)),
+        T,
+    )
+    .await
+    .unwrap();
+    let h = c.health(pb::HealthRequest {}).await.unwrap().into_inner();
+    assert!(h.database_connectivity);
+    let mut c = hs_api::client::connect_remote(&tls_addr, &key, RemoteTls::SkipVerify, T)
+        .await
+        .unwrap();
+    c.list_users(pb::ListUsersRequest::default()).await.unwrap();
+    let untrusted = hs_api::client::connect_remote(
+        &tls_addr,
+        &key,
+        RemoteTls::Verify(std::sync::Arc::new(rustls::RootCertStore::empty())),
+        T,
+    )
+    .await;
+    assert!(untrusted.is_err(), "an unknown certificate must be refused");
+
+    tx.send(()).unwrap();
+    server.await.unwrap().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
