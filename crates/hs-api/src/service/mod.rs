@@ -6,14 +6,20 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 
+use hs_types::UserId;
 use hs_types::model::{ApiKey, Node, PreAuthKey, User};
-use hs_types::{NodeId, UserId};
 
 use crate::apikey;
 use crate::error::ApiError;
 use crate::hooks::ControlHooks;
 use crate::keycache::KeyCache;
 use crate::store::{NewApiKey, NewPreAuthKey, NewUser, Store, StoreError, StoredPolicy};
+
+mod nodes;
+mod validate;
+
+pub use validate::zero_instant;
+use validate::{validate_tag, validate_user_name};
 
 /// Where the policy lives (`policy.mode` in the config).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -393,207 +399,6 @@ impl Admin {
             .collect())
     }
 
-    // ---- nodes
-
-    fn view(&self, node: Node, users: &[User], keys: &[PreAuthKey]) -> NodeView {
-        let preauth_key = node
-            .auth_key_id
-            .and_then(|id| keys.iter().find(|k| k.id == id))
-            .map(|k| (k.clone(), find_user(users, k.user_id)));
-        NodeView {
-            user: find_user(users, node.user_id),
-            online: self.hooks.is_online(node.id),
-            available_routes: self.hooks.available_routes(&node),
-            preauth_key,
-            node,
-        }
-    }
-
-    async fn view_one(&self, node: Node) -> Result<NodeView, ApiError> {
-        let (users, keys) = self
-            .db("loading node details", |s| {
-                Ok((s.list_users()?, s.list_preauth_keys()?))
-            })
-            .await?;
-        Ok(self.view(node, &users, &keys))
-    }
-
-    async fn node_required(&self, id: NodeId) -> Result<Node, ApiError> {
-        self.db("looking up node", move |s| s.node(id))
-            .await?
-            .ok_or_else(|| ApiError::not_found(format!("node with id {} not found", id.get())))
-    }
-
-    /// One node.
-    pub async fn get_node(&self, id: NodeId) -> Result<NodeView, ApiError> {
-        let node = self.node_required(id).await?;
-        self.view_one(node).await
-    }
-
-    /// All nodes, or those of the user named `user`; 404 for an unknown user.
-    pub async fn list_nodes(&self, user: Option<&str>) -> Result<Vec<NodeView>, ApiError> {
-        let owner = match user {
-            Some(u) if !u.is_empty() => Some(self.user_by_name(u).await?),
-            _ => None,
-        };
-        let (mut nodes, users, keys) = self
-            .db("listing nodes", |s| {
-                Ok((s.list_nodes()?, s.list_users()?, s.list_preauth_keys()?))
-            })
-            .await?;
-        if let Some(o) = &owner {
-            nodes.retain(|n| n.user_id == Some(o.id));
-        }
-        nodes.sort_by_key(|n| n.id.get());
-        Ok(nodes
-            .into_iter()
-            .map(|n| self.view(n, &users, &keys))
-            .collect())
-    }
-
-    /// Deletes a node and tells the control plane.
-    pub async fn delete_node(&self, id: NodeId) -> Result<(), ApiError> {
-        self.node_required(id).await?;
-        self.db("deleting node", move |s| s.delete_node(id)).await?;
-        self.hooks.node_deleted(id);
-        Ok(())
-    }
-
-    /// Expires a node at `expiry` (now when `None`), or clears its expiry with `disable`.
-    pub async fn expire_node(
-        &self,
-        id: NodeId,
-        expiry: Option<DateTime<Utc>>,
-        disable: bool,
-    ) -> Result<NodeView, ApiError> {
-        self.node_required(id).await?;
-        let at = if disable {
-            None
-        } else {
-            Some(expiry.unwrap_or_else(|| self.now()))
-        };
-        let now = self.now();
-        let node = self
-            .db("expiring node", move |s| s.set_node_expiry(id, at, now))
-            .await?;
-        self.hooks.node_changed(&node);
-        self.view_one(node).await
-    }
-
-    /// Renames a node (its DNS label); the name must be a valid DNS label.
-    pub async fn rename_node(&self, id: NodeId, name: String) -> Result<NodeView, ApiError> {
-        validate_dns_label(&name)?;
-        self.node_required(id).await?;
-        let now = self.now();
-        let node = self
-            .db("renaming node", move |s| s.rename_node(id, &name, now))
-            .await?;
-        self.hooks.node_changed(&node);
-        self.view_one(node).await
-    }
-
-    /// Replaces a node's tags; each must be well formed and owned in the policy.
-    pub async fn set_tags(&self, id: NodeId, tags: Vec<String>) -> Result<NodeView, ApiError> {
-        if tags.is_empty() {
-            return Err(ApiError::bad_request(
-                "at least one tag is required: a node cannot be untagged through the API",
-            ));
-        }
-        for t in &tags {
-            validate_tag(t)?;
-        }
-        self.node_required(id).await?;
-        self.hooks
-            .check_tags(&tags)
-            .map_err(|m| ApiError::bad_request(format!("setting tags: {m}")))?;
-        let now = self.now();
-        let node = self
-            .db("setting tags", move |s| s.set_node_tags(id, &tags, now))
-            .await?;
-        self.hooks.node_changed(&node);
-        self.view_one(node).await
-    }
-
-    /// Replaces a node's approved routes; each must be a CIDR prefix. Approving one exit
-    /// route approves both, as Headscale does.
-    pub async fn set_approved_routes(
-        &self,
-        id: NodeId,
-        routes: Vec<String>,
-    ) -> Result<NodeView, ApiError> {
-        let mut parsed: Vec<IpNet> = Vec::with_capacity(routes.len());
-        for (i, r) in routes.iter().enumerate() {
-            let net: IpNet = r.trim().parse().map_err(|_| {
-                ApiError::bad_request(format!(
-                    "routes[{i}]: {r:?} is not a CIDR prefix (e.g. 10.0.0.0/24)"
-                ))
-            })?;
-            parsed.push(net.trunc());
-        }
-        let v4_exit: IpNet = IpNet::V4(ipnet::Ipv4Net::default());
-        let v6_exit: IpNet = IpNet::V6(ipnet::Ipv6Net::default());
-        if parsed.contains(&v4_exit) || parsed.contains(&v6_exit) {
-            parsed.push(v4_exit);
-            parsed.push(v6_exit);
-        }
-        parsed.sort();
-        parsed.dedup();
-        self.node_required(id).await?;
-        let now = self.now();
-        let node = self
-            .db("approving routes", move |s| {
-                s.set_approved_routes(id, &parsed, now)
-            })
-            .await?;
-        self.hooks.node_changed(&node);
-        self.view_one(node).await
-    }
-
-    /// Completes a pending registration for the user named `user`.
-    pub async fn auth_register(&self, user: &str, auth_id: &str) -> Result<NodeView, ApiError> {
-        validate_auth_id(auth_id)?;
-        let u = self.user_by_name(user).await?;
-        let node = self.hooks.auth_register(auth_id, &u)?;
-        self.view_one(node).await
-    }
-
-    /// Debug: creates a pending registration and returns the node it would make.
-    pub async fn debug_create_node(
-        &self,
-        user: &str,
-        auth_id: &str,
-        name: &str,
-        routes: &[String],
-    ) -> Result<NodeView, ApiError> {
-        validate_auth_id(auth_id)?;
-        let mut parsed = Vec::with_capacity(routes.len());
-        for (i, r) in routes.iter().enumerate() {
-            parsed.push(r.trim().parse::<IpNet>().map_err(|_| {
-                ApiError::bad_request(format!("routes[{i}]: {r:?} is not a CIDR prefix"))
-            })?);
-        }
-        let u = self.user_by_name(user).await?;
-        let node = self.hooks.debug_create_node(auth_id, &u, name, &parsed)?;
-        self.view_one(node).await
-    }
-
-    /// Approves a pending authentication.
-    pub fn auth_approve(&self, auth_id: &str) -> Result<(), ApiError> {
-        validate_auth_id(auth_id)?;
-        self.hooks.auth_approve(auth_id)
-    }
-
-    /// Rejects a pending authentication.
-    pub fn auth_reject(&self, auth_id: &str) -> Result<(), ApiError> {
-        validate_auth_id(auth_id)?;
-        self.hooks.auth_reject(auth_id)
-    }
-
-    /// Backfills missing node addresses.
-    pub fn backfill_ips(&self, confirmed: bool) -> Result<Vec<String>, ApiError> {
-        self.hooks.backfill_ips(confirmed)
-    }
-
     // ---- policy
 
     /// The stored policy; 500 (as Headscale answers) when none was ever stored.
@@ -634,71 +439,4 @@ impl Admin {
 
 fn find_user(users: &[User], id: Option<UserId>) -> Option<User> {
     id.and_then(|id| users.iter().find(|u| u.id == id).cloned())
-}
-
-/// Go's `time.Time{}`, which Headscale stores for "no expiration" on new keys.
-pub fn zero_instant() -> DateTime<Utc> {
-    DateTime::<Utc>::from_timestamp(-62_135_596_800, 0).unwrap_or(DateTime::<Utc>::MIN_UTC)
-}
-
-fn validate_user_name(name: &str) -> Result<(), ApiError> {
-    if name.trim().is_empty() {
-        return Err(ApiError::bad_request("user name must not be empty"));
-    }
-    if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(ApiError::bad_request(format!(
-            "user name {name:?} must not contain whitespace"
-        )));
-    }
-    Ok(())
-}
-
-/// A tag is `tag:` followed by ASCII letters, digits, `-` or `_`.
-pub(crate) fn validate_tag(tag: &str) -> Result<(), ApiError> {
-    let name = tag.strip_prefix("tag:").ok_or_else(|| {
-        ApiError::bad_request(format!(
-            "invalid tag {tag:?}: tags must start with \"tag:\""
-        ))
-    })?;
-    if name.is_empty()
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        return Err(ApiError::bad_request(format!(
-            "invalid tag {tag:?}: the name after \"tag:\" must be ASCII letters, digits, '-' or '_'"
-        )));
-    }
-    Ok(())
-}
-
-fn validate_dns_label(name: &str) -> Result<(), ApiError> {
-    let ok = !name.is_empty()
-        && name.len() <= 63
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !name.starts_with('-')
-        && !name.ends_with('-');
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request(format!(
-            "invalid node name {name:?}: use 1-63 lowercase letters, digits and '-', not starting or ending with '-'"
-        )))
-    }
-}
-
-/// An auth id is `hskey-authreq-` followed by 24 characters.
-fn validate_auth_id(id: &str) -> Result<(), ApiError> {
-    let ok = id
-        .strip_prefix("hskey-authreq-")
-        .is_some_and(|rest| rest.len() == 24 && rest.bytes().all(|b| b.is_ascii_alphanumeric()));
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request(format!(
-            "invalid auth id {id:?}: expected hskey-authreq- followed by 24 letters or digits"
-        )))
-    }
 }

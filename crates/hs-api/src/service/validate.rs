@@ -1,0 +1,73 @@
+//! Input rules shared by the REST and gRPC front ends; each error names the value and the
+//! rule it breaks.
+
+use chrono::{DateTime, Utc};
+
+use crate::error::ApiError;
+
+/// Go's `time.Time{}`, which Headscale stores for "no expiration" on new keys.
+pub fn zero_instant() -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp(-62_135_596_800, 0).unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+pub(super) fn validate_user_name(name: &str) -> Result<(), ApiError> {
+    if name.trim().is_empty() {
+        return Err(ApiError::bad_request("user name must not be empty"));
+    }
+    if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(ApiError::bad_request(format!(
+            "user name {name:?} must not contain whitespace"
+        )));
+    }
+    Ok(())
+}
+
+/// A tag is `tag:` followed by ASCII letters, digits, `-` or `_`.
+pub(super) fn validate_tag(tag: &str) -> Result<(), ApiError> {
+    let name = tag.strip_prefix("tag:").ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "invalid tag {tag:?}: tags must start with \"tag:\""
+        ))
+    })?;
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(ApiError::bad_request(format!(
+            "invalid tag {tag:?}: the name after \"tag:\" must be ASCII letters, digits, '-' or '_'"
+        )));
+    }
+    Ok(())
+}
+
+pub(super) fn validate_dns_label(name: &str) -> Result<(), ApiError> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "invalid node name {name:?}: use 1-63 lowercase letters, digits and '-', not starting or ending with '-'"
+        )))
+    }
+}
+
+/// An auth id is `hskey-authreq-` followed by 24 characters.
+pub(super) fn validate_auth_id(id: &str) -> Result<(), ApiError> {
+    let ok = id
+        .strip_prefix("hskey-authreq-")
+        .is_some_and(|rest| rest.len() == 24 && rest.bytes().all(|b| b.is_ascii_alphanumeric()));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "invalid auth id {id:?}: expected hskey-authreq- followed by 24 letters or digits"
+        )))
+    }
+}
