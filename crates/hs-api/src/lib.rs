@@ -6,6 +6,17 @@
 //! crate for hs-db's `Db`, in `db_store`) and control-plane side effects go out through [`ControlHooks`]. [`serve`] puts
 //! the API on the gRPC TCP listener (with API-key auth) and on the unix socket (without).
 //!
+//! Wiring, for `headscale serve`:
+//! 1. `Admin::new(Arc::new(db.clone()), hooks, system_clock(), policy_mode)`, where `hooks`
+//!    is the control plane's [`ControlHooks`] ([`DbOnly`] until hs-control provides one);
+//! 2. the main listener merges [`serve::http_router`] (bearer auth, public OpenAPI);
+//! 3. `grpc_listen_addr`: [`serve::serve_grpc`] with [`serve::grpc_security`]`(tls_cert_path,
+//!    tls_key_path, grpc_allow_insecure)`;
+//! 4. `unix_socket`: [`serve::serve_unix`] on [`serve::bind_unix`]`(path, unix_socket_permission)`.
+//!
+//! The CLI connects with [`client::connect_unix`] or [`client::connect_remote`] (with
+//! [`client::RemoteTls::for_address`]) and prints with [`output::render`] / [`output::table`].
+//!
 //! Architecture invariant: this crate turns domain errors into HTTP/gRPC status codes in one
 //! place, [`ApiError`]; it knows no SQL.
 
