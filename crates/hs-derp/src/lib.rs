@@ -4,9 +4,24 @@
 //! - [`frame`] / [`codec`]: sans-IO frames and incremental decoding with size limits.
 //! - [`handshake`]: NaCl boxes and the client/server info JSON.
 //! - [`server`]: the tokio relay ([`DerpServer`]).
-//! - [`http`]: `/derp`, probes, `/generate_204`, `/bootstrap-dns`, `POST /verify`.
+//! - [`http`]: `/derp` (DERP and WebSocket upgrades), probes, `/generate_204`,
+//!   `/bootstrap-dns`, `POST /verify`; [`ws`]: the WebSocket byte-stream adapter.
 //! - [`stun`]: Binding request/response and the UDP responder.
+//! - [`derpmap`]: embedded region, JSON/YAML sources, merge; [`refresh`]: loading and the
+//!   periodic refresh.
 //! - [`client`]: a minimal client for tests and harnesses.
+//!
+//! Wiring in the control plane (when `derp.server.enabled`):
+//! 1. `DerpServer::new(derp_private_key, ServerOptions { verify_clients: Some(known_node), .. })`
+//!    with the key from `derp.server.private_key_path` (not the Noise key).
+//! 2. Route `/derp`, `/derp/probe`, `/derp/latency-check`, `/generate_204`, `/bootstrap-dns`
+//!    and `POST /verify` to [`http::handle`] (or the individual handlers). Serve HTTP/1.1 with
+//!    upgrades enabled and `TCP_NODELAY` on accepted sockets (Nagle costs ~10x on small
+//!    packets); TLS, if any, is terminated before these handlers.
+//! 3. Spawn [`stun::serve`] on a `UdpSocket` bound to `derp.server.stun_listen_addr`.
+//! 4. Build the map with [`derpmap::embedded_region`] and a [`refresh::DerpMapLoader`], and run
+//!    [`refresh::refresh_loop`] when `derp.auto_update_enabled`; each change on its `watch`
+//!    channel is a DERP-map update for every node.
 
 pub mod client;
 pub mod codec;
@@ -16,6 +31,8 @@ pub mod frame;
 pub mod handshake;
 pub mod http;
 mod io;
+mod options;
+mod ratelimit;
 pub mod refresh;
 pub mod server;
 pub mod stun;

@@ -17,7 +17,6 @@ use hs_types::{NodePrivate, NodePublic};
 use rand::Rng;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter, WriteHalf};
 use tokio::sync::{Notify, mpsc};
-use tokio::time::Instant;
 
 use crate::error::Error;
 use crate::frame::{
@@ -26,83 +25,8 @@ use crate::frame::{
 };
 use crate::handshake::{self, ClientInfo, ServerInfo};
 use crate::io::{FrameReader, write_frame};
-
-/// Decides whether a node key may use the relay (`derp.server.verify_clients`). The control
-/// plane provides it; it must not block.
-pub type ClientVerifier = Arc<dyn Fn(&NodePublic) -> bool + Send + Sync>;
-
-/// A receive rate limit applied to each client and advertised in `ServerInfo`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RateLimit {
-    /// Sustained bytes per second.
-    pub bytes_per_second: u64,
-    /// Burst size in bytes.
-    pub burst: u64,
-}
-
-/// Tunables of a [`DerpServer`].
-#[derive(Clone)]
-pub struct ServerOptions {
-    /// Admission check; `None` admits every client.
-    pub verify_clients: Option<ClientVerifier>,
-    /// Mesh key (64 hex digits) that lets a client watch connections and forward packets.
-    pub mesh_key: Option<String>,
-    /// Base keep-alive interval (a random 0–5 s, at most the interval, is added each time).
-    pub keep_alive: Duration,
-    /// Time allowed for the client's `ClientInfo`.
-    pub handshake_timeout: Duration,
-    /// Time allowed for one batch of writes to a client before it is dropped as too slow.
-    pub write_timeout: Duration,
-    /// Packets queued per client before new ones are dropped.
-    pub queue_depth: usize,
-    /// Optional per-client receive rate limit.
-    pub rate_limit: Option<RateLimit>,
-}
-
-impl Default for ServerOptions {
-    fn default() -> Self {
-        Self {
-            verify_clients: None,
-            mesh_key: None,
-            keep_alive: Duration::from_secs(60),
-            handshake_timeout: Duration::from_secs(10),
-            write_timeout: Duration::from_secs(2),
-            queue_depth: 32,
-            rate_limit: None,
-        }
-    }
-}
-
-impl std::fmt::Debug for ServerOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerOptions")
-            .field("verify_clients", &self.verify_clients.is_some())
-            .field("mesh_key", &self.mesh_key.as_ref().map(|_| "<redacted>"))
-            .field("keep_alive", &self.keep_alive)
-            .field("handshake_timeout", &self.handshake_timeout)
-            .field("write_timeout", &self.write_timeout)
-            .field("queue_depth", &self.queue_depth)
-            .field("rate_limit", &self.rate_limit)
-            .finish()
-    }
-}
-
-/// Counters, for metrics and tests.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Connections currently registered.
-    pub clients: usize,
-    /// Packets handed to a destination queue.
-    pub packets_relayed: u64,
-    /// Packet bytes handed to a destination queue.
-    pub bytes_relayed: u64,
-    /// Packets dropped because the destination queue was full.
-    pub packets_dropped_queue_full: u64,
-    /// Packets dropped because the destination was not connected.
-    pub packets_dropped_unknown_dest: u64,
-    /// Connections refused by the verifier.
-    pub clients_refused: u64,
-}
+pub use crate::options::{ClientVerifier, RateLimit, ServerOptions, Stats};
+use crate::ratelimit::TokenBucket;
 
 #[derive(Default)]
 struct Counters {
@@ -170,62 +94,6 @@ impl std::fmt::Debug for DerpServer {
         f.debug_struct("DerpServer")
             .field("public", &self.public)
             .finish_non_exhaustive()
-    }
-}
-
-/// The one clock read of the relay: rate limiting needs elapsed time.
-#[allow(
-    clippy::disallowed_methods,
-    reason = "the relay's rate limiters need the current time"
-)]
-fn now() -> Instant {
-    Instant::now()
-}
-
-struct TokenBucket {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    last: Instant,
-}
-
-impl TokenBucket {
-    fn new(rate: f64, burst: f64) -> Self {
-        Self {
-            rate,
-            burst,
-            tokens: burst,
-            last: now(),
-        }
-    }
-
-    fn refill(&mut self) {
-        let t = now();
-        let dt = t.duration_since(self.last).as_secs_f64();
-        self.last = t;
-        self.tokens = (self.tokens + dt * self.rate).min(self.burst);
-    }
-
-    /// Takes one token if available.
-    fn try_take(&mut self) -> bool {
-        self.refill();
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-
-    /// Takes `n` tokens, going into debt; returns how long to wait to pay it back.
-    fn take(&mut self, n: f64) -> Duration {
-        self.refill();
-        self.tokens -= n;
-        if self.tokens >= 0.0 {
-            Duration::ZERO
-        } else {
-            Duration::from_secs_f64(-self.tokens / self.rate)
-        }
     }
 }
 
