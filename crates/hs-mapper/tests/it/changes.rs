@@ -408,3 +408,54 @@ fn reconfigure_sends_derp_map_to_everyone_once_encoded() {
         "host-3.other.example."
     );
 }
+
+#[test]
+fn dns_changes_are_sent_and_removal_is_an_empty_config_not_nil() {
+    let mut w = world(2, Arc::new(AllowAll::new()));
+    let snap = w.store.load_full();
+    let dns = hs_types::tailcfg::DNSConfig {
+        domains: vec!["other.example".into()],
+        ..Default::default()
+    };
+    let cfg = hs_mapper::MapperConfig::new(
+        "ts.example.com",
+        &derp_map(900),
+        Some(&dns),
+        true,
+        false,
+        false,
+    )
+    .unwrap();
+    let f = frames(
+        &w.m.reconfigure(cfg, &snap, &mut w.sessions, t(NOW))
+            .unwrap(),
+    );
+    assert_eq!(
+        f[&NodeId(1)],
+        json!({"DNSConfig": {"Domains": ["other.example"]}})
+    );
+    let cfg =
+        hs_mapper::MapperConfig::new("ts.example.com", &derp_map(900), None, true, false, false)
+            .unwrap();
+    let f = frames(
+        &w.m.reconfigure(cfg, &snap, &mut w.sessions, t(NOW))
+            .unwrap(),
+    );
+    assert_eq!(f[&NodeId(2)], json!({"DNSConfig": {}}));
+}
+
+#[test]
+fn tagged_nodes_show_the_tagged_devices_user() {
+    let mut w = world(2, Arc::new(AllowAll::new()));
+    let mut n = node(2, 2);
+    n.tags = vec!["tag:server".into()];
+    n.given_name = "host-2".into();
+    let f = frames(&w.apply(vec![Op::Upsert(Box::new(n))]));
+    let m = &f[&NodeId(1)];
+    assert_eq!(m["PeersChanged"][0]["User"], 2_147_455_555u64);
+    assert_eq!(m["PeersChanged"][0]["Tags"], json!(["tag:server"]));
+    assert_eq!(
+        m["UserProfiles"],
+        json!([{"ID": 2_147_455_555u64, "LoginName": "tagged-devices", "DisplayName": "Tagged Devices"}])
+    );
+}
