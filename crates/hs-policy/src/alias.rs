@@ -12,6 +12,8 @@ pub enum Alias {
     Wildcard,
     /// A user, by email (`odin@example.com`) or login (`odin@`).
     User(String),
+    /// Every user whose email is in a domain (`user:*@example.com`).
+    UserDomain(String),
     /// `group:name`.
     Group(String),
     /// `tag:name`.
@@ -56,6 +58,9 @@ pub fn parse_alias(s: &str, is_host: impl Fn(&str) -> bool) -> Result<Alias, Str
     }
     if s.starts_with("tag:") {
         return Ok(Alias::Tag(s.to_string()));
+    }
+    if let Some(domain) = s.strip_prefix("user:*@") {
+        return Ok(Alias::UserDomain(domain.to_string()));
     }
     if s.contains('@') {
         return Ok(Alias::User(s.to_string()));

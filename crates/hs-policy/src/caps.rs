@@ -77,7 +77,7 @@ impl CompiledPolicy {
                 continue;
             }
             let mut srcs = IpSet::new();
-            for s in &rule.src_ips {
+            for s in rule.src_ips.iter() {
                 if s == "*" {
                     srcs.add_range("0.0.0.0".parse().ok()?, "255.255.255.255".parse().ok()?);
                     srcs.add_range(

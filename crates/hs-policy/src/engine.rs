@@ -8,10 +8,12 @@ use crate::input::{PolicyNode, PolicyUser};
 use crate::ipset::IpSet;
 use crate::resolve::Resolver;
 use crate::rules::{CRule, DstKind, compile_acls, compile_grants};
+use hs_types::UserId;
 use ipnet::IpNet;
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// Application capabilities: name → values, as written in a grant's `app`.
 pub type AppCaps = BTreeMap<String, Vec<Value>>;
@@ -20,7 +22,7 @@ pub type AppCaps = BTreeMap<String, Vec<Value>>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
     /// Source addresses in the hosted service's spelling (`*`, IPs, prefixes, `a-b` ranges).
-    pub src_ips: Vec<String>,
+    pub src_ips: Arc<[String]>,
     /// Destinations: address spelling and inclusive port range.
     pub dst_ports: Vec<(String, u16, u16)>,
     /// IP protocol numbers; empty means the client's default (TCP, UDP, ICMP).
@@ -54,6 +56,8 @@ pub struct CompiledPolicy {
     /// Per rule, the nodes whose filter carries it through autogroup:self.
     pub(crate) rule_self_nodes: Vec<NodeSet>,
     pub(crate) ssh: Vec<crate::ssh::CSsh>,
+    /// User → indices of the user's untagged nodes.
+    pub(crate) by_user: HashMap<UserId, Vec<usize>>,
 }
 
 fn host_net(ip: IpAddr) -> IpNet {
@@ -89,15 +93,14 @@ impl CompiledPolicy {
         let mut rules = compile_grants(&r, policy)?;
         rules.extend(compile_acls(&r, policy)?);
         // Rules with the same sources and protocols are merged at the first one's position.
-        let mut first_of: std::collections::HashMap<(&[String], &[u8]), usize> =
-            std::collections::HashMap::new();
+        let mut first_of: HashMap<(&[String], &[u8]), usize> = HashMap::new();
         let mut groups = Vec::with_capacity(rules.len());
         for (i, rule) in rules.iter().enumerate() {
             groups.push(if rule.caps.is_some() {
                 i
             } else {
                 *first_of
-                    .entry((rule.src_strings.as_slice(), rule.protos.as_slice()))
+                    .entry((rule.src_strings.as_ref(), rule.protos.as_slice()))
                     .or_insert(i)
             });
         }
@@ -114,7 +117,13 @@ impl CompiledPolicy {
             rule_dst_nodes: Vec::new(),
             rule_self_nodes: Vec::new(),
             ssh,
+            by_user: HashMap::new(),
         };
+        for (i, n) in c.nodes.iter().enumerate() {
+            if let (false, Some(u)) = (n.is_tagged(), n.user) {
+                c.by_user.entry(u).or_default().push(i);
+            }
+        }
         c.rule_dst_nodes = c
             .rules
             .iter()
@@ -177,10 +186,9 @@ impl CompiledPolicy {
         }
         let user = node.user?;
         let mut ips = IpSet::new();
-        for i in rule.src_nodes.iter() {
-            let m = &self.nodes[i];
-            if !m.is_tagged() && m.user == Some(user) {
-                for ip in m.ips() {
+        for &i in self.by_user.get(&user).map_or(&[][..], Vec::as_slice) {
+            if rule.src_nodes.contains(i) {
+                for ip in self.nodes[i].ips() {
                     ips.add_ip(ip);
                 }
             }
@@ -197,6 +205,10 @@ impl CompiledPolicy {
             _ if self_part => false,
             DstKind::Any => true,
             DstKind::Nodes(s) => s.contains(n),
+            // Capability grants reach a node's own addresses, never the subnets it routes.
+            DstKind::Addr(s) if rule.caps.is_some() => {
+                self.nodes[n].ips().any(|ip| s.contains_ip(ip))
+            }
             DstKind::Addr(s) => self.addr_hits(n, s),
             DstKind::Internet => self.nodes[n].is_exit_node(),
         })
@@ -209,6 +221,10 @@ impl CompiledPolicy {
         let mut items: Vec<(usize, u8, Rule)> = Vec::new();
         for (ri, rule) in self.rules.iter().enumerate() {
             if !self.rule_dst_nodes[ri].contains(n) && !self.rule_self_nodes[ri].contains(n) {
+                continue;
+            }
+            // A rule whose sources resolve to nothing (an empty group) is not sent.
+            if rule.src_strings.is_empty() {
                 continue;
             }
             let mut dst_strings: Vec<String> = Vec::new();
@@ -259,7 +275,7 @@ impl CompiledPolicy {
                     .all(|d| matches!(d.kind, DstKind::SelfNodes));
                 let src_ips = if self_only {
                     match self.self_srcs(rule, n) {
-                        Some(s) => s.to_strings(),
+                        Some(s) => s.to_strings().into(),
                         None => continue,
                     }
                 } else {
@@ -323,7 +339,7 @@ impl CompiledPolicy {
                     key,
                     part,
                     Rule {
-                        src_ips: srcs.to_strings(),
+                        src_ips: srcs.to_strings().into(),
                         dst_ports: self_ports,
                         ip_proto: rule.protos.clone(),
                         cap_grant: vec![],
@@ -339,29 +355,9 @@ impl CompiledPolicy {
         out
     }
 
-    /// True when rule `ri` lets node `s` reach node `d` (by its filter membership).
-    fn rule_links(&self, ri: usize, s: usize, d: usize) -> bool {
-        let rule = &self.rules[ri];
-        if !self.rule_dst_nodes[ri].contains(d) || !rule.src_nodes.contains(s) {
-            return false;
-        }
-        // A rule that reaches `d` only through autogroup:self links only same-user nodes.
-        let only_self = rule
-            .dsts
-            .iter()
-            .all(|x| matches!(x.kind, DstKind::SelfNodes));
-        if only_self {
-            let (a, b) = (&self.nodes[s], &self.nodes[d]);
-            return !a.is_tagged() && !b.is_tagged() && a.user.is_some() && a.user == b.user;
-        }
-        true
-    }
-
-    /// True when `a` and `b` may see each other (either may open a connection to the other).
+    /// True when `a` and `b` see each other as peers.
     pub fn can_see(&self, a: usize, b: usize) -> bool {
-        a != b
-            && (0..self.rules.len())
-                .any(|ri| self.rule_links(ri, a, b) || self.rule_links(ri, b, a))
+        a != b && self.peers(a).iter().any(|p| p.index == b)
     }
 
     /// The peers node `n` sees, in node order.
@@ -398,7 +394,18 @@ impl CompiledPolicy {
             }
         }
         set.remove(n);
-        set.iter().map(|i| self.peer_view(n, i)).collect()
+        // A viewer with the disable-ipv4 attribute is given only its peers' IPv6 addresses.
+        let no_v4 = self.self_cap_map(n).contains_key("disable-ipv4");
+        set.iter()
+            .map(|i| {
+                let mut v = self.peer_view(n, i);
+                if no_v4 {
+                    v.allowed_ips
+                        .retain(|a| !(a.addr().is_ipv4() && a.prefix_len() == 32));
+                }
+                v
+            })
+            .collect()
     }
 
     /// True when some rule lets `viewer` reach `route` through router `p`.
@@ -463,7 +470,7 @@ fn push_merged(out: &mut Vec<Rule>, r: Rule) {
     if let Some(prev) = out.iter_mut().find(|p| {
         r.cap_grant.is_empty()
             && p.cap_grant.is_empty()
-            && p.src_ips == r.src_ips
+            && (Arc::ptr_eq(&p.src_ips, &r.src_ips) || p.src_ips == r.src_ips)
             && p.ip_proto == r.ip_proto
     }) {
         prev.dst_ports.extend(r.dst_ports);

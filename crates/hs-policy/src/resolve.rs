@@ -119,6 +119,16 @@ impl<'a> Resolver<'a> {
                     self.user_nodes(m, &mut set);
                 }
             }
+            Alias::UserDomain(d) => {
+                for u in self.users {
+                    if u.email
+                        .rsplit_once('@')
+                        .is_some_and(|(_, x)| x.eq_ignore_ascii_case(d))
+                    {
+                        self.user_nodes(&u.email, &mut set);
+                    }
+                }
+            }
             Alias::Tag(t) => {
                 for (i, n) in self.nodes.iter().enumerate() {
                     if n.tags.iter().any(|x| x == t) {

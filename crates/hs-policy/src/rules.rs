@@ -7,8 +7,10 @@ use crate::bitset::NodeSet;
 use crate::error::{PolicyError, invalid};
 use crate::ipset::IpSet;
 use crate::resolve::Resolver;
+use ipnet::IpNet;
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// A destination of a resolved rule.
 #[derive(Debug, Clone)]
@@ -38,7 +40,7 @@ pub(crate) struct CRule {
     /// Source nodes (for peer visibility and autogroup:self).
     pub src_nodes: NodeSet,
     /// Source addresses, as the hosted service spells them.
-    pub src_strings: Vec<String>,
+    pub src_strings: Arc<[String]>,
     /// Source addresses.
     pub src_ips: IpSet,
     /// IP protocols; empty means the client default.
@@ -64,7 +66,7 @@ fn src_error(r: &Resolver<'_>, field: &str, a: &Alias) -> Result<(), PolicyError
     }
 }
 
-type Sources = (Vec<Alias>, NodeSet, IpSet, Vec<String>);
+type Sources = (Vec<Alias>, NodeSet, IpSet, Arc<[String]>);
 
 fn resolve_srcs(r: &Resolver<'_>, srcs: &[String]) -> Result<Sources, PolicyError> {
     let mut nodes = NodeSet::new(r.nodes.len());
@@ -80,7 +82,16 @@ fn resolve_srcs(r: &Resolver<'_>, srcs: &[String]) -> Result<Sources, PolicyErro
         ips.extend(&res.ips);
         aliases.push(a);
     }
-    Ok((aliases, nodes, ips, spelled.into_iter().collect()))
+    Ok((
+        aliases,
+        nodes,
+        ips,
+        spelled.into_iter().collect::<Vec<_>>().into(),
+    ))
+}
+
+fn is_single_v6(s: &IpSet) -> bool {
+    matches!(s.to_prefixes().as_slice(), [IpNet::V6(n)] if n.prefix_len() == 128)
 }
 
 const SELF_ERR: &str =
@@ -90,6 +101,9 @@ fn dst_kind(r: &Resolver<'_>, a: &Alias) -> DstKind {
     match a {
         Alias::Wildcard | Alias::DangerAll => DstKind::Any,
         Alias::Host(h) => DstKind::Addr(r.host_set(h)),
+        // The hosted service sends nothing for a bare IPv6 address destination (captured in
+        // policytest-allpass-grants-only-tag-src-ipv6-literal-dst).
+        Alias::Addr(s) if is_single_v6(s) => DstKind::Nodes(NodeSet::new(r.nodes.len())),
         Alias::Addr(s) => DstKind::Addr(s.clone()),
         Alias::Internet => DstKind::Internet,
         Alias::SelfNodes => DstKind::SelfNodes,
@@ -139,7 +153,11 @@ pub(crate) fn compile_acls(r: &Resolver<'_>, p: &Policy) -> Result<Vec<CRule>, P
                 && src_aliases.iter().any(|s| {
                     !matches!(
                         s,
-                        Alias::User(_) | Alias::Group(_) | Alias::Member | Alias::Wildcard
+                        Alias::User(_)
+                            | Alias::UserDomain(_)
+                            | Alias::Group(_)
+                            | Alias::Member
+                            | Alias::Wildcard
                     )
                 })
             {
@@ -231,7 +249,10 @@ pub(crate) fn compile_grants(r: &Resolver<'_>, p: &Policy) -> Result<Vec<CRule>,
                 }
                 Alias::SelfNodes
                     if src_aliases.iter().any(|s| {
-                        !matches!(s, Alias::User(_) | Alias::Group(_) | Alias::Member)
+                        !matches!(
+                            s,
+                            Alias::User(_) | Alias::UserDomain(_) | Alias::Group(_) | Alias::Member
+                        )
                     }) =>
                 {
                     return Err(invalid(SELF_ERR));

@@ -15,7 +15,7 @@ pub const SSH_CHECK_URL: &str =
 /// Converts one engine rule to the wire form.
 pub fn filter_rule(r: &Rule) -> FilterRule {
     FilterRule {
-        src_ips: r.src_ips.clone(),
+        src_ips: r.src_ips.to_vec(),
         dst_ports: r
             .dst_ports
             .iter()
