@@ -90,8 +90,9 @@ impl CompiledPolicy {
         crate::validate::validate(policy, users)?;
         let r = Resolver::new(policy, users, nodes);
         // The hosted service orders grants ahead of acls.
-        let mut rules = compile_grants(&r, policy)?;
-        rules.extend(compile_acls(&r, policy)?);
+        let mut cache = crate::rules::SrcCache::new();
+        let mut rules = compile_grants(&r, policy, &mut cache)?;
+        rules.extend(compile_acls(&r, policy, &mut cache)?);
         // Rules with the same sources and protocols are merged at the first one's position.
         let mut first_of: HashMap<(&[String], &[u8]), usize> = HashMap::new();
         let mut groups = Vec::with_capacity(rules.len());

@@ -9,7 +9,7 @@ use crate::ipset::IpSet;
 use crate::resolve::Resolver;
 use ipnet::IpNet;
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 /// A destination of a resolved rule.
@@ -68,6 +68,22 @@ fn src_error(r: &Resolver<'_>, field: &str, a: &Alias) -> Result<(), PolicyError
 
 type Sources = (Vec<Alias>, NodeSet, IpSet, Arc<[String]>);
 
+/// Many rules share a source list (`autogroup:member`, a group): resolve each list once.
+pub(crate) type SrcCache = HashMap<Vec<String>, Sources>;
+
+fn resolve_srcs_cached(
+    r: &Resolver<'_>,
+    cache: &mut SrcCache,
+    srcs: &[String],
+) -> Result<Sources, PolicyError> {
+    if let Some(hit) = cache.get(srcs) {
+        return Ok(hit.clone());
+    }
+    let res = resolve_srcs(r, srcs)?;
+    cache.insert(srcs.to_vec(), res.clone());
+    Ok(res)
+}
+
 fn resolve_srcs(r: &Resolver<'_>, srcs: &[String]) -> Result<Sources, PolicyError> {
     let mut nodes = NodeSet::new(r.nodes.len());
     let mut ips = IpSet::new();
@@ -112,7 +128,11 @@ fn dst_kind(r: &Resolver<'_>, a: &Alias) -> DstKind {
 }
 
 /// Resolves the `acls` section.
-pub(crate) fn compile_acls(r: &Resolver<'_>, p: &Policy) -> Result<Vec<CRule>, PolicyError> {
+pub(crate) fn compile_acls(
+    r: &Resolver<'_>,
+    p: &Policy,
+    cache: &mut SrcCache,
+) -> Result<Vec<CRule>, PolicyError> {
     let mut out = Vec::new();
     // With neither `acls` nor `grants` the hosted service allows everything.
     let default_allow = [crate::ast::Acl {
@@ -130,7 +150,8 @@ pub(crate) fn compile_acls(r: &Resolver<'_>, p: &Policy) -> Result<Vec<CRule>, P
         if acl.action != "accept" {
             return Err(invalid(format!("action={:?} is not supported", acl.action)));
         }
-        let (src_aliases, src_nodes, src_ips, src_strings) = resolve_srcs(r, &acl.src)?;
+        let (src_aliases, src_nodes, src_ips, src_strings) =
+            resolve_srcs_cached(r, cache, &acl.src)?;
         let protos = match &acl.proto {
             None => vec![],
             Some(Value::String(s)) => parse_proto(s).map_err(invalid)?,
@@ -203,7 +224,11 @@ fn parse_ip_cap(s: &str) -> Result<(Vec<u8>, Vec<Ports>), String> {
 }
 
 /// Resolves the `grants` section.
-pub(crate) fn compile_grants(r: &Resolver<'_>, p: &Policy) -> Result<Vec<CRule>, PolicyError> {
+pub(crate) fn compile_grants(
+    r: &Resolver<'_>,
+    p: &Policy,
+    cache: &mut SrcCache,
+) -> Result<Vec<CRule>, PolicyError> {
     let mut out = Vec::new();
     for g in p.grants.iter().flatten() {
         if g.ip.is_empty() && g.app.is_empty() {
@@ -219,7 +244,7 @@ pub(crate) fn compile_grants(r: &Resolver<'_>, p: &Policy) -> Result<Vec<CRule>,
                 ));
             }
         }
-        let (src_aliases, src_nodes, src_ips, src_strings) = resolve_srcs(r, &g.src)?;
+        let (src_aliases, src_nodes, src_ips, src_strings) = resolve_srcs_cached(r, cache, &g.src)?;
         let mut via = None;
         if !g.via.is_empty() {
             let mut tags = Vec::new();
