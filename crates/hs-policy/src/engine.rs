@@ -88,6 +88,17 @@ impl CompiledPolicy {
         nodes: &[PolicyNode],
     ) -> Result<Self, PolicyError> {
         crate::validate::validate(policy, users)?;
+        // Routes the policy auto-approves count as approved from here on.
+        let mut nodes = nodes.to_vec();
+        for i in 0..nodes.len() {
+            let extra = crate::routes::auto_approved(policy, users, &nodes, i);
+            for route in extra {
+                if !nodes[i].approved_routes.contains(&route) {
+                    nodes[i].approved_routes.push(route);
+                }
+            }
+        }
+        let nodes = nodes.as_slice();
         let r = Resolver::new(policy, users, nodes);
         // The hosted service orders grants ahead of acls.
         let mut cache = crate::rules::SrcCache::new();
@@ -395,12 +406,19 @@ impl CompiledPolicy {
             }
         }
         set.remove(n);
-        // A viewer with the disable-ipv4 attribute is given only its peers' IPv6 addresses.
-        let no_v4 = self.self_cap_map(n).contains_key("disable-ipv4");
+        // With the disable-ipv4 attribute on either side, a peer is shown by its IPv6
+        // address only.
+        let attr_used = self
+            .policy
+            .node_attrs
+            .iter()
+            .any(|na| na.attr.iter().any(|a| a == "disable-ipv4"));
+        let has_attr = |i: usize| attr_used && self.self_cap_map(i).contains_key("disable-ipv4");
+        let me_no_v4 = has_attr(n);
         set.iter()
             .map(|i| {
                 let mut v = self.peer_view(n, i);
-                if no_v4 {
+                if me_no_v4 || has_attr(i) {
                     v.allowed_ips
                         .retain(|a| !(a.addr().is_ipv4() && a.prefix_len() == 32));
                 }

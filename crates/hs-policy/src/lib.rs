@@ -21,6 +21,7 @@ mod incremental;
 mod input;
 pub mod ipset;
 mod resolve;
+mod routes;
 mod rules;
 mod ssh;
 pub mod synth;
