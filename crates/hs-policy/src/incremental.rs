@@ -8,6 +8,7 @@ use crate::bitset::NodeSet;
 use crate::engine::CompiledPolicy;
 use crate::error::PolicyError;
 use crate::input::PolicyNode;
+use crate::ssh::SshDst;
 use hs_types::NodeId;
 
 /// What a change did to the tailnet's compiled state.
@@ -96,16 +97,44 @@ impl CompiledPolicy {
                 }
             }
         }
-        // SSH rules are cut per destination from the same sources; a change of `x` shows in
-        // the SSH policy of nodes whose rules name `x` as a source.
+        // SSH rules are cut per destination from their sources; when `x` enters or leaves a
+        // rule's sources (or destinations), that rule's destinations change: every node of a
+        // node destination, or for autogroup:self the nodes of `x`'s old and new user. Rules
+        // using localpart users are also installed on their sources.
+        let users_of_x = [self.nodes.get(x).and_then(|n| n.user), new.nodes[x].user];
+        // autogroup:self pairs `x` with its user's nodes: a new owner changes both users'.
+        let owner_changed = self.nodes.get(x).is_none_or(|o| {
+            o.user != new.nodes[x].user || o.is_tagged() != new.nodes[x].is_tagged()
+        });
         for (a, b) in self.ssh.iter().zip(&new.ssh) {
-            if grow(&a.src_nodes) != b.src_nodes {
-                for i in 0..len {
-                    if !new.ssh_rules(i).is_empty() {
-                        filters.insert(i);
+            // Principals are addresses: any change of a source `x` changes them.
+            let x_is_src = a.src_nodes.contains(x) || b.src_nodes.contains(x);
+            let x_differs = self.nodes.get(x) != Some(&new.nodes[x]);
+            let src_changed = grow(&a.src_nodes) != b.src_nodes || (x_is_src && x_differs);
+            for (da, db) in a.dsts.iter().zip(&b.dsts) {
+                match (da, db) {
+                    (SshDst::Nodes(oa), SshDst::Nodes(ob)) => {
+                        let oa = grow(oa);
+                        if src_changed {
+                            filters.union_with(&oa);
+                            filters.union_with(ob);
+                        } else if &oa != ob {
+                            filters.insert(x);
+                        }
                     }
+                    _ if src_changed || owner_changed => {
+                        for (i, n) in new.nodes.iter().enumerate() {
+                            if !n.is_tagged() && n.user.is_some() && users_of_x.contains(&n.user) {
+                                filters.insert(i);
+                            }
+                        }
+                    }
+                    _ => {}
                 }
-                break;
+            }
+            if src_changed && b.users.iter().any(|u| u.starts_with("localpart:")) {
+                filters.union_with(&grow(&a.src_nodes));
+                filters.union_with(&b.src_nodes);
             }
         }
         let mut peers = NodeSet::new(len);

@@ -45,6 +45,8 @@ fn policy(rules: &[(usize, usize)]) -> Policy {
     let text = format!(
         "{{\"groups\": {{\"group:g0\": [\"user0@example.com\", \"user2@\"]}},\n\
           \"tagOwners\": {{\"tag:t0\": [], \"tag:t1\": []}},\n\
+          \"ssh\": [{{\"action\": \"accept\", \"src\": [\"autogroup:member\"], \"dst\": [\"autogroup:self\"], \"users\": [\"root\"]}},\n\
+                   {{\"action\": \"check\", \"src\": [\"group:g0\", \"tag:t1\"], \"dst\": [\"tag:t0\"], \"users\": [\"autogroup:nonroot\"]}}],\n\
           \"acls\": [{}]}}",
         acls.join(",")
     );
@@ -77,9 +79,15 @@ fn tailnet(n: usize, seed: u64) -> (Vec<PolicyUser>, Vec<PolicyNode>) {
     (users, nodes)
 }
 
-fn snapshot(c: &CompiledPolicy) -> Vec<(Vec<hs_policy::Rule>, Vec<hs_policy::PeerView>)> {
+type Snapshot = Vec<(
+    Vec<hs_policy::Rule>,
+    Vec<hs_policy::PeerView>,
+    Vec<hs_policy::SshRuleOut>,
+)>;
+
+fn snapshot(c: &CompiledPolicy) -> Snapshot {
     (0..c.nodes().len())
-        .map(|i| (c.filter(i), c.peers(i)))
+        .map(|i| (c.filter(i), c.peers(i), c.ssh_rules(i)))
         .collect()
 }
 
@@ -176,7 +184,7 @@ proptest! {
         let after = snapshot(&c);
         for i in 0..n {
             let id = c.nodes()[i].id;
-            if before[i].0 != after[i].0 {
+            if before[i].0 != after[i].0 || before[i].2 != after[i].2 {
                 prop_assert!(delta.filters_changed.contains(&id), "filter of {i} changed unreported");
             }
             if before[i].1 != after[i].1 {
