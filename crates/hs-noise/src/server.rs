@@ -424,7 +424,8 @@ fn websocket_accept<B>(req: &Request<B>) -> Result<HeaderValue, &'static str> {
     HeaderValue::from_str(&derive_accept_key(key.as_bytes())).map_err(|_| "bad Sec-WebSocket-Key")
 }
 
-/// Sends the handshake response (and early payload) on a freshly upgraded stream.
+/// Sends the handshake response (and early payload) on a freshly upgraded stream within
+/// `timeout`, and gives the client as long again to send its first record.
 async fn start_session<I>(
     io: I,
     accepted: crate::Accepted,
@@ -445,6 +446,9 @@ where
         Ok(r) => r?,
         Err(_) => return Err(Error::HandshakeTimeout(timeout)),
     }
+    // Some clients wait for the server's first bytes before sending their HTTP/2 preface,
+    // so the silence check runs alongside the HTTP/2 server rather than before it.
+    stream.set_first_read_deadline(timeout);
     Ok(stream)
 }
 

@@ -5,6 +5,7 @@
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -40,6 +41,8 @@ pub struct NoiseStream<T> {
     wbuf: Vec<u8>,
     wpos: usize,
     write_failed: bool,
+    /// Until the first record arrives: when to give up on a silent peer.
+    first_read_deadline: Option<(Pin<Box<tokio::time::Sleep>>, Duration)>,
 }
 
 impl<T> NoiseStream<T> {
@@ -60,6 +63,7 @@ impl<T> NoiseStream<T> {
             wbuf: Vec::with_capacity(WRITE_BUF_CAP),
             wpos: 0,
             write_failed: false,
+            first_read_deadline: None,
         }
     }
 
@@ -69,6 +73,13 @@ impl<T> NoiseStream<T> {
         let mut s = Self::new(io, transport);
         s.wbuf.extend_from_slice(preamble);
         s
+    }
+
+    /// Fails reads with [`Error::HandshakeTimeout`] if no record has arrived within `limit`
+    /// from now, so a peer that completes the handshake and then stays silent is dropped
+    /// instead of holding the connection open forever. Needs a tokio timer.
+    pub fn set_first_read_deadline(&mut self, limit: Duration) {
+        self.first_read_deadline = Some((Box::pin(tokio::time::sleep(limit)), limit));
     }
 
     /// The underlying stream.
@@ -121,60 +132,55 @@ impl<T: AsyncWrite + Unpin> NoiseStream<T> {
     }
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for NoiseStream<T> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        out: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
+impl<T: AsyncRead + Unpin> NoiseStream<T> {
+    /// Reads and opens records until plaintext is buffered (`true`) or the peer closed
+    /// cleanly (`false`).
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
         loop {
-            if this.read_failed {
+            if self.read_failed {
                 return Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::InvalidData,
                     "noise session failed earlier",
                 )));
             }
-            if this.plain_start < this.plain_end {
-                let n = out.remaining().min(this.plain_end - this.plain_start);
-                out.put_slice(&this.rbuf[this.plain_start..this.plain_start + n]);
-                this.plain_start += n;
-                return Poll::Ready(Ok(()));
+            if self.plain_start < self.plain_end {
+                return Poll::Ready(Ok(true));
             }
-            if this.frame_end > 0 {
+            if self.frame_end > 0 {
                 // The previous record is consumed; move any following bytes to the front.
-                this.rbuf.copy_within(this.frame_end..this.rfilled, 0);
-                this.rfilled -= this.frame_end;
-                this.frame_end = 0;
-                this.plain_start = 0;
-                this.plain_end = 0;
+                self.rbuf.copy_within(self.frame_end..self.rfilled, 0);
+                self.rfilled -= self.frame_end;
+                self.frame_end = 0;
+                self.plain_start = 0;
+                self.plain_end = 0;
             }
-            match parse_frame(&this.rbuf[..this.rfilled]) {
+            match parse_frame(&self.rbuf[..self.rfilled]) {
                 Err(e) => {
-                    this.read_failed = true;
+                    self.read_failed = true;
                     return Poll::Ready(Err(protocol_error(e)));
                 }
                 Ok(Some(n)) => {
-                    match this.opener.open(&mut this.rbuf[..n]) {
+                    match self.opener.open(&mut self.rbuf[..n]) {
                         Ok(plain) => {
-                            this.plain_start = HEADER_LEN;
-                            this.plain_end = HEADER_LEN + plain.len();
-                            this.frame_end = n;
+                            self.first_read_deadline = None;
+                            self.plain_start = HEADER_LEN;
+                            self.plain_end = HEADER_LEN + plain.len();
+                            self.frame_end = n;
                         }
                         Err(e) => {
-                            this.read_failed = true;
+                            self.read_failed = true;
                             return Poll::Ready(Err(protocol_error(e)));
                         }
                     }
-                    // An empty record yields nothing; loop to the next one rather than
+                    // An empty record yields nothing; go on to the next one rather than
                     // returning a zero-length read, which would look like EOF.
                     continue;
                 }
                 Ok(None) => {}
             }
-            if this.read_eof {
-                return Poll::Ready(if this.rfilled == 0 {
-                    Ok(())
+            if self.read_eof {
+                return Poll::Ready(if self.rfilled == 0 {
+                    Ok(false)
                 } else {
                     Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
@@ -182,14 +188,52 @@ impl<T: AsyncRead + Unpin> AsyncRead for NoiseStream<T> {
                     ))
                 });
             }
-            let mut rb = ReadBuf::new(&mut this.rbuf[this.rfilled..]);
-            ready!(Pin::new(&mut this.io).poll_read(cx, &mut rb))?;
+            // parse_frame caps a frame at the buffer size, so a full buffer always holds
+            // a whole frame and this read has room.
+            let mut rb = ReadBuf::new(&mut self.rbuf[self.rfilled..]);
+            let polled = Pin::new(&mut self.io).poll_read(cx, &mut rb);
+            if polled.is_pending() {
+                if let Some((sleep, limit)) = &mut self.first_read_deadline {
+                    if sleep.as_mut().poll(cx).is_ready() {
+                        self.read_failed = true;
+                        return Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            Error::HandshakeTimeout(*limit),
+                        )));
+                    }
+                }
+                return Poll::Pending;
+            }
+            ready!(polled)?;
             let n = rb.filled().len();
             if n == 0 {
-                this.read_eof = true;
+                self.read_eof = true;
             }
-            this.rfilled += n;
+            self.rfilled += n;
         }
+    }
+
+    /// Waits until the peer's first plaintext has arrived (without consuming it), so a
+    /// caller can bound how long a peer may sit idle after the handshake. `Ok(false)` if the
+    /// peer closed instead.
+    pub async fn wait_readable(&mut self) -> io::Result<bool> {
+        std::future::poll_fn(|cx| self.poll_fill(cx)).await
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for NoiseStream<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if ready!(this.poll_fill(cx))? {
+            let n = out.remaining().min(this.plain_end - this.plain_start);
+            out.put_slice(&this.rbuf[this.plain_start..this.plain_start + n]);
+            this.plain_start += n;
+        }
+        Poll::Ready(Ok(()))
     }
 }
 

@@ -288,7 +288,7 @@ async fn get_upgrade_works_and_early_payload_is_first_record() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_records_end_only_their_own_session() {
-    let addr = serve(ts2021()).await;
+    let addr = serve(ts2021().with_handshake_timeout(Duration::from_secs(2))).await;
     let url: url::Url = format!("http://{addr}").parse().unwrap();
     let keys = ts_keys::MachineKeyPair::random();
     let good = ts_control::client::connect(&url, &keys).await.unwrap();
@@ -316,8 +316,9 @@ async fn bad_records_end_only_their_own_session() {
         let _ = read_until_close(&mut s, usize::MAX).await;
     }
 
-    // A client that upgrades and then stalls forever does not block anyone either.
-    let (_stalled, _, _) = raw_upgrade(addr, "POST").await;
+    // A client that upgrades and then never speaks is dropped after the handshake
+    // timeout, and meanwhile blocks no one.
+    let (mut stalled, _, _) = raw_upgrade(addr, "POST").await;
 
     let resp = good
         .post(
@@ -330,6 +331,7 @@ async fn bad_records_end_only_their_own_session() {
     assert_eq!(resp.status(), 200);
     let body = resp.collect_bytes().await.unwrap();
     assert!(body.ends_with(b"POST /still-alive ok"));
+    let _ = read_until_close(&mut stalled, usize::MAX).await;
 }
 
 /// How hs-control mounts it: an axum `Router` as the service inside the tunnel, reading the

@@ -169,6 +169,20 @@ async fn stream_rejects_unknown_type_oversize_and_bad_records() {
 }
 
 #[tokio::test]
+async fn wait_readable_skips_empty_records_and_keeps_the_data() {
+    let (mut c, mut client, mut server) = established().await;
+    let mut wire = client.seal(b"");
+    wire.extend_from_slice(&client.seal(b"first"));
+    c.write_all(&wire).await.unwrap();
+    assert!(server.wait_readable().await.unwrap());
+    let mut buf = [0u8; 16];
+    let n = server.read(&mut buf).await.unwrap();
+    assert_eq!(&buf[..n], b"first");
+    c.shutdown().await.unwrap();
+    assert!(!server.wait_readable().await.unwrap());
+}
+
+#[tokio::test]
 async fn eof_inside_a_record_is_an_error() {
     let (mut c, mut client, mut server) = established().await;
     let f = client.seal(b"truncated");
