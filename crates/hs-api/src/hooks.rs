@@ -133,11 +133,18 @@ impl ControlHooks for DbOnly {
     }
 }
 
-/// The routes a node advertises, read from its Hostinfo's `RoutableIPs`.
+/// The routes a node advertises, read from its Hostinfo's `RoutableIPs`. Read through the
+/// Hostinfo's JSON form so this keeps working whichever Rust type carries the Hostinfo.
 pub fn routable_ips(node: &Node) -> Vec<IpNet> {
-    node.hostinfo
+    let Some(value) = node
+        .hostinfo
         .as_ref()
-        .and_then(|h| h.get("RoutableIPs"))
+        .and_then(|h| serde_json::to_value(h).ok())
+    else {
+        return Vec::new();
+    };
+    value
+        .get("RoutableIPs")
         .and_then(|v| v.as_array())
         .map(|a| a.iter().filter_map(|v| v.as_str()?.parse().ok()).collect())
         .unwrap_or_default()

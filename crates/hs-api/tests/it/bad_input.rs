@@ -233,3 +233,35 @@ async fn unknown_path_is_problem_json_404() {
     assert_eq!(status, 404);
     assert_eq!(ct, "application/problem+json");
 }
+
+#[tokio::test]
+async fn node_shows_advertised_and_serving_routes() {
+    let f = Fixture::new();
+    let u = f.user("alice");
+    let mut n = super::support::node(1, "router", Some(u.id));
+    // Built from JSON so the test does not depend on which Rust type carries Hostinfo.
+    n.hostinfo = Some(
+        serde_json::from_value(serde_json::json!({
+            "Hostname": "router",
+            "RoutableIPs": ["10.0.0.0/24", "192.168.0.0/24"]
+        }))
+        .unwrap(),
+    );
+    n.approved_routes = vec![
+        "10.0.0.0/24".parse().unwrap(),
+        "172.16.0.0/12".parse().unwrap(),
+    ];
+    f.db.tx(|c| c.create_node(&n)).unwrap();
+    let (status, _, body) = f.call("GET", "/api/v1/node/1", None).await;
+    assert_eq!(status, 200, "{body}");
+    let node = &body["node"];
+    assert_eq!(
+        node["availableRoutes"],
+        serde_json::json!(["10.0.0.0/24", "192.168.0.0/24"])
+    );
+    assert_eq!(
+        node["approvedRoutes"],
+        serde_json::json!(["10.0.0.0/24", "172.16.0.0/12"])
+    );
+    assert_eq!(node["subnetRoutes"], serde_json::json!(["10.0.0.0/24"]));
+}
