@@ -193,14 +193,14 @@ impl<T: AsyncRead + Unpin> NoiseStream<T> {
             let mut rb = ReadBuf::new(&mut self.rbuf[self.rfilled..]);
             let polled = Pin::new(&mut self.io).poll_read(cx, &mut rb);
             if polled.is_pending() {
-                if let Some((sleep, limit)) = &mut self.first_read_deadline {
-                    if sleep.as_mut().poll(cx).is_ready() {
-                        self.read_failed = true;
-                        return Poll::Ready(Err(io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            Error::HandshakeTimeout(*limit),
-                        )));
-                    }
+                if let Some((sleep, limit)) = &mut self.first_read_deadline
+                    && sleep.as_mut().poll(cx).is_ready()
+                {
+                    self.read_failed = true;
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        Error::HandshakeTimeout(*limit),
+                    )));
                 }
                 return Poll::Pending;
             }
