@@ -56,10 +56,6 @@ impl PendingAuths {
     fn get(&self, id: &str) -> Option<Arc<Pending>> {
         self.lock().get(id).cloned()
     }
-
-    fn take(&self, id: &str) -> Option<Arc<Pending>> {
-        self.lock().remove(id)
-    }
 }
 
 fn ttl() -> chrono::Duration {
@@ -144,12 +140,16 @@ impl ControlState {
     /// the node is created (or the machine's node for that user updated) and the waiting
     /// client is answered.
     pub async fn approve_registration(&self, auth_id: &str, user: UserId) -> Result<Node, Error> {
-        let Some(p) = self.pending().get(auth_id) else {
+        let Some(p) = self
+            .pending()
+            .get(auth_id)
+            .filter(|p| p.done.borrow().is_none())
+        else {
             return Err(Error::Config(format!(
-                "no pending registration with auth ID {auth_id:?} (it may have expired)"
+                "no pending registration with auth ID {auth_id:?} (it may have expired or been decided)"
             )));
         };
-        if self.store().load().user(user).is_none() {
+        if !self.ensure_user(user).await? {
             return Err(Error::Config(format!("user {} does not exist", user.get())));
         }
         let t = now();
@@ -215,8 +215,9 @@ impl ControlState {
                 return Err(e);
             }
         };
-        self.pending().take(auth_id);
-        let _ = p.done.send(Some(Ok(response_for(self, &n, t))));
+        // The entry stays (until its TTL) so a follow-up that arrives after the decision still
+        // gets it; `send_replace` stores the answer even when nobody is waiting yet.
+        p.done.send_replace(Some(Ok(response_for(self, &n, t))));
         tracing::info!(
             node = n.id.get(),
             user = user.get(),
@@ -227,12 +228,17 @@ impl ControlState {
 
     /// Rejects a pending registration; the waiting client is told so.
     pub fn reject_registration(&self, auth_id: &str) -> Result<(), Error> {
-        let Some(p) = self.pending().take(auth_id) else {
+        let Some(p) = self
+            .pending()
+            .get(auth_id)
+            .filter(|p| p.done.borrow().is_none())
+        else {
             return Err(Error::Config(format!(
                 "no pending registration with auth ID {auth_id:?}"
             )));
         };
-        let _ = p.done.send(Some(Err("registration rejected".to_owned())));
+        p.done
+            .send_replace(Some(Err("registration rejected".to_owned())));
         Ok(())
     }
 }
@@ -240,7 +246,12 @@ impl ControlState {
 /// `GET /register/{auth_id}`: tells the operator the command to run.
 pub(crate) async fn page(State(st): State<ControlState>, Path(id): Path<String>) -> Response {
     let valid = id.len() == AUTH_ID_LEN && id.chars().all(|c| c.is_ascii_alphanumeric());
-    if !valid || st.pending().get(&id).is_none() {
+    if !valid
+        || st
+            .pending()
+            .get(&id)
+            .is_none_or(|p| p.done.borrow().is_some())
+    {
         return (
             StatusCode::NOT_FOUND,
             "unknown or expired registration; run `tailscale up` again",

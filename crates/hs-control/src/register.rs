@@ -326,6 +326,11 @@ async fn with_auth_key(
     if !tagged && user_id.is_none() {
         return Err(Refusal::in_body("pre auth key has neither a user nor tags"));
     }
+    if let Some(u) = user_id
+        && !st.ensure_user(u).await?
+    {
+        return Err(Refusal::in_body("the pre auth key's user no longer exists"));
+    }
     if key.ephemeral {
         st.note_ephemeral_key(key.id);
     }

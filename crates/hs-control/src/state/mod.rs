@@ -274,6 +274,20 @@ impl ControlState {
         })
     }
 
+    /// Makes sure the NodeStore knows `user` (users are created through the API, which writes
+    /// only the database); false when the database does not have it either.
+    pub async fn ensure_user(&self, user: hs_types::UserId) -> Result<bool, Error> {
+        if self.store().load().user(user).is_some() {
+            return Ok(true);
+        }
+        let Some(u) = self.blocking(move |db| db.tx(|c| c.get_user(user))).await? else {
+            return Ok(false);
+        };
+        let a = self.apply(vec![Op::UpsertUser(Box::new(u))]).await?;
+        first_result(&a)?;
+        Ok(true)
+    }
+
     /// Deletes a node: database first, then its addresses go back to the allocator and the
     /// NodeStore (and so every peer) forgets it.
     pub async fn delete_node(&self, id: NodeId) -> Result<(), Error> {

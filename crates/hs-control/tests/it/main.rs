@@ -8,5 +8,6 @@
 
 mod flow;
 mod harness;
+mod interactive;
 mod refusals;
 mod server;

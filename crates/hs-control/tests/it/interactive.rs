@@ -1,0 +1,92 @@
+//! Interactive login: `AuthURL`, the registration page, the follow-up long poll answered by
+//! an operator's approval, and a leaked auth ID that registers nothing.
+
+use chrono::Utc;
+use hs_db::NewUser;
+use hs_types::tailcfg::RegisterResponse;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+use crate::flow::post_json;
+use crate::harness::{Client, Harness};
+
+async fn http_get(h: &Harness, path: &str) -> String {
+    let addr = format!("{}:{}", h.url.host_str().unwrap(), h.url.port().unwrap());
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interactive_login_is_approved_by_the_operator_for_a_user_created_later() {
+    let h = Harness::start().await;
+    // Created after the server started (as the API does): registration must still find it.
+    let bob =
+        h.db.tx(|c| {
+            c.create_user(
+                &NewUser {
+                    name: "bob".into(),
+                    ..NewUser::default()
+                },
+                Utc::now(),
+            )
+        })
+        .unwrap()
+        .id;
+    let c = Client::connect(&h, "laptop").await;
+    let err = ts_control::register(&c.cfg, &h.url, None, None, &c.keys, &c.conn)
+        .await
+        .unwrap_err();
+    let ts_control::RegistrationError::MachineNotAuthorized(Some(auth_url)) = err else {
+        panic!("expected an AuthURL, got {err:?}");
+    };
+    let prefix = format!("{}register/", h.url);
+    assert!(auth_url.as_str().starts_with(&prefix), "{auth_url}");
+    let auth_id = auth_url.as_str()[prefix.len()..].to_owned();
+
+    let page = http_get(&h, &format!("/register/{auth_id}")).await;
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(page.contains(&format!(
+        "headscale auth register --auth-id {auth_id} --user"
+    )));
+    assert!(
+        http_get(&h, "/register/AAAAAAAAAAAAAAAAAAAAAAAA")
+            .await
+            .starts_with("HTTP/1.1 404")
+    );
+
+    // Another machine holding the leaked URL learns nothing and registers nothing.
+    let thief = Client::connect(&h, "thief").await;
+    let body = serde_json::json!({"Version":130, "NodeKey": thief.keys.node_keys.public.to_string(),
+        "Followup": auth_url.as_str()});
+    let (status, resp) = post_json(&thief, &h, "/machine/register", body.to_string()).await;
+    assert_eq!(status, 200);
+    let r: RegisterResponse = serde_json::from_slice(&resp).unwrap();
+    assert!(!r.machine_authorized);
+    assert_eq!(r.error, "registration not found or expired");
+    assert_eq!(h.node_count(), 0);
+
+    let wait = {
+        let (cfg, url, keys, conn) = (c.cfg.clone(), h.url.clone(), c.keys.clone(), c.conn.clone());
+        let followup = auth_url.clone();
+        tokio::spawn(async move {
+            ts_control::register(&cfg, &url, None, Some(followup), &keys, &conn).await
+        })
+    };
+    // Approval races the follow-up on purpose: either order must answer the client.
+    let node = h.st.approve_registration(&auth_id, bob).await.unwrap();
+    assert_eq!(node.user_id, Some(bob));
+    wait.await.unwrap().unwrap();
+    let stored = h.db.tx(|c| c.list_nodes()).unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].user_id, Some(bob));
+    assert_eq!(
+        stored[0].node_key.to_string(),
+        c.keys.node_keys.public.to_string()
+    );
+    // The auth ID is spent.
+    assert!(h.st.approve_registration(&auth_id, bob).await.is_err());
+}
