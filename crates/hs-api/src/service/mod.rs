@@ -1,6 +1,7 @@
 //! The admin operations, once, for both front ends (REST and gRPC): input checks, store calls
 //! on the blocking pool, control-plane notifications, and the error each failure maps to.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -96,6 +97,7 @@ pub struct Admin {
     hooks: Arc<dyn ControlHooks>,
     clock: Clock,
     policy_mode: PolicyMode,
+    policy_path: Option<PathBuf>,
     keys: Arc<KeyCache>,
 }
 
@@ -120,8 +122,16 @@ impl Admin {
             hooks,
             clock,
             policy_mode,
+            policy_path: None,
             keys: Arc::default(),
         }
+    }
+
+    /// The policy file (`policy.path`) that `get_policy` reads in [`PolicyMode::File`].
+    #[must_use]
+    pub fn with_policy_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.policy_path = Some(path.into());
+        self
     }
 
     fn now(&self) -> DateTime<Utc> {
@@ -402,7 +412,18 @@ impl Admin {
     // ---- policy
 
     /// The stored policy; 500 (as Headscale answers) when none was ever stored.
+    /// In file mode the configured policy file is read instead, with its modification time.
     pub async fn get_policy(&self) -> Result<StoredPolicy, ApiError> {
+        if self.policy_mode == PolicyMode::File {
+            let path = self.policy_path.clone().ok_or_else(|| {
+                ApiError::Internal(
+                    "loading policy: policy.mode is file but policy.path is empty".into(),
+                )
+            })?;
+            return tokio::task::spawn_blocking(move || read_policy_file(&path))
+                .await
+                .map_err(|e| ApiError::Internal(format!("loading policy: {e}")))?;
+        }
         self.db("loading policy", |s| s.policy())
             .await?
             .ok_or_else(|| ApiError::Internal("loading policy: no policy has been stored".into()))
@@ -435,6 +456,18 @@ impl Admin {
         self.hooks.policy_changed(&stored.data);
         Ok(stored)
     }
+}
+
+fn read_policy_file(path: &std::path::Path) -> Result<StoredPolicy, ApiError> {
+    let err = |e: std::io::Error| {
+        ApiError::Internal(format!("loading policy from {}: {e}", path.display()))
+    };
+    let data = std::fs::read_to_string(path).map_err(err)?;
+    let updated_at = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .map_err(err)?
+        .into();
+    Ok(StoredPolicy { data, updated_at })
 }
 
 fn find_user(users: &[User], id: Option<UserId>) -> Option<User> {

@@ -265,3 +265,17 @@ async fn node_shows_advertised_and_serving_routes() {
     );
     assert_eq!(node["subnetRoutes"], serde_json::json!(["10.0.0.0/24"]));
 }
+
+#[tokio::test]
+async fn file_mode_get_reads_the_policy_file() {
+    let mut f = Fixture::with(Default::default(), hs_api::PolicyMode::File);
+    let (status, ct, _) = f.call("GET", "/api/v1/policy", None).await;
+    assert_eq!((status, ct.as_str()), (500, "application/problem+json"));
+    let path = f._dir.path().join("policy.hujson");
+    std::fs::write(&path, "{ // from the file\n}").unwrap();
+    f.admin = f.admin.clone().with_policy_file(&path);
+    let (status, _, body) = f.call("GET", "/api/v1/policy", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["policy"], "{ // from the file\n}");
+    assert!(body["updatedAt"].as_str().is_some_and(|t| t.ends_with('Z')));
+}
