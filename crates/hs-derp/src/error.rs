@@ -35,4 +35,9 @@ pub enum Error {
         /// What was wrong.
         detail: String,
     },
+    /// The DERP key is the Noise key.
+    #[error(
+        "derp.server.private_key_path holds the same key as noise.private_key_path; they must differ"
+    )]
+    SameKey,
 }

@@ -44,5 +44,6 @@ pub use error::Error;
 pub use frame::{Frame, FrameError, FrameType, PeerGoneReason};
 pub use handshake::{ClientInfo, HandshakeError, ServerInfo};
 pub use io::FrameReader;
+pub use options::check_keys_distinct;
 pub use server::{ClientVerifier, DerpServer, RateLimit, ServerOptions, Stats};
 pub use stun::StunError;

@@ -81,3 +81,32 @@ pub struct Stats {
     /// Connections refused by the verifier.
     pub clients_refused: u64,
 }
+
+/// Refuses a DERP key equal to the Noise key: Headscale requires them to differ, since the
+/// DERP key's public half is served to anyone who connects.
+pub fn check_keys_distinct(
+    derp: &hs_types::NodePrivate,
+    noise: &hs_types::MachinePrivate,
+) -> Result<(), crate::Error> {
+    if derp.secret_bytes() == noise.secret_bytes() {
+        return Err(crate::Error::SameKey);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use hs_types::{MachinePrivate, NodePrivate};
+    use rand::rngs::OsRng;
+
+    use super::*;
+
+    #[test]
+    fn same_derp_and_noise_key_is_refused() {
+        let derp = NodePrivate::generate(&mut OsRng);
+        let noise = MachinePrivate::from_bytes(*derp.secret_bytes());
+        let err = check_keys_distinct(&derp, &noise).unwrap_err();
+        assert!(err.to_string().contains("private_key_path"), "{err}");
+        assert!(check_keys_distinct(&derp, &MachinePrivate::generate(&mut OsRng)).is_ok());
+    }
+}
