@@ -10,6 +10,7 @@ mod ci;
 mod codegen;
 mod conformance;
 mod fuzz;
+mod integration;
 
 use anyhow::{Result, bail};
 
@@ -24,6 +25,7 @@ fn main() -> Result<()> {
         "fuzz" => fuzz::run(rest),
         "conformance" => conformance::run(rest),
         "codegen" => codegen::run(rest),
+        "integration" => integration::run(rest),
         "help" | "--help" | "-h" => {
             print_help();
             Ok(())
@@ -40,6 +42,7 @@ fn print_help() {
         "cargo xtask <command>\n\n\
          commands:\n  \
          ci    fmt --check, clippy -D warnings, the whole test suite (installs what it needs)\n  \
-         codegen [--check]  regenerate (or verify) crates/hs-api/src/generated from proto/\n"
+         codegen [--check]  regenerate (or verify) crates/hs-api/src/generated from proto/\n  \
+         integration [PATTERN] [--client-version V] [--timeout 900s] | integration doctor\n"
     );
 }

@@ -1,0 +1,252 @@
+//! A real Tailscale client: one `tailscaled` (userspace networking, its own state directory,
+//! socket and logs) inside the scenario's namespace, driven with the `tailscale` CLI over its
+//! socket. The environment keeps it on loopback and away from Tailscale's own servers.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use serde_json::Value;
+
+use crate::eventually::eventually;
+use crate::netns::Netns;
+use crate::proc::Proc;
+use crate::server::{CONTROL_ADDR, tail};
+
+/// Which client binaries to run.
+#[derive(Debug, Clone)]
+pub(crate) struct ClientBins {
+    /// `tailscaled`.
+    pub(crate) tailscaled: PathBuf,
+    /// `tailscale`.
+    pub(crate) tailscale: PathBuf,
+}
+
+/// One running client.
+#[derive(Debug)]
+pub(crate) struct Client {
+    /// Its hostname, also its name in messages.
+    pub(crate) name: String,
+    dir: PathBuf,
+    socket: PathBuf,
+    bins: ClientBins,
+    ns_name: Option<String>,
+    env: Vec<(String, String)>,
+    proc: Option<Proc>,
+}
+
+impl Client {
+    /// Starts tailscaled for `name`: state in `state_dir` (short path, it holds the socket),
+    /// logs in `log_dir`. `extra_env` adds variables such as `TS_DEBUG_ALWAYS_USE_DERP`.
+    pub(crate) fn start(
+        name: &str,
+        bins: &ClientBins,
+        ns: &Netns,
+        state_dir: &Path,
+        log_dir: &Path,
+        extra_env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(state_dir)
+            .with_context(|| format!("creating {}", state_dir.display()))?;
+        std::fs::create_dir_all(log_dir)
+            .with_context(|| format!("creating {}", log_dir.display()))?;
+        let mut env: Vec<(String, String)> = [
+            ("TS_NO_LOGS_NO_SUPPORT", "true"),
+            ("TS_DISABLE_PORTMAPPER", "1"),
+            ("TS_ASSUME_NETWORK_UP_FOR_TEST", "1"),
+            ("TS_PANIC_IF_HIT_MAIN_CONTROL", "1"),
+            ("TS_DEBUG_USE_DERP_HTTP", "1"),
+            // Port 9 (discard) is closed: any proxied (non-loopback) HTTP fails at once.
+            ("HTTP_PROXY", "http://127.0.0.1:9"),
+            ("HTTPS_PROXY", "http://127.0.0.1:9"),
+            ("http_proxy", "http://127.0.0.1:9"),
+            ("https_proxy", "http://127.0.0.1:9"),
+            ("NO_PROXY", ""),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        env.push(("TS_LOGS_DIR".to_owned(), log_dir.display().to_string()));
+        for (k, v) in extra_env {
+            env.push(((*k).to_owned(), (*v).to_owned()));
+        }
+        let socket = state_dir.join("ts.sock");
+        let mut c = Self {
+            name: name.to_owned(),
+            dir: log_dir.to_owned(),
+            socket,
+            bins: bins.clone(),
+            ns_name: ns.name().map(str::to_owned),
+            env,
+            proc: None,
+        };
+        c.spawn_daemon(state_dir)?;
+        Ok(c)
+    }
+
+    fn spawn_daemon(&mut self, state_dir: &Path) -> anyhow::Result<()> {
+        let mut cmd = self.ns_command(&self.bins.tailscaled.display().to_string());
+        cmd.arg("--tun=userspace-networking")
+            .arg(format!("--statedir={}", state_dir.display()))
+            .arg(format!("--socket={}", self.socket.display()))
+            .arg("--port=0")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let p = Proc::spawn(
+            &format!("tailscaled {}", self.name),
+            cmd,
+            &self.dir.join("tailscaled"),
+        )?;
+        self.proc = Some(p);
+        let sock = self.socket.clone();
+        eventually(
+            &format!("{}: tailscaled answers on its socket", self.name),
+            Duration::from_secs(30),
+            || {
+                if let Some(st) = self.proc.as_mut().and_then(Proc::exited) {
+                    bail!(
+                        "tailscaled exited ({st}); stderr tail:\n{}",
+                        tail(&self.dir.join("tailscaled.stderr"), 15)
+                    );
+                }
+                if !sock.exists() {
+                    bail!("{} does not exist yet", sock.display());
+                }
+                self.status().map(|_| ())
+            },
+        )
+    }
+
+    fn ns_command(&self, program: &str) -> Command {
+        match &self.ns_name {
+            Some(n) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", n, program]);
+                c
+            }
+            None => Command::new(program),
+        }
+    }
+
+    /// Runs `tailscale --socket=… <args>` and returns its output, whatever the exit status.
+    pub(crate) fn cli(&self, args: &[&str]) -> anyhow::Result<Output> {
+        let mut cmd = self.ns_command(&self.bins.tailscale.display().to_string());
+        cmd.arg(format!("--socket={}", self.socket.display()))
+            .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        cmd.output()
+            .with_context(|| format!("{}: running tailscale {}", self.name, args.join(" ")))
+    }
+
+    /// Runs the CLI and fails with its output unless it exits 0.
+    pub(crate) fn cli_ok(&self, args: &[&str]) -> anyhow::Result<String> {
+        let out = self.cli(args)?;
+        if !out.status.success() {
+            bail!(
+                "{}: `tailscale {}` failed ({}): {}{}",
+                self.name,
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stdout).trim(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// `tailscale up` with a pre-auth key against the scenario's server.
+    pub(crate) fn up(&self, auth_key: &str) -> anyhow::Result<()> {
+        self.cli_ok(&[
+            "up",
+            &format!("--login-server=http://{CONTROL_ADDR}"),
+            &format!("--auth-key={auth_key}"),
+            &format!("--hostname={}", self.name),
+            "--accept-dns=false",
+            "--timeout=90s",
+        ])
+        .map(|_| ())
+    }
+
+    /// `tailscale status --json`.
+    pub(crate) fn status(&self) -> anyhow::Result<Value> {
+        let text = self.cli_ok(&["status", "--json"])?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("{}: status --json is not JSON", self.name))
+    }
+
+    /// The backend state (`Running`, `NeedsLogin`, ...).
+    pub(crate) fn backend_state(&self) -> anyhow::Result<String> {
+        Ok(self.status()?["BackendState"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned())
+    }
+
+    /// The node's own Tailscale addresses.
+    pub(crate) fn ips(&self) -> anyhow::Result<Vec<String>> {
+        let st = self.status()?;
+        let ips: Vec<String> = st["TailscaleIPs"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if ips.is_empty() {
+            bail!("{} has no Tailscale addresses yet", self.name);
+        }
+        Ok(ips)
+    }
+
+    /// The node's FQDN (`Self.DNSName` without the trailing dot).
+    pub(crate) fn fqdn(&self) -> anyhow::Result<String> {
+        let st = self.status()?;
+        let n = st["Self"]["DNSName"].as_str().unwrap_or_default();
+        if n.is_empty() {
+            bail!("{} has no DNS name yet", self.name);
+        }
+        Ok(n.trim_end_matches('.').to_owned())
+    }
+
+    /// Hostnames of peers that are online, per `status --json`.
+    pub(crate) fn online_peers(&self) -> anyhow::Result<Vec<String>> {
+        let st = self.status()?;
+        let mut out = Vec::new();
+        if let Some(m) = st["Peer"].as_object() {
+            for p in m.values() {
+                if p["Online"].as_bool() == Some(true) {
+                    out.push(p["HostName"].as_str().unwrap_or_default().to_owned());
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// One `tailscale ping` to `target`, accepting DERP paths.
+    pub(crate) fn ping(&self, target: &str) -> anyhow::Result<String> {
+        self.cli_ok(&[
+            "ping",
+            "--until-direct=false",
+            "-c",
+            "1",
+            "--timeout=3s",
+            target,
+        ])
+    }
+
+    /// Saves `status --json` into the log directory (best effort).
+    pub(crate) fn save_status(&self) {
+        if let Ok(out) = self.cli(&["status", "--json"]) {
+            let _ = std::fs::write(self.dir.join("status.json"), &out.stdout);
+        }
+    }
+
+    /// Stops tailscaled.
+    pub(crate) fn stop(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.stop(Duration::from_secs(10));
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! `hs-integration`: the end-to-end harness behind `cargo xtask integration`. It runs the
+//! `headscale` binary and real `tailscaled`/`tailscale` clients inside a network namespace that
+//! has only a loopback interface, one scenario at a time, and prints `N passed, M failed`.
+//!
+//! This is a harness binary (dev tooling, never published), not a library, so it uses anyhow
+//! and prints to the terminal.
+//!
+//! Usage (xtask passes the paths):
+//! `hs-integration run [PATTERN] --server BIN --tailscaled BIN --tailscale BIN --artifacts DIR
+//! [--timeout SECS] [--allow-host]` and, internally, `hs-integration derp --listen ADDR`.
+
+// A terminal tool: it reports on stdout/stderr and reads the wall clock for its deadline.
+#![allow(clippy::print_stdout, clippy::print_stderr, clippy::disallowed_methods)]
+
+mod client;
+mod derp;
+mod eventually;
+mod netns;
+mod proc;
+mod scenarios;
+mod server;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+
+fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let res = match args.split_first() {
+        Some((c, rest)) if c == "run" => run(rest),
+        Some((c, rest)) if c == "derp" => match rest {
+            [flag, addr] if flag == "--listen" => derp::run(addr).map(|()| true),
+            _ => Err(anyhow::anyhow!(
+                "usage: hs-integration derp --listen 127.0.0.1:PORT"
+            )),
+        },
+        Some((c, _)) if c == "list" => {
+            for (n, _) in scenarios::ALL {
+                println!("{n}");
+            }
+            Ok(true)
+        }
+        _ => Err(anyhow::anyhow!(
+            "usage: hs-integration run [PATTERN] --server BIN --tailscaled BIN --tailscale BIN --artifacts DIR [--timeout SECS] [--allow-host] | list"
+        )),
+    };
+    match res {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("hs-integration: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &[String]) -> anyhow::Result<bool> {
+    let mut pattern = String::new();
+    let mut server = None;
+    let mut tailscaled = None;
+    let mut tailscale = None;
+    let mut artifacts = None;
+    let mut timeout = Duration::from_secs(900);
+    let mut allow_host = false;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut val = |flag: &str| {
+            it.next()
+                .cloned()
+                .with_context(|| format!("{flag} needs a value"))
+        };
+        match a.as_str() {
+            "--server" => server = Some(PathBuf::from(val(a)?)),
+            "--tailscaled" => tailscaled = Some(PathBuf::from(val(a)?)),
+            "--tailscale" => tailscale = Some(PathBuf::from(val(a)?)),
+            "--artifacts" => artifacts = Some(PathBuf::from(val(a)?)),
+            "--timeout" => {
+                let v = val(a)?;
+                let secs: u64 = v
+                    .trim_end_matches('s')
+                    .parse()
+                    .with_context(|| format!("--timeout {v:?}: expected seconds, e.g. 900s"))?;
+                timeout = Duration::from_secs(secs);
+            }
+            "--allow-host" => allow_host = true,
+            p if !p.starts_with("--") && pattern.is_empty() => pattern = p.to_owned(),
+            other => bail!("unknown argument {other:?}"),
+        }
+    }
+    let ctx = scenarios::Ctx {
+        server_bin: server.context("--server is required")?,
+        self_bin: std::env::current_exe().context("locating this binary")?,
+        clients: client::ClientBins {
+            tailscaled: tailscaled.context("--tailscaled is required")?,
+            tailscale: tailscale.context("--tailscale is required")?,
+        },
+        artifacts: artifacts.context("--artifacts is required")?,
+        run_id: format!("{:x}", std::process::id() & 0xffff),
+        allow_host,
+    };
+    std::fs::create_dir_all(&ctx.artifacts)
+        .with_context(|| format!("creating {}", ctx.artifacts.display()))?;
+    let started = Instant::now();
+    eventually::set_run_deadline(started + timeout);
+    let chosen: Vec<_> = scenarios::ALL
+        .iter()
+        .filter(|(n, _)| scenarios::selected(&pattern, n))
+        .collect();
+    if chosen.is_empty() {
+        bail!("no scenario matches {pattern:?} (see `hs-integration list`)");
+    }
+    println!(
+        "hs-integration: {} scenario(s); artifacts in {}",
+        chosen.len(),
+        ctx.artifacts.display()
+    );
+    let (mut passed, mut failed) = (0, 0);
+    for (name, body) in chosen {
+        if eventually::run_timed_out() {
+            println!("--- FAIL {name}: not started, the run's --timeout expired");
+            failed += 1;
+            continue;
+        }
+        println!("=== RUN  {name}");
+        let t = Instant::now();
+        let res = std::panic::catch_unwind(|| body(&ctx, name));
+        let secs = t.elapsed().as_secs_f64();
+        match res {
+            Ok(Ok(())) => {
+                println!("--- PASS {name} ({secs:.1}s)");
+                passed += 1;
+            }
+            Ok(Err(e)) => {
+                println!("--- FAIL {name} ({secs:.1}s): {e:#}");
+                failed += 1;
+            }
+            Err(_) => {
+                println!("--- FAIL {name} ({secs:.1}s): panicked");
+                failed += 1;
+            }
+        }
+    }
+    println!(
+        "hs-integration: wall time {:.1}s; artifacts in {}",
+        started.elapsed().as_secs_f64(),
+        ctx.artifacts.display()
+    );
+    println!("{passed} passed, {failed} failed");
+    Ok(failed == 0)
+}

@@ -1,0 +1,400 @@
+//! The scenarios, named as Headscale's integration tests name them, and the per-scenario
+//! environment: namespace, relay, server, clients, artifacts. Every wait is an `eventually`
+//! whose observation also checks that the control server is still alive, so a dead server is
+//! reported as such instead of as a mysterious ping timeout.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail, ensure};
+use hs_db::{Db, DbConfig, SqliteConfig};
+
+use crate::client::{Client, ClientBins};
+use crate::eventually::eventually;
+use crate::netns::Netns;
+use crate::proc::Proc;
+use crate::server::{DERP_PORT, KeyOpts, Server};
+
+/// What every scenario gets from the command line.
+#[derive(Debug, Clone)]
+pub(crate) struct Ctx {
+    /// The `headscale` binary.
+    pub(crate) server_bin: PathBuf,
+    /// This binary (for the `derp` subcommand).
+    pub(crate) self_bin: PathBuf,
+    /// The client binaries.
+    pub(crate) clients: ClientBins,
+    /// `control_logs/<timestamp>-<id>`.
+    pub(crate) artifacts: PathBuf,
+    /// Short unique id of this run (namespace and socket names).
+    pub(crate) run_id: String,
+    /// Fall back to the host loopback when `ip netns` is unusable.
+    pub(crate) allow_host: bool,
+}
+
+/// A scenario: its name and body.
+pub(crate) type Scenario = (&'static str, fn(&Ctx, &str) -> anyhow::Result<()>);
+
+/// Every scenario, in priority order.
+pub(crate) const ALL: &[Scenario] = &[
+    ("TestPingAllByIP", ping_all_by_ip),
+    ("TestPingAllByHostname", ping_all_by_hostname),
+    (
+        "TestAuthKeyLogoutAndReloginSameUser",
+        logout_relogin_same_user,
+    ),
+    ("TestEphemeral", ephemeral),
+    ("TestDERPServerScenario", derp_server_scenario),
+    (
+        "TestHarnessSelfCheckServerStopped",
+        self_check_server_stopped,
+    ),
+];
+
+/// Generous: a loaded 2-core machine runs several tailscaled at once.
+const WAIT: Duration = Duration::from_secs(90);
+
+/// One scenario's world. Fields drop in reverse order of need: clients, server, relay, then
+/// the namespace.
+struct Env {
+    clients: Vec<Client>,
+    server: Server,
+    _derp: Proc,
+    dir: PathBuf,
+    state_root: PathBuf,
+    ns: Netns,
+    bins: ClientBins,
+}
+
+impl Env {
+    fn new(ctx: &Ctx, name: &str) -> anyhow::Result<Self> {
+        let dir = ctx.artifacts.join(name);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        // Sockets live under a short path: unix socket paths are limited to 108 bytes.
+        let state_root = PathBuf::from(format!("/tmp/hsit-{}-{}", ctx.run_id, short(name)));
+        let _ = std::fs::remove_dir_all(&state_root);
+        std::fs::create_dir_all(&state_root)
+            .with_context(|| format!("creating {}", state_root.display()))?;
+        let ns = Netns::create(&format!("{}-{}", ctx.run_id, short(name)), ctx.allow_host)?;
+        let mut derp_cmd = ns.command(&ctx.self_bin.display().to_string());
+        derp_cmd
+            .arg("derp")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{DERP_PORT}"));
+        let mut derp = Proc::spawn("relay", derp_cmd, &dir.join("derp"))?;
+        let derp_log = dir.join("derp.stderr");
+        eventually("the relay listens", Duration::from_secs(30), || {
+            if let Some(st) = derp.exited() {
+                bail!(
+                    "the relay exited ({st}): {}",
+                    crate::server::tail(&derp_log, 10)
+                );
+            }
+            let t = std::fs::read_to_string(&derp_log).unwrap_or_default();
+            ensure!(t.contains("listening on"), "no listening line yet");
+            Ok(())
+        })?;
+        let server = Server::prepare(&dir.join("server"), "")?;
+        Ok(Self {
+            clients: Vec::new(),
+            server,
+            _derp: derp,
+            dir,
+            state_root,
+            ns,
+            bins: ctx.clients.clone(),
+        })
+    }
+
+    fn start_server(&mut self, ctx: &Ctx) -> anyhow::Result<()> {
+        self.server.start(&ctx.server_bin, &self.ns)
+    }
+
+    fn add_client(&mut self, name: &str, extra_env: &[(&str, &str)]) -> anyhow::Result<()> {
+        let c = Client::start(
+            name,
+            &self.bins,
+            &self.ns,
+            &self.state_root.join(name),
+            &self.dir.join(name),
+            extra_env,
+        )?;
+        self.clients.push(c);
+        Ok(())
+    }
+
+    /// Fails if the server died, naming that as the cause.
+    fn alive(&mut self) -> anyhow::Result<()> {
+        self.server.check_alive()
+    }
+
+    fn wait_running(&mut self) -> anyhow::Result<()> {
+        for i in 0..self.clients.len() {
+            let what = format!("{} reaches BackendState Running", self.clients[i].name);
+            eventually(&what, WAIT, || {
+                self.alive()?;
+                let s = self.clients[i].backend_state()?;
+                ensure!(s == "Running", "BackendState is {s:?}");
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Every client sees every other client as an online peer.
+    fn wait_all_peers_online(&mut self) -> anyhow::Result<()> {
+        let names: Vec<String> = self.clients.iter().map(|c| c.name.clone()).collect();
+        for i in 0..self.clients.len() {
+            let mut want: Vec<String> = names.iter().filter(|n| **n != names[i]).cloned().collect();
+            want.sort();
+            let what = format!("{} sees {} online peers {want:?}", names[i], want.len());
+            eventually(&what, WAIT, || {
+                self.alive()?;
+                let got = self.clients[i].online_peers()?;
+                ensure!(got == want, "online peers are {got:?}");
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Every client pings every other client at each target `targets(j)` gives.
+    fn ping_all(
+        &mut self,
+        targets: &dyn Fn(&Client) -> anyhow::Result<Vec<String>>,
+        must_contain: Option<&str>,
+    ) -> anyhow::Result<usize> {
+        let mut all = Vec::new();
+        for c in &self.clients {
+            all.push((c.name.clone(), targets(c)?));
+        }
+        let mut ok = 0;
+        for i in 0..self.clients.len() {
+            for (peer, addrs) in &all {
+                if *peer == self.clients[i].name {
+                    continue;
+                }
+                for a in addrs {
+                    let what = format!("{} pings {peer} at {a}", self.clients[i].name);
+                    eventually(&what, WAIT, || {
+                        self.alive()?;
+                        let out = self.clients[i].ping(a)?;
+                        if let Some(m) = must_contain {
+                            ensure!(out.contains(m), "pong without {m:?}: {}", out.trim());
+                        }
+                        Ok(())
+                    })?;
+                    ok += 1;
+                }
+            }
+        }
+        Ok(ok)
+    }
+
+    /// Nodes in the server's database.
+    fn node_count(&self) -> anyhow::Result<usize> {
+        let db = Db::open(&DbConfig::Sqlite(SqliteConfig {
+            path: self.dir.join("server/db.sqlite"),
+            write_ahead_log: true,
+            wal_autocheckpoint: 1000,
+        }))
+        .context("opening the scenario database to count nodes")?;
+        Ok(db.tx(|c| c.list_nodes())?.len())
+    }
+
+    /// Saves each client's status and the database into the artifacts.
+    fn collect(&mut self) {
+        for c in &self.clients {
+            c.save_status();
+        }
+        for c in &mut self.clients {
+            c.stop();
+        }
+        self.server.stop();
+        self.server.copy_db(&self.dir);
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        self.collect();
+        let _ = std::fs::remove_dir_all(&self.state_root);
+    }
+}
+
+fn short(name: &str) -> String {
+    // Namespace names are limited in length; keep a recognisable, unique tail.
+    let s: String = name
+        .trim_start_matches("Test")
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
+    s.chars().take(12).collect::<String>().to_lowercase()
+}
+
+/// Two users with `per_user` nodes each, logged in with reusable keys; all Running and all
+/// seeing each other.
+fn two_users(
+    ctx: &Ctx,
+    name: &str,
+    per_user: usize,
+    opts: KeyOpts,
+    env: &[(&str, &str)],
+) -> anyhow::Result<(Env, Vec<String>)> {
+    let mut e = Env::new(ctx, name)?;
+    let mut keys = Vec::new();
+    for u in ["user1", "user2"] {
+        let id = e.server.create_user(u)?;
+        keys.push(e.server.create_key(
+            id,
+            KeyOpts {
+                reusable: true,
+                ..opts
+            },
+        )?);
+    }
+    e.start_server(ctx)?;
+    let mut node_keys = Vec::new();
+    for (ui, key) in keys.iter().enumerate() {
+        for n in 0..per_user {
+            let host = format!("u{}-n{}", ui + 1, n + 1);
+            e.add_client(&host, env)?;
+            node_keys.push(key.clone());
+        }
+    }
+    for (c, k) in e.clients.iter().zip(&node_keys) {
+        c.up(k)?;
+    }
+    e.wait_running()?;
+    e.wait_all_peers_online()?;
+    Ok((e, node_keys))
+}
+
+fn by_ip(c: &Client) -> anyhow::Result<Vec<String>> {
+    c.ips()
+}
+
+fn ping_all_by_ip(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
+    let (mut e, _) = two_users(ctx, name, 2, KeyOpts::default(), &[])?;
+    let n = e.ping_all(&by_ip, None)?;
+    ensure!(
+        n == 4 * 3 * 2,
+        "expected 24 successful pings (IPv4 and IPv6), got {n}"
+    );
+    println!("  {name}: {n} pings succeeded");
+    Ok(())
+}
+
+fn ping_all_by_hostname(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
+    let (mut e, _) = two_users(ctx, name, 2, KeyOpts::default(), &[])?;
+    let n = e.ping_all(&|c| Ok(vec![c.fqdn()?]), None)?;
+    println!("  {name}: {n} pings by FQDN succeeded");
+    Ok(())
+}
+
+fn logout_relogin_same_user(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
+    let (mut e, keys) = two_users(ctx, name, 2, KeyOpts::default(), &[])?;
+    e.ping_all(&by_ip, None)?;
+    let before: Vec<Vec<String>> = e
+        .clients
+        .iter()
+        .map(Client::ips)
+        .collect::<anyhow::Result<_>>()?;
+    let nodes_before = e.node_count()?;
+    ensure!(
+        nodes_before == 4,
+        "expected 4 nodes in the database, found {nodes_before}"
+    );
+    for c in &e.clients {
+        c.cli_ok(&["logout"])?;
+    }
+    for i in 0..e.clients.len() {
+        let what = format!("{} is logged out (NeedsLogin)", e.clients[i].name);
+        eventually(&what, WAIT, || {
+            e.alive()?;
+            let s = e.clients[i].backend_state()?;
+            ensure!(s == "NeedsLogin", "BackendState is {s:?}");
+            Ok(())
+        })?;
+    }
+    for (c, k) in e.clients.iter().zip(&keys) {
+        c.up(k)?;
+    }
+    e.wait_running()?;
+    e.wait_all_peers_online()?;
+    let after: Vec<Vec<String>> = e
+        .clients
+        .iter()
+        .map(Client::ips)
+        .collect::<anyhow::Result<_>>()?;
+    ensure!(
+        before == after,
+        "addresses changed across re-login: before {before:?}, after {after:?}"
+    );
+    let nodes_after = e.node_count()?;
+    ensure!(
+        nodes_after == nodes_before,
+        "re-login with the same user must reuse the node: {nodes_before} nodes before, {nodes_after} after"
+    );
+    e.ping_all(&by_ip, None)?;
+    Ok(())
+}
+
+fn ephemeral(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
+    let opts = KeyOpts {
+        ephemeral: true,
+        ..KeyOpts::default()
+    };
+    let (mut e, _) = two_users(ctx, name, 2, opts, &[])?;
+    e.ping_all(&by_ip, None)?;
+    let n = e.node_count()?;
+    ensure!(
+        n == 4,
+        "expected 4 ephemeral nodes in the database, found {n}"
+    );
+    for c in &e.clients {
+        c.cli_ok(&["logout"])?;
+    }
+    eventually("ephemeral nodes are deleted after logout", WAIT, || {
+        e.alive()?;
+        let n = e.node_count()?;
+        ensure!(n == 0, "{n} nodes still in the database");
+        Ok(())
+    })?;
+    Ok(())
+}
+
+fn derp_server_scenario(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
+    let env = [("TS_DEBUG_ALWAYS_USE_DERP", "1")];
+    let (mut e, _) = two_users(ctx, name, 2, KeyOpts::default(), &env)?;
+    let n = e.ping_all(&by_ip, Some("via DERP"))?;
+    println!("  {name}: {n} pings relayed via DERP");
+    Ok(())
+}
+
+/// Harness self-check: stopping the server mid-scenario must make the ping phase fail with a
+/// message naming the dead server, not pass and not time out obscurely.
+fn self_check_server_stopped(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
+    let (mut e, _) = two_users(ctx, name, 1, KeyOpts::default(), &[])?;
+    e.server.stop();
+    match e.ping_all(&by_ip, None) {
+        Ok(n) => bail!("ping-all passed ({n} pings) although the control server was stopped"),
+        Err(err) => {
+            let msg = format!("{err:#}");
+            ensure!(
+                msg.contains("control server is not running"),
+                "the failure does not name the stopped server: {msg}"
+            );
+            println!("  {name}: failure message as expected: {msg}");
+            Ok(())
+        }
+    }
+}
+
+/// Whether `name` is selected by `pattern` (`|`-separated substrings; empty selects all).
+pub(crate) fn selected(pattern: &str, name: &str) -> bool {
+    pattern.is_empty()
+        || pattern
+            .split('|')
+            .any(|p| !p.is_empty() && name.contains(p))
+}
