@@ -11,7 +11,8 @@
 //!    is the control plane's [`ControlHooks`] ([`DbOnly`] until hs-control provides one);
 //! 2. the main listener merges [`serve::http_router`] (bearer auth, public OpenAPI);
 //! 3. `grpc_listen_addr`: [`serve::serve_grpc`] with [`serve::grpc_security`]`(tls_cert_path,
-//!    tls_key_path, grpc_allow_insecure)`;
+//!    tls_key_path, grpc_allow_insecure)` (`None`: no
+//!    remote gRPC listener, as in Headscale 0.29);
 //! 4. `unix_socket`: [`serve::serve_unix`] on [`serve::bind_unix`]`(path, unix_socket_permission)`.
 //!
 //! The CLI connects with [`client::connect_unix`] or [`client::connect_remote`] (with

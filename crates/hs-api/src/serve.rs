@@ -63,22 +63,26 @@ impl std::fmt::Debug for GrpcSecurity {
     }
 }
 
-/// Chooses the gRPC listener's security the way Headscale does: TLS when a certificate and
-/// key are configured, else plaintext only if `grpc_allow_insecure` is set, else an error
-/// that tells the operator which setting to change.
+/// Chooses the gRPC listener's security the way Headscale 0.29 does: TLS when a certificate
+/// and key are configured, else plaintext if `grpc_allow_insecure` is set, else `None`: the
+/// remote gRPC listener is not started (the unix socket and REST API still are).
 pub fn grpc_security(
     tls_cert_path: Option<&Path>,
     tls_key_path: Option<&Path>,
     allow_insecure: bool,
-) -> Result<GrpcSecurity, Error> {
+) -> Result<Option<GrpcSecurity>, Error> {
     match (tls_cert_path, tls_key_path) {
-        (Some(cert), Some(key)) => load_tls(cert, key).map(GrpcSecurity::Tls),
-        _ if allow_insecure => Ok(GrpcSecurity::Insecure),
-        _ => Err(Error::Tls(
-            "the gRPC listener needs TLS (tls_cert_path and tls_key_path) or \
-             grpc_allow_insecure: true"
-                .into(),
+        (Some(cert), Some(key)) => load_tls(cert, key).map(|t| Some(GrpcSecurity::Tls(t))),
+        (Some(_), None) | (None, Some(_)) => Err(Error::Tls(
+            "tls_cert_path and tls_key_path must be set together".into(),
         )),
+        (None, None) if allow_insecure => Ok(Some(GrpcSecurity::Insecure)),
+        (None, None) => {
+            tracing::info!(
+                "remote gRPC disabled: set tls_cert_path/tls_key_path or grpc_allow_insecure to enable it"
+            );
+            Ok(None)
+        }
     }
 }
 

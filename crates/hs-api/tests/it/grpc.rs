@@ -400,12 +400,19 @@ async fn grpc_refuses_missing_expired_and_deleted_keys() {
 
 #[test]
 fn grpc_listener_needs_tls_or_allow_insecure() {
-    let err = hs_api::serve::grpc_security(None, None, false).unwrap_err();
-    assert!(err.to_string().contains("grpc_allow_insecure"), "{err}");
+    // Like Headscale 0.29: neither TLS nor grpc_allow_insecure means no remote gRPC listener.
+    assert!(
+        hs_api::serve::grpc_security(None, None, false)
+            .unwrap()
+            .is_none()
+    );
     assert!(matches!(
         hs_api::serve::grpc_security(None, None, true).unwrap(),
-        GrpcSecurity::Insecure
+        Some(GrpcSecurity::Insecure)
     ));
+    let half =
+        hs_api::serve::grpc_security(Some(std::path::Path::new("/x.pem")), None, true).unwrap_err();
+    assert!(half.to_string().contains("together"), "{half}");
     let missing = hs_api::serve::grpc_security(
         Some(std::path::Path::new("/nonexistent/cert.pem")),
         Some(std::path::Path::new("/nonexistent/key.pem")),
@@ -431,6 +438,7 @@ async fn grpc_listener_serves_tls_with_api_key_auth() {
         Some(&std::path::Path::new(TESTDATA).join("tls.key")),
         false,
     )
+    .unwrap()
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
