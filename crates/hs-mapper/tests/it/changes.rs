@@ -459,3 +459,45 @@ fn tagged_nodes_show_the_tagged_devices_user() {
         json!([{"ID": 2_147_455_555u64, "LoginName": "tagged-devices", "DisplayName": "Tagged Devices"}])
     );
 }
+
+#[test]
+fn route_failover_resends_both_routers() {
+    let mut w = world(3, Arc::new(AllowAll::new()));
+    let router = |id: u64| {
+        let mut n = node(id, 1);
+        let mut h = serde_json::to_value(&n.hostinfo).unwrap();
+        h["RoutableIPs"] = json!(["10.0.0.0/24"]);
+        n.hostinfo = serde_json::from_value(h).unwrap();
+        n.approved_routes = vec!["10.0.0.0/24".parse().unwrap()];
+        n.given_name = format!("host-{id}");
+        Op::Upsert(Box::new(n))
+    };
+    let online = |id: u64, on: bool| {
+        patch(
+            id,
+            NodePatch {
+                online: Some(on),
+                ..Default::default()
+            },
+        )
+    };
+    w.apply(vec![router(2), router(3), online(2, true), online(3, true)]);
+    let f = frames(&w.apply(vec![online(2, false)]));
+    let m = &f[&NodeId(1)];
+    let changed: Vec<_> = m["PeersChanged"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["ID"].clone())
+        .collect();
+    assert_eq!(changed, [json!(2), json!(3)]);
+    assert!(m["PeersChanged"][0].get("PrimaryRoutes").is_none());
+    assert_eq!(
+        m["PeersChanged"][1]["PrimaryRoutes"],
+        json!(["10.0.0.0/24"])
+    );
+    assert_eq!(
+        m["PeersChanged"][1]["AllowedIPs"],
+        json!(["10.0.0.0/24", "100.64.0.3/32", "fd7a:115c:a1e0::3/128"])
+    );
+}

@@ -22,26 +22,27 @@ enum Step {
     LastSeen(u64, i64),
     Keys(u64, u8),
     Expiry(u64, Option<i64>),
-    Upsert(u64, u64, bool),
+    Upsert(u64, u64, bool, bool),
     Remove(u64),
     Policy(u8),
     User(u64, u8),
 }
 
 fn arb_step() -> impl Strategy<Value = Step> {
-    let id = 1u64..9;
+    let id = 1u64..7;
     prop_oneof![
-        (id.clone(), 1u16..4).prop_map(|(i, p)| Step::Endpoints(i, p)),
-        id.clone().prop_map(Step::NoEndpoints),
-        (id.clone(), 0i32..3).prop_map(|(i, d)| Step::Derp(i, d)),
-        (id.clone(), any::<bool>(), 0i64..3).prop_map(|(i, o, s)| Step::Online(i, o, s)),
-        (id.clone(), 0i64..3).prop_map(|(i, s)| Step::LastSeen(i, s)),
-        (id.clone(), 1u8..4).prop_map(|(i, k)| Step::Keys(i, k)),
-        (id.clone(), prop::option::of(-2i64..2)).prop_map(|(i, e)| Step::Expiry(i, e)),
-        (id.clone(), 0u64..3, any::<bool>()).prop_map(|(i, u, tag)| Step::Upsert(i, u, tag)),
-        id.prop_map(Step::Remove),
-        (0u8..3).prop_map(Step::Policy),
-        (0u64..3, 0u8..3).prop_map(|(u, n)| Step::User(u, n)),
+        1 => (id.clone(), 1u16..4).prop_map(|(i, p)| Step::Endpoints(i, p)),
+        1 => id.clone().prop_map(Step::NoEndpoints),
+        1 => (id.clone(), 0i32..3).prop_map(|(i, d)| Step::Derp(i, d)),
+        4 => (id.clone(), any::<bool>(), 0i64..3).prop_map(|(i, o, s)| Step::Online(i, o, s)),
+        1 => (id.clone(), 0i64..3).prop_map(|(i, s)| Step::LastSeen(i, s)),
+        1 => (id.clone(), 1u8..4).prop_map(|(i, k)| Step::Keys(i, k)),
+        1 => (id.clone(), prop::option::of(-2i64..2)).prop_map(|(i, e)| Step::Expiry(i, e)),
+        3 => (id.clone(), 0u64..3, prop::bool::weighted(0.2), prop::bool::weighted(0.7))
+            .prop_map(|(i, u, tag, r)| Step::Upsert(i, u, tag, r)),
+        1 => id.prop_map(Step::Remove),
+        1 => (0u8..3).prop_map(Step::Policy),
+        1 => (0u64..3, 0u8..3).prop_map(|(u, n)| Step::User(u, n)),
     ]
 }
 
@@ -107,10 +108,19 @@ fn op(step: &Step) -> Op {
                 ..Default::default()
             },
         ),
-        Step::Upsert(i, u, tag) => {
+        Step::Upsert(i, u, tag, routes) => {
             let mut n = node(i, u);
             if tag {
                 n.tags = vec!["tag:server".into()];
+            }
+            if routes {
+                // Subnet routers for one shared prefix (primary election and fail-over) and
+                // an exit route.
+                let mut h = serde_json::to_value(&n.hostinfo).unwrap();
+                h["RoutableIPs"] = serde_json::json!(["10.0.0.0/24", "0.0.0.0/0"]);
+                n.hostinfo = serde_json::from_value(h).unwrap();
+                n.approved_routes =
+                    vec!["10.0.0.0/24".parse().unwrap(), "0.0.0.0/0".parse().unwrap()];
             }
             n.given_name = format!("host-{i}");
             Op::Upsert(Box::new(n))
@@ -132,6 +142,73 @@ fn fresh_model(m: &hs_mapper::Mapper, snap: &hs_nodestore::Snapshot, id: NodeId)
     c
 }
 
+fn run(start_policy: u8, batches: &[Vec<Step>]) {
+    let (store, mut w) = NodeStore::new(policy(start_policy));
+    w.apply((0..3).map(|u| Op::UpsertUser(Box::new(user(u)))));
+    w.apply((1..=5).map(|i| Op::Upsert(Box::new(node(i, i % 3)))));
+    let m = mapper();
+    let mut clients: BTreeMap<NodeId, (Session, ClientModel)> = BTreeMap::new();
+    let connect = |snap: &hs_nodestore::Snapshot,
+                   clients: &mut BTreeMap<NodeId, (Session, ClientModel)>| {
+        for e in snap.nodes() {
+            let id = e.node.id;
+            clients.entry(id).or_insert_with(|| {
+                let (s, bytes) = m.full_map(snap, id, t(NOW)).unwrap();
+                let mut c = ClientModel::default();
+                c.apply(&serde_json::from_slice(&bytes).unwrap());
+                (s, c)
+            });
+        }
+    };
+    connect(&store.load_full(), &mut clients);
+    for (bi, batch) in batches.iter().enumerate() {
+        let a = w.apply(batch.iter().map(op));
+        let mut sessions: Vec<Session> = clients.values().map(|(s, _)| s.clone()).collect();
+        let out = m
+            .fanout(&a.prev, &a.next, &a.changes, &mut sessions, t(NOW))
+            .unwrap();
+        for s in sessions {
+            if let Some(c) = clients.get_mut(&s.node()) {
+                c.0 = s;
+            }
+        }
+        for o in out {
+            match o {
+                Outgoing::Frame { node, frame } => {
+                    clients.get_mut(&node).unwrap().1.apply(&json(&frame));
+                }
+                Outgoing::Close { node, reason } => {
+                    assert_eq!(reason, hs_mapper::CloseReason::NodeRemoved);
+                    assert!(a.next.node(node).is_none());
+                    clients.remove(&node);
+                }
+            }
+        }
+        for (id, (_, c)) in &clients {
+            let fresh = fresh_model(&m, &a.next, *id);
+            c.assert_matches_full(&fresh, &format!("viewer {id} after batch {bi}: {batch:?}"));
+        }
+        // New nodes connect after the batch.
+        connect(&store.load_full(), &mut clients);
+    }
+}
+
+#[test]
+fn route_failover_reaches_the_client_model() {
+    run(
+        0,
+        &[
+            vec![
+                Step::Upsert(2, 1, false, true),
+                Step::Upsert(3, 1, false, true),
+                Step::Online(2, true, 0),
+                Step::Online(3, true, 0),
+            ],
+            vec![Step::Online(2, false, 0)],
+        ],
+    );
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(150))]
 
@@ -140,50 +217,6 @@ proptest! {
         start_policy in 0u8..3,
         batches in prop::collection::vec(prop::collection::vec(arb_step(), 1..5), 1..10),
     ) {
-        let (store, mut w) = NodeStore::new(policy(start_policy));
-        w.apply((0..3).map(|u| Op::UpsertUser(Box::new(user(u)))));
-        w.apply((1..=5).map(|i| Op::Upsert(Box::new(node(i, i % 3)))));
-        let m = mapper();
-        let mut clients: BTreeMap<NodeId, (Session, ClientModel)> = BTreeMap::new();
-        let connect = |snap: &hs_nodestore::Snapshot, clients: &mut BTreeMap<NodeId, (Session, ClientModel)>| {
-            for e in snap.nodes() {
-                let id = e.node.id;
-                clients.entry(id).or_insert_with(|| {
-                    let (s, bytes) = m.full_map(snap, id, t(NOW)).unwrap();
-                    let mut c = ClientModel::default();
-                    c.apply(&serde_json::from_slice(&bytes).unwrap());
-                    (s, c)
-                });
-            }
-        };
-        connect(&store.load_full(), &mut clients);
-        for (bi, batch) in batches.iter().enumerate() {
-            let a = w.apply(batch.iter().map(op));
-            let mut sessions: Vec<Session> = clients.values().map(|(s, _)| s.clone()).collect();
-            let out = m.fanout(&a.prev, &a.next, &a.changes, &mut sessions, t(NOW)).unwrap();
-            for s in sessions {
-                if let Some(c) = clients.get_mut(&s.node()) {
-                    c.0 = s;
-                }
-            }
-            for o in out {
-                match o {
-                    Outgoing::Frame { node, frame } => {
-                        clients.get_mut(&node).unwrap().1.apply(&json(&frame));
-                    }
-                    Outgoing::Close { node, reason } => {
-                        prop_assert_eq!(reason, hs_mapper::CloseReason::NodeRemoved);
-                        prop_assert!(a.next.node(node).is_none());
-                        clients.remove(&node);
-                    }
-                }
-            }
-            for (id, (_, c)) in &clients {
-                let fresh = fresh_model(&m, &a.next, *id);
-                c.assert_matches_full(&fresh, &format!("viewer {id} after batch {bi}: {batch:?}"));
-            }
-            // New nodes connect after the batch.
-            connect(&store.load_full(), &mut clients);
-        }
+        run(start_policy, &batches);
     }
 }
