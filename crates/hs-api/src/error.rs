@@ -19,6 +19,9 @@ pub enum ApiError {
     /// The thing the request names does not exist (404).
     #[error("{0}")]
     NotFound(String),
+    /// The path exists but not with this HTTP method (405).
+    #[error("{0}")]
+    MethodNotAllowed(String),
     /// The request conflicts with existing state (409).
     #[error("{0}")]
     Conflict(String),
@@ -44,6 +47,7 @@ impl ApiError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -102,6 +106,7 @@ impl From<ApiError> for tonic::Status {
             ApiError::BadRequest(_) => Self::invalid_argument(msg),
             ApiError::Unauthorized(_) => Self::unauthenticated(msg),
             ApiError::NotFound(_) => Self::not_found(msg),
+            ApiError::MethodNotAllowed(_) => Self::unimplemented(msg),
             ApiError::Conflict(_) => Self::already_exists(msg),
             ApiError::Internal(_) => Self::internal(msg),
         }

@@ -232,6 +232,7 @@ async fn unknown_path_is_problem_json_404() {
     .await;
     assert_eq!(status, 404);
     assert_eq!(ct, "application/problem+json");
+    expect(&f, "PATCH", "/api/v1/user", None, 405, "PATCH").await;
 }
 
 #[tokio::test]
