@@ -64,14 +64,28 @@ async fn check(name: &str, f: &Fixture, method: &str, uri: &str, body: Option<&s
     }
 }
 
+/// One golden case, run on SQLite and on PostgreSQL.
 macro_rules! golden {
     ($test:ident, $name:literal, |$f:ident| $setup:block, $method:literal, $uri:expr, $body:expr) => {
-        #[tokio::test]
-        async fn $test() {
-            let $f = Fixture::new();
-            $setup
-            let uri: String = $uri.into();
-            check($name, &$f, $method, &uri, $body).await;
+        mod $test {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn run($f: Fixture) {
+                $setup
+                let uri: String = $uri.into();
+                check($name, &$f, $method, &uri, $body).await;
+            }
+
+            #[tokio::test]
+            async fn sqlite() {
+                run(Fixture::new()).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                run(Fixture::postgres()).await;
+            }
         }
     };
 }

@@ -1,4 +1,4 @@
-//! Integration tests for hs-api on real SQLite files: the REST goldens from Go Headscale,
+//! Integration tests for hs-api on real SQLite files (the goldens also on PostgreSQL): the REST goldens from Go Headscale,
 //! every gRPC method through the generated client on 127.0.0.1, API-key authentication,
 //! and bad input.
 
@@ -8,4 +8,5 @@ mod auth;
 mod bad_input;
 mod golden;
 mod grpc;
+mod pg;
 mod support;

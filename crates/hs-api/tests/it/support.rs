@@ -130,9 +130,10 @@ pub fn node(seed: u8, name: &str, user: Option<UserId>) -> Node {
     }
 }
 
-/// A database in a temp dir with an [`Admin`] over it.
+/// A database (SQLite in a temp dir, or a fresh PostgreSQL database) with an [`Admin`] over it.
 pub struct Fixture {
     pub _dir: tempfile::TempDir,
+    pub _pg: Option<Arc<super::pg::PgServer>>,
     pub db: Db,
     pub control: Arc<FakeControl>,
     pub admin: Admin,
@@ -145,15 +146,33 @@ impl Fixture {
 
     pub fn with(control: FakeControl, mode: PolicyMode) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&DbConfig::Sqlite(SqliteConfig::new(
-            dir.path().join("db.sqlite"),
-        )))
-        .unwrap();
+        let cfg = DbConfig::Sqlite(SqliteConfig::new(dir.path().join("db.sqlite")));
+        Self::open(dir, &cfg, control, mode)
+    }
+
+    /// The same fixture on a fresh PostgreSQL database.
+    pub fn postgres() -> Self {
+        let pg = super::pg::PgServer::get();
+        let cfg = pg.fresh_db();
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = Self::open(dir, &cfg, FakeControl::default(), PolicyMode::Database);
+        f._pg = Some(pg);
+        f
+    }
+
+    fn open(
+        dir: tempfile::TempDir,
+        cfg: &DbConfig,
+        control: FakeControl,
+        mode: PolicyMode,
+    ) -> Self {
+        let db = Db::open(cfg).unwrap();
         *control.db.lock().unwrap() = Some(db.clone());
         let control = Arc::new(control);
         let admin = Admin::new(Arc::new(db.clone()), control.clone(), Arc::new(now), mode);
         Self {
             _dir: dir,
+            _pg: None,
             db,
             control,
             admin,

@@ -1,0 +1,178 @@
+//! A throwaway PostgreSQL server for running the API suite on the second backend: Debian's
+//! server binaries, `initdb` into a temp dir (as the `postgres` user when we are root, since
+//! initdb refuses root), listening on 127.0.0.1 only, one fresh database per test. The server
+//! lives while any test holds it and is stopped when the last one drops it.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use hs_db::{DbConfig, PostgresConfig};
+
+pub(crate) struct PgServer {
+    child: Mutex<Child>,
+    port: u16,
+    bin: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+static SERVER: Mutex<Weak<PgServer>> = Mutex::new(Weak::new());
+static NEXT_DB: AtomicU32 = AtomicU32::new(0);
+
+fn bin_dir() -> PathBuf {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL server binaries under /usr/lib/postgresql")
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|p| p.join("postgres").exists())
+        .collect();
+    dirs.sort();
+    dirs.pop().expect("a /usr/lib/postgresql/<version>/bin")
+}
+
+fn id(args: &[&str]) -> String {
+    let o = Command::new("id").args(args).output().expect("run id");
+    String::from_utf8_lossy(&o.stdout).trim().to_owned()
+}
+
+fn as_postgres(bin: &Path) -> Command {
+    if id(&["-u"]) == "0" {
+        let mut c = Command::new("setpriv");
+        c.arg(format!("--reuid={}", id(&["-u", "postgres"])))
+            .arg(format!("--regid={}", id(&["-g", "postgres"])))
+            .arg("--clear-groups")
+            .arg(bin);
+        c
+    } else {
+        Command::new(bin)
+    }
+}
+
+impl PgServer {
+    fn start() -> Self {
+        let bin = bin_dir();
+        let dir = tempfile::Builder::new()
+            .prefix("hsapi-pg")
+            .tempdir()
+            .unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        if id(&["-u"]) == "0" {
+            let st = Command::new("chown")
+                .arg("-R")
+                .arg("postgres:postgres")
+                .arg(dir.path())
+                .status()
+                .unwrap();
+            assert!(st.success());
+        }
+        let out = as_postgres(&bin.join("initdb"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for _ in 0..5 {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .unwrap()
+                .port();
+            let mut child = as_postgres(&bin.join("postgres"))
+                .arg("-D")
+                .arg(&data)
+                .args(["-p", &port.to_string(), "-k"])
+                .arg(dir.path())
+                .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            for _ in 0..100 {
+                if child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                let ready = Command::new(bin.join("pg_isready"))
+                    .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+                    .stdout(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success());
+                if ready {
+                    return Self {
+                        child: Mutex::new(child),
+                        port,
+                        bin,
+                        _dir: dir,
+                    };
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("PostgreSQL did not start");
+    }
+
+    /// The shared server, started on first use.
+    pub(crate) fn get() -> Arc<Self> {
+        let mut slot = SERVER.lock().unwrap();
+        if let Some(s) = slot.upgrade() {
+            return s;
+        }
+        let s = Arc::new(Self::start());
+        *slot = Arc::downgrade(&s);
+        s
+    }
+
+    /// A fresh, empty database on this server.
+    pub(crate) fn fresh_db(&self) -> DbConfig {
+        let name = format!(
+            "api_{}_{}",
+            std::process::id(),
+            NEXT_DB.fetch_add(1, Ordering::Relaxed)
+        );
+        let out = Command::new(self.bin.join("psql"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-c",
+            ])
+            .arg(format!("CREATE DATABASE {name}"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "createdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        DbConfig::Postgres(PostgresConfig {
+            host: "127.0.0.1".into(),
+            port: self.port,
+            name,
+            user: "postgres".into(),
+            pass: String::new(),
+            ssl: "false".into(),
+            max_open_conns: 4,
+            max_idle_conns: 2,
+            conn_max_idle_time: Duration::from_secs(60),
+        })
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        let mut c = self.child.lock().unwrap();
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
