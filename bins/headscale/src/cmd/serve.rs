@@ -62,11 +62,14 @@ async fn serve(loaded: config_file::Loaded) -> anyhow::Result<()> {
     state.schedule_startup_gc();
     let ts2021 = Arc::new(hs_noise::Ts2021::new(Arc::new(noise)));
 
+    let admin = admin_service(c, &db);
     let server = Server::bind(c)
         .await?
         .with_health(database::health_probe(db))
-        .with_routes(hs_control::control_routes(state.clone(), ts2021));
+        .with_routes(hs_control::control_routes(state.clone(), ts2021))
+        .with_routes(hs_api::serve::http_router(admin.clone()));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    spawn_admin_listeners(c, &admin, &stop_rx).await?;
     if !c.metrics_listen_addr.is_empty() {
         let mut rx = stop_rx.clone();
         let metrics = Arc::clone(state.metrics());
@@ -96,6 +99,78 @@ async fn serve(loaded: config_file::Loaded) -> anyhow::Result<()> {
         c.server_url
     );
     server.serve(shutdown).await?;
+    Ok(())
+}
+
+/// The admin API service. Side effects reach the database only ([`hs_api::DbOnly`]):
+/// connected nodes learn about admin changes on their next map request.
+fn admin_service(c: &hs_types::config::Config, db: &hs_db::Db) -> hs_api::Admin {
+    let mode = match c.policy.mode {
+        hs_types::config::PolicyMode::File => hs_api::PolicyMode::File,
+        hs_types::config::PolicyMode::Database => hs_api::PolicyMode::Database,
+    };
+    let admin = hs_api::Admin::new(
+        Arc::new(db.clone()),
+        Arc::new(hs_api::DbOnly),
+        hs_api::system_clock(),
+        mode,
+    );
+    if c.policy.path.is_empty() {
+        admin
+    } else {
+        admin.with_policy_file(&c.policy.path)
+    }
+}
+
+/// Starts the unix-socket admin listener (no auth, for the local CLI) and, when
+/// `grpc_listen_addr` is set and TLS or `grpc_allow_insecure` allows it, the remote gRPC one.
+/// Both stop when `stop` turns true.
+async fn spawn_admin_listeners(
+    c: &hs_types::config::Config,
+    admin: &hs_api::Admin,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    if !c.unix_socket.as_os_str().is_empty() {
+        let listener = hs_api::serve::bind_unix(&c.unix_socket, c.unix_socket_permission)
+            .with_context(|| format!("unix_socket {}", c.unix_socket.display()))?;
+        tracing::info!(path = %c.unix_socket.display(), "admin API on the unix socket");
+        let admin = admin.clone();
+        let stop = stopped(stop.clone());
+        tokio::spawn(async move {
+            if let Err(e) = hs_api::serve::serve_unix(listener, admin, stop).await {
+                tracing::error!(error = %e, "unix socket admin listener failed");
+            }
+        });
+    }
+    if !c.grpc_listen_addr.is_empty() {
+        let security = hs_api::serve::grpc_security(
+            c.tls.cert_path.as_deref(),
+            c.tls.key_path.as_deref(),
+            c.grpc_allow_insecure,
+        )
+        .context("grpc_listen_addr")?;
+        if let Some(security) = security {
+            let addr = c.grpc_listen_addr.clone();
+            let target = if addr.starts_with(':') {
+                format!("0.0.0.0{addr}")
+            } else {
+                addr.clone()
+            };
+            let listener = tokio::net::TcpListener::bind(&target)
+                .await
+                .with_context(|| format!("grpc_listen_addr: binding {addr}"))?;
+            let admin = admin.clone();
+            let stop = stopped(stop.clone());
+            tokio::spawn(async move {
+                if let Err(e) = hs_api::serve::serve_grpc(listener, admin, security, stop).await {
+                    tracing::error!(error = %e, "gRPC admin listener failed");
+                }
+            });
+        }
+    }
     Ok(())
 }
 
