@@ -128,12 +128,11 @@ async fn update_from_request(st: &ControlState, node: Node, req: &MapRequest) ->
 }
 
 async fn one_shot(st: &ControlState, id: NodeId, zstd: bool) -> Response {
-    match st.subscribe(id, zstd).await {
-        Ok(sub) => {
-            // A one-shot poll is answered from a stream that ends at once.
-            st.unsubscribe(id, sub.conn).await;
-            st.metrics().add_bytes(sub.first.len());
-            sub.first.into_response()
+    // Built beside any open stream of the node, which it must not replace.
+    match st.one_shot(id, zstd).await {
+        Ok(frame) => {
+            st.metrics().add_bytes(frame.len());
+            frame.into_response()
         }
         Err(e) => {
             tracing::error!(node = id.get(), error = %e, "building a map failed");

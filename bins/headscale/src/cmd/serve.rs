@@ -85,6 +85,7 @@ async fn serve(loaded: config_file::Loaded) -> anyhow::Result<()> {
         });
     }
     drop(stop_rx);
+    spawn_sighup_reload(state.clone(), c.dns.clone());
     let shutdown_state = state.clone();
     let shutdown = async move {
         hs_control::shutdown_signal().await;
@@ -172,6 +173,30 @@ async fn spawn_admin_listeners(
         }
     }
     Ok(())
+}
+
+/// SIGHUP re-reads `dns.extra_records_path` and pushes the DNS config to every node.
+/// (The policy is not reloaded yet: the control plane serves allow-all.)
+fn spawn_sighup_reload(state: hs_control::ControlState, dns: hs_types::config::DnsConfig) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hup = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGHUP");
+                return;
+            }
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!("received SIGHUP, reloading DNS extra records");
+            if let Err(e) = state.reload_dns(&dns).await {
+                tracing::error!(error = %e, "reload failed; keeping the previous DNS config");
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = (state, dns);
 }
 
 /// The DERP map clients get at start: `derp.paths` files and the embedded relay's region.

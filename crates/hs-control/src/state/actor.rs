@@ -54,6 +54,12 @@ pub(crate) enum Cmd {
         zstd: bool,
         reply: oneshot::Sender<Result<Subscription, hs_mapper::Error>>,
     },
+    /// A full map for a one-shot poll, without touching the node's stream.
+    OneShot {
+        node: NodeId,
+        zstd: bool,
+        reply: oneshot::Sender<Result<Bytes, hs_mapper::Error>>,
+    },
     /// A stream ended; answers whether it was the node's current stream.
     Unsubscribe {
         node: NodeId,
@@ -67,6 +73,11 @@ pub(crate) enum Cmd {
     },
     /// Close every stream (graceful shutdown).
     CloseAll,
+    /// Replace the DNS config every node gets (SIGHUP reload of extra records).
+    SetDns {
+        dns: Option<Arc<str>>,
+        reply: oneshot::Sender<Result<(), hs_mapper::Error>>,
+    },
 }
 
 /// Frames a message for a client that did not ask for compression: u32 LE length + JSON.
@@ -120,6 +131,9 @@ impl Actor {
             Cmd::Subscribe { node, zstd, reply } => {
                 let _ = reply.send(self.subscribe(node, zstd));
             }
+            Cmd::OneShot { node, zstd, reply } => {
+                let _ = reply.send(self.one_shot(node, zstd));
+            }
             Cmd::Unsubscribe { node, conn, reply } => {
                 let current = self.conns.get(&node).is_some_and(|c| c.id == conn);
                 if current {
@@ -131,18 +145,51 @@ impl Actor {
                 let _ = reply.send(self.conns.contains_key(&node));
             }
             Cmd::CloseAll => self.conns.clear(),
+            Cmd::SetDns { dns, reply } => {
+                let _ = reply.send(self.set_dns(dns));
+            }
         }
     }
 
-    fn subscribe(&mut self, node: NodeId, zstd: bool) -> Result<Subscription, hs_mapper::Error> {
+    fn set_dns(&mut self, dns: Option<Arc<str>>) -> Result<(), hs_mapper::Error> {
+        if self.mapper.config().dns == dns {
+            return Ok(());
+        }
+        let mut cfg = self.mapper.config().clone();
+        cfg.dns = dns;
+        let snap = Arc::clone(self.writer.current());
+        let out = self.mapper.reconfigure(
+            cfg,
+            &snap,
+            self.conns.values_mut().map(|c| &mut c.session),
+            now(),
+        )?;
+        self.route(out);
+        Ok(())
+    }
+
+    fn framed_full_map(
+        &mut self,
+        node: NodeId,
+        zstd: bool,
+    ) -> Result<(Session, Bytes), hs_mapper::Error> {
         let snap = Arc::clone(self.writer.current());
         let (session, json) = self.mapper.full_map(&snap, node, now())?;
-        let first = if zstd {
+        let frame = if zstd {
             Bytes::from(hs_mapper::encode_frame(&json)?)
         } else {
             plain_frame(&json)
         };
         self.metrics.count_generated("full");
+        Ok((session, frame))
+    }
+
+    fn one_shot(&mut self, node: NodeId, zstd: bool) -> Result<Bytes, hs_mapper::Error> {
+        self.framed_full_map(node, zstd).map(|(_, f)| f)
+    }
+
+    fn subscribe(&mut self, node: NodeId, zstd: bool) -> Result<Subscription, hs_mapper::Error> {
+        let (session, first) = self.framed_full_map(node, zstd)?;
         let id = self.next_conn;
         self.next_conn += 1;
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
@@ -189,6 +236,10 @@ impl Actor {
                 return;
             }
         };
+        self.route(out);
+    }
+
+    fn route(&mut self, out: Vec<Outgoing>) {
         for o in out {
             match o {
                 Outgoing::Frame { node, frame } => self.deliver(node, frame),

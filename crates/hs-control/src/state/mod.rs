@@ -16,7 +16,7 @@ use hs_db::{AllocationStrategy, Db, IpAllocator};
 use hs_mapper::{Mapper, MapperConfig};
 use hs_nodestore::{AllowAll, Applied, NodePatch, NodeStore, Op};
 use hs_types::NodeId;
-use hs_types::config::{Config, IpAllocation};
+use hs_types::config::{Config, DnsConfig, IpAllocation};
 use hs_types::model::Node;
 use hs_types::tailcfg::DERPMap;
 use tokio::sync::{mpsc, oneshot};
@@ -84,7 +84,8 @@ impl ControlState {
     /// Loads users, nodes and keys from `db` and starts the coordinator, configured from the
     /// server configuration and the DERP map clients should get.
     pub async fn load(db: Db, config: &Config, derp_map: &DERPMap) -> Result<Self, Error> {
-        let dns = hs_mapper::dns_config(&config.dns, None);
+        let records = read_extra_records(&config.dns).await?;
+        let dns = hs_mapper::dns_config(&config.dns, records.as_deref());
         let mapper = MapperConfig::new(
             &config.dns.base_domain,
             derp_map,
@@ -222,6 +223,16 @@ impl ControlState {
         Ok(rx.await.map_err(|_| Error::Stopped)??)
     }
 
+    /// A framed full map for a one-shot poll.
+    pub(crate) async fn one_shot(&self, node: NodeId, zstd: bool) -> Result<bytes::Bytes, Error> {
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .cmd
+            .send(Cmd::OneShot { node, zstd, reply })
+            .map_err(|_| Error::Stopped)?;
+        Ok(rx.await.map_err(|_| Error::Stopped)??)
+    }
+
     /// Forgets a stream; true when it was the node's current one.
     pub(crate) async fn unsubscribe(&self, node: NodeId, conn: u64) -> bool {
         let (reply, rx) = oneshot::channel();
@@ -248,6 +259,23 @@ impl ControlState {
             return false;
         }
         rx.await.unwrap_or(false)
+    }
+
+    /// Re-reads `dns.extra_records_path` (when set) and sends every node the resulting DNS
+    /// config if it changed: what SIGHUP does for DNS.
+    pub async fn reload_dns(&self, dns: &DnsConfig) -> Result<(), Error> {
+        let records = read_extra_records(dns).await?;
+        let text = serde_json::to_string(&hs_mapper::dns_config(dns, records.as_deref()))
+            .map_err(|e| Error::Config(format!("encoding the DNS config: {e}")))?;
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .cmd
+            .send(Cmd::SetDns {
+                dns: Some(Arc::from(text)),
+                reply,
+            })
+            .map_err(|_| Error::Stopped)?;
+        Ok(rx.await.map_err(|_| Error::Stopped)??)
     }
 
     /// Ends every map stream cleanly (their bodies finish), for graceful shutdown.
@@ -374,6 +402,24 @@ impl ControlState {
         .await?;
         Ok(())
     }
+}
+
+/// The records in `dns.extra_records_path`, if configured.
+pub(crate) async fn read_extra_records(
+    dns: &DnsConfig,
+) -> Result<Option<Vec<hs_types::tailcfg::DNSRecord>>, Error> {
+    let Some(path) = &dns.extra_records_path else {
+        return Ok(None);
+    };
+    let text = tokio::fs::read_to_string(path).await.map_err(|e| {
+        Error::Config(format!(
+            "dns.extra_records_path: cannot read {}: {e}",
+            path.display()
+        ))
+    })?;
+    let records = hs_mapper::parse_extra_records(&text)
+        .map_err(|e| Error::Config(format!("dns.extra_records_path: {}: {e}", path.display())))?;
+    Ok(Some(records))
 }
 
 /// The outcome of a one-op batch.

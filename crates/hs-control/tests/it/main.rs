@@ -11,3 +11,4 @@ mod harness;
 mod interactive;
 mod refusals;
 mod server;
+mod stream;
