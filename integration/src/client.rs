@@ -199,14 +199,15 @@ impl Client {
         Ok(ips)
     }
 
-    /// The node's FQDN (`Self.DNSName` without the trailing dot).
+    /// The node's FQDN as the netmap spells it (`Self.DNSName`, with the trailing dot, which
+    /// is the form `tailscale ping` matches against peers without a DNS lookup).
     pub(crate) fn fqdn(&self) -> anyhow::Result<String> {
         let st = self.status()?;
         let n = st["Self"]["DNSName"].as_str().unwrap_or_default();
         if n.is_empty() {
             bail!("{} has no DNS name yet", self.name);
         }
-        Ok(n.trim_end_matches('.').to_owned())
+        Ok(n.to_owned())
     }
 
     /// Hostnames of peers that are online, per `status --json`.

@@ -17,6 +17,19 @@ pub(crate) fn run_timed_out() -> bool {
     RUN_DEADLINE.get().is_some_and(|d| Instant::now() >= *d)
 }
 
+/// An observation error that retrying cannot fix (a dead server): `eventually` gives up at
+/// once instead of waiting out its timeout.
+#[derive(Debug)]
+pub(crate) struct Fatal(pub(crate) String);
+
+impl std::fmt::Display for Fatal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Fatal {}
+
 /// Calls `observe` every `interval` until it returns `Ok`, for at most `timeout`. The error
 /// names `what` and carries the last observation's error.
 pub(crate) fn eventually<T>(
@@ -34,6 +47,9 @@ pub(crate) fn eventually<T>(
         match observe() {
             Ok(v) => return Ok(v),
             Err(e) => {
+                if e.downcast_ref::<Fatal>().is_some() {
+                    anyhow::bail!("{what}: gave up after {:.0?}: {e:#}", start.elapsed());
+                }
                 if Instant::now() >= until {
                     let why = if run_timed_out() {
                         " (the run's --timeout expired)"

@@ -398,3 +398,29 @@ pub(crate) fn selected(pattern: &str, name: &str) -> bool {
             .split('|')
             .any(|p| !p.is_empty() && name.contains(p))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pattern_selects_by_substring_and_alternation() {
+        assert!(selected("", "TestPingAllByIP"));
+        assert!(selected("PingAll", "TestPingAllByHostname"));
+        assert!(selected("TestEphemeral|ByIP", "TestPingAllByIP"));
+        assert!(!selected("TestEphemeral|ByIP", "TestPingAllByHostname"));
+        assert!(!selected("|", "TestPingAllByIP"));
+    }
+
+    #[test]
+    fn namespace_suffix_is_short_and_distinct() {
+        let names: Vec<String> = ALL.iter().map(|(n, _)| short(n)).collect();
+        for (i, a) in names.iter().enumerate() {
+            assert!(a.len() <= 12 && !a.is_empty(), "{a:?}");
+            assert!(a.chars().all(|c| c.is_ascii_alphanumeric()), "{a:?}");
+            for b in &names[i + 1..] {
+                assert_ne!(a, b, "two scenarios share a namespace suffix");
+            }
+        }
+    }
+}

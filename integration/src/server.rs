@@ -10,7 +10,7 @@ use anyhow::{Context as _, bail};
 use hs_db::{Db, DbConfig, NewPreAuthKey, NewUser, SqliteConfig};
 use hs_types::UserId;
 
-use crate::eventually::eventually;
+use crate::eventually::{Fatal, eventually};
 use crate::netns::Netns;
 use crate::proc::Proc;
 
@@ -167,15 +167,16 @@ impl Server {
         }
     }
 
-    /// Whether the server process is still running.
+    /// Whether the server process is still running; a [`Fatal`] error when it is not.
     pub(crate) fn check_alive(&mut self) -> anyhow::Result<()> {
         match self.proc.as_mut() {
-            None => bail!("the control server is not running"),
+            None => Err(Fatal("the control server is not running".to_owned()).into()),
             Some(p) => match p.exited() {
-                Some(st) => bail!(
-                    "the control server exited ({st}); stderr tail:\n{}",
+                Some(st) => Err(Fatal(format!(
+                    "the control server is not running: it exited ({st}); stderr tail:\n{}",
                     tail(&self.dir.join("server.stderr"), 15)
-                ),
+                ))
+                .into()),
                 None => Ok(()),
             },
         }
