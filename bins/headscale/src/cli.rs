@@ -60,6 +60,42 @@ pub(crate) enum Command {
     Configtest,
     /// Print the version.
     Version,
+    /// Manage users.
+    #[command(visible_alias = "user")]
+    Users {
+        #[command(subcommand)]
+        cmd: crate::cmd::users::UsersCommand,
+    },
+    /// Manage nodes.
+    #[command(visible_alias = "node")]
+    Nodes {
+        #[command(subcommand)]
+        cmd: crate::cmd::nodes::NodesCommand,
+    },
+    /// Manage pre-authentication keys.
+    #[command(visible_aliases = ["preauthkey", "authkey", "pre"])]
+    Preauthkeys {
+        #[command(subcommand)]
+        cmd: crate::cmd::preauthkeys::PreAuthKeysCommand,
+    },
+    /// Manage API keys.
+    #[command(visible_aliases = ["apikey", "api"])]
+    Apikeys {
+        #[command(subcommand)]
+        cmd: crate::cmd::apikeys::ApiKeysCommand,
+    },
+    /// Manage the ACL policy.
+    Policy {
+        #[command(subcommand)]
+        cmd: crate::cmd::policy::PolicyCommand,
+    },
+    /// Decide pending interactive logins.
+    Auth {
+        #[command(subcommand)]
+        cmd: crate::cmd::auth::AuthCommand,
+    },
+    /// Check that the running server and its database are healthy.
+    Health,
     /// Generate keys.
     #[command(alias = "gen")]
     Generate {

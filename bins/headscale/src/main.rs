@@ -37,6 +37,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => cmd::serve::run(&global),
         Command::Configtest => cmd::configtest::run(&global),
         Command::Version => cmd::version::run(&global),
+        Command::Users { cmd } => cmd::users::run(&global, cmd),
+        Command::Nodes { cmd } => cmd::nodes::run(&global, cmd),
+        Command::Preauthkeys { cmd } => cmd::preauthkeys::run(&global, cmd),
+        Command::Apikeys { cmd } => cmd::apikeys::run(&global, cmd),
+        Command::Policy { cmd } => cmd::policy::run(&global, cmd),
+        Command::Auth { cmd } => cmd::auth::run(&global, cmd),
+        Command::Health => cmd::health::run(&global),
         Command::Generate {
             what: GenerateCommand::PrivateKey,
         } => cmd::generate::private_key(&global),
