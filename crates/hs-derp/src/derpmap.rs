@@ -322,6 +322,22 @@ pub fn build(sources: &[DerpMapSource], embedded: Option<&DERPRegion>, seed: u64
     }
 }
 
+/// Every node host name in the map, sorted and without duplicates (what `/bootstrap-dns`
+/// resolves).
+pub fn host_names(map: &DERPMap) -> Vec<String> {
+    let mut names: Vec<String> = map
+        .regions
+        .iter()
+        .flat_map(|r| r.values())
+        .flat_map(|r| &r.nodes)
+        .map(|n| n.host_name.clone())
+        .filter(|h| !h.is_empty())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
 /// Whether the map has a node that relays (not only STUN): without one, nodes that cannot
 /// connect directly have no path.
 pub fn has_relay(map: &DERPMap) -> bool {
@@ -489,6 +505,11 @@ mod tests {
         assert_eq!(scores.iter().collect::<Vec<_>>(), vec![(&1, &0.5)]);
         assert!(!m.omit_default_regions);
         assert!(has_relay(&m));
+        assert_eq!(
+            host_names(&m),
+            // Region 2's only node now comes from the overlay and has no host name.
+            vec!["127.0.0.1".to_owned()]
+        );
     }
 
     #[test]
@@ -520,6 +541,15 @@ mod tests {
         let mut sorted = names(42);
         sorted.sort();
         assert_eq!(sorted, (0..8).map(|i| format!("n{i}")).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn host_names_are_every_node_sorted() {
+        let m = build(&[parse_json("u", TS_JSON.as_bytes()).unwrap()], None, 3);
+        assert_eq!(
+            host_names(&m),
+            vec!["derp1.example", "derp1b.example", "derp2.example"]
+        );
     }
 
     #[test]

@@ -152,33 +152,30 @@ pub fn handle_generate_204(headers: &http::HeaderMap) -> Response<Body> {
     r
 }
 
-/// `/bootstrap-dns?q=<name>`: the addresses `name` resolves to, as `{"name":["ip",…]}`.
-pub async fn handle_bootstrap_dns(query: Option<&str>) -> Response<Body> {
-    let name = query
-        .unwrap_or("")
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("q="))
-        .unwrap_or("")
-        .to_owned();
-    let valid = !name.is_empty()
-        && name.len() <= 253
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+/// `/bootstrap-dns`: the addresses of every DERP node host name in the current map, as
+/// `{"host":["ip",…]}`, for clients whose own DNS is broken. Like Headscale, the query is
+/// ignored and only the map's names are resolved, so this is no open resolver.
+pub async fn handle_bootstrap_dns(server: &DerpServer) -> Response<Body> {
     let mut map = serde_json::Map::new();
-    if valid {
-        let ips: Vec<serde_json::Value> = match tokio::net::lookup_host((name.as_str(), 0)).await {
+    for name in server.bootstrap_hosts().iter() {
+        match tokio::net::lookup_host((name.as_str(), 0)).await {
             Ok(addrs) => {
-                let mut ips: Vec<String> = addrs.map(|a| a.ip().to_string()).collect();
-                ips.dedup();
-                ips.into_iter().map(serde_json::Value::String).collect()
+                let mut ips: Vec<String> = Vec::new();
+                for a in addrs {
+                    let ip = a.ip().to_string();
+                    if !ips.contains(&ip) {
+                        ips.push(ip);
+                    }
+                }
+                map.insert(
+                    name.clone(),
+                    serde_json::Value::Array(
+                        ips.into_iter().map(serde_json::Value::String).collect(),
+                    ),
+                );
             }
-            Err(e) => {
-                tracing::debug!(%name, error = %e, "bootstrap-dns lookup failed");
-                Vec::new()
-            }
-        };
-        map.insert(name, serde_json::Value::Array(ips));
+            Err(e) => tracing::debug!(%name, error = %e, "bootstrap-dns lookup failed"),
+        }
     }
     json_response(StatusCode::OK, &serde_json::Value::Object(map))
 }
@@ -262,7 +259,7 @@ where
         "/derp" => handle_derp(req, server, remote),
         "/derp/probe" | "/derp/latency-check" => handle_probe(req.method()),
         "/generate_204" => handle_generate_204(req.headers()),
-        "/bootstrap-dns" => handle_bootstrap_dns(req.uri().query()).await,
+        "/bootstrap-dns" => handle_bootstrap_dns(&server).await,
         "/verify" => match verify {
             Some(v) => handle_verify(req, &v).await,
             None => text(StatusCode::NOT_FOUND, "not found\n"),

@@ -21,7 +21,8 @@
 //! 3. Spawn [`stun::serve`] on a `UdpSocket` bound to `derp.server.stun_listen_addr`.
 //! 4. Build the map with [`derpmap::embedded_region`] and a [`refresh::DerpMapLoader`], and run
 //!    [`refresh::refresh_loop`] when `derp.auto_update_enabled`; each change on its `watch`
-//!    channel is a DERP-map update for every node.
+//!    channel is a DERP-map update for every node, and feeds
+//!    `DerpServer::set_bootstrap_hosts(derpmap::host_names(&map))`.
 
 pub mod client;
 pub mod codec;

@@ -85,6 +85,7 @@ pub struct DerpServer {
     opts: ServerOptions,
     state: Mutex<State>,
     health: Mutex<String>,
+    bootstrap_hosts: Mutex<Arc<Vec<String>>>,
     next_id: AtomicU64,
     counters: Counters,
 }
@@ -107,6 +108,7 @@ impl DerpServer {
             opts,
             state: Mutex::new(State::default()),
             health: Mutex::new(String::new()),
+            bootstrap_hosts: Mutex::new(Arc::new(Vec::new())),
             next_id: AtomicU64::new(1),
             counters: Counters::default(),
         })
@@ -154,6 +156,23 @@ impl DerpServer {
 
     fn all_conns(&self) -> Vec<Arc<Conn>> {
         self.state().clients.values().flatten().cloned().collect()
+    }
+
+    /// Sets the host names `/bootstrap-dns` resolves: every DERP node's `HostName` in the
+    /// current map (see [`crate::derpmap::host_names`]), refreshed when the map changes.
+    pub fn set_bootstrap_hosts(&self, hosts: Vec<String>) {
+        *self
+            .bootstrap_hosts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(hosts);
+    }
+
+    /// The host names `/bootstrap-dns` resolves.
+    pub fn bootstrap_hosts(&self) -> Arc<Vec<String>> {
+        self.bootstrap_hosts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Sets (non-empty) or clears (empty) the health problem shown to every client.
