@@ -311,10 +311,7 @@ async fn with_auth_key(
     existing: Option<Node>,
     t: DateTime<Utc>,
 ) -> Result<RegisterResponse, Refusal> {
-    // bcrypt takes tens of milliseconds: off the async workers.
-    let key = st
-        .blocking(move |db| db.find_pre_auth_key(&presented))
-        .await?;
+    let key = st.find_pre_auth_key(presented).await?;
     let Some(key) = key else {
         return Err(Refusal::in_body("invalid pre auth key"));
     };

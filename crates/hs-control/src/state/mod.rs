@@ -64,6 +64,11 @@ struct Inner {
     ephemeral_keys: Mutex<HashSet<u64>>,
     metrics: Arc<Metrics>,
     pending: PendingAuths,
+    /// Pre-auth keys already verified with bcrypt: presented text → key id. bcrypt costs
+    /// tens of milliseconds, which would cap registrations with a reusable key at a few
+    /// dozen per second; the row is still read on every use so revocation and expiry act at
+    /// once. Memory only, never logged.
+    verified_keys: Mutex<std::collections::HashMap<String, u64>>,
 }
 
 /// The control plane's shared state; clone it freely.
@@ -161,6 +166,7 @@ impl ControlState {
                 ephemeral_keys: Mutex::new(ephemeral_keys),
                 metrics,
                 pending: PendingAuths::default(),
+                verified_keys: Mutex::default(),
             }),
         })
     }
@@ -281,6 +287,41 @@ impl ControlState {
     /// Ends every map stream cleanly (their bodies finish), for graceful shutdown.
     pub fn close_all_streams(&self) {
         let _ = self.inner.cmd.send(Cmd::CloseAll);
+    }
+
+    /// Finds the pre-auth key a client presented, verifying it with bcrypt only the first
+    /// time this text is seen.
+    pub(crate) async fn find_pre_auth_key(
+        &self,
+        presented: String,
+    ) -> Result<Option<hs_types::model::PreAuthKey>, Error> {
+        let cached = self
+            .inner
+            .verified_keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&presented)
+            .copied();
+        if let Some(id) = cached {
+            return self
+                .blocking(move |db| db.tx(|c| c.get_pre_auth_key(id)))
+                .await;
+        }
+        let p = presented.clone();
+        let found = self.blocking(move |db| db.find_pre_auth_key(&p)).await?;
+        if let Some(k) = &found {
+            let mut m = self
+                .inner
+                .verified_keys
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            // Bounded: a flood of distinct valid keys cannot grow it without limit.
+            if m.len() >= 4096 {
+                m.clear();
+            }
+            m.insert(presented, k.id);
+        }
+        Ok(found)
     }
 
     pub(crate) fn note_ephemeral_key(&self, key_id: u64) {

@@ -169,3 +169,16 @@ async fn malformed_bodies_get_400_and_other_machine_paths_501() {
     }
     assert_eq!(h.node_count(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_revoked_after_use_is_refused_at_once() {
+    let h = Harness::start().await;
+    let reusable = h.key(true, false);
+    let a = Client::connect(&h, "a").await;
+    a.register(&h, &reusable).await.unwrap();
+    let id = h.db.tx(|c| c.list_pre_auth_keys(None)).unwrap()[0].id;
+    h.db.tx(|c| c.revoke_pre_auth_key(id)).unwrap();
+    let b = Client::connect(&h, "b").await;
+    assert_eq!(register_error(&h, &b, &reusable).await, "authkey revoked");
+    assert_eq!(h.node_count(), 1);
+}
