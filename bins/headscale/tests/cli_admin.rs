@@ -1,0 +1,288 @@
+//! The operator CLI against a real `headscale serve` process: SQLite in a temp dir, a free
+//! loopback port, the admin API on a unix socket in the same dir.
+
+// Helpers outside #[test] functions unwrap too: a failure there is a test failure.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// How long a debug build may take to start listening before the test gives up.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+struct Server {
+    child: Child,
+    addr: String,
+    config: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn write_config(dir: &Path) -> PathBuf {
+    let path = dir.join("config.yaml");
+    let socket = dir.join("headscale.sock");
+    std::fs::write(
+        &path,
+        format!(
+            "server_url: http://127.0.0.1:8080
+listen_addr: 127.0.0.1:0
+grpc_listen_addr: \"\"
+unix_socket: {}
+unix_socket_permission: \"0770\"
+noise:
+  private_key_path: noise_private.key
+prefixes:
+  v4: 100.64.0.0/10
+database:
+  type: sqlite
+  sqlite:
+    path: db.sqlite
+dns:
+  magic_dns: false
+  override_local_dns: false
+",
+            socket.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn start() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_headscale"))
+        .arg("-c")
+        .arg(&config)
+        .arg("serve")
+        .env_remove("HEADSCALE_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let addr = loop {
+        match rx.recv_timeout(START_TIMEOUT) {
+            Ok(line) => {
+                if let Some(rest) = line.strip_prefix("headscale: listening on http://") {
+                    break rest.split_whitespace().next().unwrap().to_owned();
+                }
+            }
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("serve did not report its address: {e}");
+            }
+        }
+    };
+    let server = Server {
+        child,
+        addr,
+        config,
+        _dir: dir,
+    };
+    let (status, _) = http_get(&server.addr, "/health");
+    assert_eq!(status, 200, "/health");
+    server
+}
+
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    (
+        head.split(' ').nth(1).unwrap().parse().unwrap(),
+        body.to_owned(),
+    )
+}
+
+impl Server {
+    fn cli(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_headscale"))
+            .arg("-c")
+            .arg(&self.config)
+            .args(args)
+            .env_remove("HEADSCALE_CONFIG")
+            .env_remove("HEADSCALE_CLI_ADDRESS")
+            .env_remove("HEADSCALE_CLI_API_KEY")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// Runs a command that must succeed and returns its stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs a command that must fail and returns its stderr.
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            !out.status.success(),
+            "{args:?} succeeded: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8(out.stderr).unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let text = self.ok(args);
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?}: {e}: {text}"))
+    }
+}
+
+#[test]
+fn users_and_preauthkeys_through_the_unix_socket() {
+    let s = start();
+
+    let created = s.json(&[
+        "users",
+        "create",
+        "alice",
+        "-e",
+        "alice@example.com",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(created["name"], "alice");
+    assert_eq!(created["email"], "alice@example.com");
+    let uid = created["id"].as_u64().unwrap();
+    assert!(uid > 0);
+
+    // Default output is human text, not JSON.
+    assert_eq!(s.ok(&["users", "create", "bob"]).trim(), "User created");
+
+    let key = s.json(&[
+        "preauthkeys",
+        "create",
+        "-u",
+        &uid.to_string(),
+        "--reusable",
+        "-e",
+        "2h",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(key["reusable"], true);
+    assert_eq!(key["ephemeral"], false);
+    assert_eq!(key["user"]["name"], "alice");
+    let key_id = key["id"].as_u64().unwrap();
+    let secret = key["key"].as_str().unwrap().to_owned();
+    assert!(!secret.is_empty());
+
+    // JSON list, then YAML list of the same users.
+    let users = s.json(&["users", "list", "-o", "json"]);
+    let names: Vec<&str> = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["alice", "bob"]);
+    let yaml: serde_json::Value =
+        serde_yaml_ng::from_str(&s.ok(&["user", "ls", "-o", "yaml"])).unwrap();
+    assert_eq!(yaml, users);
+    let one_line = s.ok(&["users", "list", "-n", "bob", "-o", "json-line"]);
+    assert_eq!(one_line.trim().lines().count(), 1);
+    let bob: serde_json::Value = serde_json::from_str(&one_line).unwrap();
+    assert_eq!(bob.as_array().unwrap().len(), 1);
+    assert_eq!(bob[0]["name"], "bob");
+
+    // The table names the users.
+    let table = s.ok(&["users", "list"]);
+    assert!(table.contains("alice") && table.contains("bob"), "{table}");
+
+    let nodes = s.json(&["nodes", "list", "-o", "json"]);
+    assert_eq!(nodes, serde_json::json!([]));
+    let nodes_yaml: serde_json::Value =
+        serde_yaml_ng::from_str(&s.ok(&["node", "list", "-o", "yaml"])).unwrap();
+    assert_eq!(nodes_yaml, serde_json::json!([]));
+
+    // The key is listed (with its secret) and can be expired.
+    let keys = s.json(&["preauthkeys", "list", "-o", "json"]);
+    assert_eq!(keys[0]["id"].as_u64(), Some(key_id));
+    let exp_before = keys[0]["expiration"].as_str().unwrap().to_owned();
+    s.ok(&["preauthkeys", "expire", "-i", &key_id.to_string()]);
+    let keys = s.json(&["authkey", "list", "-o", "json"]);
+    let exp_after = keys[0]["expiration"].as_str().unwrap().to_owned();
+    assert!(exp_after < exp_before, "{exp_after} !< {exp_before}");
+
+    let renamed = s.json(&[
+        "users",
+        "rename",
+        "-n",
+        "alice",
+        "--new-name",
+        "carol",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(renamed["name"], "carol");
+    assert_eq!(renamed["id"].as_u64(), Some(uid));
+
+    s.ok(&["users", "destroy", "-i", &uid.to_string(), "--force"]);
+    let users = s.json(&["users", "list", "-o", "json"]);
+    assert_eq!(users.as_array().unwrap().len(), 1);
+    assert_eq!(users[0]["name"], "bob");
+
+    // Without --force and with nothing on stdin, nothing is deleted.
+    let err = s.fails(&["users", "destroy", "-n", "bob"]);
+    assert!(err.contains("not confirmed"), "{err}");
+    assert_eq!(s.json(&["users", "list", "-o", "json"])[0]["name"], "bob");
+}
+
+#[test]
+fn bad_input_fails_with_a_message_naming_the_problem() {
+    let s = start();
+    s.ok(&["users", "create", "dave"]);
+
+    let err = s.fails(&["users", "create", "dave"]);
+    assert!(
+        err.contains("dave") && err.contains("already exists"),
+        "{err}"
+    );
+
+    let err = s.fails(&["preauthkeys", "create", "-u", "4242"]);
+    assert!(err.contains("4242") && err.contains("not found"), "{err}");
+
+    let err = s.fails(&["users", "rename", "-n", "nobody", "-r", "x"]);
+    assert!(err.contains("no user named \"nobody\""), "{err}");
+
+    let err = s.fails(&["preauthkeys", "create", "-e", "soon"]);
+    assert!(err.contains("invalid duration \"soon\""), "{err}");
+
+    let health = s.json(&["health", "-o", "json"]);
+    assert_eq!(health["database_connectivity"], true);
+}
