@@ -18,6 +18,7 @@ pub mod keyfile;
 mod lifecycle;
 mod metrics;
 mod noise_routes;
+mod pages;
 mod poll;
 mod register;
 mod server;

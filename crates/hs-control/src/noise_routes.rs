@@ -55,7 +55,7 @@ struct Shared {
 }
 
 /// Routes for the main listener: `/key`, `/ts2021` (serving [`noise_router`] in the tunnel)
-/// and `/register/{auth_id}`.
+/// and `/register/{auth_id}`, `/windows`, `/apple`, `/apple/{platform}`.
 pub fn control_routes(st: ControlState, ts: Arc<Ts2021>) -> Router {
     let shared = Shared {
         ts,
@@ -79,6 +79,6 @@ pub fn control_routes(st: ControlState, ts: Arc<Ts2021>) -> Router {
         .with_state(shared);
     let pages = Router::new()
         .route("/register/{auth_id}", get(crate::auth::page))
-        .with_state(st);
-    main.merge(pages)
+        .with_state(st.clone());
+    main.merge(pages).merge(crate::pages::routes(st))
 }

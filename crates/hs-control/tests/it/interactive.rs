@@ -90,3 +90,22 @@ async fn interactive_login_is_approved_by_the_operator_for_a_user_created_later(
     // The auth ID is spent.
     assert!(h.st.approve_registration(&auth_id, bob).await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apple_and_windows_pages_point_clients_at_this_server() {
+    let h = Harness::start().await;
+    let server = h.url.as_str().trim_end_matches('/').to_owned();
+    let win = http_get(&h, "/windows").await;
+    assert!(win.starts_with("HTTP/1.1 200"));
+    assert!(win.contains(&format!("tailscale login --login-server {server}")));
+    let ios = http_get(&h, "/apple/ios").await;
+    assert!(ios.starts_with("HTTP/1.1 200"), "{ios}");
+    assert!(ios.contains("content-type: application/x-apple-aspen-config"));
+    assert!(ios.contains("<string>io.tailscale.ipn.ios</string>"));
+    assert!(ios.contains(&format!("<key>ControlURL</key><string>{server}</string>")));
+    assert!(
+        http_get(&h, "/apple/bogus")
+            .await
+            .starts_with("HTTP/1.1 400")
+    );
+}
