@@ -46,7 +46,7 @@ async fn serve(loaded: config_file::Loaded) -> anyhow::Result<()> {
         .server
         .enabled
         .then_some(c.derp.server.private_key_path.as_path());
-    let (noise, _derp) = keyfile::load_server_keys(&c.noise_private_key_path, derp_path)?;
+    let (noise, derp_key) = keyfile::load_server_keys(&c.noise_private_key_path, derp_path)?;
     tracing::info!(noise_public_key = %noise.public(), "server keys ready");
 
     let db_config = c.database.clone();
@@ -68,6 +68,18 @@ async fn serve(loaded: config_file::Loaded) -> anyhow::Result<()> {
         .with_health(database::health_probe(db))
         .with_routes(hs_control::control_routes(state.clone(), ts2021))
         .with_routes(hs_api::serve::http_router(admin.clone()));
+    let server = match derp_key {
+        Some(key) if c.derp.server.enabled => {
+            let known = super::derp::known_nodes(state.clone());
+            let relay = super::derp::relay(key, &c.derp.server, &known);
+            if !c.derp.server.stun_listen_addr.is_empty() {
+                super::derp::spawn_stun(&c.derp.server.stun_listen_addr).await?;
+            }
+            tracing::info!(public_key = %relay.public_key(), "embedded DERP relay on /derp");
+            server.with_routes(super::derp::routes(relay, known))
+        }
+        _ => server,
+    };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     spawn_admin_listeners(c, &admin, &stop_rx).await?;
     if !c.metrics_listen_addr.is_empty() {
