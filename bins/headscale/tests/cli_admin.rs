@@ -283,6 +283,19 @@ fn bad_input_fails_with_a_message_naming_the_problem() {
     let err = s.fails(&["preauthkeys", "create", "-e", "soon"]);
     assert!(err.contains("invalid duration \"soon\""), "{err}");
 
+    // Interactive logins are decided by the running control plane, which knows no such
+    // pending request.
+    let auth_id = format!("hskey-authreq-{}", "a".repeat(24));
+    let err = s.fails(&["auth", "register", "--auth-id", &auth_id, "-u", "dave"]);
+    assert!(
+        err.contains(&auth_id) && err.contains("may have expired or been decided"),
+        "{err}"
+    );
+    let err = s.fails(&["auth", "reject", "--auth-id", &auth_id]);
+    assert!(err.contains(&auth_id), "{err}");
+    let err = s.fails(&["auth", "register", "--auth-id", "nope", "-u", "dave"]);
+    assert!(err.contains("invalid auth id"), "{err}");
+
     let health = s.json(&["health", "-o", "json"]);
     assert_eq!(health["database_connectivity"], true);
 }

@@ -7,6 +7,7 @@ pub(crate) mod configtest;
 mod derp;
 pub(crate) mod generate;
 pub(crate) mod health;
+mod hooks;
 pub(crate) mod nodes;
 pub(crate) mod policy;
 pub(crate) mod preauthkeys;

@@ -62,7 +62,8 @@ async fn serve(loaded: config_file::Loaded) -> anyhow::Result<()> {
     state.schedule_startup_gc();
     let ts2021 = Arc::new(hs_noise::Ts2021::new(Arc::new(noise)));
 
-    let admin = admin_service(c, &db);
+    let hooks = Arc::new(super::hooks::LiveHooks::new(state.clone()));
+    let admin = admin_service(c, &db, hooks);
     let server = Server::bind(c)
         .await?
         .with_health(database::health_probe(db))
@@ -115,19 +116,17 @@ async fn serve(loaded: config_file::Loaded) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The admin API service. Side effects reach the database only ([`hs_api::DbOnly`]):
-/// connected nodes learn about admin changes on their next map request.
-fn admin_service(c: &hs_types::config::Config, db: &hs_db::Db) -> hs_api::Admin {
+/// The admin API service; `hooks` carry its changes to the running control plane.
+fn admin_service(
+    c: &hs_types::config::Config,
+    db: &hs_db::Db,
+    hooks: Arc<dyn hs_api::ControlHooks>,
+) -> hs_api::Admin {
     let mode = match c.policy.mode {
         hs_types::config::PolicyMode::File => hs_api::PolicyMode::File,
         hs_types::config::PolicyMode::Database => hs_api::PolicyMode::Database,
     };
-    let admin = hs_api::Admin::new(
-        Arc::new(db.clone()),
-        Arc::new(hs_api::DbOnly),
-        hs_api::system_clock(),
-        mode,
-    );
+    let admin = hs_api::Admin::new(Arc::new(db.clone()), hooks, hs_api::system_clock(), mode);
     if c.policy.path.is_empty() {
         admin
     } else {

@@ -1,0 +1,107 @@
+//! The admin API's hooks into the running control plane: after the API has written the
+//! database, node changes and deletions are applied to the NodeStore (and so pushed to every
+//! connected peer), and pending interactive logins are decided by the control state.
+//! What the control state does not offer yet (policy reload, tag ownership, route
+//! discovery, debug nodes, address backfill) falls back to [`hs_api::DbOnly`].
+
+use hs_api::{ApiError, ControlHooks, DbOnly};
+use hs_control::ControlState;
+use hs_nodestore::Op;
+use hs_types::NodeId;
+use hs_types::model::{Node, User};
+use ipnet::IpNet;
+
+/// [`ControlHooks`] on the live [`ControlState`].
+#[derive(Clone)]
+pub(crate) struct LiveHooks {
+    state: ControlState,
+}
+
+impl LiveHooks {
+    pub(crate) fn new(state: ControlState) -> Self {
+        Self { state }
+    }
+
+    /// Applies `ops` in the background: the database already holds the change, so the
+    /// admin call need not wait for the fan-out.
+    fn apply(&self, what: &'static str, ops: Vec<Op>) {
+        let state = self.state.clone();
+        tokio::spawn(async move {
+            if let Err(e) = state.apply(ops).await {
+                tracing::warn!(error = %e, "{what}: not pushed to connected nodes");
+            }
+        });
+    }
+}
+
+/// Runs an async control-plane call from the synchronous hook, on the server's
+/// multi-threaded runtime.
+fn block_on<T>(fut: impl Future<Output = T>) -> Result<T, ApiError> {
+    let handle = tokio::runtime::Handle::try_current()
+        .map_err(|_| ApiError::Internal("no async runtime for the control plane".into()))?;
+    if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+        return Err(ApiError::Internal(
+            "the control plane needs the multi-threaded runtime".into(),
+        ));
+    }
+    Ok(tokio::task::block_in_place(|| handle.block_on(fut)))
+}
+
+impl ControlHooks for LiveHooks {
+    fn node_changed(&self, node: &Node) {
+        self.apply("node change", vec![Op::Upsert(Box::new(node.clone()))]);
+    }
+
+    fn node_deleted(&self, id: NodeId) {
+        self.apply("node deletion", vec![Op::Remove(id)]);
+    }
+
+    fn policy_changed(&self, policy: &str) {
+        DbOnly.policy_changed(policy);
+    }
+
+    fn check_policy(&self, policy: &str, users: &[User], nodes: &[Node]) -> Result<(), String> {
+        DbOnly.check_policy(policy, users, nodes)
+    }
+
+    fn check_tags(&self, tags: &[String]) -> Result<(), String> {
+        DbOnly.check_tags(tags)
+    }
+
+    fn is_online(&self, id: NodeId) -> bool {
+        self.state.store().load().node(id).is_some_and(|e| e.online)
+    }
+
+    fn available_routes(&self, node: &Node) -> Vec<IpNet> {
+        DbOnly.available_routes(node)
+    }
+
+    fn auth_register(&self, auth_id: &str, user: &User) -> Result<Node, ApiError> {
+        block_on(self.state.approve_registration(auth_id, user.id))?
+            .map_err(|e| ApiError::not_found(e.to_string()))
+    }
+
+    fn auth_approve(&self, auth_id: &str) -> Result<(), ApiError> {
+        DbOnly.auth_approve(auth_id)
+    }
+
+    fn auth_reject(&self, auth_id: &str) -> Result<(), ApiError> {
+        self.state
+            .reject_registration(auth_id)
+            .map_err(|e| ApiError::not_found(e.to_string()))
+    }
+
+    fn debug_create_node(
+        &self,
+        auth_id: &str,
+        user: &User,
+        name: &str,
+        routes: &[IpNet],
+    ) -> Result<Node, ApiError> {
+        DbOnly.debug_create_node(auth_id, user, name, routes)
+    }
+
+    fn backfill_ips(&self, confirmed: bool) -> Result<Vec<String>, ApiError> {
+        DbOnly.backfill_ips(confirmed)
+    }
+}
