@@ -28,7 +28,7 @@ impl Drop for Server {
     }
 }
 
-fn write_config(dir: &Path) -> PathBuf {
+fn write_config(dir: &Path, extra: &str) -> PathBuf {
     let path = dir.join("config.yaml");
     let socket = dir.join("headscale.sock");
     std::fs::write(
@@ -36,7 +36,6 @@ fn write_config(dir: &Path) -> PathBuf {
         format!(
             "server_url: http://127.0.0.1:8080
 listen_addr: 127.0.0.1:0
-grpc_listen_addr: \"\"
 unix_socket: {}
 unix_socket_permission: \"0770\"
 noise:
@@ -50,7 +49,7 @@ database:
 dns:
   magic_dns: false
   override_local_dns: false
-",
+{extra}",
             socket.display()
         ),
     )
@@ -59,8 +58,13 @@ dns:
 }
 
 fn start() -> Server {
+    // No remote gRPC listener: the CLI uses the unix socket.
+    start_with("grpc_listen_addr: \"\"\n")
+}
+
+fn start_with(extra: &str) -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path());
+    let config = write_config(dir.path(), extra);
     let mut child = Command::new(env!("CARGO_BIN_EXE_headscale"))
         .arg("-c")
         .arg(&config)
@@ -130,6 +134,20 @@ impl Server {
             .env_remove("HEADSCALE_CONFIG")
             .env_remove("HEADSCALE_CLI_ADDRESS")
             .env_remove("HEADSCALE_CLI_API_KEY")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// Runs the CLI against a remote gRPC address with an API key.
+    fn remote(&self, addr: &str, key: &str, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_headscale"))
+            .arg("-c")
+            .arg(&self.config)
+            .args(args)
+            .env_remove("HEADSCALE_CONFIG")
+            .env("HEADSCALE_CLI_ADDRESS", addr)
+            .env("HEADSCALE_CLI_API_KEY", key)
             .stdin(Stdio::null())
             .output()
             .unwrap()
@@ -298,4 +316,46 @@ fn bad_input_fails_with_a_message_naming_the_problem() {
 
     let health = s.json(&["health", "-o", "json"]);
     assert_eq!(health["database_connectivity"], true);
+}
+
+#[test]
+fn remote_cli_over_grpc_needs_a_valid_api_key() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let s = start_with(&format!(
+        "grpc_listen_addr: 127.0.0.1:{port}\ngrpc_allow_insecure: true\n"
+    ));
+    s.ok(&["users", "create", "erin"]);
+    let key = s.ok(&["apikeys", "create", "-e", "1d"]).trim().to_owned();
+    assert!(key.starts_with("hskey-api-"), "{key}");
+    let addr = format!("http://127.0.0.1:{port}");
+
+    let out = s.remote(&addr, &key, &["users", "list", "-o", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let users: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(users[0]["name"], "erin");
+
+    let bad = s.remote(
+        &addr,
+        "hskey-api-000000000000-0000000000000000",
+        &["users", "list"],
+    );
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("invalid or expired API key"), "{err}");
+
+    // The listed key (by prefix) can be expired; then it no longer works.
+    let keys = s.json(&["apikeys", "list", "-o", "json"]);
+    let prefix = keys[0]["prefix"].as_str().unwrap().to_owned();
+    assert!(key.contains(&prefix));
+    s.ok(&["apikeys", "expire", "-p", &prefix]);
+    let out = s.remote(&addr, &key, &["users", "list"]);
+    assert!(!out.status.success());
 }
