@@ -1,0 +1,288 @@
+//! Node commands against a real `headscale serve` whose database already holds a node:
+//! list, rename, approve routes, tag refusal, expire and delete through the CLI, and the
+//! running control plane (its node store, seen through the DERP `/verify` endpoint)
+//! following the deletion.
+
+// Helpers outside #[test] functions unwrap too: a failure there is a test failure.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use chrono::{TimeZone as _, Utc};
+use hs_db::{Db, DbConfig, NewUser, SqliteConfig};
+use hs_types::model::{Node, RegisterMethod};
+use hs_types::{DiscoPublic, MachinePublic, NodeId, NodePublic};
+
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+struct Server {
+    child: Child,
+    addr: String,
+    config: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn write_config(dir: &Path) -> PathBuf {
+    let path = dir.join("config.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "server_url: http://127.0.0.1:8080
+listen_addr: 127.0.0.1:0
+unix_socket: {}
+noise:
+  private_key_path: noise_private.key
+prefixes:
+  v4: 100.64.0.0/10
+database:
+  type: sqlite
+  sqlite:
+    path: {}
+dns:
+  magic_dns: false
+  override_local_dns: false
+derp:
+  server:
+    enabled: true
+    region_id: 999
+    region_code: test
+    region_name: Test
+    verify_clients: true
+    stun_listen_addr: 127.0.0.1:{}
+    private_key_path: derp_server_private.key
+    automatically_add_embedded_derp_region: true
+    ipv4: 127.0.0.1
+  urls: []
+",
+            dir.join("headscale.sock").display(),
+            dir.join("db.sqlite").display(),
+            std::net::UdpSocket::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Seeds user `alice` and one node of hers, `host1`, with `key` as its node key.
+fn seed(db_path: &Path, key: NodePublic) {
+    let db = Db::open(&DbConfig::Sqlite(SqliteConfig::new(db_path))).unwrap();
+    let t = Utc.timestamp_opt(1_700_000_000, 0).single().unwrap();
+    let alice = db
+        .tx(|c| {
+            c.create_user(
+                &NewUser {
+                    name: "alice".into(),
+                    ..NewUser::default()
+                },
+                t,
+            )
+        })
+        .unwrap();
+    let node = Node {
+        id: NodeId(0),
+        machine_key: MachinePublic::from_bytes([1; 32]),
+        node_key: key,
+        disco_key: DiscoPublic::from_bytes([3; 32]),
+        endpoints: vec![],
+        hostinfo: Some(
+            serde_json::from_value(serde_json::json!({
+                "Hostname": "host1",
+                "OS": "linux",
+                "RoutableIPs": ["10.1.0.0/24"]
+            }))
+            .unwrap(),
+        ),
+        ipv4: Some(std::net::Ipv4Addr::new(100, 64, 0, 1)),
+        ipv6: None,
+        hostname: "host1".into(),
+        given_name: "host1".into(),
+        user_id: Some(alice.id),
+        register_method: RegisterMethod::AuthKey,
+        tags: vec![],
+        auth_key_id: None,
+        expiry: Some(Utc.timestamp_opt(4_000_000_000, 0).single().unwrap()),
+        last_seen: Some(t),
+        approved_routes: vec![],
+        created_at: t,
+        updated_at: t,
+    };
+    db.tx(|c| c.create_node(&node)).unwrap();
+}
+
+fn start(key: NodePublic) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    seed(&dir.path().join("db.sqlite"), key);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_headscale"))
+        .arg("-c")
+        .arg(&config)
+        .arg("serve")
+        .env_remove("HEADSCALE_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let addr = loop {
+        match rx.recv_timeout(START_TIMEOUT) {
+            Ok(line) => {
+                if let Some(rest) = line.strip_prefix("headscale: listening on http://") {
+                    break rest.split_whitespace().next().unwrap().to_owned();
+                }
+            }
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("serve did not report its address: {e}");
+            }
+        }
+    };
+    Server {
+        child,
+        addr,
+        config,
+        _dir: dir,
+    }
+}
+
+impl Server {
+    fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_headscale"))
+            .arg("-c")
+            .arg(&self.config)
+            .args(args)
+            .env_remove("HEADSCALE_CONFIG")
+            .env_remove("HEADSCALE_CLI_ADDRESS")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Whether the running server's node store admits `key` (DERP `/verify`).
+    fn admits(&self, key: &str) -> bool {
+        let body = format!(r#"{{"NodePublic":"{key}"}}"#);
+        let mut s = TcpStream::connect(&self.addr).unwrap();
+        write!(
+            s,
+            "POST /verify HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).unwrap();
+        let (_, body) = raw.split_once("\r\n\r\n").unwrap();
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        v["Allow"].as_bool().unwrap()
+    }
+}
+
+#[test]
+fn node_commands_reach_the_database_and_the_control_plane() {
+    let key = NodePublic::from_bytes([2; 32]);
+    let key_text = key.to_string();
+    let s = start(key);
+
+    let nodes = s.json(&["nodes", "list", "-o", "json"]);
+    assert_eq!(nodes.as_array().unwrap().len(), 1, "{nodes}");
+    assert_eq!(nodes[0]["given_name"], "host1");
+    assert_eq!(nodes[0]["user"]["name"], "alice");
+    assert_eq!(nodes[0]["ip_addresses"][0], "100.64.0.1");
+    let id = nodes[0]["id"].as_u64().unwrap().to_string();
+    assert!(s.admits(&key_text), "the seeded node is known to the relay");
+
+    let renamed = s.json(&["nodes", "rename", "-i", &id, "web", "-o", "json"]);
+    assert_eq!(renamed["given_name"], "web");
+
+    let routed = s.json(&[
+        "nodes",
+        "approve-routes",
+        "-i",
+        &id,
+        "-r",
+        "10.1.0.0/24",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(
+        routed["approved_routes"],
+        serde_json::json!(["10.1.0.0/24"])
+    );
+    let routes = s.json(&["nodes", "list-routes", "-o", "json"]);
+    assert_eq!(
+        routes[0]["available_routes"],
+        serde_json::json!(["10.1.0.0/24"])
+    );
+
+    // No policy owns the tag, so tagging is refused with the tag named.
+    let out = s.cli(&["nodes", "tag", "-i", &id, "-t", "tag:web"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tag:web"));
+
+    let expired = s.json(&["nodes", "expire", "-i", &id, "-o", "json"]);
+    let expiry = expired["expiry"].as_str().unwrap();
+    assert!(
+        expiry < "2100",
+        "expired now, not at the seeded 2096 expiry: {expiry}"
+    );
+
+    let out = s.cli(&["nodes", "delete", "-i", &id, "--force"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        s.json(&["nodes", "list", "-o", "json"]),
+        serde_json::json!([])
+    );
+    // The deletion reaches the running node store (applied in the background; bounded wait).
+    let mut admitted = true;
+    for _ in 0..100 {
+        admitted = s.admits(&key_text);
+        if !admitted {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!admitted, "deleted node still admitted by the relay");
+
+    let out = s.cli(&["nodes", "rename", "-i", &id, "again"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&id));
+}
