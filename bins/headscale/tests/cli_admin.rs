@@ -125,6 +125,25 @@ fn http_get(addr: &str, path: &str) -> (u16, String) {
     )
 }
 
+fn http_req(addr: &str, path: &str, bearer: Option<&str>) -> (u16, String) {
+    let auth = bearer
+        .map(|k| format!("Authorization: Bearer {k}\r\n"))
+        .unwrap_or_default();
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    (
+        head.split(' ').nth(1).unwrap().parse().unwrap(),
+        body.to_owned(),
+    )
+}
+
 impl Server {
     fn cli(&self, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_headscale"))
@@ -351,6 +370,13 @@ fn remote_cli_over_grpc_needs_a_valid_api_key() {
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(err.contains("invalid or expired API key"), "{err}");
 
+    // REST on the main listener takes the same bearer key.
+    let (status, _) = http_req(&s.addr, "/api/v1/user", None);
+    assert_eq!(status, 401);
+    let (status, body) = http_req(&s.addr, "/api/v1/user", Some(&key));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"erin\""), "{body}");
+
     // The listed key (by prefix) can be expired; then it no longer works.
     let keys = s.json(&["apikeys", "list", "-o", "json"]);
     let prefix = keys[0]["prefix"].as_str().unwrap().to_owned();
@@ -358,4 +384,48 @@ fn remote_cli_over_grpc_needs_a_valid_api_key() {
     s.ok(&["apikeys", "expire", "-p", &prefix]);
     let out = s.remote(&addr, &key, &["users", "list"]);
     assert!(!out.status.success());
+}
+
+#[test]
+fn policy_get_set_check_in_database_mode() {
+    let s = start_with("grpc_listen_addr: \"\"\npolicy:\n  mode: database\n");
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.hujson");
+    std::fs::write(
+        &good,
+        r#"{
+  // everyone may reach everyone
+  "acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"]}],
+}"#,
+    )
+    .unwrap();
+    let bad = dir.path().join("bad.hujson");
+    std::fs::write(&bad, r#"{"acls": [{"action": "drop"}]}"#).unwrap();
+
+    assert_eq!(
+        s.ok(&["policy", "check", "-f", good.to_str().unwrap()])
+            .trim(),
+        "Policy is valid"
+    );
+    let err = s.fails(&["policy", "check", "-f", bad.to_str().unwrap()]);
+    assert!(err.contains("bad.hujson"), "{err}");
+    let err = s.fails(&["policy", "set", "-f", "/nonexistent/p.hujson"]);
+    assert!(err.contains("/nonexistent/p.hujson"), "{err}");
+
+    s.ok(&["policy", "set", "-f", good.to_str().unwrap()]);
+    let got = s.json(&["policy", "get", "-o", "json"]);
+    assert!(
+        got["policy"]
+            .as_str()
+            .unwrap()
+            .contains("everyone may reach everyone"),
+        "{got}"
+    );
+    assert!(got["updated_at"].is_string());
+
+    // The unix socket carries the configured permission bits.
+    use std::os::unix::fs::PermissionsExt as _;
+    let sock = s.config.parent().unwrap().join("headscale.sock");
+    let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o770);
 }
