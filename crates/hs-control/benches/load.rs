@@ -122,7 +122,7 @@ async fn run(n: usize) {
                 tags: Vec::new(),
                 ephemeral: false,
             };
-            let conn = {
+            let conn: ts_control::client::HttpConn = {
                 let _p = limit.acquire().await.unwrap();
                 let conn = match ts_control::client::connect(&url, &keys.machine_keys).await {
                     Ok(c) => c,
@@ -135,29 +135,41 @@ async fn run(n: usize) {
                 let _ = reg_tx.send(r.map_err(|e| format!("register: {e:?}")));
                 conn
             };
-            let Ok(stream) = ts_control::client::start_stream(&url, &keys, &cfg, conn).await else {
-                let _ = reg_tx.send(Err("map stream".into()));
-                return;
-            };
-            let mut stream = Box::pin(stream);
-            let mut peers: HashSet<i64> = HashSet::new();
+            // A stream the server closes (a client that fell behind) is reopened, as
+            // tailscaled does; the new stream starts with a full map.
             let mut reported = false;
-            while let Some(u) = stream.next().await {
-                match u.peer_update {
-                    Some(PeerUpdate::Full(v)) => peers = v.into_iter().map(|p| p.id).collect(),
-                    Some(PeerUpdate::Delta { upsert, remove, .. }) => {
-                        for r in remove {
-                            peers.remove(&r);
+            let mut reconnects = 0u32;
+            while !reported && reconnects < 20 {
+                let Ok(stream) =
+                    ts_control::client::start_stream(&url, &keys, &cfg, conn.clone()).await
+                else {
+                    reconnects += 1;
+                    continue;
+                };
+                let mut stream = Box::pin(stream);
+                let mut peers: HashSet<i64> = HashSet::new();
+                while let Some(u) = stream.next().await {
+                    match u.peer_update {
+                        Some(PeerUpdate::Full(v)) => {
+                            peers = v.into_iter().map(|p| p.id).collect();
                         }
-                        peers.extend(upsert.into_iter().map(|p| p.id));
+                        Some(PeerUpdate::Delta { upsert, remove, .. }) => {
+                            for r in remove {
+                                peers.remove(&r);
+                            }
+                            peers.extend(upsert.into_iter().map(|p| p.id));
+                        }
+                        None => {}
                     }
-                    None => {}
+                    if !reported && peers.len() == n - 1 {
+                        reported = true;
+                        let _ = done_tx.send((i, Instant::now()));
+                    }
                 }
-                if !reported && peers.len() == n - 1 {
-                    reported = true;
-                    let _ = done_tx.send((i, Instant::now()));
-                }
+                reconnects += 1;
             }
+            // Keep the connection (and so the node online) until the run ends.
+            std::future::pending::<()>().await;
         });
     }
     drop(done_tx);
@@ -172,6 +184,16 @@ async fn run(n: usize) {
         }
     }
     let reg_elapsed = start.elapsed();
+    println!("nodes: {n}");
+    println!(
+        "registrations: {ok} ok, {} failed, in {:.2} s = {:.1} registrations/s",
+        errors.len(),
+        reg_elapsed.as_secs_f64(),
+        ok as f64 / reg_elapsed.as_secs_f64()
+    );
+    for e in errors.iter().take(5) {
+        println!("  error: {e}");
+    }
     let mut complete = 0usize;
     let mut last = start;
     let deadline = tokio::time::sleep(Duration::from_secs(600));
@@ -184,16 +206,6 @@ async fn run(n: usize) {
             },
             () = &mut deadline => break,
         }
-    }
-    println!("nodes: {n}");
-    println!(
-        "registrations: {ok} ok, {} failed, in {:.2} s = {:.1} registrations/s",
-        errors.len(),
-        reg_elapsed.as_secs_f64(),
-        ok as f64 / reg_elapsed.as_secs_f64()
-    );
-    for e in errors.iter().take(5) {
-        println!("  error: {e}");
     }
     println!(
         "maps complete (every peer listed) at {complete}/{ok} clients; last one {:.2} s after start ({:.2} s after the last registration)",

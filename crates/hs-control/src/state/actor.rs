@@ -18,7 +18,7 @@ use crate::metrics::Metrics;
 
 /// How many frames may wait for a slow client before its stream is closed (it reconnects and
 /// gets a fresh full map, which is cheaper than buffering without bound).
-pub(crate) const STREAM_BUFFER: usize = 64;
+pub(crate) const STREAM_BUFFER: usize = 256;
 
 /// A connected stream as the coordinator sees it.
 struct Conn {
