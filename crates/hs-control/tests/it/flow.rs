@@ -194,3 +194,34 @@ async fn ephemeral_node_is_removed_after_inactivity() {
             .is_none()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_key_rotation_keeps_the_node_and_its_addresses() {
+    let h = Harness::start().await;
+    let key = h.key(false, false);
+    let a = Client::connect(&h, "rot").await;
+    a.register(&h, &key).await.unwrap();
+    let before = h.db.tx(|c| c.list_nodes()).unwrap().remove(0);
+
+    let new_key = ts_keys::NodeKeyPair::random().public.to_string();
+    let req = serde_json::json!({"Version":130, "NodeKey": new_key,
+        "OldNodeKey": a.keys.node_keys.public.to_string(), "Hostinfo": {"Hostname":"rot"}});
+    let (status, body) = post_json(&a, &h, "/machine/register", req.to_string()).await;
+    assert_eq!(status, 200);
+    let r: hs_types::tailcfg::RegisterResponse = serde_json::from_slice(&body).unwrap();
+    assert!(r.machine_authorized, "{r:?}");
+    assert_eq!(r.login.login_name, "alice@example.com");
+
+    let after = h.db.tx(|c| c.list_nodes()).unwrap();
+    assert_eq!(after.len(), 1, "rotation does not create a node");
+    assert_eq!(after[0].id, before.id);
+    assert_eq!(after[0].ipv4, before.ipv4);
+    assert_eq!(after[0].ipv6, before.ipv6);
+    assert_eq!(after[0].node_key.to_string(), new_key);
+    let snap = h.st.store().load();
+    assert!(snap.node_by_node_key(&before.node_key).is_none());
+    assert_eq!(
+        snap.node_by_node_key(&after[0].node_key).unwrap().node.id,
+        before.id
+    );
+}
