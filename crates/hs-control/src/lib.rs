@@ -11,6 +11,7 @@
 //!   and the `/register/<auth_id>` page.
 //! - [`Metrics`] holds the Prometheus metrics.
 
+mod admin;
 mod auth;
 mod clock;
 mod error;

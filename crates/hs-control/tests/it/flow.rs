@@ -225,3 +225,55 @@ async fn node_key_rotation_keeps_the_node_and_its_addresses() {
         before.id
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_rename_tags_and_expire_reach_peers_and_the_database() {
+    let h = Harness::start().await;
+    let key = h.key(true, false);
+    let a = Client::connect(&h, "alpha").await;
+    let b = Client::connect(&h, "bravo").await;
+    a.register(&h, &key).await.unwrap();
+    b.register(&h, &key).await.unwrap();
+    let mut sa = a.stream(&h).await;
+    let mut va = View::default();
+    va.apply(next_update(&mut sa).await);
+    let (&b_id, _) = va.peers.iter().next().unwrap();
+    let bid = hs_types::NodeId(u64::try_from(b_id).unwrap());
+
+    h.st.rename_node(bid, "db-server").await.unwrap();
+    until(&mut sa, &mut va, "renamed peer", |v| {
+        v.peers[&b_id].hostname == "db-server"
+    })
+    .await;
+    assert_eq!(
+        h.db.tx(|c| c.get_node(bid)).unwrap().unwrap().given_name,
+        "db-server"
+    );
+    assert!(h.st.rename_node(bid, "not a label!").await.is_err());
+    assert!(h.st.rename_node(bid, "alpha").await.is_err(), "held by A");
+    assert_eq!(
+        h.db.tx(|c| c.get_node(bid)).unwrap().unwrap().given_name,
+        "db-server"
+    );
+
+    h.st.set_node_tags(bid, vec!["tag:db".into()])
+        .await
+        .unwrap();
+    until(&mut sa, &mut va, "tagged peer", |v| {
+        v.peers[&b_id].tags == ["tag:db"]
+    })
+    .await;
+    let stored = h.db.tx(|c| c.get_node(bid)).unwrap().unwrap();
+    assert_eq!(stored.tags, vec!["tag:db".to_owned()]);
+    assert_eq!(stored.user_id, None);
+    assert!(h.st.set_node_tags(bid, vec!["db".into()]).await.is_err());
+
+    let at = Utc::now() - chrono::Duration::minutes(1);
+    h.st.expire_node(bid, at).await.unwrap();
+    until(&mut sa, &mut va, "expired peer", |v| {
+        v.peers[&b_id]
+            .node_key_expiry
+            .is_some_and(|e| e <= Utc::now())
+    })
+    .await;
+}
