@@ -277,3 +277,39 @@ async fn admin_rename_tags_and_expire_reach_peers_and_the_database() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_see_online_then_offline_after_the_grace_and_last_seen_is_stored() {
+    let h = Harness::start().await;
+    let key = h.key(true, false);
+    let w = Client::connect(&h, "watch").await;
+    let p = Client::connect(&h, "peer").await;
+    w.register(&h, &key).await.unwrap();
+    p.register(&h, &key).await.unwrap();
+    let mut sw = w.stream(&h).await;
+    let mut vw = View::default();
+    vw.apply(next_update(&mut sw).await);
+    let (&pid, _) = vw.peers.iter().next().unwrap();
+    let node_id = hs_types::NodeId(u64::try_from(pid).unwrap());
+    assert_eq!(
+        h.db.tx(|c| c.get_node(node_id)).unwrap().unwrap().last_seen,
+        None
+    );
+    {
+        let mut sp = p.stream(&h).await;
+        next_update(&mut sp).await;
+        until(&mut sw, &mut vw, "peer online", |v| {
+            v.peers[&pid].status == ts_control::NodeStatus::Online
+        })
+        .await;
+    }
+    drop(p);
+    until(&mut sw, &mut vw, "peer offline", |v| {
+        matches!(v.peers[&pid].status, ts_control::NodeStatus::Offline(_))
+    })
+    .await;
+    let stored = h.db.tx(|c| c.get_node(node_id)).unwrap().unwrap();
+    assert!(stored.last_seen.is_some(), "last seen is persisted");
+    assert!(!h.st.is_connected(node_id).await);
+    assert_eq!(h.node_count(), 2, "a non-ephemeral node stays");
+}
