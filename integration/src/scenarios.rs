@@ -59,7 +59,7 @@ const WAIT: Duration = Duration::from_secs(90);
 struct Env {
     clients: Vec<Client>,
     server: Server,
-    _derp: Proc,
+    _derp: Option<Proc>,
     dir: PathBuf,
     state_root: PathBuf,
     ns: Netns,
@@ -67,7 +67,8 @@ struct Env {
 }
 
 impl Env {
-    fn new(ctx: &Ctx, name: &str) -> anyhow::Result<Self> {
+    /// `embedded_derp`: relay through the server's own `/derp` instead of the harness relay.
+    fn new(ctx: &Ctx, name: &str, embedded_derp: bool) -> anyhow::Result<Self> {
         let dir = ctx.artifacts.join(name);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         // Sockets live under a short path: unix socket paths are limited to 108 bytes.
@@ -76,25 +77,12 @@ impl Env {
         std::fs::create_dir_all(&state_root)
             .with_context(|| format!("creating {}", state_root.display()))?;
         let ns = Netns::create(&format!("{}-{}", ctx.run_id, short(name)), ctx.allow_host)?;
-        let mut derp_cmd = ns.command(&ctx.self_bin.display().to_string());
-        derp_cmd
-            .arg("derp")
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{DERP_PORT}"));
-        let mut derp = Proc::spawn("relay", derp_cmd, &dir.join("derp"))?;
-        let derp_log = dir.join("derp.stderr");
-        eventually("the relay listens", Duration::from_secs(30), || {
-            if let Some(st) = derp.exited() {
-                bail!(
-                    "the relay exited ({st}): {}",
-                    crate::server::tail(&derp_log, 10)
-                );
-            }
-            let t = std::fs::read_to_string(&derp_log).unwrap_or_default();
-            ensure!(t.contains("listening on"), "no listening line yet");
-            Ok(())
-        })?;
-        let server = Server::prepare(&dir.join("server"), "")?;
+        let derp = if embedded_derp {
+            None
+        } else {
+            Some(start_harness_relay(ctx, &ns, &dir)?)
+        };
+        let server = Server::prepare(&dir.join("server"), embedded_derp)?;
         Ok(Self {
             clients: Vec::new(),
             server,
@@ -222,6 +210,29 @@ impl Drop for Env {
     }
 }
 
+/// Starts the harness's own relay (`hs-integration derp`) in the namespace.
+fn start_harness_relay(ctx: &Ctx, ns: &Netns, dir: &std::path::Path) -> anyhow::Result<Proc> {
+    let mut derp_cmd = ns.command(&ctx.self_bin.display().to_string());
+    derp_cmd
+        .arg("derp")
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{DERP_PORT}"));
+    let mut derp = Proc::spawn("relay", derp_cmd, &dir.join("derp"))?;
+    let derp_log = dir.join("derp.stderr");
+    eventually("the relay listens", Duration::from_secs(30), || {
+        if let Some(st) = derp.exited() {
+            bail!(
+                "the relay exited ({st}): {}",
+                crate::server::tail(&derp_log, 10)
+            );
+        }
+        let t = std::fs::read_to_string(&derp_log).unwrap_or_default();
+        ensure!(t.contains("listening on"), "no listening line yet");
+        Ok(())
+    })?;
+    Ok(derp)
+}
+
 fn short(name: &str) -> String {
     // Namespace names are limited in length; keep a recognisable, unique tail.
     let s: String = name
@@ -233,15 +244,17 @@ fn short(name: &str) -> String {
 }
 
 /// Two users with `per_user` nodes each, logged in with reusable keys; all Running and all
-/// seeing each other.
+/// seeing each other. `env` is extra client environment; the relay is the server's embedded
+/// one when `embedded_derp`.
 fn two_users(
     ctx: &Ctx,
     name: &str,
     per_user: usize,
     opts: KeyOpts,
     env: &[(&str, &str)],
+    embedded_derp: bool,
 ) -> anyhow::Result<(Env, Vec<String>)> {
-    let mut e = Env::new(ctx, name)?;
+    let mut e = Env::new(ctx, name, embedded_derp)?;
     let mut keys = Vec::new();
     for u in ["user1", "user2"] {
         let id = e.server.create_user(u)?;
@@ -275,7 +288,7 @@ fn by_ip(c: &Client) -> anyhow::Result<Vec<String>> {
 }
 
 fn ping_all_by_ip(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
-    let (mut e, _) = two_users(ctx, name, 2, KeyOpts::default(), &[])?;
+    let (mut e, _) = two_users(ctx, name, 2, KeyOpts::default(), &[], false)?;
     let n = e.ping_all(&by_ip, None)?;
     ensure!(
         n == 4 * 3 * 2,
@@ -286,14 +299,14 @@ fn ping_all_by_ip(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
 }
 
 fn ping_all_by_hostname(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
-    let (mut e, _) = two_users(ctx, name, 2, KeyOpts::default(), &[])?;
+    let (mut e, _) = two_users(ctx, name, 2, KeyOpts::default(), &[], false)?;
     let n = e.ping_all(&|c| Ok(vec![c.fqdn()?]), None)?;
     println!("  {name}: {n} pings by FQDN succeeded");
     Ok(())
 }
 
 fn logout_relogin_same_user(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
-    let (mut e, keys) = two_users(ctx, name, 2, KeyOpts::default(), &[])?;
+    let (mut e, keys) = two_users(ctx, name, 2, KeyOpts::default(), &[], false)?;
     e.ping_all(&by_ip, None)?;
     let before: Vec<Vec<String>> = e
         .clients
@@ -345,7 +358,7 @@ fn ephemeral(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
         ephemeral: true,
         ..KeyOpts::default()
     };
-    let (mut e, _) = two_users(ctx, name, 2, opts, &[])?;
+    let (mut e, _) = two_users(ctx, name, 2, opts, &[], false)?;
     e.ping_all(&by_ip, None)?;
     let n = e.node_count()?;
     ensure!(
@@ -366,8 +379,8 @@ fn ephemeral(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
 
 fn derp_server_scenario(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
     let env = [("TS_DEBUG_ALWAYS_USE_DERP", "1")];
-    let (mut e, _) = two_users(ctx, name, 2, KeyOpts::default(), &env)?;
-    let n = e.ping_all(&by_ip, Some("via DERP"))?;
+    let (mut e, _) = two_users(ctx, name, 2, KeyOpts::default(), &env, true)?;
+    let n = e.ping_all(&by_ip, Some("via DERP(headscale)"))?;
     println!("  {name}: {n} pings relayed via DERP");
     Ok(())
 }
@@ -375,7 +388,7 @@ fn derp_server_scenario(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
 /// Harness self-check: stopping the server mid-scenario must make the ping phase fail with a
 /// message naming the dead server, not pass and not time out obscurely.
 fn self_check_server_stopped(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
-    let (mut e, _) = two_users(ctx, name, 1, KeyOpts::default(), &[])?;
+    let (mut e, _) = two_users(ctx, name, 1, KeyOpts::default(), &[], false)?;
     e.server.stop();
     match e.ping_all(&by_ip, None) {
         Ok(n) => bail!("ping-all passed ({n} pings) although the control server was stopped"),

@@ -41,7 +41,9 @@ pub(crate) struct KeyOpts {
 
 impl Server {
     /// Writes the config, DERP map and a fresh database under `dir`.
-    pub(crate) fn prepare(dir: &Path, extra_config: &str) -> anyhow::Result<Self> {
+    /// With `embedded_derp` the server's own relay (`/derp` on the control port) is the only
+    /// DERP region; otherwise the map points at the harness relay on [`DERP_PORT`].
+    pub(crate) fn prepare(dir: &Path, embedded_derp: bool) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let db_path = dir.join("db.sqlite");
         let derp_path = dir.join("derp.yaml");
@@ -54,6 +56,20 @@ impl Server {
         .context("writing the DERP map")?;
         let config_path = dir.join("config.yaml");
         let d = dir.display();
+        let derp_section = if embedded_derp {
+            format!(
+                "derp:\n  server:\n    enabled: true\n    region_id: 999\n    region_code: headscale\n    \
+                 region_name: Headscale Embedded DERP\n    stun_listen_addr: 127.0.0.1:3478\n    \
+                 private_key_path: {d}/derp_server_private.key\n    \
+                 automatically_add_embedded_derp_region: true\n    ipv4: 127.0.0.1\n    ipv6: \"\"\n  \
+                 urls: []\n  paths: []\n  auto_update_enabled: false\n"
+            )
+        } else {
+            format!(
+                "derp:\n  server:\n    enabled: false\n  urls: []\n  paths:\n    - {}\n  auto_update_enabled: false\n",
+                derp_path.display()
+            )
+        };
         std::fs::write(
             &config_path,
             format!(
@@ -61,13 +77,12 @@ impl Server {
                  grpc_listen_addr: 127.0.0.1:50443\n\
                  noise:\n  private_key_path: {d}/noise_private.key\n\
                  prefixes:\n  v4: 100.64.0.0/10\n  v6: fd7a:115c:a1e0::/48\n  allocation: sequential\n\
-                 derp:\n  server:\n    enabled: false\n  urls: []\n  paths:\n    - {derp}\n  auto_update_enabled: false\n\
+                 {derp_section}\
                  database:\n  type: sqlite\n  sqlite:\n    path: {db}\n    write_ahead_log: true\n\
                  log:\n  level: debug\n\
                  dns:\n  magic_dns: true\n  base_domain: hsit.example.com\n  override_local_dns: false\n  nameservers:\n    global: []\n\
                  unix_socket: {d}/headscale.sock\n\
-                 logtail:\n  enabled: false\n{extra_config}",
-                derp = derp_path.display(),
+                 logtail:\n  enabled: false\n",
                 db = db_path.display(),
             ),
         )
