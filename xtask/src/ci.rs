@@ -12,13 +12,22 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-/// Runs the CI steps. `--skip-install` leaves the machine's packages alone.
+/// The integration scenarios CI runs (a `|`-separated pattern): fast and robust.
+const SMOKE_SCENARIOS: &str = "TestPingAllByIP|TestEphemeral";
+
+/// Runs the CI steps. `--skip-install` leaves the machine's packages alone;
+/// `--skip-integration` skips the real-client smoke scenarios (they need root for `ip netns`
+/// and Go to build the clients once).
 pub(crate) fn run(args: &[String]) -> Result<()> {
     let mut skip_install = false;
+    let mut skip_integration = false;
     for a in args {
         match a.as_str() {
             "--skip-install" => skip_install = true,
-            other => bail!("xtask ci: unknown argument {other:?} (known: --skip-install)"),
+            "--skip-integration" => skip_integration = true,
+            other => bail!(
+                "xtask ci: unknown argument {other:?} (known: --skip-install, --skip-integration)"
+            ),
         }
     }
     let root = project_root();
@@ -43,8 +52,21 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     )?;
     println!("xtask ci: == codegen --check");
     crate::codegen::run(&["--check".to_owned()]).context("generated code is stale")?;
-    // Integration smoke scenarios (real clients) join here once `xtask integration` exists;
-    // keep them before the test step so cargo test's summary stays the last output.
+    // Smoke scenarios with real Tailscale clients in a loopback-only namespace (`xtask
+    // integration`); before the test step so cargo test's summary stays the last output.
+    if skip_integration {
+        println!("xtask ci: == integration smoke skipped (--skip-integration)");
+    } else {
+        let t = Instant::now();
+        println!("xtask ci: == integration smoke: {SMOKE_SCENARIOS}");
+        crate::integration::run(&[
+            SMOKE_SCENARIOS.to_owned(),
+            "--timeout".to_owned(),
+            "600s".to_owned(),
+        ])
+        .context("integration smoke scenarios failed (details: cargo xtask integration doctor)")?;
+        println!("xtask ci: == integration smoke ok in {:.0?}", t.elapsed());
+    }
     println!(
         "xtask ci: fmt, clippy and codegen passed in {:.0?}; running the test suite (last step)",
         started.elapsed()
