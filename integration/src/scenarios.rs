@@ -45,6 +45,7 @@ pub(crate) const ALL: &[Scenario] = &[
     ),
     ("TestEphemeral", ephemeral),
     ("TestDERPServerScenario", derp_server_scenario),
+    ("TestExpireNode", expire_node),
     (
         "TestHarnessSelfCheckServerStopped",
         self_check_server_stopped,
@@ -382,6 +383,60 @@ fn derp_server_scenario(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
     let (mut e, _) = two_users(ctx, name, 2, KeyOpts::default(), &env, true)?;
     let n = e.ping_all(&by_ip, Some("via DERP(headscale)"))?;
     println!("  {name}: {n} pings relayed via DERP");
+    Ok(())
+}
+
+fn expire_node(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
+    let (mut e, _) = two_users(ctx, name, 2, KeyOpts::default(), &[], false)?;
+    e.ping_all(&by_ip, None)?;
+    let victim = e.clients[0].name.clone();
+    let list = e
+        .server
+        .cli(&ctx.server_bin, &["nodes", "list", "-o", "json"])?;
+    let nodes: serde_json::Value =
+        serde_json::from_str(&list).context("`headscale nodes list -o json` is not JSON")?;
+    let id = nodes
+        .as_array()
+        .and_then(|a| {
+            a.iter()
+                .find(|n| n["name"].as_str() == Some(victim.as_str()))
+        })
+        .and_then(|n| {
+            n["id"]
+                .as_str()
+                .map(str::to_owned)
+                .or_else(|| n["id"].as_u64().map(|v| v.to_string()))
+        })
+        .with_context(|| format!("node {victim} not in `nodes list -o json`: {list}"))?;
+    e.server
+        .cli(&ctx.server_bin, &["nodes", "expire", "--identifier", &id])?;
+    eventually(&format!("{victim} (expired) needs login"), WAIT, || {
+        e.alive()?;
+        let s = e.clients[0].backend_state()?;
+        ensure!(s == "NeedsLogin", "BackendState is {s:?}");
+        Ok(())
+    })?;
+    for i in 1..e.clients.len() {
+        let what = format!("{} sees peer {victim} as expired", e.clients[i].name);
+        eventually(&what, WAIT, || {
+            e.alive()?;
+            let st = e.clients[i].status()?;
+            let peer = st["Peer"]
+                .as_object()
+                .and_then(|m| {
+                    m.values()
+                        .find(|p| p["HostName"].as_str() == Some(victim.as_str()))
+                })
+                .with_context(|| format!("{victim} is not in the peer list"))?;
+            ensure!(
+                peer["Expired"].as_bool() == Some(true),
+                "peer status: Expired={} KeyExpiry={}",
+                peer["Expired"],
+                peer["KeyExpiry"]
+            );
+            Ok(())
+        })?;
+    }
     Ok(())
 }
 

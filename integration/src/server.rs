@@ -197,6 +197,25 @@ impl Server {
         }
     }
 
+    /// Runs the `headscale` CLI against this server (over its unix socket) and returns stdout.
+    pub(crate) fn cli(&self, bin: &Path, args: &[&str]) -> anyhow::Result<String> {
+        let out = std::process::Command::new(bin)
+            .arg("-c")
+            .arg(&self.config_path)
+            .args(args)
+            .output()
+            .with_context(|| format!("running headscale {}", args.join(" ")))?;
+        if !out.status.success() {
+            bail!(
+                "`headscale {}` failed ({}): {}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     /// Copies the database (and its WAL) into `dest_dir`.
     pub(crate) fn copy_db(&self, dest_dir: &Path) {
         for ext in ["", "-wal", "-shm"] {
