@@ -46,6 +46,8 @@ pub(crate) const ALL: &[Scenario] = &[
     ("TestEphemeral", ephemeral),
     ("TestDERPServerScenario", derp_server_scenario),
     ("TestExpireNode", expire_node),
+    ("TestUserCommand", user_command),
+    ("TestPreAuthKeyCommand", pre_auth_key_command),
     (
         "TestHarnessSelfCheckServerStopped",
         self_check_server_stopped,
@@ -437,6 +439,132 @@ fn expire_node(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
             Ok(())
         })?;
     }
+    Ok(())
+}
+
+/// Runs the CLI with `-o json` and parses the answer.
+fn cli_json(e: &Env, ctx: &Ctx, args: &[&str]) -> anyhow::Result<serde_json::Value> {
+    let mut a = args.to_vec();
+    a.extend(["-o", "json"]);
+    let out = e.server.cli(&ctx.server_bin, &a)?;
+    serde_json::from_str(&out)
+        .with_context(|| format!("`headscale {}` is not JSON: {out}", a.join(" ")))
+}
+
+fn user_names(e: &Env, ctx: &Ctx) -> anyhow::Result<Vec<String>> {
+    let v = cli_json(e, ctx, &["users", "list"])?;
+    let mut names: Vec<String> = v
+        .as_array()
+        .context("users list is not an array")?
+        .iter()
+        .filter_map(|u| u["name"].as_str().map(str::to_owned))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+fn user_command(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
+    let mut e = Env::new(ctx, name, false)?;
+    e.start_server(ctx)?;
+    for u in ["user1", "user2"] {
+        e.server.cli(&ctx.server_bin, &["users", "create", u])?;
+    }
+    let names = user_names(&e, ctx)?;
+    ensure!(
+        names == ["user1", "user2"],
+        "users list after create: {names:?}"
+    );
+    e.server.cli(
+        &ctx.server_bin,
+        &[
+            "users",
+            "rename",
+            "--name",
+            "user1",
+            "--new-name",
+            "newname",
+        ],
+    )?;
+    let names = user_names(&e, ctx)?;
+    ensure!(
+        names == ["newname", "user2"],
+        "users list after rename: {names:?}"
+    );
+    let one = cli_json(&e, ctx, &["users", "list", "--name", "user2"])?;
+    let n = one.as_array().map_or(0, Vec::len);
+    ensure!(
+        n == 1 && one[0]["name"] == "user2",
+        "users list --name user2: {one}"
+    );
+    e.server.cli(
+        &ctx.server_bin,
+        &["users", "destroy", "--name", "user2", "--force"],
+    )?;
+    let names = user_names(&e, ctx)?;
+    ensure!(names == ["newname"], "users list after destroy: {names:?}");
+    Ok(())
+}
+
+fn pre_auth_key_command(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
+    let mut e = Env::new(ctx, name, false)?;
+    e.start_server(ctx)?;
+    let user = cli_json(&e, ctx, &["users", "create", "user1"])?;
+    let uid = user["id"]
+        .as_str()
+        .map(str::to_owned)
+        .or_else(|| user["id"].as_u64().map(|v| v.to_string()))
+        .with_context(|| format!("users create -o json has no id: {user}"))?;
+    let mut keys = Vec::new();
+    for _ in 0..3 {
+        let k = cli_json(
+            &e,
+            ctx,
+            &[
+                "preauthkeys",
+                "create",
+                "--user",
+                &uid,
+                "--reusable",
+                "--expiration",
+                "24h",
+            ],
+        )?;
+        keys.push(
+            k["key"]
+                .as_str()
+                .with_context(|| format!("no key in {k}"))?
+                .to_owned(),
+        );
+    }
+    let listed = cli_json(&e, ctx, &["preauthkeys", "list"])?;
+    let n = listed.as_array().map_or(0, Vec::len);
+    ensure!(n == 3, "preauthkeys list shows {n} keys, want 3: {listed}");
+    ensure!(
+        listed
+            .as_array()
+            .is_some_and(|a| a.iter().all(|k| k["reusable"] == true)),
+        "every listed key must be reusable: {listed}"
+    );
+    // A key made by the CLI logs a real client in.
+    e.add_client("pak-n1", &[])?;
+    e.clients[0].up(&keys[0])?;
+    e.wait_running()?;
+    let id = listed[1]["id"]
+        .as_str()
+        .map(str::to_owned)
+        .or_else(|| listed[1]["id"].as_u64().map(|v| v.to_string()))
+        .with_context(|| format!("listed key has no id: {}", listed[1]))?;
+    e.server
+        .cli(&ctx.server_bin, &["preauthkeys", "expire", "--id", &id])?;
+    let after = cli_json(&e, ctx, &["preauthkeys", "list"])?;
+    let expired = after
+        .as_array()
+        .and_then(|a| a.iter().find(|k| k["id"] == listed[1]["id"]))
+        .with_context(|| format!("key {id} vanished after expire: {after}"))?;
+    ensure!(
+        expired != &listed[1],
+        "key {id} is unchanged after expire: {expired}"
+    );
     Ok(())
 }
 
