@@ -9,6 +9,8 @@
 //! - [`ControlState`] is the state coordinator (database → NodeStore → map streams);
 //!   [`control_routes`] mounts `/key`, `/ts2021` (with [`noise_router`] inside the tunnel)
 //!   and the `/register/<auth_id>` page.
+//! - [`policy`] adapts the operator's compiled policy to the NodeStore; the state recompiles
+//!   it on every identity change and on [`ControlState::set_policy`].
 //! - [`Metrics`] holds the Prometheus metrics.
 
 mod admin;
@@ -20,6 +22,7 @@ mod lifecycle;
 mod metrics;
 mod noise_routes;
 mod pages;
+pub mod policy;
 mod poll;
 mod register;
 mod server;

@@ -1,7 +1,8 @@
 //! The admin API's hooks into the running control plane: after the API has written the
 //! database, node changes and deletions are applied to the NodeStore (and so pushed to every
 //! connected peer), and pending interactive logins are decided by the control state.
-//! What the control state does not offer yet (policy reload, tag ownership, route
+//! A policy set through the API is compiled and put in force at once.
+//! What the control state does not offer yet (tag ownership, route
 //! discovery, debug nodes, address backfill) falls back to [`hs_api::DbOnly`].
 
 use hs_api::{ApiError, ControlHooks, DbOnly};
@@ -57,7 +58,16 @@ impl ControlHooks for LiveHooks {
     }
 
     fn policy_changed(&self, policy: &str) {
-        DbOnly.policy_changed(policy);
+        // The API checked the policy before storing it; compiling it again here only fails
+        // if the tailnet changed in between, and then the policy in force stays.
+        match block_on(
+            self.state
+                .set_policy_text("the policy set through the API", Some(policy)),
+        ) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "new policy not put in force"),
+            Err(e) => tracing::error!(error = %e, "new policy not put in force"),
+        }
     }
 
     fn check_policy(&self, policy: &str, users: &[User], nodes: &[Node]) -> Result<(), String> {

@@ -98,7 +98,7 @@ async fn serve(loaded: config_file::Loaded) -> anyhow::Result<()> {
         });
     }
     drop(stop_rx);
-    spawn_sighup_reload(state.clone(), c.dns.clone());
+    spawn_sighup_reload(state.clone(), c.dns.clone(), c.policy.clone());
     let shutdown_state = state.clone();
     let shutdown = async move {
         hs_control::shutdown_signal().await;
@@ -186,9 +186,14 @@ async fn spawn_admin_listeners(
     Ok(())
 }
 
-/// SIGHUP re-reads `dns.extra_records_path` and pushes the DNS config to every node.
-/// (The policy is not reloaded yet: the control plane serves allow-all.)
-fn spawn_sighup_reload(state: hs_control::ControlState, dns: hs_types::config::DnsConfig) {
+/// SIGHUP re-reads `dns.extra_records_path` and, in file mode, the policy file, and pushes
+/// what changed to every node. A policy file that no longer loads leaves the old policy in
+/// force.
+fn spawn_sighup_reload(
+    state: hs_control::ControlState,
+    dns: hs_types::config::DnsConfig,
+    policy: hs_types::config::PolicyConfig,
+) {
     #[cfg(unix)]
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
@@ -204,10 +209,16 @@ fn spawn_sighup_reload(state: hs_control::ControlState, dns: hs_types::config::D
             if let Err(e) = state.reload_dns(&dns).await {
                 tracing::error!(error = %e, "reload failed; keeping the previous DNS config");
             }
+            if policy.mode == hs_types::config::PolicyMode::File {
+                tracing::info!("received SIGHUP, reloading the policy file");
+                if let Err(e) = state.load_policy(&policy).await {
+                    tracing::error!(error = %e, "policy reload failed; keeping the policy in force");
+                }
+            }
         }
     });
     #[cfg(not(unix))]
-    let _ = (state, dns);
+    let _ = (state, dns, policy);
 }
 
 /// The DERP map clients get at start: `derp.paths` files and the embedded relay's region.

@@ -9,12 +9,14 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use hs_mapper::{Mapper, Outgoing, Session};
-use hs_nodestore::{Applied, Op, Writer};
+use hs_nodestore::{AllowAll, Applied, Change, Op, PolicyView, Writer};
+use hs_policy::{Policy, PolicyError};
 use hs_types::NodeId;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::now;
 use crate::metrics::Metrics;
+use crate::policy::{CompiledView, DenyAll};
 
 /// How many frames may wait for a slow client before its stream is closed (it reconnects and
 /// gets a fresh full map, which is cheaper than buffering without bound).
@@ -73,6 +75,12 @@ pub(crate) enum Cmd {
     },
     /// Close every stream (graceful shutdown).
     CloseAll,
+    /// Replace the operator's policy (`None`: no policy, allow all). A policy that does not
+    /// compile against the tailnet is refused and the one in force stays.
+    SetPolicy {
+        policy: Option<Box<Policy>>,
+        reply: oneshot::Sender<Result<(), PolicyError>>,
+    },
     /// Replace the DNS config every node gets (SIGHUP reload of extra records).
     SetDns {
         dns: Option<Arc<str>>,
@@ -95,6 +103,8 @@ pub(crate) struct Actor {
     conns: HashMap<NodeId, Conn>,
     next_conn: u64,
     metrics: Arc<Metrics>,
+    /// The configured policy, recompiled on every identity change; `None` = allow all.
+    policy: Option<Policy>,
 }
 
 impl Actor {
@@ -105,6 +115,7 @@ impl Actor {
             conns: HashMap::new(),
             next_conn: 1,
             metrics,
+            policy: None,
         }
     }
 
@@ -121,7 +132,7 @@ impl Actor {
     fn handle(&mut self, cmd: Cmd) {
         match cmd {
             Cmd::Apply { ops, reply } => {
-                let applied = Arc::new(self.writer.apply(ops));
+                let applied = Arc::new(self.apply_and_recompile(ops));
                 self.metrics
                     .nodestore_nodes
                     .store(applied.next.len(), Ordering::Relaxed);
@@ -145,10 +156,64 @@ impl Actor {
                 let _ = reply.send(self.conns.contains_key(&node));
             }
             Cmd::CloseAll => self.conns.clear(),
+            Cmd::SetPolicy { policy, reply } => {
+                let _ = reply.send(self.set_policy(policy.map(|p| *p)));
+            }
             Cmd::SetDns { dns, reply } => {
                 let _ = reply.send(self.set_dns(dns));
             }
         }
+    }
+
+    /// Applies `ops`, then, when they changed who is who (nodes, tags, owners, addresses,
+    /// users) under a configured policy, recompiles it against the new snapshot in the same
+    /// step, so no map is ever built from a policy that does not know a node.
+    fn apply_and_recompile(&mut self, ops: Vec<Op>) -> Applied {
+        let applied = self.writer.apply(ops);
+        let Some(policy) = &self.policy else {
+            return applied;
+        };
+        let identity = applied.changes.iter().any(|c| {
+            matches!(
+                c,
+                Change::NodeChanged(_)
+                    | Change::NodeRemoved(_)
+                    | Change::UserChanged(_)
+                    | Change::UserRemoved(_)
+            )
+        });
+        if !identity {
+            return applied;
+        }
+        let view: Arc<dyn PolicyView> = match CompiledView::compile(policy, &applied.next) {
+            Ok(v) => Arc::new(v),
+            Err(e) => {
+                // The tailnet changed under the policy (e.g. a user it names is gone): deny
+                // rather than keep rules compiled for a tailnet that no longer exists.
+                tracing::error!(error = %e, "the policy no longer compiles against the tailnet; denying all traffic until it is fixed");
+                Arc::new(DenyAll::new())
+            }
+        };
+        let second = self.writer.apply([Op::SetPolicy(view)]);
+        let mut changes = applied.changes;
+        changes.extend(second.changes);
+        Applied {
+            prev: applied.prev,
+            next: second.next,
+            changes,
+            results: applied.results,
+        }
+    }
+
+    fn set_policy(&mut self, policy: Option<Policy>) -> Result<(), PolicyError> {
+        let view: Arc<dyn PolicyView> = match &policy {
+            None => Arc::new(AllowAll::new()),
+            Some(p) => Arc::new(CompiledView::compile(p, self.writer.current())?),
+        };
+        self.policy = policy;
+        let applied = self.writer.apply([Op::SetPolicy(view)]);
+        self.fan_out(&applied);
+        Ok(())
     }
 
     fn set_dns(&mut self, dns: Option<Arc<str>>) -> Result<(), hs_mapper::Error> {

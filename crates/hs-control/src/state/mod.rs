@@ -16,7 +16,7 @@ use hs_db::{AllocationStrategy, Db, IpAllocator};
 use hs_mapper::{Mapper, MapperConfig};
 use hs_nodestore::{AllowAll, Applied, NodePatch, NodeStore, Op};
 use hs_types::NodeId;
-use hs_types::config::{Config, DnsConfig, IpAllocation};
+use hs_types::config::{Config, DnsConfig, IpAllocation, PolicyConfig, PolicyMode};
 use hs_types::model::Node;
 use hs_types::tailcfg::DERPMap;
 use tokio::sync::{mpsc, oneshot};
@@ -103,13 +103,77 @@ impl ControlState {
             IpAllocation::Sequential => AllocationStrategy::Sequential,
             IpAllocation::Random => AllocationStrategy::Random,
         };
-        Self::start(
+        let state = Self::start(
             db,
             StateConfig::from_config(config),
             mapper,
             (config.prefixes.v4, config.prefixes.v6, strategy),
         )
-        .await
+        .await?;
+        // A configured policy that does not load stops the server, as in Go Headscale: serving
+        // allow-all instead would silently open the tailnet.
+        state.load_policy(&config.policy).await?;
+        Ok(state)
+    }
+
+    /// Reads the configured policy (the `policy.path` file in file mode, the newest policy
+    /// row in database mode), compiles it against the tailnet and puts it in force, pushing
+    /// new maps to connected nodes. No policy configured (or an empty document) means allow
+    /// all. On any error the policy in force stays and the error names the source.
+    pub async fn load_policy(&self, cfg: &PolicyConfig) -> Result<(), Error> {
+        let (source, text) = match cfg.mode {
+            PolicyMode::File if cfg.path.is_empty() => ("no policy file".to_owned(), None),
+            PolicyMode::File => {
+                let text = tokio::fs::read_to_string(&cfg.path).await.map_err(|e| {
+                    Error::Config(format!("policy.path: cannot read {}: {e}", cfg.path))
+                })?;
+                (format!("policy file {}", cfg.path), Some(text))
+            }
+            PolicyMode::Database => {
+                let row = self.blocking(|db| db.tx(|c| c.get_policy())).await?;
+                ("the database policy".to_owned(), row.map(|r| r.data))
+            }
+        };
+        self.set_policy_text(&source, text.as_deref()).await
+    }
+
+    /// Parses and compiles policy text and puts it in force (`None` or blank: allow all);
+    /// `source` names where it came from in errors and logs. A bad policy changes nothing.
+    pub async fn set_policy_text(&self, source: &str, text: Option<&str>) -> Result<(), Error> {
+        let policy = match text.filter(|t| !t.trim().is_empty()) {
+            None => None,
+            Some(t) => Some(
+                hs_policy::Policy::parse(t).map_err(|e| Error::Config(format!("{source}: {e}")))?,
+            ),
+        };
+        let allow_all = policy.is_none();
+        self.set_policy(policy)
+            .await?
+            .map_err(|e| Error::Config(format!("{source}: {e}")))?;
+        if allow_all {
+            tracing::info!("no policy configured; every node may reach every node");
+        } else {
+            tracing::info!(%source, "policy in force");
+        }
+        Ok(())
+    }
+
+    /// Puts a parsed policy in force (`None`: allow all), compiled against the current
+    /// tailnet and recompiled on every later change of nodes or users. The inner error is the
+    /// compile error of a refused policy (the previous one stays in force).
+    pub async fn set_policy(
+        &self,
+        policy: Option<hs_policy::Policy>,
+    ) -> Result<Result<(), hs_policy::PolicyError>, Error> {
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .cmd
+            .send(Cmd::SetPolicy {
+                policy: policy.map(Box::new),
+                reply,
+            })
+            .map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)
     }
 
     /// Loads everything from `db` and starts the coordinator with explicit settings.

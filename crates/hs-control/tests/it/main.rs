@@ -9,6 +9,7 @@
 mod flow;
 mod harness;
 mod interactive;
+mod policy;
 mod refusals;
 mod server;
 mod stream;

@@ -1,0 +1,218 @@
+//! The operator's policy as the NodeStore sees it: an `hs-policy` [`CompiledPolicy`] compiled
+//! against the current users and nodes, answering the [`PolicyView`] questions, and
+//! [`DenyAll`] for when a configured policy cannot be evaluated (never allow-all).
+//!
+//! Per-node answers (visible peers, filter JSON, SSH JSON) are computed on first use and kept:
+//! a compile is redone on every identity change, and most nodes are asked about only when a
+//! map is built for them.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+use hs_nodestore::{NodeAttr, PolicyView, Snapshot};
+use hs_policy::{CompiledPolicy, Policy, PolicyError, PolicyNode, PolicyUser};
+use hs_types::NodeId;
+use hs_types::model::Node;
+
+/// The packet filter that lets nothing in.
+const DENY_FILTER_JSON: &str = "[]";
+
+/// The policy's inputs from a NodeStore snapshot: every user, every node (with its announced
+/// routes and the primary routes it holds in that snapshot).
+pub fn policy_inputs(snap: &Snapshot) -> (Vec<PolicyUser>, Vec<PolicyNode>) {
+    let users = snap
+        .users()
+        .map(|u| PolicyUser {
+            id: u.id,
+            name: u.name.clone(),
+            email: u.email.clone(),
+        })
+        .collect();
+    let nodes = snap
+        .nodes()
+        .map(|e| PolicyNode {
+            id: e.node.id,
+            name: e.node.given_name.clone(),
+            ipv4: e.node.ipv4,
+            ipv6: e.node.ipv6,
+            user: if e.node.tags.is_empty() {
+                e.node.user_id
+            } else {
+                None
+            },
+            tags: e.node.tags.clone(),
+            announced_routes: e.announced_routes.clone(),
+            approved_routes: e.node.approved_routes.clone(),
+            primary_routes: e.primary_routes.clone(),
+        })
+        .collect();
+    (users, nodes)
+}
+
+/// A compiled policy answering the NodeStore's questions. Nodes it was not compiled with see
+/// nothing and are let in by nobody.
+pub struct CompiledView {
+    compiled: CompiledPolicy,
+    index: HashMap<NodeId, usize>,
+    peers: Vec<OnceLock<Vec<usize>>>,
+    filters: Vec<OnceLock<Arc<str>>>,
+    ssh: Vec<OnceLock<Option<Arc<str>>>>,
+    /// Equal filter texts share one `Arc` so the mapper sees "unchanged" by pointer.
+    interned: Mutex<HashSet<Arc<str>>>,
+    deny: Arc<str>,
+}
+
+impl fmt::Debug for CompiledView {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CompiledView")
+            .field("nodes", &self.index.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl CompiledView {
+    /// Compiles `policy` against the users and nodes of `snap`.
+    pub fn compile(policy: &Policy, snap: &Snapshot) -> Result<Self, PolicyError> {
+        let (users, nodes) = policy_inputs(snap);
+        Ok(Self::new(CompiledPolicy::compile(policy, &users, &nodes)?))
+    }
+
+    /// Wraps a policy already compiled.
+    pub fn new(compiled: CompiledPolicy) -> Self {
+        let n = compiled.nodes().len();
+        let index = compiled
+            .nodes()
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.id, i))
+            .collect();
+        Self {
+            compiled,
+            index,
+            peers: (0..n).map(|_| OnceLock::new()).collect(),
+            filters: (0..n).map(|_| OnceLock::new()).collect(),
+            ssh: (0..n).map(|_| OnceLock::new()).collect(),
+            interned: Mutex::new(HashSet::new()),
+            deny: Arc::from(DENY_FILTER_JSON),
+        }
+    }
+
+    fn slot(&self, node: &Node) -> Option<usize> {
+        self.index.get(&node.id).copied()
+    }
+
+    fn intern(&self, text: String) -> Arc<str> {
+        let mut set = self.interned.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(a) = set.get(text.as_str()) {
+            return Arc::clone(a);
+        }
+        let a: Arc<str> = Arc::from(text);
+        set.insert(Arc::clone(&a));
+        a
+    }
+}
+
+impl PolicyView for CompiledView {
+    fn can_see(&self, viewer: &Node, peer: &Node) -> bool {
+        let (Some(v), Some(p)) = (self.slot(viewer), self.slot(peer)) else {
+            return false;
+        };
+        self.peers[v]
+            .get_or_init(|| self.compiled.peers(v).iter().map(|p| p.index).collect())
+            .binary_search(&p)
+            .is_ok()
+    }
+
+    fn packet_filter(&self, viewer: &Node) -> Arc<str> {
+        let Some(v) = self.slot(viewer) else {
+            return Arc::clone(&self.deny);
+        };
+        Arc::clone(self.filters[v].get_or_init(|| {
+            match serde_json::to_string(&self.compiled.filter_rules(v)) {
+                Ok(text) => self.intern(text),
+                Err(e) => {
+                    tracing::error!(error = %e, node = viewer.id.get(), "cannot encode a packet filter; the node gets deny-all");
+                    Arc::clone(&self.deny)
+                }
+            }
+        }))
+    }
+
+    fn ssh_policy(&self, viewer: &Node) -> Option<Arc<str>> {
+        let v = self.slot(viewer)?;
+        self.ssh[v]
+            .get_or_init(|| {
+                let p = self.compiled.ssh_policy(v);
+                if p.rules.is_empty() {
+                    return None;
+                }
+                match serde_json::to_string(&p) {
+                    Ok(text) => Some(Arc::from(text)),
+                    Err(e) => {
+                        tracing::error!(error = %e, node = viewer.id.get(), "cannot encode an SSH policy; the node gets none");
+                        None
+                    }
+                }
+            })
+            .clone()
+    }
+
+    fn node_attrs(&self, node: &Node) -> Vec<NodeAttr> {
+        let Some(n) = self.slot(node) else {
+            return Vec::new();
+        };
+        self.compiled
+            .self_cap_map(n)
+            .into_iter()
+            .map(|(cap, values)| NodeAttr {
+                cap,
+                values: values
+                    .unwrap_or_default()
+                    .iter()
+                    .map(serde_json::Value::to_string)
+                    .collect(),
+            })
+            .collect()
+    }
+}
+
+/// What a configured policy that cannot be evaluated leaves in force: nobody sees anybody,
+/// every packet filter is empty.
+#[derive(Debug, Clone)]
+pub struct DenyAll {
+    filter: Arc<str>,
+}
+
+impl DenyAll {
+    /// The deny-all policy.
+    pub fn new() -> Self {
+        Self {
+            filter: Arc::from(DENY_FILTER_JSON),
+        }
+    }
+}
+
+impl Default for DenyAll {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PolicyView for DenyAll {
+    fn can_see(&self, _viewer: &Node, _peer: &Node) -> bool {
+        false
+    }
+
+    fn packet_filter(&self, _viewer: &Node) -> Arc<str> {
+        Arc::clone(&self.filter)
+    }
+
+    fn ssh_policy(&self, _viewer: &Node) -> Option<Arc<str>> {
+        None
+    }
+
+    fn node_attrs(&self, _node: &Node) -> Vec<NodeAttr> {
+        Vec::new()
+    }
+}

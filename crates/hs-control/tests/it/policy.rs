@@ -1,0 +1,296 @@
+//! The operator's policy in the running control plane: it decides who sees whom and what
+//! each packet filter lets in, follows nodes as they register, and a reload or a policy set
+//! reaches connected clients, while a bad policy leaves the one in force.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::Utc;
+use hs_db::{NewPreAuthKey, NewUser};
+use hs_types::config::{PolicyConfig, PolicyMode};
+use hs_types::model::Node;
+use tokio::io::{AsyncRead, AsyncReadExt as _};
+use ts_http_util::{ClientExt as _, ResponseExt as _};
+
+use crate::harness::{Client, Harness};
+
+/// alice's nodes may reach alice's nodes, bob's may reach bob's; nothing crosses.
+const APART: &str = r#"{
+  // two users who may not see each other
+  "acls": [
+    {"action": "accept", "src": ["alice@"], "dst": ["alice@:*"]},
+    {"action": "accept", "src": ["bob@"], "dst": ["bob@:*"]},
+  ],
+}"#;
+
+/// alice may reach bob's SSH port only.
+const ALICE_TO_BOB_SSH: &str = r#"{
+  "acls": [{"action": "accept", "src": ["alice@"], "dst": ["bob@:22"]}],
+}"#;
+
+/// What a client knows from its map stream: its peers and its current packet filter.
+struct View {
+    read: Box<dyn AsyncRead + Unpin + Send>,
+    peers: BTreeSet<u64>,
+    filter: serde_json::Value,
+}
+
+impl View {
+    async fn open(c: &Client, h: &Harness) -> Self {
+        let req = serde_json::json!({"Version":130, "Compress":"zstd", "KeepAlive":true,
+            "Stream":true, "NodeKey": c.keys.node_keys.public.to_string()});
+        let resp = c
+            .conn
+            .post(
+                &h.url.join("/machine/map").unwrap(),
+                [],
+                Bytes::from(req.to_string()).into(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let mut v = Self {
+            read: Box::new(resp.into_read()),
+            peers: BTreeSet::new(),
+            filter: serde_json::Value::Null,
+        };
+        v.next().await;
+        assert!(v.filter.is_array(), "the first map carries a packet filter");
+        v
+    }
+
+    /// Reads one frame and folds it into the view.
+    async fn next(&mut self) {
+        let read = async {
+            let mut len = [0u8; 4];
+            self.read.read_exact(&mut len).await.unwrap();
+            let mut buf = vec![0u8; u32::from_le_bytes(len) as usize];
+            self.read.read_exact(&mut buf).await.unwrap();
+            let mut whole = len.to_vec();
+            whole.extend_from_slice(&buf);
+            let (json, _) = hs_mapper::decode_frame(&whole).unwrap();
+            serde_json::from_slice::<serde_json::Value>(&json).unwrap()
+        };
+        let m = tokio::time::timeout(Duration::from_secs(20), read)
+            .await
+            .expect("no frame within 20 s");
+        let ids = |k: &str| -> Vec<u64> {
+            m[k].as_array()
+                .map(|a| a.iter().filter_map(|p| p["ID"].as_u64()).collect())
+                .unwrap_or_default()
+        };
+        if m.get("Peers").is_some() {
+            self.peers = ids("Peers").into_iter().collect();
+        }
+        self.peers.extend(ids("PeersChanged"));
+        if let Some(gone) = m["PeersRemoved"].as_array() {
+            for g in gone.iter().filter_map(serde_json::Value::as_u64) {
+                self.peers.remove(&g);
+            }
+        }
+        if let Some(f) = m.get("PacketFilters") {
+            self.filter = f["base"].clone();
+        }
+    }
+
+    /// Reads frames until `done` holds for the view (each frame within a hang guard).
+    async fn until(&mut self, what: &str, done: impl Fn(&Self) -> bool) {
+        for _ in 0..50 {
+            if done(self) {
+                return;
+            }
+            self.next().await;
+        }
+        panic!(
+            "{what}: not reached; peers {:?}, filter {}",
+            self.peers, self.filter
+        );
+    }
+
+    /// The source addresses the filter admits from, flattened.
+    fn sources(&self) -> BTreeSet<String> {
+        self.filter
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|r| r["SrcIPs"].as_array().cloned().unwrap_or_default())
+            .filter_map(|s| s.as_str().map(str::to_owned))
+            .collect()
+    }
+}
+
+fn ip4(n: &Node) -> String {
+    n.ipv4.unwrap().to_string()
+}
+
+/// Registers a client as `user` and returns it with its stored node.
+async fn join(h: &Harness, host: &str, user: hs_types::UserId) -> (Client, Node) {
+    let key = h.key_with(NewPreAuthKey {
+        user_id: Some(user),
+        ..NewPreAuthKey::default()
+    });
+    let c = Client::connect(h, host).await;
+    c.register(h, &key).await.unwrap();
+    let node =
+        h.db.tx(|t| t.list_nodes())
+            .unwrap()
+            .into_iter()
+            .find(|n| n.hostname == host)
+            .unwrap();
+    (c, node)
+}
+
+fn add_bob(h: &Harness) -> hs_types::UserId {
+    h.db.tx(|c| {
+        c.create_user(
+            &NewUser {
+                name: "bob".into(),
+                email: "bob@example.com".into(),
+                ..NewUser::default()
+            },
+            Utc::now(),
+        )
+    })
+    .unwrap()
+    .id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_decides_visibility_and_filters_and_changes_reach_clients() {
+    let h = Harness::start().await;
+    let bob = add_bob(&h);
+    // In force before anyone registers: the nodes are added to it as they join.
+    h.st.set_policy_text("test policy", Some(APART))
+        .await
+        .unwrap();
+    let (ca, a) = join(&h, "a", h.user).await;
+    let (cb, b) = join(&h, "b", bob).await;
+    let (ca2, a2) = join(&h, "a2", h.user).await;
+
+    let mut va = View::open(&ca, &h).await;
+    let mut vb = View::open(&cb, &h).await;
+    let va2 = View::open(&ca2, &h).await;
+    assert_eq!(
+        va.peers,
+        BTreeSet::from([a2.id.get()]),
+        "a sees only alice's a2"
+    );
+    assert!(vb.peers.is_empty(), "b sees nobody: {:?}", vb.peers);
+    assert!(va2.peers.contains(&a.id.get()) && !va2.peers.contains(&b.id.get()));
+    assert!(
+        !va.sources().contains(&ip4(&b)),
+        "a's filter admits b: {}",
+        va.filter
+    );
+    assert!(
+        va.sources().contains(&ip4(&a2)),
+        "a's filter admits a2: {}",
+        va.filter
+    );
+    assert!(
+        !vb.sources().contains(&ip4(&a)),
+        "b's filter admits a: {}",
+        vb.filter
+    );
+    assert!(!vb.sources().contains("*"));
+
+    // A policy that does not parse or does not compile is refused; the old one stays.
+    let bad =
+        h.st.set_policy_text("bad policy", Some(r#"{"acls": [{"action": "accept"#))
+            .await
+            .unwrap_err();
+    assert!(bad.to_string().contains("bad policy"), "{bad}");
+    let unknown = r#"{"acls": [{"action": "accept", "src": ["group:nope"], "dst": ["*:*"]}]}"#;
+    assert!(
+        h.st.set_policy_text("unknown group", Some(unknown))
+            .await
+            .is_err()
+    );
+    let snap = h.st.store().load_full();
+    assert_eq!(
+        snap.peers_of(b.id).count(),
+        0,
+        "refused policies changed nothing"
+    );
+
+    // alice → bob:22: both see each other (visibility is symmetric), only b's filter opens.
+    h.st.set_policy_text("test policy", Some(ALICE_TO_BOB_SSH))
+        .await
+        .unwrap();
+    vb.until("b sees a and admits it on 22", |v| {
+        v.peers.contains(&a.id.get()) && v.sources().contains(&ip4(&a))
+    })
+    .await;
+    let ports = &vb.filter[0]["DstPorts"][0]["Ports"];
+    assert_eq!(
+        (ports["First"].as_u64(), ports["Last"].as_u64()),
+        (Some(22), Some(22))
+    );
+    va.until("a sees b", |v| v.peers.contains(&b.id.get()))
+        .await;
+    assert!(
+        !va.sources().contains(&ip4(&b)),
+        "a's filter admits b: {}",
+        va.filter
+    );
+
+    // No policy: allow all.
+    h.st.set_policy_text("test policy", None).await.unwrap();
+    va.until("a admits everyone and sees everyone", |v| {
+        v.sources().contains("*") && v.peers.contains(&b.id.get()) && v.peers.contains(&a2.id.get())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_reload_and_database_policy() {
+    let h = Harness::start().await;
+    let bob = add_bob(&h);
+    let (ca, a) = join(&h, "a", h.user).await;
+    let (_cb, b) = join(&h, "b", bob).await;
+    let mut va = View::open(&ca, &h).await;
+    assert!(va.peers.contains(&b.id.get()), "no policy: allow all");
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.hujson");
+    std::fs::write(&path, APART).unwrap();
+    let file = PolicyConfig {
+        mode: PolicyMode::File,
+        path: path.display().to_string(),
+    };
+    h.st.load_policy(&file).await.unwrap();
+    va.until("a loses b", |v| {
+        !v.peers.contains(&b.id.get()) && !v.sources().contains("*")
+    })
+    .await;
+
+    // SIGHUP with a broken file: error names the file, the policy in force stays.
+    std::fs::write(&path, "{ \"acls\": [ nope ] }").unwrap();
+    let e = h.st.load_policy(&file).await.unwrap_err();
+    assert!(e.to_string().contains(&path.display().to_string()), "{e}");
+    let snap = h.st.store().load_full();
+    assert_eq!(snap.peers_of(a.id).count(), 0);
+
+    // SIGHUP with a fixed file: clients get the new policy.
+    std::fs::write(&path, ALICE_TO_BOB_SSH).unwrap();
+    h.st.load_policy(&file).await.unwrap();
+    va.until("a sees b again", |v| v.peers.contains(&b.id.get()))
+        .await;
+
+    // Database mode reads the newest policy row.
+    h.db.tx(|c| c.set_policy(APART, Utc::now())).unwrap();
+    let db_mode = PolicyConfig {
+        mode: PolicyMode::Database,
+        path: String::new(),
+    };
+    h.st.load_policy(&db_mode).await.unwrap();
+    va.until("a loses b (database policy)", |v| {
+        !v.peers.contains(&b.id.get())
+    })
+    .await;
+    let snap = h.st.store().load_full();
+    let na = snap.node(a.id).unwrap();
+    let filter = snap.policy().packet_filter(&na.node);
+    assert!(!filter.contains(&ip4(&b)), "{filter}");
+}
