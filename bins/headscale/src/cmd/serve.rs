@@ -58,7 +58,7 @@ async fn serve(loaded: config_file::Loaded) -> anyhow::Result<()> {
     let derp_map = initial_derp_map(c).await?;
     let state = hs_control::ControlState::load(db.clone(), c, &derp_map)
         .await
-        .context("loading nodes and users")?;
+        .context("loading nodes, users and the policy")?;
     state.schedule_startup_gc();
     let ts2021 = Arc::new(hs_noise::Ts2021::new(Arc::new(noise)));
 
