@@ -1,0 +1,107 @@
+//! What a policy recompile costs the state coordinator: compiling the operator's policy
+//! against a 1k-node tailnet (done on every node or user change), and that plus every node's
+//! packet filter (what a full fan-out then asks for).
+//! Run: `cargo bench -p hs-control --bench policy -- --warm-up-time 1 --measurement-time 3`.
+
+#![allow(
+    clippy::unwrap_used,
+    missing_docs,
+    reason = "a measuring tool: it fails loudly"
+)]
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use criterion::{Criterion, criterion_group, criterion_main};
+use hs_control::policy::CompiledView;
+use hs_nodestore::{AllowAll, NodeStore, Op, PolicyView};
+use hs_types::model::{Node, RegisterMethod, User};
+use hs_types::{DiscoPublic, MachinePrivate, NodeId, NodePrivate, UserId};
+
+const NODES: u32 = 1000;
+const USERS: u64 = 20;
+
+fn tailnet() -> Arc<hs_nodestore::Snapshot> {
+    let t = DateTime::<Utc>::UNIX_EPOCH;
+    let mut rng = rand::rngs::OsRng;
+    let (store, mut writer) = NodeStore::new(Arc::new(AllowAll::new()));
+    let users = (1..=USERS).map(|u| {
+        Op::UpsertUser(Box::new(User {
+            id: UserId(u),
+            name: format!("u{u}"),
+            display_name: String::new(),
+            email: format!("u{u}@example.com"),
+            provider_identifier: None,
+            provider: String::new(),
+            profile_pic_url: String::new(),
+            created_at: t,
+            updated_at: t,
+        }))
+    });
+    let nodes = (0..NODES).map(|i| {
+        let tagged = i % 10 == 0;
+        Op::Upsert(Box::new(Node {
+            id: NodeId(u64::from(i) + 1),
+            machine_key: MachinePrivate::generate(&mut rng).public(),
+            node_key: NodePrivate::generate(&mut rng).public(),
+            disco_key: DiscoPublic::default(),
+            endpoints: Vec::new(),
+            hostinfo: None,
+            ipv4: Some(Ipv4Addr::from(0x6440_0000u32 + 1 + i)),
+            ipv6: Some(Ipv6Addr::from(
+                0xfd7a_115c_a1e0_u128 << 80 | u128::from(i + 1),
+            )),
+            hostname: format!("n{i}"),
+            given_name: format!("n{i}"),
+            user_id: Some(UserId(u64::from(i) % USERS + 1)),
+            register_method: RegisterMethod::AuthKey,
+            tags: if tagged {
+                vec!["tag:server".into()]
+            } else {
+                Vec::new()
+            },
+            auth_key_id: None,
+            expiry: None,
+            last_seen: None,
+            approved_routes: Vec::new(),
+            created_at: t,
+            updated_at: t,
+        }))
+    });
+    let applied = writer.apply(users.chain(nodes));
+    assert!(applied.results.iter().all(Result::is_ok));
+    store.load_full()
+}
+
+const POLICY: &str = r#"{
+  "groups": {"group:ops": ["u1@", "u2@"]},
+  "tagOwners": {"tag:server": ["group:ops"]},
+  "acls": [
+    {"action": "accept", "src": ["autogroup:member"], "dst": ["autogroup:self:*"]},
+    {"action": "accept", "src": ["group:ops"], "dst": ["tag:server:22,443"]},
+    {"action": "accept", "src": ["tag:server"], "dst": ["tag:server:*"]},
+  ],
+}"#;
+
+fn bench(c: &mut Criterion) {
+    let snap = tailnet();
+    let policy = hs_policy::Policy::parse(POLICY).unwrap();
+    let mut g = c.benchmark_group("policy_recompile_1k");
+    g.sample_size(10);
+    g.bench_function("compile", |b| {
+        b.iter(|| CompiledView::compile(&policy, &snap).unwrap());
+    });
+    g.bench_function("compile_and_all_filters", |b| {
+        b.iter(|| {
+            let v = CompiledView::compile(&policy, &snap).unwrap();
+            snap.nodes()
+                .map(|e| v.packet_filter(&e.node).len())
+                .sum::<usize>()
+        });
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
