@@ -294,3 +294,108 @@ async fn file_reload_and_database_policy() {
     let filter = snap.policy().packet_filter(&na.node);
     assert!(!filter.contains(&ip4(&b)), "{filter}");
 }
+
+/// A node owned by `user` (or tagged), for the adapter tests that need no server.
+fn bare_node(id: u64, user: u64, tags: &[&str]) -> Node {
+    let mut rng = rand::rngs::OsRng;
+    let t = chrono::DateTime::<Utc>::UNIX_EPOCH;
+    Node {
+        id: hs_types::NodeId(id),
+        machine_key: hs_types::MachinePrivate::generate(&mut rng).public(),
+        node_key: hs_types::NodePrivate::generate(&mut rng).public(),
+        disco_key: hs_types::DiscoPublic::default(),
+        endpoints: Vec::new(),
+        hostinfo: None,
+        ipv4: Some(std::net::Ipv4Addr::new(
+            100,
+            64,
+            0,
+            u8::try_from(id).unwrap(),
+        )),
+        ipv6: None,
+        hostname: format!("n{id}"),
+        given_name: format!("n{id}"),
+        user_id: Some(hs_types::UserId(user)),
+        register_method: hs_types::model::RegisterMethod::AuthKey,
+        tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+        auth_key_id: None,
+        expiry: None,
+        last_seen: None,
+        approved_routes: Vec::new(),
+        created_at: t,
+        updated_at: t,
+    }
+}
+
+#[test]
+fn compiled_view_answers_ssh_node_attrs_and_shares_equal_filters() {
+    use hs_control::policy::{CompiledView, DenyAll};
+    use hs_nodestore::{AllowAll, NodeStore, Op, PolicyView};
+    let t = chrono::DateTime::<Utc>::UNIX_EPOCH;
+    let user = |id: u64, name: &str| hs_types::model::User {
+        id: hs_types::UserId(id),
+        name: name.into(),
+        display_name: String::new(),
+        email: format!("{name}@example.com"),
+        provider_identifier: None,
+        provider: String::new(),
+        profile_pic_url: String::new(),
+        created_at: t,
+        updated_at: t,
+    };
+    let (store, mut writer) = NodeStore::new(std::sync::Arc::new(AllowAll::new()));
+    let nodes = [
+        bare_node(1, 1, &[]),
+        bare_node(2, 1, &[]),
+        bare_node(3, 2, &["tag:server"]),
+    ];
+    let applied = writer.apply(
+        [
+            Op::UpsertUser(Box::new(user(1, "alice"))),
+            Op::UpsertUser(Box::new(user(2, "bob"))),
+        ]
+        .into_iter()
+        .chain(nodes.iter().map(|n| Op::Upsert(Box::new(n.clone())))),
+    );
+    assert!(applied.results.iter().all(Result::is_ok));
+    let policy = hs_policy::Policy::parse(
+        r#"{
+          "tagOwners": {"tag:server": ["bob@"]},
+          "acls": [{"action": "accept", "src": ["alice@"], "dst": ["tag:server:22"]}],
+          "ssh": [{"action": "accept", "src": ["alice@"], "dst": ["tag:server"], "users": ["root"]}],
+          "nodeAttrs": [{"target": ["tag:server"], "attr": ["funnel"]}],
+        }"#,
+    )
+    .unwrap();
+    let v = CompiledView::compile(&policy, &store.load_full()).unwrap();
+    let [n1, n2, n3] = &nodes;
+
+    // alice's nodes reach the server; they do not reach each other.
+    assert!(v.can_see(n1, n3) && v.can_see(n3, n1));
+    assert!(!v.can_see(n1, n2));
+    let f3 = v.packet_filter(n3);
+    assert!(
+        f3.contains("100.64.0.1") && f3.contains("100.64.0.2"),
+        "{f3}"
+    );
+    // n1 and n2 let nothing in: the same filter, handed out as the same Arc.
+    let (f1, f2) = (v.packet_filter(n1), v.packet_filter(n2));
+    assert_eq!(&*f1, "[]");
+    assert!(std::sync::Arc::ptr_eq(&f1, &f2));
+
+    let ssh: serde_json::Value = serde_json::from_str(&v.ssh_policy(n3).unwrap()).unwrap();
+    assert_eq!(ssh["rules"][0]["sshUsers"]["root"], "root", "{ssh}");
+    assert!(v.ssh_policy(n1).is_none());
+
+    assert!(v.node_attrs(n3).iter().any(|a| a.cap == "funnel"));
+    assert!(v.node_attrs(n1).is_empty());
+
+    // A node the policy was not compiled with is denied everything.
+    let stranger = bare_node(9, 1, &[]);
+    assert!(!v.can_see(&stranger, n1) && !v.can_see(n1, &stranger));
+    assert_eq!(&*v.packet_filter(&stranger), "[]");
+
+    let d = DenyAll::new();
+    assert!(!d.can_see(n1, n3));
+    assert_eq!(&*d.packet_filter(n3), "[]");
+}
