@@ -52,6 +52,12 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     )?;
     println!("xtask ci: == codegen --check");
     crate::codegen::run(&["--check".to_owned()]).context("generated code is stale")?;
+    // The cargo-fuzz targets are built (not run) so a parser change that breaks them fails CI;
+    // `cargo xtask fuzz` runs them.
+    let t = Instant::now();
+    println!("xtask ci: == fuzz targets: cargo xtask fuzz --build-only");
+    crate::fuzz::run(&["--build-only".to_owned()]).context("building the fuzz targets failed")?;
+    println!("xtask ci: == fuzz targets built in {:.0?}", t.elapsed());
     // Smoke scenarios with real Tailscale clients in a loopback-only namespace (`xtask
     // integration`); before the test step so cargo test's summary stays the last output.
     if skip_integration {
