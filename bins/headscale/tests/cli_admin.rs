@@ -4,15 +4,12 @@
 // Helpers outside #[test] functions unwrap too: a failure there is a test failure.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+mod support;
+
+use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
-
-/// How long a debug build may take to start listening before the test gives up.
-const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 struct Server {
     child: Child,
@@ -65,39 +62,7 @@ fn start() -> Server {
 fn start_with(extra: &str) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), extra);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_headscale"))
-        .arg("-c")
-        .arg(&config)
-        .arg("serve")
-        .env_remove("HEADSCALE_CONFIG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let addr = loop {
-        match rx.recv_timeout(START_TIMEOUT) {
-            Ok(line) => {
-                if let Some(rest) = line.strip_prefix("headscale: listening on http://") {
-                    break rest.split_whitespace().next().unwrap().to_owned();
-                }
-            }
-            Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("serve did not report its address: {e}");
-            }
-        }
-    };
+    let (child, addr) = support::spawn_serve(&config);
     let server = Server {
         child,
         addr,

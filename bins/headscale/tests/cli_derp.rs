@@ -4,14 +4,13 @@
 // Helpers outside #[test] functions unwrap too: a failure there is a test failure.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+mod support;
+
+use std::io::{Read as _, Write as _};
 use std::net::{TcpStream, UdpSocket};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Child;
 use std::time::Duration;
-
-const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 struct Server {
     child: Child,
@@ -68,39 +67,7 @@ derp:
 fn start(stun_port: u16) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), stun_port);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_headscale"))
-        .arg("-c")
-        .arg(&config)
-        .arg("serve")
-        .env_remove("HEADSCALE_CONFIG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let addr = loop {
-        match rx.recv_timeout(START_TIMEOUT) {
-            Ok(line) => {
-                if let Some(rest) = line.strip_prefix("headscale: listening on http://") {
-                    break rest.split_whitespace().next().unwrap().to_owned();
-                }
-            }
-            Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("serve did not report its address: {e}");
-            }
-        }
-    };
+    let (child, addr) = support::spawn_serve(&config);
     Server {
         child,
         addr,

@@ -6,19 +6,18 @@
 // Helpers outside #[test] functions unwrap too: a failure there is a test failure.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+mod support;
+
+use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use chrono::{TimeZone as _, Utc};
 use hs_db::{Db, DbConfig, NewUser, SqliteConfig};
 use hs_types::model::{Node, RegisterMethod};
 use hs_types::{DiscoPublic, MachinePublic, NodeId, NodePublic};
-
-const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 struct Server {
     child: Child,
@@ -129,39 +128,7 @@ fn start(key: NodePublic) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path());
     seed(&dir.path().join("db.sqlite"), key);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_headscale"))
-        .arg("-c")
-        .arg(&config)
-        .arg("serve")
-        .env_remove("HEADSCALE_CONFIG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let addr = loop {
-        match rx.recv_timeout(START_TIMEOUT) {
-            Ok(line) => {
-                if let Some(rest) = line.strip_prefix("headscale: listening on http://") {
-                    break rest.split_whitespace().next().unwrap().to_owned();
-                }
-            }
-            Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("serve did not report its address: {e}");
-            }
-        }
-    };
+    let (child, addr) = support::spawn_serve(&config);
     Server {
         child,
         addr,
