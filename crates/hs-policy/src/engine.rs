@@ -7,11 +7,11 @@ use crate::error::PolicyError;
 use crate::input::{PolicyNode, PolicyUser};
 use crate::ipset::IpSet;
 use crate::resolve::Resolver;
-use crate::rules::{CRule, DstKind, compile_acls, compile_grants};
+use crate::rules::{CRule, DstKind, Reverse, compile_acls, compile_grants};
 use hs_types::UserId;
 use ipnet::IpNet;
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -231,7 +231,19 @@ impl CompiledPolicy {
         let node = &self.nodes[n];
         // (merge group, part: 1 plain, 2 autogroup:self, rule)
         let mut items: Vec<(usize, u8, Rule)> = Vec::new();
+        // Companion capabilities granted back to the sources; they follow the forward grant
+        // of the same rule (the sort below is stable).
+        let mut reverse_items: Vec<(usize, u8, Rule)> = Vec::new();
         for (ri, rule) in self.rules.iter().enumerate() {
+            if let Some(rev) = &rule.reverse
+                && rule.src_nodes.contains(n)
+            {
+                reverse_items.extend(
+                    self.reverse_rules(rev, n)
+                        .into_iter()
+                        .map(|r| (rule.group, 1, r)),
+                );
+            }
             if !self.rule_dst_nodes[ri].contains(n) && !self.rule_self_nodes[ri].contains(n) {
                 continue;
             }
@@ -305,23 +317,6 @@ impl CompiledPolicy {
                             cap_grant: vec![(cap_dsts.clone(), caps.clone())],
                         },
                     ));
-                    // Some capabilities come with a companion the peer needs too.
-                    for name in caps.keys() {
-                        if let Some(extra) = companion_cap(name) {
-                            let mut m = AppCaps::new();
-                            m.insert(extra.to_string(), Vec::new());
-                            items.push((
-                                rule.group,
-                                1,
-                                Rule {
-                                    src_ips: src_ips.clone(),
-                                    dst_ports: vec![],
-                                    ip_proto: vec![],
-                                    cap_grant: vec![(cap_dsts.clone(), m)],
-                                },
-                            ));
-                        }
-                    }
                 }
                 continue;
             }
@@ -359,6 +354,7 @@ impl CompiledPolicy {
                 ));
             }
         }
+        items.extend(reverse_items);
         items.sort_by_key(|(group, part, _)| (*group, *part));
         let mut out: Vec<Rule> = Vec::new();
         for (_, _, r) in items {
@@ -474,12 +470,37 @@ impl CompiledPolicy {
     }
 }
 
-/// The capability the hosted service adds next to a granted one.
-fn companion_cap(name: &str) -> Option<&'static str> {
-    match name {
-        "tailscale.com/cap/drive" => Some("tailscale.com/cap/drive-sharer"),
-        "tailscale.com/cap/relay" => Some("tailscale.com/cap/relay-target"),
-        _ => None,
+impl CompiledPolicy {
+    /// The companion rules source node `n` of a drive/relay grant receives: the grant's
+    /// destinations may use the companion capability towards `n`.
+    fn reverse_rules(&self, rev: &Reverse, n: usize) -> Vec<Rule> {
+        let node = &self.nodes[n];
+        let mut srcs: BTreeSet<String> = rev.srcs.iter().cloned().collect();
+        if rev.self_dst
+            && !node.is_tagged()
+            && let Some(u) = node.user
+        {
+            for &i in self.by_user.get(&u).map_or(&[][..], Vec::as_slice) {
+                srcs.extend(self.nodes[i].ips().map(|ip| ip.to_string()));
+            }
+        }
+        let dsts: Vec<IpNet> = node.ips().map(host_net).collect();
+        if srcs.is_empty() || dsts.is_empty() {
+            return Vec::new();
+        }
+        let srcs: Arc<[String]> = srcs.into_iter().collect::<Vec<_>>().into();
+        rev.caps
+            .iter()
+            .map(|name| Rule {
+                src_ips: srcs.clone(),
+                dst_ports: vec![],
+                ip_proto: vec![],
+                cap_grant: vec![(
+                    dsts.clone(),
+                    AppCaps::from([(name.to_string(), Vec::new())]),
+                )],
+            })
+            .collect()
     }
 }
 

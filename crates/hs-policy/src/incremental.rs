@@ -70,7 +70,22 @@ impl CompiledPolicy {
         };
         let mut filters = NodeSet::new(len);
         filters.insert(x);
+        // autogroup:self pairs `x` with its user's nodes: a new owner changes both users'.
+        let owner_changed = self.nodes.get(x).is_none_or(|o| {
+            o.user != new.nodes[x].user || o.is_tagged() != new.nodes[x].is_tagged()
+        });
         for (ri, (a, b)) in self.rules.iter().zip(&new.rules).enumerate() {
+            // A companion capability is installed on the sources, spelled from the
+            // destinations: a change to either side reaches every source.
+            if b.reverse.is_some()
+                && (a.reverse != b.reverse
+                    || grow(&a.src_nodes) != b.src_nodes
+                    || (self.nodes.get(x) != Some(&new.nodes[x])
+                        && b.reverse.as_ref().is_some_and(|r| r.self_dst)))
+            {
+                filters.union_with(&grow(&a.src_nodes));
+                filters.union_with(&b.src_nodes);
+            }
             let (old_dst, new_dst) = (grow(&self.rule_dst_nodes[ri]), &new.rule_dst_nodes[ri]);
             let (old_self, new_self) = (grow(&self.rule_self_nodes[ri]), &new.rule_self_nodes[ri]);
             // A rule whose merge group moved (another rule's sources now equal its own) is
@@ -102,10 +117,6 @@ impl CompiledPolicy {
         // node destination, or for autogroup:self the nodes of `x`'s old and new user. Rules
         // using localpart users are also installed on their sources.
         let users_of_x = [self.nodes.get(x).and_then(|n| n.user), new.nodes[x].user];
-        // autogroup:self pairs `x` with its user's nodes: a new owner changes both users'.
-        let owner_changed = self.nodes.get(x).is_none_or(|o| {
-            o.user != new.nodes[x].user || o.is_tagged() != new.nodes[x].is_tagged()
-        });
         for (a, b) in self.ssh.iter().zip(&new.ssh) {
             // Principals are addresses: any change of a source `x` changes them.
             let x_is_src = a.src_nodes.contains(x) || b.src_nodes.contains(x);

@@ -54,6 +54,60 @@ pub(crate) struct CRule {
     /// Index of the first rule with the same sources and protocols: per-node filters list
     /// rules in this order and merge rules of one group.
     pub group: usize,
+    /// For a capability grant with a companion capability (drive → drive-sharer, relay →
+    /// relay-target): the companion goes the other way, installed on each source node with
+    /// the destinations as its sources.
+    pub reverse: Option<Reverse>,
+}
+
+/// The reversed side of a companion capability grant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Reverse {
+    /// The companion capability names, in name order.
+    pub caps: Vec<&'static str>,
+    /// The grant's destinations spelled as sources (autogroup:self excluded).
+    pub srcs: Arc<[String]>,
+    /// The destinations include autogroup:self: a source node also gets its own user's
+    /// nodes as sources.
+    pub self_dst: bool,
+}
+
+/// The capability the hosted service grants in the opposite direction next to a granted one.
+pub(crate) fn companion_cap(name: &str) -> Option<&'static str> {
+    match name {
+        "tailscale.com/cap/drive" => Some("tailscale.com/cap/drive-sharer"),
+        "tailscale.com/cap/relay" => Some("tailscale.com/cap/relay-target"),
+        _ => None,
+    }
+}
+
+/// The reversed companion of an app grant, if any of its capabilities has one.
+fn reverse_of(
+    r: &Resolver<'_>,
+    app: &BTreeMap<String, Vec<Value>>,
+    dsts: &[String],
+) -> Option<Reverse> {
+    let caps: Vec<&'static str> = app.keys().filter_map(|k| companion_cap(k)).collect();
+    if caps.is_empty() {
+        return None;
+    }
+    let mut spelled = std::collections::BTreeSet::new();
+    let mut self_dst = false;
+    for d in dsts {
+        match r.parse(d) {
+            Ok(Alias::SelfNodes) => self_dst = true,
+            Ok(a) => {
+                let res = r.source(&a);
+                spelled.extend(r.spell_source(&a, &res));
+            }
+            Err(_) => {}
+        }
+    }
+    Some(Reverse {
+        caps,
+        srcs: spelled.into_iter().collect::<Vec<_>>().into(),
+        self_dst,
+    })
 }
 
 fn src_error(r: &Resolver<'_>, field: &str, a: &Alias) -> Result<(), PolicyError> {
@@ -198,6 +252,7 @@ pub(crate) fn compile_acls(
             caps: None,
             via: None,
             group: 0,
+            reverse: None,
         });
     }
     Ok(out)
@@ -316,6 +371,7 @@ pub(crate) fn compile_grants(
                 caps: None,
                 via: via.clone(),
                 group: 0,
+                reverse: None,
             });
         }
         if !g.app.is_empty() {
@@ -334,6 +390,7 @@ pub(crate) fn compile_grants(
                 caps: Some(g.app.clone()),
                 via: via.clone(),
                 group: 0,
+                reverse: reverse_of(r, &g.app, &g.dst),
             });
         }
     }
