@@ -92,7 +92,9 @@ fn bench(c: &mut Criterion) {
     c.bench_function("rest_list_1000_nodes", |b| {
         b.iter(|| rt.block_on(get(open.clone(), "/api/v1/node", None)))
     });
-    let key = rt.block_on(admin.create_api_key(None)).unwrap();
+    // Without an expiration the key would be born expired (Go zero time), as in Headscale.
+    let expires = Utc.with_ymd_and_hms(2100, 1, 1, 0, 0, 0).single();
+    let key = rt.block_on(admin.create_api_key(expires)).unwrap();
     let authed = hs_api::serve::http_router(admin);
     c.bench_function("rest_authenticated_list_users", |b| {
         b.iter(|| rt.block_on(get(authed.clone(), "/api/v1/user", Some(&key))))

@@ -197,7 +197,9 @@ impl Admin {
     }
 
     /// Creates an API key and returns its full text (shown once). Without an expiration the
-    /// zero instant is stored, as Go Headscale does.
+    /// zero instant is stored, as Go Headscale does; that instant is in the past, so such a
+    /// key is expired from the start (Headscale's `Expiration.Before(now)`), which is why the
+    /// CLI always sends one (default 90 days).
     pub async fn create_api_key(
         &self,
         expiration: Option<DateTime<Utc>>,

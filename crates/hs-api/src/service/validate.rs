@@ -5,7 +5,8 @@ use chrono::{DateTime, Utc};
 
 use crate::error::ApiError;
 
-/// Go's `time.Time{}`, which Headscale stores for "no expiration" on new keys.
+/// Go's `time.Time{}`, which Headscale stores when a key is created without an expiration
+/// (for an API key that means already expired: it is before any `now`).
 pub fn zero_instant() -> DateTime<Utc> {
     DateTime::<Utc>::from_timestamp(-62_135_596_800, 0).unwrap_or(DateTime::<Utc>::MIN_UTC)
 }

@@ -5,7 +5,7 @@
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
-use super::support::{Fixture, call, now};
+use super::support::{Fixture, call, later, now};
 
 async fn status_with(f: &Fixture, key: Option<&str>) -> (u16, String, serde_json::Value) {
     call(
@@ -21,7 +21,7 @@ async fn status_with(f: &Fixture, key: Option<&str>) -> (u16, String, serde_json
 #[tokio::test]
 async fn valid_key_is_accepted_and_last_seen_recorded() {
     let f = Fixture::new();
-    let key = f.admin.create_api_key(None).await.unwrap();
+    let key = f.admin.create_api_key(Some(later())).await.unwrap();
     assert!(key.starts_with("hskey-api-"));
     let (status, _, body) = status_with(&f, Some(&key)).await;
     assert_eq!(status, 200, "{body}");
@@ -45,7 +45,7 @@ async fn missing_key_is_refused() {
 #[tokio::test]
 async fn wrong_and_malformed_keys_are_refused() {
     let f = Fixture::new();
-    let key = f.admin.create_api_key(None).await.unwrap();
+    let key = f.admin.create_api_key(Some(later())).await.unwrap();
     let mut wrong = key.clone();
     let last = wrong.pop().unwrap();
     wrong.push(if last == '0' { '1' } else { '0' });
@@ -59,7 +59,7 @@ async fn wrong_and_malformed_keys_are_refused() {
 #[tokio::test]
 async fn expired_key_is_refused() {
     let f = Fixture::new();
-    let key = f.admin.create_api_key(None).await.unwrap();
+    let key = f.admin.create_api_key(Some(later())).await.unwrap();
     assert_eq!(status_with(&f, Some(&key)).await.0, 200);
     let prefix = hs_api::apikey::parse_api_key(&key)
         .unwrap()
@@ -83,10 +83,38 @@ async fn key_with_past_expiration_is_refused() {
     assert_eq!(status_with(&f, Some(&key)).await.0, 401);
 }
 
+/// Go Headscale stores `time.Time{}` when a key is created without an expiration and
+/// treats it as expired (`Expiration.Before(now)`): such a key must not authenticate, and
+/// it is listed with the zero instant rather than as never expiring.
+#[tokio::test]
+async fn key_created_without_expiration_is_expired() {
+    for f in [Fixture::new(), Fixture::postgres()] {
+        let key = f.admin.create_api_key(None).await.unwrap();
+        assert_eq!(status_with(&f, Some(&key)).await.0, 401);
+        let keys = f.admin.list_api_keys().await.unwrap();
+        assert_eq!(keys[0].expiration, Some(hs_api::zero_instant()));
+        assert_eq!(keys[0].last_seen, None, "a refused key is not marked seen");
+        let (status, _, body) = f.call("GET", "/api/v1/apikey", None).await;
+        assert_eq!(status, 200);
+        assert_eq!(body["apiKeys"][0]["expiration"], "0001-01-01T00:00:00Z");
+    }
+}
+
+/// A zero expiration written by Go Headscale into an existing database (the row, not our
+/// create path) is refused too.
+#[tokio::test]
+async fn stored_zero_expiration_row_is_refused() {
+    let f = Fixture::new();
+    let key = f.admin.create_api_key(Some(later())).await.unwrap();
+    f.db.tx(|c| c.execute_raw("UPDATE api_keys SET expiration = '0001-01-01 00:00:00+00:00'"))
+        .unwrap();
+    assert_eq!(status_with(&f, Some(&key)).await.0, 401);
+}
+
 #[tokio::test]
 async fn deleted_key_is_refused() {
     let f = Fixture::new();
-    let key = f.admin.create_api_key(None).await.unwrap();
+    let key = f.admin.create_api_key(Some(later())).await.unwrap();
     assert_eq!(status_with(&f, Some(&key)).await.0, 200);
     f.admin
         .delete_api_key(hs_api::ApiKeyRef::Id(1))

@@ -209,27 +209,16 @@ golden!(
     "/api/v1/apikey",
     None
 );
-/// FIXME: Go Headscale stores `time.Time{}` for a key created without expiration and lists
-/// it as `"0001-01-01T00:00:00Z"`; hs-db reads that zero instant back as `None`, so we answer
-/// `null` here. The status and every other field match the golden; this keeps asserting
-/// today's value for `expiration` until hs-db can tell zero from NULL.
-#[tokio::test]
-async fn apikey_list_zero() {
-    let f = Fixture::new();
-    f.api_key_row(Some(hs_api::zero_instant()));
-    let name = "TestAPIV1ApiKeyList_zero_expiration_emitted_as_zero_instant_parity";
-    let golden: Value = serde_json::from_str(
-        &std::fs::read_to_string(format!("{GOLDEN_DIR}/{name}.json")).unwrap(),
-    )
-    .unwrap();
-    let (status, _, mut got) = f.call("GET", "/api/v1/apikey", None).await;
-    assert_eq!(u64::from(status), golden["status"].as_u64().unwrap());
-    normalise(&mut got);
-    assert_eq!(got["apiKeys"][0]["expiration"], Value::Null);
-    let mut want = golden["body"].clone();
-    want["apiKeys"][0]["expiration"] = Value::Null;
-    assert_eq!(got, want);
-}
+golden!(
+    apikey_list_zero,
+    "TestAPIV1ApiKeyList_zero_expiration_emitted_as_zero_instant_parity",
+    |f| {
+        f.api_key_row(Some(hs_api::zero_instant()));
+    },
+    "GET",
+    "/api/v1/apikey",
+    None
+);
 
 // ---- auth
 

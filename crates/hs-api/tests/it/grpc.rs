@@ -11,7 +11,7 @@ use hs_api::proto as pb;
 use hs_api::client::RemoteTls;
 use hs_api::serve::GrpcSecurity;
 
-use super::support::{AUTH_ID, Fixture};
+use super::support::{AUTH_ID, Fixture, later};
 
 const TESTDATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/testdata");
 
@@ -37,7 +37,7 @@ async fn serve(f: &Fixture) -> (String, tokio::sync::oneshot::Sender<()>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_method_through_the_generated_client() {
     let f = Fixture::new();
-    let key = f.admin.create_api_key(None).await.unwrap();
+    let key = f.admin.create_api_key(Some(later())).await.unwrap();
     let (addr, stop) = serve(&f).await;
     let mut c =
         hs_api::client::connect_remote(&format!("http://{addr}"), &key, RemoteTls::Plain, T)
@@ -346,7 +346,7 @@ async fn every_method_through_the_generated_client() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_refuses_missing_expired_and_deleted_keys() {
     let f = Fixture::new();
-    let key = f.admin.create_api_key(None).await.unwrap();
+    let key = f.admin.create_api_key(Some(later())).await.unwrap();
     let (addr, stop) = serve(&f).await;
 
     // No key: the raw generated client without the interceptor.
@@ -377,7 +377,7 @@ async fn grpc_refuses_missing_expired_and_deleted_keys() {
         .unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated);
 
-    let key2 = f.admin.create_api_key(None).await.unwrap();
+    let key2 = f.admin.create_api_key(Some(later())).await.unwrap();
     let mut c2 =
         hs_api::client::connect_remote(&format!("http://{addr}"), &key2, RemoteTls::Plain, T)
             .await
@@ -431,7 +431,7 @@ async fn grpc_listener_serves_tls_with_api_key_auth() {
     use tokio_rustls::rustls;
 
     let f = Fixture::new();
-    let key = f.admin.create_api_key(None).await.unwrap();
+    let key = f.admin.create_api_key(Some(later())).await.unwrap();
     let cert = std::path::Path::new(TESTDATA).join("tls.crt");
     let security = hs_api::serve::grpc_security(
         Some(&cert),

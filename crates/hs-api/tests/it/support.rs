@@ -22,6 +22,12 @@ pub fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 6, 1, 12, 0, 0).single().unwrap()
 }
 
+/// An API-key expiration 90 days after [`now`] (the CLI's default lifetime). Without one a
+/// key is stored with Go's zero time and is born expired, as in Go Headscale.
+pub fn later() -> DateTime<Utc> {
+    now() + chrono::Duration::days(90)
+}
+
 /// A control plane stand-in: pending registrations by auth id, nodes created on register,
 /// and a record of the notifications the API sent.
 #[derive(Default)]

@@ -9,7 +9,7 @@ use hs_types::model::{ApiKey, PreAuthKey};
 use rand::{CryptoRng, RngCore};
 
 use super::users::IdRow;
-use super::{id_i64, id_u64, json_strings, opt_time, req_time, to_json};
+use super::{exact_time, id_i64, id_u64, json_strings, opt_time, req_time, to_json};
 use crate::db::{Conn, Db, dispatch};
 use crate::error::{Error, Result};
 use crate::secret::{self, API_KEY_PREFIX, PRE_AUTH_KEY_PREFIX, ParsedKey};
@@ -121,7 +121,7 @@ impl From<ApiRow> for ApiKey {
             id: id_u64(r.id),
             prefix: r.prefix.unwrap_or_default(),
             hash: r.hash.unwrap_or_default(),
-            expiration: opt_time(r.expiration),
+            expiration: exact_time(r.expiration),
             last_seen: opt_time(r.last_seen),
             created_at: req_time(r.created_at),
             user_id: r.user_id.map(|u| UserId(id_u64(u))),

@@ -20,6 +20,13 @@ fn opt_time(t: Option<DbTime>) -> Option<DateTime<Utc>> {
     t.map(|t| t.0).filter(|t| t.timestamp() > ZERO_CUTOFF)
 }
 
+/// A stored time read exactly: Go's zero time stays year 1. For `api_keys.expiration`,
+/// where Headscale treats a zero expiration as already expired, so mapping it to "never"
+/// would turn such a key into one that never expires.
+fn exact_time(t: Option<DbTime>) -> Option<DateTime<Utc>> {
+    t.map(|t| t.0)
+}
+
 /// A required time; absent or zero becomes the Unix epoch rather than failing the row.
 fn req_time(t: Option<DbTime>) -> DateTime<Utc> {
     opt_time(t).unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
