@@ -426,6 +426,11 @@ impl CompiledPolicy {
     /// True when some rule lets `viewer` reach `route` through router `p`.
     fn route_visible(&self, viewer: usize, p: usize, route: &IpNet) -> bool {
         let exit = route.prefix_len() == 0;
+        // A standby router of the same prefix is shown the primary's route (high
+        // availability: it must know where the prefix is served).
+        if !exit && self.nodes[viewer].subnet_routes().any(|r| r == *route) {
+            return true;
+        }
         let internet = crate::alias::internet();
         self.rules.iter().enumerate().any(|(ri, rule)| {
             // Traffic from the route towards the viewer needs the route too.
