@@ -141,11 +141,11 @@ pub(crate) async fn register(
     }
 
     // A past expiry is a logout, whatever else the request carries.
-    if let Some(exp) = req.expiry.filter(|e| *e <= t) {
+    if req.expiry.is_some_and(|e| e <= t) {
         let Some(node) = current.or(previous) else {
             return Err(Refusal::http(StatusCode::UNAUTHORIZED, "node not found"));
         };
-        return logout(st, node, exp).await;
+        return logout(st, node).await;
     }
 
     let auth_key = req
@@ -182,16 +182,15 @@ pub(crate) async fn register(
     crate::auth::start(st, machine, &req, t)
 }
 
-async fn logout(
-    st: &ControlState,
-    node: Node,
-    exp: DateTime<Utc>,
-) -> Result<RegisterResponse, Refusal> {
+/// Logout: an ephemeral node is deleted; any other node is expired now (the client's past
+/// expiry is clamped to now, as Headscale does) and hidden from its peers until it logs in
+/// again.
+async fn logout(st: &ControlState, node: Node) -> Result<RegisterResponse, Refusal> {
     let t = now();
     if st.is_ephemeral(&node) {
         st.delete_node(node.id).await?;
     } else {
-        st.expire_node(node.id, exp).await?;
+        st.logout_node(node.id, t).await?;
     }
     tracing::info!(node = node.id.get(), "node logged out");
     Ok(RegisterResponse {

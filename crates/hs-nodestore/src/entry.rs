@@ -23,6 +23,9 @@ pub struct NodeEntry {
     pub primary_routes: Vec<IpNet>,
     /// The snapshot version in which this entry last changed.
     pub changed_in: u64,
+    /// The client logged out (`RegisterRequest` with a past expiry): the node is kept but
+    /// hidden from every peer until it logs in again.
+    pub logged_out: bool,
 }
 
 impl NodeEntry {
@@ -37,6 +40,7 @@ impl NodeEntry {
             announced_routes,
             primary_routes: Vec::new(),
             changed_in: 0,
+            logged_out: false,
         }
     }
 

@@ -150,9 +150,13 @@ impl Snapshot {
         &self.policy
     }
 
-    /// Whether `viewer` sees `peer` (never itself).
+    /// Whether `viewer` sees `peer` (never itself; a logged-out node sees and is seen by
+    /// nobody).
     pub fn can_see(&self, viewer: &NodeEntry, peer: &NodeEntry) -> bool {
-        viewer.node.id != peer.node.id && self.policy.can_see(&viewer.node, &peer.node)
+        viewer.node.id != peer.node.id
+            && !viewer.logged_out
+            && !peer.logged_out
+            && self.policy.can_see(&viewer.node, &peer.node)
     }
 
     /// The peers `viewer` sees, sorted by id. Empty when the viewer is unknown.

@@ -40,6 +40,8 @@ pub struct NodePatch {
     pub online: Option<bool>,
     /// Last time the node was seen.
     pub last_seen: Option<DateTime<Utc>>,
+    /// Logged out (hidden from peers) or back.
+    pub logged_out: Option<bool>,
 }
 
 /// One write.
@@ -269,6 +271,10 @@ fn upsert(snap: &mut Snapshot, mut node: Node, changes: &mut Vec<Change>) {
             entry.home_derp = old.home_derp;
         }
         entry.primary_routes = old.primary_routes.clone();
+        // Still logged out unless this write is a new login (new node key or expiry).
+        entry.logged_out = old.logged_out
+            && old.node.node_key == entry.node.node_key
+            && old.node.expiry == entry.node.expiry;
     }
     replace(snap, old.as_ref(), entry, changes);
     changes.push(Change::NodeChanged(id));
@@ -345,11 +351,16 @@ fn patch_node(
         e.node.last_seen = Some(v);
         fields.last_seen = true;
     }
-    if fields.is_empty() {
+    // Visibility changes: peers must add or drop the node, so it is a full change.
+    let visibility = p.logged_out.is_some_and(|v| v != e.logged_out);
+    if let Some(v) = p.logged_out {
+        e.logged_out = v;
+    }
+    if fields.is_empty() && !visibility {
         return Ok(());
     }
     let moved = replace(snap, Some(&old), e, changes);
-    if moved.contains(&id) {
+    if visibility || moved.contains(&id) {
         changes.push(Change::NodeChanged(id));
     } else {
         changes.push(Change::NodePatched { id, fields });

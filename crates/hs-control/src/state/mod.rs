@@ -212,6 +212,24 @@ impl ControlState {
         for r in applied.results.iter().filter_map(|r| r.as_ref().err()) {
             tracing::warn!(error = %r, "a stored node or user could not be loaded");
         }
+        let t = now();
+        let logged_out: Vec<Op> = applied
+            .next
+            .nodes()
+            .filter(|e| crate::lifecycle::stored_as_logged_out(&e.node, t))
+            .map(|e| {
+                let patch = NodePatch {
+                    logged_out: Some(true),
+                    ..NodePatch::default()
+                };
+                Op::Patch(e.node.id, patch)
+            })
+            .collect();
+        let applied = if logged_out.is_empty() {
+            applied
+        } else {
+            writer.apply(logged_out)
+        };
         tracing::info!(nodes = n_nodes, "state loaded");
         let metrics = Arc::new(Metrics::default());
         metrics
@@ -494,6 +512,18 @@ impl ControlState {
     /// Node went offline for good (grace over): announce it and persist last-seen.
     pub(crate) async fn mark_offline(&self, id: NodeId) -> Result<(), Error> {
         let t = now();
+        if self.is_logged_out(id) {
+            // Its last-seen marks the logout (see `lifecycle`); only the online flag moves.
+            self.apply(vec![Op::Patch(
+                id,
+                NodePatch {
+                    online: Some(false),
+                    ..NodePatch::default()
+                },
+            )])
+            .await?;
+            return Ok(());
+        }
         self.blocking(move |db| db.tx(|c| c.set_node_last_seen(id, t)))
             .await?;
         self.apply(vec![Op::Patch(

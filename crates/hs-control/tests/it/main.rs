@@ -9,6 +9,7 @@
 mod flow;
 mod harness;
 mod interactive;
+mod lifecycle;
 mod policy;
 mod refusals;
 mod server;

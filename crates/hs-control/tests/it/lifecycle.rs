@@ -1,0 +1,175 @@
+//! Node lifecycle with Tailscale's Rust client: a logout hides the node from its peers (and
+//! survives a restart of the state), logging in again brings it back with its id and
+//! addresses, and an admin expiry keeps the node visible as expired.
+
+use std::collections::BTreeMap;
+
+use chrono::Utc;
+use hs_control::ControlState;
+use hs_mapper::MapperConfig;
+use ts_control::{Node, NodeId, PeerUpdate, StateUpdate};
+
+use crate::flow::post_json;
+use crate::harness::{Client, Harness, derp_map, next_update, state_config};
+
+/// A client's picture of the tailnet, built from the updates it receives.
+#[derive(Default)]
+pub(crate) struct View {
+    pub(crate) me: Option<Node>,
+    pub(crate) peers: BTreeMap<NodeId, Node>,
+}
+
+impl View {
+    pub(crate) fn apply(&mut self, u: StateUpdate) {
+        if let Some(n) = u.node {
+            self.me = Some(n);
+        }
+        match u.peer_update {
+            Some(PeerUpdate::Full(v)) => self.peers = v.into_iter().map(|n| (n.id, n)).collect(),
+            Some(PeerUpdate::Delta {
+                patch,
+                upsert,
+                remove,
+            }) => {
+                for id in remove {
+                    self.peers.remove(&id);
+                }
+                for n in upsert {
+                    self.peers.insert(n.id, n);
+                }
+                for p in patch {
+                    if let Some(n) = self.peers.get_mut(&p.id) {
+                        n.apply_update(&p);
+                    }
+                }
+            }
+            None => {}
+        }
+    }
+}
+
+/// Applies updates until `ok` holds (bounded by `next_update`'s hang guard).
+pub(crate) async fn until(
+    s: &mut (impl futures_util::Stream<Item = StateUpdate> + Unpin),
+    v: &mut View,
+    what: &str,
+    ok: impl Fn(&View) -> bool,
+) {
+    for _ in 0..30 {
+        if ok(v) {
+            return;
+        }
+        v.apply(next_update(s).await);
+    }
+    assert!(ok(v), "never saw: {what}");
+}
+
+fn logout_body(c: &Client) -> String {
+    serde_json::json!({
+        "Version": 130, "NodeKey": c.keys.node_keys.public.to_string(),
+        "Expiry": "1970-01-01T00:02:03Z", "Hostinfo": null,
+    })
+    .to_string()
+}
+
+async fn reload(h: &Harness) -> ControlState {
+    let mapper = MapperConfig::new("example.com", &derp_map(), None, false, false, false).unwrap();
+    ControlState::start(
+        h.db.clone(),
+        state_config(h.url.as_str().trim_end_matches('/')),
+        mapper,
+        (
+            Some("100.64.0.0/10".parse().unwrap()),
+            Some("fd7a:115c:a1e0::/48".parse().unwrap()),
+            hs_db::AllocationStrategy::Sequential,
+        ),
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_removes_the_node_from_peers_until_it_logs_in_again() {
+    let h = Harness::start().await;
+    let key = h.key(true, false);
+    let a = Client::connect(&h, "alpha").await;
+    let b = Client::connect(&h, "bravo").await;
+    a.register(&h, &key).await.unwrap();
+    b.register(&h, &key).await.unwrap();
+    let mut sa = a.stream(&h).await;
+    let mut va = View::default();
+    va.apply(next_update(&mut sa).await);
+    let (&b_id, b_before) = va.peers.iter().next().expect("A's first map lists B");
+    let b_addr = b_before.tailnet_address.clone();
+    let bid = hs_types::NodeId(u64::try_from(b_id).unwrap());
+
+    let (status, body) = post_json(&b, &h, "/machine/register", logout_body(&b)).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let resp: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(resp["NodeKeyExpired"], true);
+    until(&mut sa, &mut va, "B gone from A's peers", |v| {
+        !v.peers.contains_key(&b_id)
+    })
+    .await;
+    // The row stays, expired at the logout (clamped to now, not 1970).
+    let stored = h.db.tx(|c| c.get_node(bid)).unwrap().unwrap();
+    let exp = stored.expiry.expect("logout sets an expiry");
+    assert!(
+        exp <= Utc::now() && exp.timestamp() > 1_000_000_000,
+        "{exp}"
+    );
+    assert_eq!(h.node_count(), 2);
+    assert!(h.st.is_logged_out(bid));
+
+    // A fresh client of A (full map) does not list B either.
+    let mut sa2 = a.stream(&h).await;
+    let mut va2 = View::default();
+    va2.apply(next_update(&mut sa2).await);
+    assert!(va2.me.is_some());
+    assert!(!va2.peers.contains_key(&b_id), "a full map hides B too");
+
+    // The logged-out state is derived from the stored row after a restart of the state.
+    let reloaded = reload(&h).await;
+    assert!(reloaded.is_logged_out(bid), "logout survives a reload");
+
+    // B logs in again from the same machine: same node, same addresses, visible again.
+    b.register(&h, &key).await.unwrap();
+    assert!(!h.st.is_logged_out(bid));
+    until(&mut sa2, &mut va2, "B back at A", |v| {
+        v.peers.contains_key(&b_id)
+    })
+    .await;
+    assert_eq!(va2.peers[&b_id].tailnet_address, b_addr);
+    assert_eq!(h.node_count(), 2);
+    let stored = h.db.tx(|c| c.get_node(bid)).unwrap().unwrap();
+    assert!(!stored.is_expired(Utc::now()));
+    assert!(
+        !reload(&h).await.is_logged_out(bid),
+        "a login is durable too"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_expire_keeps_the_node_visible_and_is_no_logout_after_a_reload() {
+    let h = Harness::start().await;
+    let key = h.key(true, false);
+    let a = Client::connect(&h, "alpha").await;
+    let b = Client::connect(&h, "bravo").await;
+    a.register(&h, &key).await.unwrap();
+    b.register(&h, &key).await.unwrap();
+    let mut sa = a.stream(&h).await;
+    let mut va = View::default();
+    va.apply(next_update(&mut sa).await);
+    let (&b_id, _) = va.peers.iter().next().unwrap();
+    let bid = hs_types::NodeId(u64::try_from(b_id).unwrap());
+    h.st.expire_node(bid, Utc::now()).await.unwrap();
+    until(&mut sa, &mut va, "B shown expired", |v| {
+        v.peers
+            .get(&b_id)
+            .and_then(|n| n.node_key_expiry)
+            .is_some_and(|e| e <= Utc::now())
+    })
+    .await;
+    assert!(!h.st.is_logged_out(bid));
+    assert!(!reload(&h).await.is_logged_out(bid));
+}
