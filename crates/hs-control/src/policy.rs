@@ -11,15 +11,19 @@ use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use hs_nodestore::{NodeAttr, PolicyView, Snapshot};
-use hs_policy::{CompiledPolicy, Policy, PolicyError, PolicyNode, PolicyUser};
+use hs_policy::{CompiledPolicy, PeerView, Policy, PolicyError, PolicyNode, PolicyUser};
 use hs_types::NodeId;
 use hs_types::model::Node;
+use ipnet::IpNet;
 
 /// The packet filter that lets nothing in.
 const DENY_FILTER_JSON: &str = "[]";
 
-/// The policy's inputs from a NodeStore snapshot: every user, every node (with its announced
-/// routes and the primary routes it holds in that snapshot).
+/// The policy's inputs from a NodeStore snapshot: every user, every node with its announced
+/// and approved routes. Every served subnet route is given as primary: which router is
+/// primary is HA state that moves without a recompile, so the compiled policy answers "may
+/// this viewer use this route through that router" for all of them and the mapper keeps
+/// the current primaries ([`PolicyView::visible_routes`]).
 pub fn policy_inputs(snap: &Snapshot) -> (Vec<PolicyUser>, Vec<PolicyNode>) {
     let users = snap
         .users()
@@ -44,7 +48,11 @@ pub fn policy_inputs(snap: &Snapshot) -> (Vec<PolicyUser>, Vec<PolicyNode>) {
             tags: e.node.tags.clone(),
             announced_routes: e.announced_routes.clone(),
             approved_routes: e.node.approved_routes.clone(),
-            primary_routes: e.primary_routes.clone(),
+            primary_routes: e
+                .served_routes()
+                .filter(|r| !hs_nodestore::is_exit_route(r))
+                .copied()
+                .collect(),
         })
         .collect();
     (users, nodes)
@@ -55,7 +63,8 @@ pub fn policy_inputs(snap: &Snapshot) -> (Vec<PolicyUser>, Vec<PolicyNode>) {
 pub struct CompiledView {
     compiled: CompiledPolicy,
     index: HashMap<NodeId, usize>,
-    peers: Vec<OnceLock<Vec<usize>>>,
+    /// Per viewer, its peers in node order with the routes it may use through each.
+    peers: Vec<OnceLock<Vec<PeerView>>>,
     filters: Vec<OnceLock<Arc<str>>>,
     ssh: Vec<OnceLock<Option<Arc<str>>>>,
     /// Equal filter texts share one `Arc` so the mapper sees "unchanged" by pointer.
@@ -102,6 +111,15 @@ impl CompiledView {
         self.index.get(&node.id).copied()
     }
 
+    /// How `viewer` sees the peer at slot `p`, if it sees it at all.
+    fn peer_view(&self, viewer: usize, p: usize) -> Option<&PeerView> {
+        let peers = self.peers[viewer].get_or_init(|| self.compiled.peers(viewer));
+        peers
+            .binary_search_by_key(&p, |v| v.index)
+            .ok()
+            .map(|i| &peers[i])
+    }
+
     fn intern(&self, text: String) -> Arc<str> {
         let mut set = self.interned.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(a) = set.get(text.as_str()) {
@@ -118,10 +136,23 @@ impl PolicyView for CompiledView {
         let (Some(v), Some(p)) = (self.slot(viewer), self.slot(peer)) else {
             return false;
         };
-        self.peers[v]
-            .get_or_init(|| self.compiled.peers(v).iter().map(|p| p.index).collect())
-            .binary_search(&p)
-            .is_ok()
+        self.peer_view(v, p).is_some()
+    }
+
+    fn visible_routes(&self, viewer: &Node, peer: &Node, routes: &[IpNet]) -> Vec<IpNet> {
+        let (Some(v), Some(p)) = (self.slot(viewer), self.slot(peer)) else {
+            return Vec::new();
+        };
+        let Some(view) = self.peer_view(v, p) else {
+            return Vec::new();
+        };
+        // The view's AllowedIPs hold every route (subnet or exit) this viewer may use
+        // through the peer, compiled as if the peer were primary for all it serves.
+        routes
+            .iter()
+            .filter(|r| view.allowed_ips.contains(r))
+            .copied()
+            .collect()
     }
 
     fn packet_filter(&self, viewer: &Node) -> Arc<str> {

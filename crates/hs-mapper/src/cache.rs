@@ -1,10 +1,12 @@
 //! Serialised peer entries, shared across viewers and across messages.
 //!
-//! A node renders the same JSON for every viewer, so it is serialised once per version of
-//! its snapshot entry and the bytes are spliced into every map that lists it. A cached entry
-//! is valid while the snapshot still holds the very same `Arc<NodeEntry>` (entries are
-//! replaced, never mutated), the same policy (node attributes come from it) and the
-//! key-expired flag it was rendered with still holds.
+//! A node renders the same JSON for every viewer allowed the same of its routes, so it is
+//! serialised once per version of its snapshot entry and per distinct route set (almost
+//! always one: a node without routes, or routes every viewer may use), and the bytes are
+//! spliced into every map that lists it. A cached entry is valid while the snapshot still
+//! holds the very same `Arc<NodeEntry>` (entries are replaced, never mutated), the same
+//! policy (node attributes come from it) and the key-expired flag it was rendered with
+//! still holds.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -12,6 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use chrono::{DateTime, Utc};
 use hs_nodestore::{NodeEntry, PolicyView};
 use hs_types::NodeId;
+use ipnet::IpNet;
 
 use crate::config::MapperConfig;
 use crate::error::Error;
@@ -21,11 +24,16 @@ use crate::render;
 /// serialising on one lock; 16 is plenty for the core counts a control server runs on.
 const SHARDS: usize = 16;
 
+/// A policy that splits viewers into more route sets than this is unusual; past it the
+/// oldest variant is dropped so a node's cache stays small.
+const MAX_VARIANTS: usize = 8;
+
 struct Cached {
     entry: Arc<NodeEntry>,
     policy: Arc<dyn PolicyView>,
     expired: bool,
-    json: Arc<[u8]>,
+    /// Rendered bytes per visible route set; the first is the most recently rendered.
+    variants: Vec<(Vec<IpNet>, Arc<[u8]>)>,
 }
 
 /// The per-node JSON cache.
@@ -80,21 +88,25 @@ impl PeerCache {
             .remove(&id);
     }
 
-    /// The last bytes rendered for a node, whatever they were rendered from.
-    pub fn peek(&self, id: NodeId) -> Option<Arc<[u8]>> {
+    /// The last bytes rendered for a node with the given visible routes, whatever entry
+    /// and policy they were rendered from.
+    pub fn peek(&self, id: NodeId, routes: &[IpNet]) -> Option<Arc<[u8]>> {
         self.shard(id)
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(&id)
-            .map(|c| Arc::clone(&c.json))
+            .and_then(|c| c.variants.iter().find(|(r, _)| r == routes))
+            .map(|(_, j)| Arc::clone(j))
     }
 
-    /// The JSON of `e` as a `tailcfg.Node`, from the cache or freshly rendered.
+    /// The JSON of `e` as a `tailcfg.Node` for a viewer that may use `routes` of it (see
+    /// `hs_nodestore::Snapshot::visible_routes`), from the cache or freshly rendered.
     pub fn node_json(
         &self,
         e: &Arc<NodeEntry>,
         cfg: &MapperConfig,
         policy: &Arc<dyn PolicyView>,
+        routes: &[IpNet],
         now: DateTime<Utc>,
     ) -> Result<Arc<[u8]>, Error> {
         let id = e.node.id;
@@ -108,24 +120,38 @@ impl PeerCache {
                 && Arc::ptr_eq(&c.entry, e)
                 && Arc::ptr_eq(&c.policy, policy)
                 && c.expired == expired
+                && let Some((_, j)) = c.variants.iter().find(|(r, _)| r == routes)
             {
-                return Ok(Arc::clone(&c.json));
+                return Ok(Arc::clone(j));
             }
         }
         // Render outside the lock: serialisation is the expensive part.
-        let json: Arc<[u8]> = serde_json::to_vec(&render::node(e, cfg, &**policy, now))?.into();
-        self.shard(id)
+        let json: Arc<[u8]> =
+            serde_json::to_vec(&render::node(e, cfg, &**policy, routes, now))?.into();
+        let mut shard = self
+            .shard(id)
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(
-                id,
-                Cached {
-                    entry: Arc::clone(e),
-                    policy: Arc::clone(policy),
-                    expired,
-                    json: Arc::clone(&json),
-                },
-            );
+            .unwrap_or_else(PoisonError::into_inner);
+        let fresh = |json: Arc<[u8]>| Cached {
+            entry: Arc::clone(e),
+            policy: Arc::clone(policy),
+            expired,
+            variants: vec![(routes.to_vec(), json)],
+        };
+        match shard.get_mut(&id) {
+            Some(c)
+                if Arc::ptr_eq(&c.entry, e)
+                    && Arc::ptr_eq(&c.policy, policy)
+                    && c.expired == expired =>
+            {
+                c.variants.retain(|(r, _)| r != routes);
+                c.variants.insert(0, (routes.to_vec(), Arc::clone(&json)));
+                c.variants.truncate(MAX_VARIANTS);
+            }
+            _ => {
+                shard.insert(id, fresh(Arc::clone(&json)));
+            }
+        }
         Ok(json)
     }
 }

@@ -17,6 +17,7 @@ use chrono::{DateTime, Utc};
 use hs_nodestore::{Change, NodeEntry, PatchFields, Snapshot};
 use hs_types::tailcfg::{MapResponse, PeerChange};
 use hs_types::{NodeId, UserId};
+use ipnet::IpNet;
 
 use crate::error::Error;
 use crate::frame::encode_frame;
@@ -125,7 +126,9 @@ fn peer_delta(e: &NodeEntry, f: PatchFields) -> PeerDelta {
 #[derive(Debug, Default, PartialEq, Eq, Hash)]
 struct Plan {
     self_node: Option<NodeId>,
-    changed: Vec<NodeId>,
+    /// Peers resent whole, each with the routes this viewer may use (the per-viewer part
+    /// of a peer entry).
+    changed: Vec<(NodeId, Vec<IpNet>)>,
     removed: Vec<NodeId>,
     patched: Vec<NodeId>,
     filter: Option<Arc<str>>,
@@ -201,9 +204,11 @@ impl Mapper {
         if policy_changed {
             // Node attributes come from the policy: re-render everything once and resend
             // only the entries whose bytes moved.
+            // Per-viewer route differences are found per viewer below.
             for e in next.nodes() {
-                let before = self.cache().peek(e.node.id);
-                let after = self.cache().node_json(e, cfg, policy, now)?;
+                let routes = e.offered_routes();
+                let before = self.cache().peek(e.node.id, &routes);
+                let after = self.cache().node_json(e, cfg, policy, &routes, now)?;
                 if before.as_deref() != Some(&*after) {
                     agg.entry(e.node.id).or_default().full = true;
                 }
@@ -246,25 +251,39 @@ impl Mapper {
             let v_prev = prev.node(me);
             let mut plan = Plan::default();
             let mut users = BTreeSet::new();
+            let self_full = agg.get(&me).is_some_and(|a| a.full);
+            // Which of a peer's routes the viewer may use changes only with the policy (or
+            // the viewer itself); otherwise an unchanged peer entry needs no resend.
+            let routes_may_differ = policy_changed || self_full;
             let consider = |pid: NodeId, plan: &mut Plan, users: &mut BTreeSet<UserId>| {
                 if pid == me {
                     return;
                 }
                 let was = visible(prev, v_prev, pid);
-                let is = next.node(pid).is_some_and(|p| next.can_see(v, p));
-                match (was, is, deltas.get(&pid)) {
-                    (_, true, Some(PeerDelta::Full)) | (false, true, _) => {
-                        plan.changed.push(pid);
-                        if let Some(p) = next.node(pid) {
-                            users.insert(wire_user(p));
+                let peer = next.node(pid).filter(|p| next.can_see(v, p));
+                let routes_moved = |p: &Arc<NodeEntry>| {
+                    routes_may_differ
+                        && match (v_prev, prev.node(pid)) {
+                            (Some(vp), Some(pp)) => {
+                                prev.visible_routes(vp, pp) != next.visible_routes(v, p)
+                            }
+                            _ => true,
                         }
+                };
+                match (was, peer, deltas.get(&pid)) {
+                    (_, Some(p), Some(PeerDelta::Full)) | (false, Some(p), _) => {
+                        plan.changed.push((pid, next.visible_routes(v, p)));
+                        users.insert(wire_user(p));
                     }
-                    (true, true, Some(PeerDelta::Patch { .. })) => plan.patched.push(pid),
-                    (true, false, _) => plan.removed.push(pid),
+                    (true, Some(p), _) if routes_moved(p) => {
+                        plan.changed.push((pid, next.visible_routes(v, p)));
+                        users.insert(wire_user(p));
+                    }
+                    (true, Some(_), Some(PeerDelta::Patch { .. })) => plan.patched.push(pid),
+                    (true, None, _) => plan.removed.push(pid),
                     _ => {}
                 }
             };
-            let self_full = agg.get(&me).is_some_and(|a| a.full);
             if policy_changed || self_full {
                 // What this viewer may see can have changed wholesale.
                 let ids: BTreeSet<NodeId> = prev
@@ -370,12 +389,15 @@ impl Mapper {
         if let Some(me) = plan.self_node
             && let Some(v) = next.node(me)
         {
-            msg.node = Some(self.cache().node_json(v, cfg, policy, now)?);
+            msg.node = Some(
+                self.cache()
+                    .node_json(v, cfg, policy, &v.offered_routes(), now)?,
+            );
         }
-        for id in &plan.changed {
+        for (id, routes) in &plan.changed {
             if let Some(e) = next.node(*id) {
                 msg.peers_changed
-                    .push(self.cache().node_json(e, cfg, policy, now)?);
+                    .push(self.cache().node_json(e, cfg, policy, routes, now)?);
             }
         }
         Ok(encode_frame(&msg.to_json()?)?.into())

@@ -46,7 +46,8 @@ impl Mapper {
         let mut peers = Vec::new();
         for p in snap.peers_of(viewer) {
             users.insert(render::wire_user(p));
-            peers.push(self.cache().node_json(p, cfg, policy, now)?);
+            let routes = snap.visible_routes(v, p);
+            peers.push(self.cache().node_json(p, cfg, policy, &routes, now)?);
         }
         let filter = policy.packet_filter(&v.node);
         let ssh = policy
@@ -68,7 +69,10 @@ impl Mapper {
                 }),
                 ..MapResponse::default()
             },
-            node: Some(self.cache().node_json(v, cfg, policy, now)?),
+            node: Some(
+                self.cache()
+                    .node_json(v, cfg, policy, &v.offered_routes(), now)?,
+            ),
             derp_map: Some(Arc::clone(&cfg.derp_map)),
             dns: cfg.dns.clone(),
             peers: Some(peers),

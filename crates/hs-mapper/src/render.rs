@@ -1,9 +1,11 @@
 //! Rendering one node as `tailcfg.Node` and one user as `tailcfg.UserProfile`, as Headscale's
-//! `TailNode` and `TailscaleUserProfile` do. A node renders the same for every viewer (it
-//! depends only on the node's entry, the config and whether its key has expired), which is
-//! what lets its serialised bytes be shared.
+//! `TailNode` and `TailscaleUserProfile` do. A node renders from its entry, the config,
+//! whether its key has expired and, as the only per-viewer part, which of its routes the
+//! viewer may use (`AllowedIPs`, `PrimaryRoutes`); viewers allowed the same routes share
+//! the serialised bytes.
 
 use chrono::{DateTime, Utc};
+use ipnet::IpNet;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -67,11 +69,13 @@ pub fn cap_map(e: &NodeEntry, cfg: &MapperConfig, policy: &dyn PolicyView) -> Ca
     m
 }
 
-/// The node as `tailcfg.Node`, for itself and for its peers.
+/// The node as `tailcfg.Node` for a viewer that may use `routes` (a subset of
+/// [`NodeEntry::offered_routes`]; the node itself gets all of them).
 pub fn node(
     e: &NodeEntry,
     cfg: &MapperConfig,
     policy: &dyn PolicyView,
+    routes: &[IpNet],
     now: DateTime<Utc>,
 ) -> tailcfg::Node {
     let n = &e.node;
@@ -84,15 +88,25 @@ pub fn node(
         key: n.node_key,
         key_expiry: n.expiry,
         machine: n.machine_key,
-        disco_key: n.disco_key,
+        disco_key: if crate::config::test_fault()
+            == Some(crate::config::TestFault::OmitPeerDiscoKey)
+        {
+            hs_types::DiscoPublic::from_bytes([0; 32])
+        } else {
+            n.disco_key
+        },
         addresses: n.prefixes(),
-        allowed_ips: Some(e.allowed_ips()),
+        allowed_ips: Some(e.allowed_ips_with(routes)),
         endpoints: n.endpoints.clone(),
         home_derp: i64::from(e.home_derp),
         hostinfo: n.hostinfo.as_ref().and_then(convert),
         created: Some(n.created_at),
         tags: n.tags.clone(),
-        primary_routes: e.primary_routes.clone(),
+        primary_routes: routes
+            .iter()
+            .filter(|r| e.primary_routes.contains(r))
+            .copied()
+            .collect(),
         last_seen: if e.online { None } else { n.last_seen },
         online: Some(e.online),
         machine_authorized: !expired,

@@ -56,12 +56,27 @@ impl NodeEntry {
         self.served_routes().filter(|r| is_exit_route(r))
     }
 
-    /// The node's `AllowedIPs` as peers see them: its own addresses, the subnet routes it is
-    /// primary for and its served exit routes, sorted.
+    /// The node's `AllowedIPs` as a viewer allowed every route sees them: its own
+    /// addresses, the subnet routes it is primary for and its served exit routes, sorted.
     pub fn allowed_ips(&self) -> Vec<IpNet> {
-        let mut v = self.node.prefixes();
-        v.extend(self.primary_routes.iter().copied());
+        self.allowed_ips_with(&self.offered_routes())
+    }
+
+    /// The routes this node offers its peers: the subnet routes it is primary for and its
+    /// served exit routes, sorted. A viewer gets the subset its policy lets it use.
+    pub fn offered_routes(&self) -> Vec<IpNet> {
+        let mut v: Vec<IpNet> = self.primary_routes.clone();
         v.extend(self.exit_routes().copied());
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// The node's `AllowedIPs` for a viewer that may use `routes` (a subset of
+    /// [`NodeEntry::offered_routes`]): its own addresses plus those routes, sorted.
+    pub fn allowed_ips_with(&self, routes: &[IpNet]) -> Vec<IpNet> {
+        let mut v = self.node.prefixes();
+        v.extend(routes.iter().copied());
         v.sort();
         v.dedup();
         v

@@ -11,6 +11,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use hs_types::model::Node;
+use ipnet::IpNet;
 
 /// `tailcfg.FilterAllowAll`: every source may reach every port of the node.
 pub const ALLOW_ALL_FILTER_JSON: &str =
@@ -45,6 +46,17 @@ pub trait PolicyView: Send + Sync + fmt::Debug {
 
     /// Node attributes (`nodeAttrs`) granted to `node`, added to its CapMap.
     fn node_attrs(&self, node: &Node) -> Vec<NodeAttr>;
+
+    /// Which of `routes` (the subnet routes `peer` is primary for and the exit routes it
+    /// serves) `viewer` may use, in the order given. A route the viewer may not use is left
+    /// out of the peer's `AllowedIPs` and `PrimaryRoutes` in the viewer's map, as Headscale
+    /// sends only the routes a node can reach. Which router is primary is not the policy's
+    /// business: callers pass the current primaries. The default lets every viewer use
+    /// every route.
+    fn visible_routes(&self, viewer: &Node, peer: &Node, routes: &[IpNet]) -> Vec<IpNet> {
+        let _ = (viewer, peer);
+        routes.to_vec()
+    }
 }
 
 /// The policy in force when none is configured: everyone sees everyone and every port is

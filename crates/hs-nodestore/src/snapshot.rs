@@ -159,6 +159,18 @@ impl Snapshot {
             && self.policy.can_see(&viewer.node, &peer.node)
     }
 
+    /// The routes of `peer` that `viewer` may use (see [`PolicyView::visible_routes`]): the
+    /// subset of `peer`'s offered routes (current primaries and served exit routes) its map
+    /// shows. A node sees all of its own.
+    pub fn visible_routes(&self, viewer: &NodeEntry, peer: &NodeEntry) -> Vec<IpNet> {
+        let offered = peer.offered_routes();
+        if viewer.node.id == peer.node.id || offered.is_empty() {
+            return offered;
+        }
+        self.policy
+            .visible_routes(&viewer.node, &peer.node, &offered)
+    }
+
     /// The peers `viewer` sees, sorted by id. Empty when the viewer is unknown.
     pub fn peers_of(&self, viewer: NodeId) -> impl Iterator<Item = &Arc<NodeEntry>> {
         let v = self.nodes.get(&viewer);

@@ -8,3 +8,4 @@ mod changes;
 mod client;
 mod fixtures;
 mod model;
+mod routes;
