@@ -33,7 +33,8 @@ impl Drop for Server {
     }
 }
 
-fn write_config(dir: &Path) -> PathBuf {
+/// The server's config; `extra` is appended (top-level YAML keys).
+fn write_config(dir: &Path, extra: &str) -> PathBuf {
     let path = dir.join("config.yaml");
     std::fs::write(
         &path,
@@ -64,6 +65,7 @@ derp:
     automatically_add_embedded_derp_region: true
     ipv4: 127.0.0.1
   urls: []
+{extra}
 ",
             dir.join("headscale.sock").display(),
             dir.join("db.sqlite").display(),
@@ -124,9 +126,9 @@ fn seed(db_path: &Path, key: NodePublic) {
     db.tx(|c| c.create_node(&node)).unwrap();
 }
 
-fn start(key: NodePublic) -> Server {
+fn start(key: NodePublic, extra: &str) -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path());
+    let config = write_config(dir.path(), extra);
     seed(&dir.path().join("db.sqlite"), key);
     let (child, addr) = support::spawn_serve(&config);
     Server {
@@ -183,7 +185,7 @@ impl Server {
 fn node_commands_reach_the_database_and_the_control_plane() {
     let key = NodePublic::from_bytes([2; 32]);
     let key_text = key.to_string();
-    let s = start(key);
+    let s = start(key, "");
 
     let nodes = s.json(&["nodes", "list", "-o", "json"]);
     assert_eq!(nodes.as_array().unwrap().len(), 1, "{nodes}");
@@ -252,4 +254,65 @@ fn node_commands_reach_the_database_and_the_control_plane() {
     let out = s.cli(&["nodes", "rename", "-i", &id, "again"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains(&id));
+}
+
+/// `nodes tag` is checked against the policy in force in the running server, as Headscale's
+/// `SetNodeTags` does: a tag must be defined in `tagOwners`. A policy set through the CLI
+/// (database mode) takes effect for the next tag change without a restart.
+#[test]
+fn node_tags_follow_the_live_policy() {
+    let s = start(NodePublic::from_bytes([4; 32]), "policy:\n  mode: database");
+    let id = s.json(&["nodes", "list", "-o", "json"])[0]["id"]
+        .as_u64()
+        .unwrap()
+        .to_string();
+
+    // No policy yet: no tag is defined, so none may be set.
+    let out = s.cli(&["nodes", "tag", "-i", &id, "-t", "tag:web"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("requested tags [tag:web] are invalid or not permitted"),
+        "{err}"
+    );
+
+    let policy = s._dir.path().join("policy.json");
+    std::fs::write(
+        &policy,
+        r#"{
+  "tagOwners": {"tag:web": ["alice@"], "tag:db": []},
+  "acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"]}]
+}"#,
+    )
+    .unwrap();
+    let out = s.cli(&["policy", "set", "-f", policy.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A tag with no owners is still defined: the admin may set it.
+    let tagged = s.json(&[
+        "nodes", "tag", "-i", &id, "-t", "tag:web", "-t", "tag:db", "-o", "json",
+    ]);
+    let mut tags: Vec<&str> = tagged["tags"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no tags in {tagged}"))
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    tags.sort_unstable();
+    assert_eq!(tags, ["tag:db", "tag:web"], "{tagged}");
+
+    // One undefined tag refuses the whole change, naming only that tag; nothing is written.
+    let out = s.cli(&["nodes", "tag", "-i", &id, "-t", "tag:web", "-t", "tag:nope"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("requested tags [tag:nope] are invalid or not permitted"),
+        "{err}"
+    );
+    let after = s.json(&["nodes", "list", "-o", "json"]);
+    assert_eq!(after[0]["tags"], tagged["tags"], "{after}");
 }

@@ -2,8 +2,9 @@
 //! database, node changes and deletions are applied to the NodeStore (and so pushed to every
 //! connected peer), and pending interactive logins are decided by the control state.
 //! A policy set through the API is compiled and put in force at once.
-//! What the control state does not offer yet (tag ownership, route
-//! discovery, debug nodes, address backfill) falls back to [`hs_api::DbOnly`].
+//! Tag changes are checked against the policy in force.
+//! What the control state does not offer yet (route discovery, debug nodes, address
+//! backfill) falls back to [`hs_api::DbOnly`].
 
 use hs_api::{ApiError, ControlHooks, DbOnly};
 use hs_control::ControlState;
@@ -74,8 +75,28 @@ impl ControlHooks for LiveHooks {
         DbOnly.check_policy(policy, users, nodes)
     }
 
+    /// Headscale's rule for operator tag changes: the admin may set any tag the policy in
+    /// force defines in `tagOwners` (who owns it does not matter here); with no policy, or a
+    /// tag it does not define, the change is refused with Headscale's wording.
     fn check_tags(&self, tags: &[String]) -> Result<(), String> {
-        DbOnly.check_tags(tags)
+        let policy = self.state.policy();
+        let undefined: Vec<&str> = tags
+            .iter()
+            .filter(|t| {
+                !policy
+                    .as_ref()
+                    .is_some_and(|p| p.tag_owners.contains_key(t.as_str()))
+            })
+            .map(String::as_str)
+            .collect();
+        if undefined.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "requested tags [{}] are invalid or not permitted",
+                undefined.join(" ")
+            ))
+        }
     }
 
     fn is_online(&self, id: NodeId) -> bool {

@@ -69,6 +69,9 @@ struct Inner {
     /// dozen per second; the row is still read on every use so revocation and expiry act at
     /// once. Memory only, never logged.
     verified_keys: Mutex<std::collections::HashMap<String, u64>>,
+    /// The policy in force as last accepted by the coordinator (`None`: allow all), for
+    /// read-only questions such as "is this tag defined" from the admin API.
+    policy_in_force: Mutex<Option<Arc<hs_policy::Policy>>>,
 }
 
 /// The control plane's shared state; clone it freely.
@@ -166,6 +169,7 @@ impl ControlState {
         policy: Option<hs_policy::Policy>,
     ) -> Result<Result<(), hs_policy::PolicyError>, Error> {
         let (reply, rx) = oneshot::channel();
+        let kept = policy.clone().map(Arc::new);
         self.inner
             .cmd
             .send(Cmd::SetPolicy {
@@ -173,7 +177,25 @@ impl ControlState {
                 reply,
             })
             .map_err(|_| Error::Stopped)?;
-        rx.await.map_err(|_| Error::Stopped)
+        let result = rx.await.map_err(|_| Error::Stopped)?;
+        if result.is_ok() {
+            *self
+                .inner
+                .policy_in_force
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = kept;
+        }
+        Ok(result)
+    }
+
+    /// The policy in force (`None` when none is configured: allow all). Read-only: changes
+    /// go through [`Self::set_policy`].
+    pub fn policy(&self) -> Option<Arc<hs_policy::Policy>> {
+        self.inner
+            .policy_in_force
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Loads everything from `db` and starts the coordinator with explicit settings.
@@ -249,6 +271,7 @@ impl ControlState {
                 metrics,
                 pending: PendingAuths::default(),
                 verified_keys: Mutex::default(),
+                policy_in_force: Mutex::default(),
             }),
         })
     }
