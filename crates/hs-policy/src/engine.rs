@@ -104,15 +104,21 @@ impl CompiledPolicy {
         let mut cache = crate::rules::SrcCache::new();
         let mut rules = compile_grants(&r, policy, &mut cache)?;
         rules.extend(compile_acls(&r, policy, &mut cache)?);
-        // Rules with the same sources and protocols are merged at the first one's position.
-        let mut first_of: HashMap<(&[String], &[u8]), usize> = HashMap::new();
+        // Rules with the same sources and protocols are merged at the first one's position;
+        // `via` grants are grouped apart from plain rules (and by their via tags).
+        type GroupKey<'k> = (&'k [String], &'k [u8], Option<&'k [String]>);
+        let mut first_of: HashMap<GroupKey<'_>, usize> = HashMap::new();
         let mut groups = Vec::with_capacity(rules.len());
         for (i, rule) in rules.iter().enumerate() {
             groups.push(if rule.caps.is_some() {
                 i
             } else {
                 *first_of
-                    .entry((rule.src_strings.as_ref(), rule.protos.as_slice()))
+                    .entry((
+                        rule.src_strings.as_ref(),
+                        rule.protos.as_slice(),
+                        rule.via.as_deref(),
+                    ))
                     .or_insert(i)
             });
         }
