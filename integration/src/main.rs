@@ -7,17 +7,20 @@
 //!
 //! Usage (xtask passes the paths):
 //! `hs-integration run [PATTERN] --server BIN --tailscaled BIN --tailscale BIN --artifacts DIR
-//! [--timeout SECS] [--allow-host]` and, internally, `hs-integration derp --listen ADDR`.
+//! [--timeout SECS] [--allow-host] [--postgres]` and, internally, `hs-integration derp --listen ADDR`.
 
 // A terminal tool: it reports on stdout/stderr and reads the wall clock for its deadline.
 #![allow(clippy::print_stdout, clippy::print_stderr, clippy::disallowed_methods)]
 
 mod client;
 mod derp;
+mod diagnose;
 mod eventually;
 mod netns;
+mod pg;
 mod proc;
 mod scenarios;
+mod selfcheck;
 mod server;
 
 use std::path::PathBuf;
@@ -35,6 +38,7 @@ fn main() -> std::process::ExitCode {
                 "usage: hs-integration derp --listen 127.0.0.1:PORT"
             )),
         },
+        Some((c, rest)) if c == "host" => topology::serve_host(rest).map(|()| true),
         Some((c, _)) if c == "list" => {
             for (n, _) in scenarios::ALL {
                 println!("{n}");
@@ -42,7 +46,7 @@ fn main() -> std::process::ExitCode {
             Ok(true)
         }
         _ => Err(anyhow::anyhow!(
-            "usage: hs-integration run [PATTERN] --server BIN --tailscaled BIN --tailscale BIN --artifacts DIR [--timeout SECS] [--allow-host] | list"
+            "usage: hs-integration run [PATTERN] --server BIN --tailscaled BIN --tailscale BIN --artifacts DIR [--timeout SECS] [--allow-host] [--postgres] | list"
         )),
     };
     match res {
@@ -84,6 +88,7 @@ fn run(args: &[String]) -> anyhow::Result<bool> {
                 timeout = Duration::from_secs(secs);
             }
             "--allow-host" => allow_host = true,
+            "--postgres" => pg::enable(),
             p if !p.starts_with("--") && pattern.is_empty() => pattern = p.to_owned(),
             other => bail!("unknown argument {other:?}"),
         }

@@ -7,10 +7,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
-use hs_db::{Db, DbConfig, SqliteConfig};
 
 use crate::client::{Client, ClientBins};
-use crate::eventually::eventually;
+use crate::eventually::{Fatal, eventually};
 use crate::netns::Netns;
 use crate::proc::Proc;
 use crate::server::{DERP_PORT, KeyOpts, Server};
@@ -52,26 +51,33 @@ pub(crate) const ALL: &[Scenario] = &[
         "TestHarnessSelfCheckServerStopped",
         self_check_server_stopped,
     ),
+    (
+        "TestHarnessSelfCheckBrokenServer",
+        crate::selfcheck::broken_server,
+    ),
 ];
 
 /// Generous: a loaded 2-core machine runs several tailscaled at once.
-const WAIT: Duration = Duration::from_secs(90);
+pub(crate) const WAIT: Duration = Duration::from_secs(90);
+/// How long a peer may look broken in a client's netmap (e.g. no DiscoKey yet, right after it
+/// connected) before a failing ping blames it.
+const BROKEN_PEER_GRACE: Duration = Duration::from_secs(15);
 
 /// One scenario's world. Fields drop in reverse order of need: clients, server, relay, then
 /// the namespace.
-struct Env {
-    clients: Vec<Client>,
-    server: Server,
+pub(crate) struct Env {
+    pub(crate) clients: Vec<Client>,
+    pub(crate) server: Server,
     _derp: Option<Proc>,
-    dir: PathBuf,
+    pub(crate) dir: PathBuf,
     state_root: PathBuf,
-    ns: Netns,
+    pub(crate) ns: Netns,
     bins: ClientBins,
 }
 
 impl Env {
     /// `embedded_derp`: relay through the server's own `/derp` instead of the harness relay.
-    fn new(ctx: &Ctx, name: &str, embedded_derp: bool) -> anyhow::Result<Self> {
+    pub(crate) fn new(ctx: &Ctx, name: &str, embedded_derp: bool) -> anyhow::Result<Self> {
         let dir = ctx.artifacts.join(name);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         // Sockets live under a short path: unix socket paths are limited to 108 bytes.
@@ -97,11 +103,15 @@ impl Env {
         })
     }
 
-    fn start_server(&mut self, ctx: &Ctx) -> anyhow::Result<()> {
+    pub(crate) fn start_server(&mut self, ctx: &Ctx) -> anyhow::Result<()> {
         self.server.start(&ctx.server_bin, &self.ns)
     }
 
-    fn add_client(&mut self, name: &str, extra_env: &[(&str, &str)]) -> anyhow::Result<()> {
+    pub(crate) fn add_client(
+        &mut self,
+        name: &str,
+        extra_env: &[(&str, &str)],
+    ) -> anyhow::Result<()> {
         let c = Client::start(
             name,
             &self.bins,
@@ -115,11 +125,11 @@ impl Env {
     }
 
     /// Fails if the server died, naming that as the cause.
-    fn alive(&mut self) -> anyhow::Result<()> {
+    pub(crate) fn alive(&mut self) -> anyhow::Result<()> {
         self.server.check_alive()
     }
 
-    fn wait_running(&mut self) -> anyhow::Result<()> {
+    pub(crate) fn wait_running(&mut self) -> anyhow::Result<()> {
         for i in 0..self.clients.len() {
             let what = format!("{} reaches BackendState Running", self.clients[i].name);
             eventually(&what, WAIT, || {
@@ -133,7 +143,7 @@ impl Env {
     }
 
     /// Every client sees every other client as an online peer.
-    fn wait_all_peers_online(&mut self) -> anyhow::Result<()> {
+    pub(crate) fn wait_all_peers_online(&mut self) -> anyhow::Result<()> {
         let names: Vec<String> = self.clients.iter().map(|c| c.name.clone()).collect();
         for i in 0..self.clients.len() {
             let mut want: Vec<String> = names.iter().filter(|n| **n != names[i]).cloned().collect();
@@ -150,7 +160,7 @@ impl Env {
     }
 
     /// Every client pings every other client at each target `targets(j)` gives.
-    fn ping_all(
+    pub(crate) fn ping_all(
         &mut self,
         targets: &dyn Fn(&Client) -> anyhow::Result<Vec<String>>,
         must_contain: Option<&str>,
@@ -167,13 +177,32 @@ impl Env {
                 }
                 for a in addrs {
                     let what = format!("{} pings {peer} at {a}", self.clients[i].name);
+                    // A peer the server sent broken (no DiscoKey) for this long is the cause,
+                    // not a slow network: give up and say so.
+                    let mut broken_since: Option<std::time::Instant> = None;
                     eventually(&what, WAIT, || {
                         self.alive()?;
-                        let out = self.clients[i].ping(a)?;
-                        if let Some(m) = must_contain {
-                            ensure!(out.contains(m), "pong without {m:?}: {}", out.trim());
+                        let res = self.clients[i].ping(a).and_then(|out| {
+                            if let Some(m) = must_contain {
+                                ensure!(out.contains(m), "pong without {m:?}: {}", out.trim());
+                            }
+                            Ok(())
+                        });
+                        let Err(e) = res else { return Ok(()) };
+                        match crate::diagnose::client_peer_problem(&self.clients[i], peer) {
+                            Some(p) => {
+                                let since =
+                                    *broken_since.get_or_insert_with(std::time::Instant::now);
+                                if since.elapsed() > BROKEN_PEER_GRACE {
+                                    return Err(Fatal(format!("{p} (ping: {e:#})")).into());
+                                }
+                                Err(e.context(p))
+                            }
+                            None => {
+                                broken_since = None;
+                                Err(e)
+                            }
                         }
-                        Ok(())
                     })?;
                     ok += 1;
                 }
@@ -183,21 +212,17 @@ impl Env {
     }
 
     /// Nodes in the server's database.
-    fn node_count(&self) -> anyhow::Result<usize> {
-        let db = Db::open(&DbConfig::Sqlite(SqliteConfig {
-            path: self.dir.join("server/db.sqlite"),
-            write_ahead_log: true,
-            wal_autocheckpoint: 1000,
-        }))
-        .context("opening the scenario database to count nodes")?;
+    pub(crate) fn node_count(&self) -> anyhow::Result<usize> {
+        let db = self.server.open_db()?;
         Ok(db.tx(|c| c.list_nodes())?.len())
     }
 
-    /// Saves each client's status and the database into the artifacts.
+    /// Saves each client's status, a metrics scrape and the database into the artifacts.
     fn collect(&mut self) {
         for c in &self.clients {
             c.save_status();
         }
+        self.server.scrape_metrics(&self.dir.join("metrics.txt"));
         for c in &mut self.clients {
             c.stop();
         }
@@ -243,7 +268,16 @@ fn short(name: &str) -> String {
         .chars()
         .filter(char::is_ascii_alphanumeric)
         .collect();
-    s.chars().take(12).collect::<String>().to_lowercase()
+    // Names sharing their first characters (TestHarnessSelfCheck...) stay distinct through a
+    // short hash of the whole name.
+    let h = name
+        .bytes()
+        .fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+    format!(
+        "{}{:04x}",
+        s.chars().take(8).collect::<String>().to_lowercase(),
+        h & 0xffff
+    )
 }
 
 /// Two users with `per_user` nodes each, logged in with reusable keys; all Running and all
@@ -257,6 +291,20 @@ fn two_users(
     env: &[(&str, &str)],
     embedded_derp: bool,
 ) -> anyhow::Result<(Env, Vec<String>)> {
+    two_users_with(ctx, name, per_user, opts, env, embedded_derp, &|_| Ok(()))
+}
+
+/// [`two_users`] with `before_start` run on the prepared environment just before the server
+/// starts (a policy file, server environment).
+pub(crate) fn two_users_with(
+    ctx: &Ctx,
+    name: &str,
+    per_user: usize,
+    opts: KeyOpts,
+    env: &[(&str, &str)],
+    embedded_derp: bool,
+    before_start: &dyn Fn(&mut Env) -> anyhow::Result<()>,
+) -> anyhow::Result<(Env, Vec<String>)> {
     let mut e = Env::new(ctx, name, embedded_derp)?;
     let mut keys = Vec::new();
     for u in ["user1", "user2"] {
@@ -269,6 +317,7 @@ fn two_users(
             },
         )?);
     }
+    before_start(&mut e)?;
     e.start_server(ctx)?;
     let mut node_keys = Vec::new();
     for (ui, key) in keys.iter().enumerate() {
@@ -286,7 +335,7 @@ fn two_users(
     Ok((e, node_keys))
 }
 
-fn by_ip(c: &Client) -> anyhow::Result<Vec<String>> {
+pub(crate) fn by_ip(c: &Client) -> anyhow::Result<Vec<String>> {
     c.ips()
 }
 
@@ -443,7 +492,7 @@ fn expire_node(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
 }
 
 /// Runs the CLI with `-o json` and parses the answer.
-fn cli_json(e: &Env, ctx: &Ctx, args: &[&str]) -> anyhow::Result<serde_json::Value> {
+pub(crate) fn cli_json(e: &Env, ctx: &Ctx, args: &[&str]) -> anyhow::Result<serde_json::Value> {
     let mut a = args.to_vec();
     a.extend(["-o", "json"]);
     let out = e.server.cli(&ctx.server_bin, &a)?;

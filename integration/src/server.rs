@@ -12,6 +12,7 @@ use hs_types::UserId;
 
 use crate::eventually::{Fatal, eventually};
 use crate::netns::Netns;
+use crate::pg::Pg;
 use crate::proc::Proc;
 
 /// Where the control server listens inside the namespace (the namespace is private, so fixed
@@ -28,7 +29,16 @@ pub(crate) struct Server {
     config_path: PathBuf,
     db: Option<Db>,
     proc: Option<Proc>,
+    /// Extra environment for `headscale serve` (e.g. `HEADSCALE_RS_TEST_FAULT`).
+    pub(crate) env: Vec<(String, String)>,
+    /// The namespace it runs in (for the metrics scrape); `None` on the host.
+    ns_name: Option<String>,
+    /// With `--postgres`, the scenario's cluster (dropped after the process, declared last).
+    pg: Option<Pg>,
 }
+
+/// Where the server serves `/metrics`, inside its namespace.
+pub(crate) const METRICS_ADDR: &str = "127.0.0.1:9090";
 
 /// Options for a pre-auth key.
 #[derive(Debug, Clone, Copy, Default)]
@@ -44,6 +54,20 @@ impl Server {
     /// With `embedded_derp` the server's own relay (`/derp` on the control port) is the only
     /// DERP region; otherwise the map points at the harness relay on [`DERP_PORT`].
     pub(crate) fn prepare(dir: &Path, embedded_derp: bool) -> anyhow::Result<Self> {
+        Self::prepare_at(dir, embedded_derp, CONTROL_ADDR)
+    }
+
+    /// [`Server::prepare`] with the control server (and the embedded relay and STUN, on the
+    /// same IP) listening on `control_addr` (`IP:PORT`) instead of [`CONTROL_ADDR`]: the routed
+    /// scenarios put it on their hub namespace's address so clients in other namespaces reach it.
+    pub(crate) fn prepare_at(
+        dir: &Path,
+        embedded_derp: bool,
+        control_addr: &str,
+    ) -> anyhow::Result<Self> {
+        let control_ip = control_addr
+            .rsplit_once(':')
+            .map_or(control_addr, |(ip, _)| ip);
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let db_path = dir.join("db.sqlite");
         let derp_path = dir.join("derp.yaml");
@@ -54,14 +78,26 @@ impl Server {
             ),
         )
         .context("writing the DERP map")?;
+        let pg = if crate::pg::enabled() {
+            Some(Pg::start(dir)?)
+        } else {
+            None
+        };
+        let db_section = match &pg {
+            Some(pg) => pg.yaml(),
+            None => format!(
+                "database:\n  type: sqlite\n  sqlite:\n    path: {}\n    write_ahead_log: true\n",
+                db_path.display()
+            ),
+        };
         let config_path = dir.join("config.yaml");
         let d = dir.display();
         let derp_section = if embedded_derp {
             format!(
                 "derp:\n  server:\n    enabled: true\n    region_id: 999\n    region_code: headscale\n    \
-                 region_name: Headscale Embedded DERP\n    stun_listen_addr: 127.0.0.1:3478\n    \
+                 region_name: Headscale Embedded DERP\n    stun_listen_addr: {control_ip}:3478\n    \
                  private_key_path: {d}/derp_server_private.key\n    \
-                 automatically_add_embedded_derp_region: true\n    ipv4: 127.0.0.1\n    ipv6: \"\"\n  \
+                 automatically_add_embedded_derp_region: true\n    ipv4: {control_ip}\n    ipv6: \"\"\n  \
                  urls: []\n  paths: []\n  auto_update_enabled: false\n"
             )
         } else {
@@ -73,33 +109,59 @@ impl Server {
         std::fs::write(
             &config_path,
             format!(
-                "server_url: http://{CONTROL_ADDR}\nlisten_addr: {CONTROL_ADDR}\nmetrics_listen_addr: \"\"\n\
+                "server_url: http://{control_addr}\nlisten_addr: {control_addr}\nmetrics_listen_addr: {METRICS_ADDR}\n\
                  grpc_listen_addr: 127.0.0.1:50443\n\
                  noise:\n  private_key_path: {d}/noise_private.key\n\
                  prefixes:\n  v4: 100.64.0.0/10\n  v6: fd7a:115c:a1e0::/48\n  allocation: sequential\n\
                  {derp_section}\
-                 database:\n  type: sqlite\n  sqlite:\n    path: {db}\n    write_ahead_log: true\n\
+                 {db_section}\
                  log:\n  level: debug\n\
                  dns:\n  magic_dns: true\n  base_domain: hsit.example.com\n  override_local_dns: false\n  nameservers:\n    global: []\n\
                  unix_socket: {d}/headscale.sock\n\
                  logtail:\n  enabled: false\n",
-                db = db_path.display(),
             ),
         )
         .context("writing the server config")?;
-        let db = Db::open(&DbConfig::Sqlite(SqliteConfig {
-            path: db_path.clone(),
-            write_ahead_log: true,
-            wal_autocheckpoint: 1000,
-        }))
-        .context("creating the scenario database")?;
+        let db = Db::open(&db_config(&db_path, pg.as_ref()))
+            .context("creating the scenario database")?;
         Ok(Self {
             dir: dir.to_owned(),
             db_path,
             config_path,
             db: Some(db),
             proc: None,
+            env: Vec::new(),
+            ns_name: None,
+            pg,
         })
+    }
+
+    /// Opens the server's database (SQLite or PostgreSQL) for a direct look, e.g. counting
+    /// nodes; the server keeps running.
+    pub(crate) fn open_db(&self) -> anyhow::Result<Db> {
+        Db::open(&db_config(&self.db_path, self.pg.as_ref()))
+            .context("opening the scenario database")
+    }
+
+    /// Puts `policy` (HuJSON) in force from the start: writes it next to the config and points
+    /// `policy.path` at it. Only before [`Server::start`].
+    pub(crate) fn set_policy(&self, policy: &str) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.proc.is_none(),
+            "the policy must be set before the server starts"
+        );
+        let path = self.dir.join("policy.hujson");
+        std::fs::write(&path, policy).context("writing the policy file")?;
+        let mut cfg = std::fs::read_to_string(&self.config_path).context("reading the config")?;
+        anyhow::ensure!(
+            !cfg.contains("\npolicy:"),
+            "the config already has a policy section"
+        );
+        cfg.push_str(&format!(
+            "policy:\n  mode: file\n  path: {}\n",
+            path.display()
+        ));
+        std::fs::write(&self.config_path, cfg).context("writing the config")
     }
 
     fn db(&self) -> anyhow::Result<&Db> {
@@ -148,8 +210,12 @@ impl Server {
     pub(crate) fn start(&mut self, bin: &Path, ns: &Netns) -> anyhow::Result<()> {
         // The server owns the database from here on.
         self.db = None;
+        self.ns_name = ns.name().map(str::to_owned);
         let mut cmd = ns.command(&bin.display().to_string());
         cmd.arg("serve").arg("-c").arg(&self.config_path);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
         let log_base = self.dir.join("server");
         let mut p = Proc::spawn("headscale serve", cmd, &log_base)?;
         let stdout = log_base.with_extension("stdout");
@@ -216,14 +282,57 @@ impl Server {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    /// Copies the database (and its WAL) into `dest_dir`.
+    /// Saves `GET /metrics` into `dest` (best effort; the server must still run).
+    pub(crate) fn scrape_metrics(&self, dest: &Path) {
+        if self.proc.is_none() {
+            return;
+        }
+        let mut cmd = match &self.ns_name {
+            Some(n) => {
+                let mut c = std::process::Command::new("ip");
+                c.args(["netns", "exec", n, "curl"]);
+                c
+            }
+            None => std::process::Command::new("curl"),
+        };
+        let out = cmd
+            .args(["-sS", "--max-time", "5", "--noproxy", "*"])
+            .arg(format!("http://{METRICS_ADDR}/metrics"))
+            .output();
+        match out {
+            Ok(o) if o.status.success() => {
+                let _ = std::fs::write(dest, o.stdout);
+            }
+            Ok(o) => {
+                let _ = std::fs::write(dest, o.stderr);
+            }
+            Err(e) => eprintln!("hs-integration: metrics scrape: curl not runnable: {e}"),
+        }
+    }
+
+    /// Copies the database (and its WAL) into `dest_dir`; with PostgreSQL, an SQL dump.
     pub(crate) fn copy_db(&self, dest_dir: &Path) {
+        if let Some(pg) = &self.pg {
+            pg.dump(&dest_dir.join("db.sql"));
+            return;
+        }
         for ext in ["", "-wal", "-shm"] {
             let src = PathBuf::from(format!("{}{ext}", self.db_path.display()));
             if src.exists() {
                 let _ = std::fs::copy(&src, dest_dir.join(format!("db.sqlite{ext}")));
             }
         }
+    }
+}
+
+fn db_config(sqlite_path: &Path, pg: Option<&Pg>) -> DbConfig {
+    match pg {
+        Some(pg) => DbConfig::Postgres(pg.config()),
+        None => DbConfig::Sqlite(SqliteConfig {
+            path: sqlite_path.to_owned(),
+            write_ahead_log: true,
+            wal_autocheckpoint: 1000,
+        }),
     }
 }
 

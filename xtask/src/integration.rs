@@ -22,6 +22,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     let mut pattern = String::new();
     let mut version = DEFAULT_CLIENT_VERSION.to_owned();
     let mut timeout = "900s".to_owned();
+    let mut postgres = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -29,13 +30,11 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
                 version = it.next().context("--client-version needs a value")?.clone();
             }
             "--timeout" => timeout = it.next().context("--timeout needs a value")?.clone(),
-            "--postgres" => {
-                bail!("xtask integration: --postgres is not supported yet; scenarios run on SQLite")
-            }
+            "--postgres" => postgres = true,
             p if !p.starts_with('-') && pattern.is_empty() => pattern = p.to_owned(),
             other => bail!(
                 "xtask integration: unknown argument {other:?} (usage: integration [PATTERN] \
-                 [--client-version V] [--timeout 900s] | integration doctor)"
+                 [--client-version V] [--timeout 900s] [--postgres] | integration doctor)"
             ),
         }
     }
@@ -69,6 +68,9 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         .arg(&artifacts)
         .arg("--timeout")
         .arg(&timeout);
+    if postgres {
+        cmd.arg("--postgres");
+    }
     let st = cmd.status().context("running the integration harness")?;
     if !st.success() {
         bail!(

@@ -5,7 +5,7 @@
 //! there); it hands the file's text to [`parse_extra_records`] and builds a new
 //! [`MapperConfig`], and [`crate::Mapper::reconfigure`] tells every session what changed.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use hs_types::config::{DnsConfig, ExtraRecord};
 use hs_types::tailcfg::{DERPMap, DNSConfig, DNSRecord, DNSResolver};
@@ -59,6 +59,39 @@ impl MapperConfig {
             || self.taildrop != other.taildrop
             || self.auto_update != other.auto_update
     }
+}
+
+/// A deliberate server bug, for the integration harness's self-check only (proving that the
+/// scenarios notice a broken server). Set once at start-up by `headscale serve` from the
+/// `HEADSCALE_RS_TEST_FAULT` environment variable; never set in normal operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestFault {
+    /// Render every node without its DiscoKey, so peers cannot disco-ping each other.
+    OmitPeerDiscoKey,
+}
+
+impl TestFault {
+    /// The fault named by `HEADSCALE_RS_TEST_FAULT` (`omit-peer-disco-key`).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "omit-peer-disco-key" => Some(Self::OmitPeerDiscoKey),
+            _ => None,
+        }
+    }
+}
+
+// Process-wide because it is a start-up switch for a test binary, not configuration: threading
+// it through every constructor would put a test knob in the public config types.
+static TEST_FAULT: OnceLock<TestFault> = OnceLock::new();
+
+/// Turns on `fault` for the rest of the process (the first call wins).
+pub fn set_test_fault(fault: TestFault) {
+    let _ = TEST_FAULT.set(fault);
+}
+
+/// The fault in force, if any.
+pub(crate) fn test_fault() -> Option<TestFault> {
+    TEST_FAULT.get().copied()
 }
 
 /// A nameserver entry from the config: an IP address, or a DoH/DoT URL passed through.

@@ -25,7 +25,7 @@ mod render;
 mod session;
 
 pub use cache::PeerCache;
-pub use config::{MapperConfig, dns_config, parse_extra_records};
+pub use config::{MapperConfig, TestFault, dns_config, parse_extra_records, set_test_fault};
 pub use error::Error;
 pub use fanout::{CloseReason, Outgoing};
 pub use frame::{

@@ -28,6 +28,7 @@ pub(crate) fn run(global: &GlobalArgs) -> anyhow::Result<()> {
 
 async fn serve(loaded: config_file::Loaded) -> anyhow::Result<()> {
     let c = &loaded.config;
+    test_fault_from_env()?;
     match &loaded.origin {
         Origin::File(path) => {
             tracing::info!(config = %path.display(), "configuration loaded");
@@ -60,6 +61,7 @@ async fn serve(loaded: config_file::Loaded) -> anyhow::Result<()> {
         .await
         .context("loading nodes, users and the policy")?;
     state.schedule_startup_gc();
+    state.spawn_expiry_sweep(hs_control::EXPIRY_SWEEP_INTERVAL);
     let ts2021 = Arc::new(hs_noise::Ts2021::new(Arc::new(noise)));
 
     let hooks = Arc::new(super::hooks::LiveHooks::new(state.clone()));
@@ -113,6 +115,21 @@ async fn serve(loaded: config_file::Loaded) -> anyhow::Result<()> {
         c.server_url
     );
     server.serve(shutdown).await?;
+    Ok(())
+}
+
+/// `HEADSCALE_RS_TEST_FAULT`: a deliberate bug for the integration harness's self-check (it
+/// proves the scenarios fail on a broken server). Read once, here; an unknown name stops the
+/// server rather than running a different fault than the harness expects.
+fn test_fault_from_env() -> anyhow::Result<()> {
+    let Some(v) = std::env::var_os("HEADSCALE_RS_TEST_FAULT") else {
+        return Ok(());
+    };
+    let v = v.to_string_lossy();
+    let fault = hs_mapper::TestFault::parse(&v)
+        .with_context(|| format!("HEADSCALE_RS_TEST_FAULT={v:?}: unknown fault"))?;
+    tracing::warn!(fault = %v, "TEST FAULT ENABLED: this server is deliberately broken");
+    hs_mapper::set_test_fault(fault);
     Ok(())
 }
 
