@@ -394,3 +394,129 @@ fn policy_get_set_check_in_database_mode() {
     let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o770);
 }
+
+/// Runs the CLI on `config` alone: no server is running.
+fn offline_cli(config: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_headscale"))
+        .arg("-c")
+        .arg(config)
+        .args(args)
+        .env_remove("HEADSCALE_CONFIG")
+        .env_remove("HEADSCALE_CLI_ADDRESS")
+        .env_remove("HEADSCALE_CLI_API_KEY")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// `policy get|set|check --bypass-server-and-access-database-directly` work on the database
+/// named by the config with no server running, and what `set` stores is what a server
+/// started afterwards serves.
+#[test]
+fn policy_bypass_uses_the_database_without_a_server() {
+    const BYPASS: &str = "--bypass-server-and-access-database-directly";
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        "grpc_listen_addr: \"\"\npolicy:\n  mode: database\n",
+    );
+    let good = dir.path().join("good.hujson");
+    std::fs::write(
+        &good,
+        r#"{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"]}], "tagOwners": {"tag:seeded": []}}"#,
+    )
+    .unwrap();
+    let bad = dir.path().join("bad.hujson");
+    std::fs::write(&bad, r#"{"acls": [{"action": "drop"}]}"#).unwrap();
+    let good = good.to_str().unwrap();
+    let bad = bad.to_str().unwrap();
+    let stderr = |o: &Output| String::from_utf8_lossy(&o.stderr).into_owned();
+
+    // Without --force the question is asked; no answer (stdin closed) aborts.
+    let out = offline_cli(&config, &["policy", "get", BYPASS]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("aborted"), "{}", stderr(&out));
+
+    let out = offline_cli(&config, &["policy", "get", BYPASS, "--force"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("acl policy not found"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = offline_cli(&config, &["policy", "check", "-f", bad, BYPASS, "--force"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("bad.hujson"), "{}", stderr(&out));
+    let out = offline_cli(&config, &["policy", "set", "-f", bad, BYPASS, "--force"]);
+    assert!(!out.status.success(), "a bad policy is not stored");
+
+    let out = offline_cli(&config, &["policy", "check", "-f", good, BYPASS, "--force"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "Policy is valid"
+    );
+    let out = offline_cli(&config, &["policy", "set", "-f", good, BYPASS, "--force"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "Policy updated."
+    );
+    let out = offline_cli(&config, &["policy", "get", BYPASS, "--force", "-o", "json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        got["policy"].as_str().unwrap().contains("tag:seeded"),
+        "{got}"
+    );
+
+    // A server started on the same config serves the stored policy.
+    let (child, addr) = support::spawn_serve(&config);
+    let s = Server {
+        child,
+        addr,
+        config: config.clone(),
+        _dir: dir,
+    };
+    let served = s.json(&["policy", "get", "-o", "json"]);
+    assert_eq!(served["policy"], got["policy"], "{served}");
+}
+
+/// In file mode the bypass still stores the policy (that is how Go Headscale users seed the
+/// database before switching `policy.mode`), and says it is not in force yet.
+#[test]
+fn policy_bypass_set_in_file_mode_stores_and_warns() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "grpc_listen_addr: \"\"\n");
+    let good = dir.path().join("good.hujson");
+    std::fs::write(&good, r#"{"acls": []}"#).unwrap();
+    let args = [
+        "policy",
+        "set",
+        "-f",
+        good.to_str().unwrap(),
+        "--bypass-grpc-and-access-database-directly",
+        "--force",
+    ];
+    let out = offline_cli(&config, &args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("policy.mode is file"));
+    let out = offline_cli(
+        &config,
+        &[
+            "policy",
+            "get",
+            "--bypass-server-and-access-database-directly",
+            "--force",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        r#"{"acls": []}"#
+    );
+}
