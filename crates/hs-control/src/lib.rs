@@ -25,6 +25,7 @@ mod pages;
 pub mod policy;
 mod poll;
 mod register;
+mod routes;
 mod server;
 mod state;
 mod version;

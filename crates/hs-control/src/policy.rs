@@ -189,6 +189,23 @@ impl PolicyView for CompiledView {
             .clone()
     }
 
+    fn auto_approved_routes(&self, node: &Node) -> Vec<IpNet> {
+        let Some(n) = self.slot(node) else {
+            return Vec::new();
+        };
+        // The compile counts auto-approved announcements as approved, so what it serves
+        // beyond the stored approval is exactly what autoApprovers add.
+        let mut v: Vec<IpNet> = self
+            .compiled
+            .approved_routes(n)
+            .into_iter()
+            .filter(|r| !node.approved_routes.contains(r))
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
     fn node_attrs(&self, node: &Node) -> Vec<NodeAttr> {
         let Some(n) = self.slot(node) else {
             return Vec::new();

@@ -68,6 +68,11 @@ pub(crate) async fn handle(
     } else if lite {
         st.metrics().endpoint_update(true);
     }
+    // A first map request after registration, a new announcement or a reconnect under a
+    // newer policy: approve what autoApprovers cover before the map is built.
+    if let Err(e) = st.auto_approve_routes(id).await {
+        tracing::warn!(node = id.get(), error = %e, "auto-approving routes failed");
+    }
     if lite {
         return StatusCode::OK.into_response();
     }

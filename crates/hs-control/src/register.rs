@@ -417,6 +417,10 @@ async fn with_auth_key(
         }
     };
     let n = st.announce(stored).await?;
+    let n = match st.auto_approve_routes(n.id).await {
+        Ok(a) if !a.is_empty() => st.store().load().node(n.id).map_or(n, |e| e.node.clone()),
+        _ => n,
+    };
     tracing::info!(node = n.id.get(), name = %n.given_name, tagged, ephemeral = key.ephemeral, "node registered with a pre-auth key");
     Ok(response_for(st, &n, t))
 }

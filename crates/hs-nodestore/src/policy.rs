@@ -57,6 +57,15 @@ pub trait PolicyView: Send + Sync + fmt::Debug {
         let _ = (viewer, peer);
         routes.to_vec()
     }
+
+    /// The routes `node` announces that the policy's `autoApprovers` approve and that are
+    /// not approved yet, sorted. The control plane writes them to the database before
+    /// adding them to the node. The default (no policy, or one that cannot be evaluated)
+    /// approves nothing.
+    fn auto_approved_routes(&self, node: &Node) -> Vec<IpNet> {
+        let _ = node;
+        Vec::new()
+    }
 }
 
 /// The policy in force when none is configured: everyone sees everyone and every port is

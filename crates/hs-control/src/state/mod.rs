@@ -184,6 +184,8 @@ impl ControlState {
                 .policy_in_force
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner) = kept;
+            // A new policy may auto-approve routes already announced.
+            self.auto_approve_all_routes().await;
         }
         Ok(result)
     }

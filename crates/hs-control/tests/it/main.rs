@@ -14,3 +14,4 @@ mod policy;
 mod refusals;
 mod server;
 mod stream;
+mod routes;
