@@ -39,7 +39,9 @@ pub struct PeerView {
     /// The addresses the viewer routes to the peer: its own addresses, its primary subnet
     /// routes and, for an exit node, its exit routes.
     pub allowed_ips: Vec<IpNet>,
-    /// The subnet routes the peer is primary for.
+    /// The subnet routes the peer is primary for *for this viewer*: the global primary
+    /// (HA state, [`PolicyNode::primary_routes`]) unless a `via` grant steers the viewer to
+    /// another router of the prefix. Only routes the viewer may use are listed.
     pub primary_routes: Vec<IpNet>,
 }
 
@@ -58,6 +60,10 @@ pub struct CompiledPolicy {
     pub(crate) ssh: Vec<crate::ssh::CSsh>,
     /// User → indices of the user's untagged nodes.
     pub(crate) by_user: HashMap<UserId, Vec<usize>>,
+    /// Subnet routers per prefix (for per-viewer primaries under `via`).
+    pub(crate) routers: crate::via::Routers,
+    /// Some rule is a `via` grant.
+    pub(crate) has_via: bool,
 }
 
 fn host_net(ip: IpAddr) -> IpNet {
@@ -136,7 +142,13 @@ impl CompiledPolicy {
             rule_self_nodes: Vec::new(),
             ssh,
             by_user: HashMap::new(),
+            routers: crate::via::Routers::default(),
+            has_via: false,
         };
+        c.has_via = c.rules.iter().any(|r| r.via.is_some());
+        if c.has_via {
+            c.routers = crate::via::Routers::new(&c.nodes);
+        }
         for (i, n) in c.nodes.iter().enumerate() {
             if let (false, Some(u)) = (n.is_tagged(), n.user) {
                 c.by_user.entry(u).or_default().push(i);
@@ -465,7 +477,10 @@ impl CompiledPolicy {
         let mut allowed: Vec<IpNet> = node.ips().map(host_net).collect();
         let primary_routes: Vec<IpNet> = node
             .subnet_routes()
-            .filter(|r| node.primary_routes.contains(r))
+            .filter(|r| match self.via_router(viewer, r) {
+                Some(router) => router == i,
+                None => node.primary_routes.contains(r),
+            })
             .filter(|r| self.route_visible(viewer, i, r))
             .collect();
         allowed.extend(&primary_routes);

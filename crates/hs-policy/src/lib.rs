@@ -27,6 +27,7 @@ mod ssh;
 pub mod synth;
 mod tests;
 mod validate;
+mod via;
 pub mod wire;
 
 pub use ast::Policy;
