@@ -354,12 +354,17 @@ impl CompiledPolicy {
                 && let Some(srcs) = self.self_srcs(rule, n)
             {
                 // A rule whose only destination is autogroup:self keeps its own position;
-                // the self part of a mixed rule follows the plain part.
+                // the self part of a mixed rule follows the plain part unless the rule
+                // lists self first among only user-scoped destinations.
                 let self_only = rule
                     .dsts
                     .iter()
                     .all(|d| matches!(d.kind, DstKind::SelfNodes));
-                let (key, part) = if self_only { (ri, 0) } else { (rule.group, 2) };
+                let (key, part) = if self_only || rule.self_first {
+                    (ri, 0)
+                } else {
+                    (rule.group, 2)
+                };
                 items.push((
                     key,
                     part,

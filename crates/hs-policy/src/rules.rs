@@ -54,10 +54,31 @@ pub(crate) struct CRule {
     /// Index of the first rule with the same sources and protocols: per-node filters list
     /// rules in this order and merge rules of one group.
     pub group: usize,
+    /// The autogroup:self part of a mixed rule comes before the plain part (see the
+    /// function `self_first`).
+    pub self_first: bool,
     /// For a capability grant with a companion capability (drive → drive-sharer, relay →
     /// relay-target): the companion goes the other way, installed on each source node with
     /// the destinations as its sources.
     pub reverse: Option<Reverse>,
+}
+
+/// Where the hosted service puts the autogroup:self part of a rule that also has other
+/// destinations. It resolves user-scoped destinations (autogroup:self, autogroup:member)
+/// after all others, each merged into the first entry with the same sources: so the self part
+/// comes first only when every destination is self or member and self is listed before
+/// member (acl-s08); otherwise the plain part does (acl-a17, acl-c05, acl-sf11).
+fn self_first(dsts: &[Alias]) -> bool {
+    let pos = |f: fn(&Alias) -> bool| dsts.iter().position(f);
+    dsts.iter()
+        .all(|a| matches!(a, Alias::SelfNodes | Alias::Member))
+        && match (
+            pos(|a| matches!(a, Alias::SelfNodes)),
+            pos(|a| matches!(a, Alias::Member)),
+        ) {
+            (Some(s), Some(m)) => s < m,
+            _ => false,
+        }
 }
 
 /// The reversed side of a companion capability grant.
@@ -213,6 +234,7 @@ pub(crate) fn compile_acls(
             Some(other) => return Err(invalid(format!("proto {other} is not valid"))),
         };
         let mut dsts = Vec::new();
+        let mut dst_aliases = Vec::new();
         for d in &acl.dst {
             let (alias, ports) = split_alias_ports(d).map_err(invalid)?;
             let ports = parse_ports(ports).map_err(|e| invalid(format!("dst={d:?}: {e}")))?;
@@ -242,6 +264,7 @@ pub(crate) fn compile_acls(
                 kind: dst_kind(r, &a),
                 ports,
             });
+            dst_aliases.push(a);
         }
         out.push(CRule {
             src_nodes,
@@ -252,6 +275,7 @@ pub(crate) fn compile_acls(
             caps: None,
             via: None,
             group: 0,
+            self_first: self_first(&dst_aliases),
             reverse: None,
         });
     }
@@ -315,6 +339,7 @@ pub(crate) fn compile_grants(
             via = Some(tags);
         }
         let mut kinds = Vec::new();
+        let mut dst_aliases = Vec::new();
         for d in &g.dst {
             let a = r.parse(d).map_err(|e| invalid(format!("dst={d:?}: {e}")))?;
             match &a {
@@ -345,7 +370,9 @@ pub(crate) fn compile_grants(
                 _ => {}
             }
             kinds.push(dst_kind(r, &a));
+            dst_aliases.push(a);
         }
+        let self_first = self_first(&dst_aliases);
         // One rule per protocol set, in order of first appearance.
         let mut by_proto: Vec<(Vec<u8>, Vec<Ports>)> = Vec::new();
         for ip in &g.ip {
@@ -371,6 +398,7 @@ pub(crate) fn compile_grants(
                 caps: None,
                 via: via.clone(),
                 group: 0,
+                self_first,
                 reverse: None,
             });
         }
@@ -390,6 +418,7 @@ pub(crate) fn compile_grants(
                 caps: Some(g.app.clone()),
                 via: via.clone(),
                 group: 0,
+                self_first,
                 reverse: reverse_of(r, &g.app, &g.dst),
             });
         }
