@@ -1,7 +1,17 @@
 //! The control plane's clock: the one place that reads the wall clock, so everything below
 //! it (NodeStore, mapper, policy) takes time as a parameter.
+//!
+//! It follows tokio's clock as well: under tokio's paused test clock
+//! (`tokio::time::pause`/`advance`, `start_paused`), tokio time moves apart from the
+//! process's monotonic clock, and `now` moves with it. That lets tests drive expiry and
+//! timeouts in virtual time. In a normal runtime both are the same clock and the wall clock
+//! is returned unchanged.
 
 use chrono::{DateTime, Utc};
+
+/// Skews below this are the nanoseconds between two reads of the same clock, not a paused
+/// test clock.
+const SKEW_NOISE: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// The current time.
 #[allow(
@@ -9,5 +19,18 @@ use chrono::{DateTime, Utc};
     reason = "the control plane's single wall-clock read; pure crates take time as a parameter"
 )]
 pub(crate) fn now() -> DateTime<Utc> {
-    Utc::now()
+    let wall = Utc::now();
+    let virt = tokio::time::Instant::now().into_std();
+    let real = std::time::Instant::now();
+    let skew = match virt.checked_duration_since(real) {
+        Some(ahead) if ahead >= SKEW_NOISE => chrono::Duration::from_std(ahead).ok(),
+        Some(_) => None,
+        None => real
+            .checked_duration_since(virt)
+            .filter(|behind| *behind >= SKEW_NOISE)
+            .and_then(|behind| chrono::Duration::from_std(behind).ok())
+            .map(|d| -d),
+    };
+    skew.and_then(|s| wall.checked_add_signed(s))
+        .unwrap_or(wall)
 }

@@ -32,6 +32,7 @@ mod version;
 mod web;
 
 pub use error::Error;
+pub use lifecycle::EXPIRY_SWEEP_INTERVAL;
 pub use metrics::{Metrics, serve_metrics};
 pub use noise_routes::{control_routes, noise_router};
 pub use server::{Server, shutdown_signal};

@@ -112,3 +112,173 @@ impl ControlState {
         }
     }
 }
+
+/// How often Headscale looks for keys that expired (`ExpireExpiredNodes`, `updateInterval`).
+pub const EXPIRY_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl ControlState {
+    /// Starts the periodic expiry sweep (Headscale's `ExpireExpiredNodes`): every `every`,
+    /// nodes whose key expired since the previous sweep are pushed again, so their peers
+    /// render them `Expired` and the node itself gets its expired self node, without anyone
+    /// calling the API. Ends when the coordinator stops.
+    pub fn spawn_expiry_sweep(&self, every: std::time::Duration) {
+        let st = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut since = crate::clock::now();
+            loop {
+                tick.tick().await;
+                let t = crate::clock::now();
+                match st.sweep_expired(since, t).await {
+                    Ok(n) if n > 0 => tracing::info!(nodes = n, "node keys expired"),
+                    Ok(_) => {}
+                    Err(Error::Stopped) => return,
+                    Err(e) => tracing::warn!(error = %e, "expiry sweep failed"),
+                }
+                since = t;
+            }
+        });
+    }
+
+    /// One sweep: re-announces the nodes whose expiry lies in `(since, now]`; returns how
+    /// many.
+    pub(crate) async fn sweep_expired(
+        &self,
+        since: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<usize, Error> {
+        let ops: Vec<Op> = self
+            .store()
+            .load()
+            .nodes()
+            .filter(|e| e.node.expiry.is_some_and(|x| since < x && x <= now))
+            .map(|e| Op::Upsert(Box::new(e.node.clone())))
+            .collect();
+        let n = ops.len();
+        if n > 0 {
+            // Unchanged rows: re-applying them marks the nodes changed, and the mapper
+            // renders them at the current time, now expired.
+            self.apply(ops).await?;
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::time::Duration;
+
+    use hs_db::{AllocationStrategy, Db, DbConfig, NewUser, SqliteConfig};
+    use hs_mapper::MapperConfig;
+    use hs_types::model::RegisterMethod;
+    use hs_types::{DiscoPublic, MachinePrivate, NodePrivate};
+
+    use super::*;
+    use crate::clock::now;
+    use crate::state::StateConfig;
+
+    fn node(user: hs_types::UserId, n: u8, expiry: Option<DateTime<Utc>>) -> Node {
+        let t = now();
+        let mut rng = rand::thread_rng();
+        Node {
+            id: NodeId(0),
+            machine_key: MachinePrivate::generate(&mut rng).public(),
+            node_key: NodePrivate::generate(&mut rng).public(),
+            disco_key: DiscoPublic::default(),
+            endpoints: Vec::new(),
+            hostinfo: None,
+            ipv4: Some(std::net::Ipv4Addr::new(100, 64, 0, n)),
+            ipv6: None,
+            hostname: format!("n{n}"),
+            given_name: String::new(),
+            user_id: Some(user),
+            register_method: RegisterMethod::AuthKey,
+            tags: Vec::new(),
+            auth_key_id: None,
+            expiry,
+            last_seen: None,
+            approved_routes: Vec::new(),
+            created_at: t,
+            updated_at: t,
+        }
+    }
+
+    /// The JSON of the next frame on a plain (uncompressed) stream.
+    async fn next_json(rx: &mut tokio::sync::mpsc::Receiver<bytes::Bytes>) -> serde_json::Value {
+        // A hang guard in virtual time (a missing push fails instead of waiting forever).
+        let f = tokio::time::timeout(Duration::from_secs(3600), rx.recv())
+            .await
+            .expect("a frame within the hour")
+            .expect("stream open");
+        serde_json::from_slice(&f[4..]).unwrap()
+    }
+
+    // Paused tokio time: the sweep's interval and the control plane's clock both run on
+    // virtual time, so a key that expires a minute from now expires without waiting.
+    #[tokio::test(start_paused = true)]
+    async fn a_key_expiring_while_connected_is_pushed_to_peers_and_to_the_node() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&DbConfig::Sqlite(SqliteConfig::new(dir.path().join("db")))).unwrap();
+        let user = db
+            .tx(|c| {
+                c.create_user(
+                    &NewUser {
+                        name: "u".into(),
+                        ..NewUser::default()
+                    },
+                    now(),
+                )
+            })
+            .unwrap()
+            .id;
+        let derp = serde_json::from_str(r#"{"Regions":{}}"#).unwrap();
+        let mapper = MapperConfig::new("example.com", &derp, None, false, false, false).unwrap();
+        let cfg = StateConfig {
+            server_url: "http://127.0.0.1".into(),
+            node_expiry: None,
+            ephemeral_inactivity_timeout: Duration::from_secs(60),
+            offline_grace: Duration::from_secs(1),
+        };
+        let st = ControlState::start(
+            db.clone(),
+            cfg,
+            mapper,
+            (
+                Some("100.64.0.0/10".parse().unwrap()),
+                None,
+                AllocationStrategy::Sequential,
+            ),
+        )
+        .await
+        .unwrap();
+        // Off the sweep's 5 s grid, so the push is the first tick after the expiry.
+        let expires = now() + chrono::Duration::milliseconds(62_500);
+        let mut ids = Vec::new();
+        for (i, exp) in [(1, None), (2, Some(expires))] {
+            let n = node(user, i, exp);
+            let stored = db.tx(|c| c.create_node(&n)).unwrap();
+            ids.push(st.announce(stored).await.unwrap().id);
+        }
+        let (a, b) = (ids[0], ids[1]);
+        let mut sa = st.subscribe(a, false).await.unwrap();
+        let mut sb = st.subscribe(b, false).await.unwrap();
+        let first: serde_json::Value = serde_json::from_slice(&sa.first[4..]).unwrap();
+        assert_eq!(first["Peers"][0]["Expired"], serde_json::Value::Null);
+
+        st.spawn_expiry_sweep(EXPIRY_SWEEP_INTERVAL);
+        let at_a = next_json(&mut sa.rx).await;
+        assert!(now() >= expires, "pushed only once the key expired: {at_a} at {}", now());
+        let peer = &at_a["PeersChanged"][0];
+        assert_eq!(peer["ID"], b.get());
+        assert_eq!(peer["Expired"], true, "{at_a}");
+        let at_b = next_json(&mut sb.rx).await;
+        assert_eq!(at_b["Node"]["ID"], b.get());
+        assert_eq!(at_b["Node"]["Expired"], true, "{at_b}");
+        // Nothing else expired: later sweeps stay quiet (the next frame would be a bug).
+        tokio::time::sleep(EXPIRY_SWEEP_INTERVAL * 3).await;
+        assert!(sa.rx.try_recv().is_err());
+    }
+}

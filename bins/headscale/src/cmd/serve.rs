@@ -62,6 +62,7 @@ async fn serve(loaded: config_file::Loaded) -> anyhow::Result<()> {
         .context("loading nodes, users and the policy")?;
     state.schedule_startup_gc();
     state.spawn_expiry_sweep(hs_control::EXPIRY_SWEEP_INTERVAL);
+    state.spawn_expiry_sweep(hs_control::EXPIRY_SWEEP_INTERVAL);
     let ts2021 = Arc::new(hs_noise::Ts2021::new(Arc::new(noise)));
 
     let hooks = Arc::new(super::hooks::LiveHooks::new(state.clone()));
