@@ -96,6 +96,12 @@ pub(crate) enum Command {
     },
     /// Check that the running server and its database are healthy.
     Health,
+    /// Debugging helpers (hidden, as in Go Headscale).
+    #[command(hide = true)]
+    Debug {
+        #[command(subcommand)]
+        cmd: crate::cmd::debug::DebugCommand,
+    },
     /// Generate keys.
     #[command(alias = "gen")]
     Generate {

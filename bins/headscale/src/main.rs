@@ -44,6 +44,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Policy { cmd } => cmd::policy::run(&global, cmd),
         Command::Auth { cmd } => cmd::auth::run(&global, cmd),
         Command::Health => cmd::health::run(&global),
+        Command::Debug { cmd } => cmd::debug::run(&global, cmd),
         Command::Generate {
             what: GenerateCommand::PrivateKey,
         } => cmd::generate::private_key(&global),

@@ -520,3 +520,117 @@ fn policy_bypass_set_in_file_mode_stores_and_warns() {
         r#"{"acls": []}"#
     );
 }
+
+/// `debug create-node` files a made-up client's registration in the running server; `auth
+/// register` completes it into a real node (with the routes it advertises), `auth reject`
+/// drops one, and both accept the auth id with or without its `hskey-authreq-` prefix.
+#[test]
+fn debug_create_node_then_auth_register() {
+    let s = start();
+    s.ok(&["users", "create", "alice"]);
+    let key = "hskey-authreq-AAAAbbbbCCCCdddd0123-_45";
+    let pending = s.json(&[
+        "debug",
+        "create-node",
+        "--name",
+        "dbg",
+        "-u",
+        "alice",
+        "-k",
+        key,
+        "-r",
+        "10.9.0.0/24",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(pending["name"], "dbg", "{pending}");
+    assert_eq!(pending["user"]["name"], "alice", "{pending}");
+    assert_eq!(
+        s.json(&["nodes", "list", "-o", "json"]),
+        serde_json::json!([]),
+        "nothing is stored before the registration is approved"
+    );
+    let err = s.fails(&[
+        "debug",
+        "create-node",
+        "--name",
+        "dbg2",
+        "-u",
+        "alice",
+        "-k",
+        key,
+    ]);
+    assert!(err.contains("already pending"), "{err}");
+    let err = s.fails(&[
+        "debug",
+        "create-node",
+        "--name",
+        "x",
+        "-u",
+        "nobody",
+        "-k",
+        key,
+    ]);
+    assert!(err.contains("nobody"), "{err}");
+    let err = s.fails(&[
+        "debug",
+        "create-node",
+        "--name",
+        "x",
+        "-u",
+        "alice",
+        "-k",
+        key,
+        "-r",
+        "10.9.0.0/99",
+    ]);
+    assert!(err.contains("10.9.0.0/99"), "{err}");
+
+    let node = s.json(&[
+        "auth",
+        "register",
+        "--auth-id",
+        key,
+        "--user",
+        "alice",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(node["user"]["name"], "alice", "{node}");
+    let nodes = s.json(&["nodes", "list", "-o", "json"]);
+    assert_eq!(nodes.as_array().unwrap().len(), 1, "{nodes}");
+    assert_eq!(nodes[0]["name"], "dbg", "{nodes}");
+    assert!(nodes[0]["ip_addresses"][0].is_string(), "{nodes}");
+    let routes = s.json(&["nodes", "list-routes", "-o", "json"]);
+    assert_eq!(
+        routes[0]["available_routes"],
+        serde_json::json!(["10.9.0.0/24"]),
+        "{routes}"
+    );
+    // Spent: a second approval finds nothing.
+    let err = s.fails(&["auth", "register", "--auth-id", key, "--user", "alice"]);
+    assert!(err.contains("no pending registration"), "{err}");
+
+    // The bare form (what this server's AuthURLs carry) names the same registration.
+    let bare = "ZZZZyyyyXXXXwwww01234567";
+    s.ok(&[
+        "debug",
+        "create-node",
+        "--name",
+        "other",
+        "-u",
+        "alice",
+        "-k",
+        &format!("hskey-authreq-{bare}"),
+    ]);
+    s.ok(&["auth", "reject", "--auth-id", bare]);
+    let err = s.fails(&["auth", "register", "--auth-id", bare, "--user", "alice"]);
+    assert!(err.contains("no pending registration"), "{err}");
+    assert_eq!(
+        s.json(&["nodes", "list", "-o", "json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}

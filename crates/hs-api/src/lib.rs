@@ -41,7 +41,8 @@ mod store;
 pub use error::{ApiError, Error};
 pub use hooks::{ControlHooks, DbOnly};
 pub use service::{
-    Admin, ApiKeyRef, Clock, NodeView, PolicyMode, PreAuthKeyView, UserFilter, system_clock,
+    AUTH_ID_PREFIX, Admin, ApiKeyRef, Clock, NodeView, PolicyMode, PreAuthKeyView, UserFilter,
+    system_clock,
     zero_instant,
 };
 pub use store::{NewApiKey, NewPreAuthKey, NewUser, Store, StoreError, StoreResult, StoredPolicy};

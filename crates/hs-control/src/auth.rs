@@ -226,6 +226,36 @@ impl ControlState {
         Ok(n)
     }
 
+    /// Debug (`headscale debug create-node`): files a pending registration under `auth_id`
+    /// as if a client with `machine` had sent `req`; an operator then decides it like any
+    /// other. Refused when that auth ID is already pending.
+    pub fn debug_pending_registration(
+        &self,
+        auth_id: &str,
+        machine: MachinePublic,
+        req: RegisterRequest,
+    ) -> Result<(), Error> {
+        let t = now();
+        let mut map = self.pending().lock();
+        map.retain(|_, p| t - p.created < ttl());
+        if map.contains_key(auth_id) {
+            return Err(Error::Config(format!(
+                "a registration with auth ID {auth_id:?} is already pending"
+            )));
+        }
+        let (done, _) = watch::channel(None);
+        map.insert(
+            auth_id.to_owned(),
+            Arc::new(Pending {
+                machine,
+                req,
+                created: t,
+                done,
+            }),
+        );
+        Ok(())
+    }
+
     /// Rejects a pending registration; the waiting client is told so.
     pub fn reject_registration(&self, auth_id: &str) -> Result<(), Error> {
         let Some(p) = self

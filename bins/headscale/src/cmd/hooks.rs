@@ -3,15 +3,30 @@
 //! connected peer), and pending interactive logins are decided by the control state.
 //! A policy set through the API is compiled and put in force at once.
 //! Tag changes are checked against the policy in force.
-//! What the control state does not offer yet (route discovery, debug nodes, address
-//! backfill) falls back to [`hs_api::DbOnly`].
+//! `debug create-node` files a pending registration in the control state.
+//! What the control state does not offer yet (route discovery, address backfill) falls back
+//! to [`hs_api::DbOnly`].
 
+use chrono::{DateTime, Utc};
 use hs_api::{ApiError, ControlHooks, DbOnly};
 use hs_control::ControlState;
 use hs_nodestore::Op;
-use hs_types::NodeId;
-use hs_types::model::{Node, User};
+use hs_types::model::{Node, RegisterMethod, User};
+use hs_types::tailcfg::{Hostinfo, RegisterRequest};
+use hs_types::{DiscoPublic, MachinePublic, NodeId, NodePublic};
 use ipnet::IpNet;
+use rand::Rng as _;
+
+/// The forms an operator's auth id may take for the control plane: as given, and with the
+/// `hskey-authreq-` prefix removed or added (its `AuthURL`s carry the bare 24 characters,
+/// Go Headscale 0.29 prints the prefixed form).
+fn auth_id_forms(id: &str) -> Vec<String> {
+    let other = match id.strip_prefix(hs_api::AUTH_ID_PREFIX) {
+        Some(bare) => bare.to_owned(),
+        None => format!("{}{id}", hs_api::AUTH_ID_PREFIX),
+    };
+    vec![id.to_owned(), other]
+}
 
 /// [`ControlHooks`] on the live [`ControlState`].
 #[derive(Clone)]
@@ -108,8 +123,17 @@ impl ControlHooks for LiveHooks {
     }
 
     fn auth_register(&self, auth_id: &str, user: &User) -> Result<Node, ApiError> {
-        block_on(self.state.approve_registration(auth_id, user.id))?
-            .map_err(|e| ApiError::not_found(e.to_string()))
+        let mut last = None;
+        for id in auth_id_forms(auth_id) {
+            match block_on(self.state.approve_registration(&id, user.id))? {
+                Ok(node) => return Ok(node),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(ApiError::not_found(last.map_or_else(
+            || format!("no pending registration with auth ID {auth_id:?}"),
+            |e| e.to_string(),
+        )))
     }
 
     fn auth_approve(&self, auth_id: &str) -> Result<(), ApiError> {
@@ -117,9 +141,17 @@ impl ControlHooks for LiveHooks {
     }
 
     fn auth_reject(&self, auth_id: &str) -> Result<(), ApiError> {
-        self.state
-            .reject_registration(auth_id)
-            .map_err(|e| ApiError::not_found(e.to_string()))
+        let mut last = None;
+        for id in auth_id_forms(auth_id) {
+            match self.state.reject_registration(&id) {
+                Ok(()) => return Ok(()),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(ApiError::not_found(last.map_or_else(
+            || format!("no pending registration with auth ID {auth_id:?}"),
+            |e| e.to_string(),
+        )))
     }
 
     fn debug_create_node(
@@ -129,7 +161,48 @@ impl ControlHooks for LiveHooks {
         name: &str,
         routes: &[IpNet],
     ) -> Result<Node, ApiError> {
-        DbOnly.debug_create_node(auth_id, user, name, routes)
+        // As Go Headscale: a made-up client (random keys, `TestOS`) waiting under `auth_id`
+        // for `auth register`; nothing is stored until then.
+        let mut rng = rand::thread_rng();
+        let machine = MachinePublic::from_bytes(rng.r#gen());
+        let node_key = NodePublic::from_bytes(rng.r#gen());
+        let hostinfo = Hostinfo {
+            hostname: name.to_owned(),
+            os: "TestOS".to_owned(),
+            routable_ips: routes.to_vec(),
+            ..Hostinfo::default()
+        };
+        let req = RegisterRequest {
+            node_key,
+            hostinfo: Some(hostinfo.clone()),
+            ..RegisterRequest::default()
+        };
+        self.state
+            .debug_pending_registration(auth_id, machine, req)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let hostinfo = serde_json::to_value(&hostinfo).ok();
+        let t = DateTime::<Utc>::UNIX_EPOCH;
+        Ok(Node {
+            id: NodeId(0),
+            machine_key: machine,
+            node_key,
+            disco_key: DiscoPublic::default(),
+            endpoints: Vec::new(),
+            hostinfo,
+            ipv4: None,
+            ipv6: None,
+            hostname: name.to_owned(),
+            given_name: name.to_owned(),
+            user_id: Some(user.id),
+            register_method: RegisterMethod::Cli,
+            tags: Vec::new(),
+            auth_key_id: None,
+            expiry: None,
+            last_seen: None,
+            approved_routes: Vec::new(),
+            created_at: t,
+            updated_at: t,
+        })
     }
 
     fn backfill_ips(&self, confirmed: bool) -> Result<Vec<String>, ApiError> {

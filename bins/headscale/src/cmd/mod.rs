@@ -4,6 +4,7 @@ pub(crate) mod apikeys;
 pub(crate) mod auth;
 mod client;
 pub(crate) mod configtest;
+pub(crate) mod debug;
 mod derp;
 pub(crate) mod generate;
 pub(crate) mod health;

@@ -19,7 +19,7 @@ use crate::store::{NewApiKey, NewPreAuthKey, NewUser, Store, StoreError, StoredP
 mod nodes;
 mod validate;
 
-pub use validate::zero_instant;
+pub use validate::{AUTH_ID_PREFIX, zero_instant};
 use validate::{validate_tag, validate_user_name};
 
 /// Where the policy lives (`policy.mode` in the config).

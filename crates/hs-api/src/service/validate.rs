@@ -59,16 +59,46 @@ pub(super) fn validate_dns_label(name: &str) -> Result<(), ApiError> {
     }
 }
 
-/// An auth id is `hskey-authreq-` followed by 24 characters.
+/// An auth id is `hskey-authreq-` followed by 24 URL-safe characters (Go Headscale 0.29), or
+/// those 24 characters alone (the form of 0.25-0.28, which this control plane's `AuthURL`s
+/// still carry).
 pub(super) fn validate_auth_id(id: &str) -> Result<(), ApiError> {
-    let ok = id
-        .strip_prefix("hskey-authreq-")
-        .is_some_and(|rest| rest.len() == 24 && rest.bytes().all(|b| b.is_ascii_alphanumeric()));
+    let random = id.strip_prefix(AUTH_ID_PREFIX).unwrap_or(id);
+    let ok = random.len() == 24
+        && random
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if ok {
         Ok(())
     } else {
         Err(ApiError::bad_request(format!(
-            "invalid auth id {id:?}: expected hskey-authreq- followed by 24 letters or digits"
+            "invalid auth id {id:?}: expected hskey-authreq- followed by 24 letters, digits, '-' or '_'"
         )))
+    }
+}
+
+/// The prefix of an auth id.
+pub const AUTH_ID_PREFIX: &str = "hskey-authreq-";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_ids_in_both_forms_and_nothing_else() {
+        assert!(validate_auth_id("hskey-authreq-abcdefABCDEF0123456789-_").is_ok());
+        assert!(validate_auth_id("abcdefABCDEF0123456789-_").is_ok());
+        for bad in [
+            "",
+            "nope",
+            "hskey-authreq-",
+            "hskey-authreq-abcdefabcdefabcdefabcde",
+            "hskey-authreq-abcdefabcdefabcdefabcdefa",
+            "hskey-authreq-abcdefabcdefabcdefabcde!",
+            "hskey-reg-abcdefabcdefabcdefabcdef",
+        ] {
+            let e = validate_auth_id(bad).unwrap_err();
+            assert!(e.to_string().contains(&format!("{bad:?}")), "{e}");
+        }
     }
 }
