@@ -235,9 +235,12 @@ impl CompiledPolicy {
             _ if self_part => false,
             DstKind::Any => true,
             DstKind::Nodes(s) => s.contains(n),
-            // Capability grants reach a node's own addresses, never the subnets it routes.
+            // Capability grants reach a node's own addresses, never the subnets it routes;
+            // but a via router of such a subnet still becomes the sources' peer (with no
+            // filter rule: grant-k12).
             DstKind::Addr(s) if rule.caps.is_some() => {
                 self.nodes[n].ips().any(|ip| s.contains_ip(ip))
+                    || (rule.via.is_some() && self.routes_overlap(n, s))
             }
             DstKind::Addr(s) => self.addr_hits(n, s),
             DstKind::Internet => self.nodes[n].is_exit_node(),
@@ -269,7 +272,6 @@ impl CompiledPolicy {
             if rule.src_strings.is_empty() {
                 continue;
             }
-            let mut dst_strings: Vec<String> = Vec::new();
             let mut cap_dsts: Vec<IpNet> = Vec::new();
             let mut dst_ports = Vec::new();
             let mut self_ports = Vec::new();
@@ -282,6 +284,12 @@ impl CompiledPolicy {
                     DstKind::Nodes(s) if s.contains(n) => {
                         cap_dsts.extend(node.ips().map(host_net));
                         node.ips().map(|ip| ip.to_string()).collect()
+                    }
+                    DstKind::Addr(s) if rule.caps.is_some() => {
+                        if node.ips().any(|ip| s.contains_ip(ip)) {
+                            cap_dsts.extend(s.to_prefixes());
+                        }
+                        continue;
                     }
                     DstKind::Addr(s) if self.addr_hits(n, s) => {
                         cap_dsts.extend(s.to_prefixes());
@@ -307,7 +315,6 @@ impl CompiledPolicy {
                     for p in &d.ports {
                         dst_ports.push((s.clone(), p.0, p.1));
                     }
-                    dst_strings.push(s);
                 }
             }
             if let Some(caps) = &rule.caps {
