@@ -42,7 +42,6 @@ pub use error::{ApiError, Error};
 pub use hooks::{ControlHooks, DbOnly};
 pub use service::{
     AUTH_ID_PREFIX, Admin, ApiKeyRef, Clock, NodeView, PolicyMode, PreAuthKeyView, UserFilter,
-    system_clock,
-    zero_instant,
+    system_clock, zero_instant,
 };
 pub use store::{NewApiKey, NewPreAuthKey, NewUser, Store, StoreError, StoreResult, StoredPolicy};
