@@ -212,6 +212,40 @@ fn node_commands_reach_the_database_and_the_control_plane() {
         routed["approved_routes"],
         serde_json::json!(["10.1.0.0/24"])
     );
+    // One exit route approves both, as Headscale does; a malformed prefix is refused by name
+    // and changes nothing.
+    let exit = s.json(&[
+        "nodes",
+        "approve-routes",
+        "-i",
+        &id,
+        "-r",
+        "10.1.0.0/24,::/0",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(
+        exit["approved_routes"],
+        serde_json::json!(["0.0.0.0/0", "10.1.0.0/24", "::/0"])
+    );
+    let out = s.cli(&["nodes", "approve-routes", "-i", &id, "-r", "10.1.0.0/33"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("10.1.0.0/33"), "{err}");
+    let routed = s.json(&[
+        "nodes",
+        "approve-routes",
+        "-i",
+        &id,
+        "-r",
+        "10.1.0.0/24",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(
+        routed["approved_routes"],
+        serde_json::json!(["10.1.0.0/24"])
+    );
     let routes = s.json(&["nodes", "list-routes", "-o", "json"]);
     assert_eq!(
         routes[0]["available_routes"],
