@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
-use hs_nodestore::{NodeAttr, PolicyView, Snapshot};
+use hs_nodestore::{NodeAttr, NodeEntry, PolicyView, Snapshot};
 use hs_policy::{CompiledPolicy, PeerView, Policy, PolicyError, PolicyNode, PolicyUser};
 use hs_types::NodeId;
 use hs_types::model::Node;
@@ -20,10 +20,8 @@ use ipnet::IpNet;
 const DENY_FILTER_JSON: &str = "[]";
 
 /// The policy's inputs from a NodeStore snapshot: every user, every node with its announced
-/// and approved routes. Every served subnet route is given as primary: which router is
-/// primary is HA state that moves without a recompile, so the compiled policy answers "may
-/// this viewer use this route through that router" for all of them and the mapper keeps
-/// the current primaries ([`PolicyView::visible_routes`]).
+/// and approved routes and the primary routes it holds in that snapshot. A primary move
+/// always comes with a recompile (it is a node change), so per-viewer routes follow it.
 pub fn policy_inputs(snap: &Snapshot) -> (Vec<PolicyUser>, Vec<PolicyNode>) {
     let users = snap
         .users()
@@ -48,11 +46,7 @@ pub fn policy_inputs(snap: &Snapshot) -> (Vec<PolicyUser>, Vec<PolicyNode>) {
             tags: e.node.tags.clone(),
             announced_routes: e.announced_routes.clone(),
             approved_routes: e.node.approved_routes.clone(),
-            primary_routes: e
-                .served_routes()
-                .filter(|r| !hs_nodestore::is_exit_route(r))
-                .copied()
-                .collect(),
+            primary_routes: e.primary_routes.clone(),
         })
         .collect();
     (users, nodes)
@@ -139,20 +133,24 @@ impl PolicyView for CompiledView {
         self.peer_view(v, p).is_some()
     }
 
-    fn visible_routes(&self, viewer: &Node, peer: &Node, routes: &[IpNet]) -> Vec<IpNet> {
-        let (Some(v), Some(p)) = (self.slot(viewer), self.slot(peer)) else {
+    fn visible_routes(&self, viewer: &Node, peer: &NodeEntry) -> Vec<IpNet> {
+        let (Some(v), Some(p)) = (self.slot(viewer), self.slot(&peer.node)) else {
             return Vec::new();
         };
         let Some(view) = self.peer_view(v, p) else {
             return Vec::new();
         };
-        // The view's AllowedIPs hold every route (subnet or exit) this viewer may use
-        // through the peer, compiled as if the peer were primary for all it serves.
-        routes
+        // The view's AllowedIPs are the peer's addresses plus the routes (primary for this
+        // viewer, via grants included, and exit) the viewer may use through it.
+        let mut routes: Vec<IpNet> = view
+            .allowed_ips
             .iter()
-            .filter(|r| view.allowed_ips.contains(r))
+            .filter(|a| peer.served_routes().any(|s| s == *a))
             .copied()
-            .collect()
+            .collect();
+        routes.sort();
+        routes.dedup();
+        routes
     }
 
     fn packet_filter(&self, viewer: &Node) -> Arc<str> {

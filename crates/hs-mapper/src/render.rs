@@ -69,8 +69,9 @@ pub fn cap_map(e: &NodeEntry, cfg: &MapperConfig, policy: &dyn PolicyView) -> Ca
     m
 }
 
-/// The node as `tailcfg.Node` for a viewer that may use `routes` (a subset of
-/// [`NodeEntry::offered_routes`]; the node itself gets all of them).
+/// The node as `tailcfg.Node` for a viewer shown `routes` of it
+/// (`hs_nodestore::Snapshot::visible_routes`): its subnet routes among them are its
+/// `PrimaryRoutes` for that viewer, and all of them are added to its `AllowedIPs`.
 pub fn node(
     e: &NodeEntry,
     cfg: &MapperConfig,
@@ -104,7 +105,7 @@ pub fn node(
         tags: n.tags.clone(),
         primary_routes: routes
             .iter()
-            .filter(|r| e.primary_routes.contains(r))
+            .filter(|r| !hs_nodestore::is_exit_route(r))
             .copied()
             .collect(),
         last_seen: if e.online { None } else { n.last_seen },

@@ -26,6 +26,10 @@ pub struct NodeEntry {
     /// The client logged out (`RegisterRequest` with a past expiry): the node is kept but
     /// hidden from every peer until it logs in again.
     pub logged_out: bool,
+    /// Failed its last HA health probe (a subnet router that did not answer a ping in
+    /// time); runtime only, cleared when the node answers or reconnects. An unhealthy
+    /// router loses its primary routes to a healthy one when there is one.
+    pub unhealthy: bool,
 }
 
 impl NodeEntry {
@@ -41,6 +45,7 @@ impl NodeEntry {
             primary_routes: Vec::new(),
             changed_in: 0,
             logged_out: false,
+            unhealthy: false,
         }
     }
 

@@ -13,6 +13,8 @@ use std::sync::Arc;
 use hs_types::model::Node;
 use ipnet::IpNet;
 
+use crate::entry::NodeEntry;
+
 /// `tailcfg.FilterAllowAll`: every source may reach every port of the node.
 pub const ALLOW_ALL_FILTER_JSON: &str =
     r#"[{"SrcIPs":["*"],"DstPorts":[{"IP":"*","Ports":{"First":0,"Last":65535}}]}]"#;
@@ -47,15 +49,16 @@ pub trait PolicyView: Send + Sync + fmt::Debug {
     /// Node attributes (`nodeAttrs`) granted to `node`, added to its CapMap.
     fn node_attrs(&self, node: &Node) -> Vec<NodeAttr>;
 
-    /// Which of `routes` (the subnet routes `peer` is primary for and the exit routes it
-    /// serves) `viewer` may use, in the order given. A route the viewer may not use is left
-    /// out of the peer's `AllowedIPs` and `PrimaryRoutes` in the viewer's map, as Headscale
-    /// sends only the routes a node can reach. Which router is primary is not the policy's
-    /// business: callers pass the current primaries. The default lets every viewer use
-    /// every route.
-    fn visible_routes(&self, viewer: &Node, peer: &Node, routes: &[IpNet]) -> Vec<IpNet> {
-        let _ = (viewer, peer);
-        routes.to_vec()
+    /// Which of `peer`'s served routes `viewer` may use and is routed to through `peer`,
+    /// sorted: they make up the peer's `PrimaryRoutes` (subnet routes) and the extra
+    /// `AllowedIPs` (subnet and exit routes) in the viewer's map. Headscale sends only the
+    /// routes a node can reach. The default shows every viewer the subnet routes `peer` is
+    /// the elected primary for and its exit routes ([`NodeEntry::offered_routes`]); a
+    /// policy may leave routes out, or (a `via` grant) steer a viewer to a router that is
+    /// not the global primary.
+    fn visible_routes(&self, viewer: &Node, peer: &NodeEntry) -> Vec<IpNet> {
+        let _ = viewer;
+        peer.offered_routes()
     }
 
     /// The routes `node` announces that the policy's `autoApprovers` approve and that are

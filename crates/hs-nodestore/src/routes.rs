@@ -1,7 +1,10 @@
 //! Primary subnet-route election, incremental: when a node's candidacy for some prefixes
-//! changes, only those prefixes are re-elected. The rule is Headscale's: among the online
-//! nodes that announce and have approval for a prefix, keep the current primary while it
-//! remains a candidate, otherwise pick the lowest node id. Exit routes are not elected.
+//! (or its health) changes, only those prefixes are re-elected. The rule is Headscale's:
+//! among the online nodes that announce and have approval for a prefix, keep the current
+//! primary while it remains a healthy candidate, otherwise pick the lowest healthy node
+//! id; when no candidate is healthy, keep the current primary if it is still a candidate
+//! (a failing probe everywhere is more likely the prober's problem). A router that
+//! recovers does not take its prefixes back. Exit routes are not elected.
 
 use std::collections::BTreeSet;
 
@@ -33,6 +36,16 @@ pub(crate) fn reelect(snap: &mut Snapshot, old: Option<&NodeEntry>, id: NodeId) 
         .unwrap_or_default();
     let old_c = old.map(candidacy).unwrap_or_default();
     let mut moved = BTreeSet::new();
+    let health_changed = old.is_some_and(|o| {
+        snap.nodes
+            .get(&id)
+            .is_some_and(|n| n.unhealthy != o.unhealthy)
+    });
+    if health_changed {
+        for p in old_c.intersection(&new_c) {
+            elect(snap, *p, &mut moved);
+        }
+    }
     for p in old_c.difference(&new_c) {
         if let Some(st) = snap.routes.get_mut(p) {
             st.candidates.remove(&id);
@@ -68,12 +81,21 @@ pub(crate) fn reelect_removed(snap: &mut Snapshot, old: &NodeEntry) -> Vec<NodeI
 }
 
 fn elect(snap: &mut Snapshot, prefix: IpNet, moved: &mut BTreeSet<NodeId>) {
+    let nodes = &snap.nodes;
     let Some(st) = snap.routes.get_mut(&prefix) else {
         return;
     };
-    let winner = match st.primary {
-        Some(cur) if st.candidates.contains(&cur) => Some(cur),
-        _ => st.candidates.get_min().copied(),
+    let healthy = |id: &NodeId| nodes.get(id).is_some_and(|e| !e.unhealthy);
+    let current = st.primary.filter(|cur| st.candidates.contains(cur));
+    let winner = match current {
+        Some(cur) if healthy(&cur) => Some(cur),
+        _ => st
+            .candidates
+            .iter()
+            .find(|c| healthy(c))
+            .or(current.as_ref())
+            .or(st.candidates.get_min())
+            .copied(),
     };
     let previous = st.primary;
     st.primary = winner;

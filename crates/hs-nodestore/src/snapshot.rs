@@ -159,16 +159,17 @@ impl Snapshot {
             && self.policy.can_see(&viewer.node, &peer.node)
     }
 
-    /// The routes of `peer` that `viewer` may use (see [`PolicyView::visible_routes`]): the
-    /// subset of `peer`'s offered routes (current primaries and served exit routes) its map
-    /// shows. A node sees all of its own.
+    /// The routes of `peer` that `viewer` is shown (see [`PolicyView::visible_routes`]):
+    /// its `PrimaryRoutes` and route `AllowedIPs` in the viewer's map. A node sees its own
+    /// elected primaries and exit routes.
     pub fn visible_routes(&self, viewer: &NodeEntry, peer: &NodeEntry) -> Vec<IpNet> {
-        let offered = peer.offered_routes();
-        if viewer.node.id == peer.node.id || offered.is_empty() {
-            return offered;
+        if viewer.node.id == peer.node.id {
+            return peer.offered_routes();
         }
-        self.policy
-            .visible_routes(&viewer.node, &peer.node, &offered)
+        if peer.served_routes().next().is_none() {
+            return Vec::new();
+        }
+        self.policy.visible_routes(&viewer.node, peer)
     }
 
     /// The peers `viewer` sees, sorted by id. Empty when the viewer is unknown.

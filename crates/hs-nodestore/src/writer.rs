@@ -42,6 +42,8 @@ pub struct NodePatch {
     pub last_seen: Option<DateTime<Utc>>,
     /// Logged out (hidden from peers) or back.
     pub logged_out: Option<bool>,
+    /// Failed (or passed) an HA health probe. Coming online also clears it.
+    pub unhealthy: Option<bool>,
 }
 
 /// One write.
@@ -271,6 +273,7 @@ fn upsert(snap: &mut Snapshot, mut node: Node, changes: &mut Vec<Change>) {
             entry.home_derp = old.home_derp;
         }
         entry.primary_routes = old.primary_routes.clone();
+        entry.unhealthy = old.unhealthy;
         // Still logged out unless this write is a new login (new node key or expiry).
         entry.logged_out = old.logged_out
             && old.node.node_key == entry.node.node_key
@@ -356,13 +359,26 @@ fn patch_node(
     if let Some(v) = p.logged_out {
         e.logged_out = v;
     }
-    if fields.is_empty() && !visibility {
+    // Health is not on the wire: it only matters through the route election.
+    let mut health = false;
+    if let Some(v) = p.unhealthy
+        && v != e.unhealthy
+    {
+        e.unhealthy = v;
+        health = true;
+    }
+    if fields.online && e.online && e.unhealthy {
+        // A fresh connection is a fresh chance, as in Headscale.
+        e.unhealthy = false;
+        health = true;
+    }
+    if fields.is_empty() && !visibility && !health {
         return Ok(());
     }
     let moved = replace(snap, Some(&old), e, changes);
     if visibility || moved.contains(&id) {
         changes.push(Change::NodeChanged(id));
-    } else {
+    } else if !fields.is_empty() {
         changes.push(Change::NodePatched { id, fields });
     }
     Ok(())

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use hs_mapper::{Mapper, Session};
-use hs_nodestore::{NodeAttr, NodePatch, NodeStore, Op, PolicyView, Writer};
+use hs_nodestore::{NodeAttr, NodeEntry, NodePatch, NodeStore, Op, PolicyView, Writer};
 use hs_types::NodeId;
 use hs_types::UserId;
 use hs_types::model::Node;
@@ -47,11 +47,15 @@ impl PolicyView for RoutesFor {
         Vec::new()
     }
 
-    fn visible_routes(&self, viewer: &Node, _peer: &Node, routes: &[IpNet]) -> Vec<IpNet> {
+    fn visible_routes(&self, viewer: &Node, peer: &NodeEntry) -> Vec<IpNet> {
         let ok = viewer
             .user_id
             .is_some_and(|UserId(u)| self.route_users.contains(&u));
-        if ok { routes.to_vec() } else { Vec::new() }
+        if ok {
+            peer.offered_routes()
+        } else {
+            Vec::new()
+        }
     }
 }
 
