@@ -16,6 +16,20 @@ use hs_types::model::Node;
 use crate::error::Error;
 use crate::state::{ControlState, first_result};
 
+/// Returns the addresses of the nodes a batch removed to the allocator. Called after the
+/// removal is published, so an address is never free while a snapshot still gives it to a
+/// node.
+pub(crate) fn release_removed(ips: &hs_db::IpAllocator, applied: &hs_nodestore::Applied) {
+    for c in &applied.changes {
+        if let hs_nodestore::Change::NodeRemoved(id) = c
+            && applied.next.node(*id).is_none()
+            && let Some(gone) = applied.prev.node(*id)
+        {
+            ips.release(gone.node.ips());
+        }
+    }
+}
+
 /// Whether a stored node is logged out (see the module doc).
 pub(crate) fn stored_as_logged_out(n: &Node, now: DateTime<Utc>) -> bool {
     n.expiry.is_some_and(|e| e <= now) && n.expiry == n.last_seen
@@ -206,6 +220,88 @@ mod tests {
         }
     }
 
+    async fn state_with(db: &Db, v4: &str) -> ControlState {
+        let derp = serde_json::from_str(r#"{"Regions":{}}"#).unwrap();
+        let mapper = MapperConfig::new("example.com", &derp, None, false, false, false).unwrap();
+        let cfg = StateConfig {
+            server_url: "http://127.0.0.1".into(),
+            node_expiry: None,
+            ephemeral_inactivity_timeout: Duration::from_secs(60),
+            offline_grace: Duration::from_secs(1),
+        };
+        ControlState::start(
+            db.clone(),
+            cfg,
+            mapper,
+            (
+                Some(v4.parse().unwrap()),
+                None,
+                AllocationStrategy::Sequential,
+            ),
+        )
+        .await
+        .unwrap()
+    }
+
+    fn db_with_user(dir: &tempfile::TempDir) -> (Db, hs_types::UserId) {
+        let db = Db::open(&DbConfig::Sqlite(SqliteConfig::new(dir.path().join("db")))).unwrap();
+        let user = db
+            .tx(|c| {
+                c.create_user(
+                    &NewUser {
+                        name: "u".into(),
+                        ..NewUser::default()
+                    },
+                    now(),
+                )
+            })
+            .unwrap()
+            .id;
+        (db, user)
+    }
+
+    // What the admin API's delete hook does: the database row is gone, then a bare
+    // `Op::Remove` through `apply`. The address must be free at once, not after a restart.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_removed_node_frees_its_addresses_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, user) = db_with_user(&dir);
+        let held = std::net::Ipv4Addr::new(100, 64, 0, 1);
+        let stored = db.tx(|c| c.create_node(&node(user, 1, None))).unwrap();
+        assert_eq!(stored.ipv4, Some(held));
+        let st = state_with(&db, "100.64.0.0/29").await;
+        let mut rng = rand::thread_rng();
+        let mut others = Vec::new();
+        while let Ok((Some(ip), _)) = st.ips().allocate(&mut rng) {
+            others.push(ip);
+        }
+        assert!(!others.is_empty() && !others.contains(&held));
+        db.tx(|c| c.delete_node(stored.id)).unwrap();
+        st.apply(vec![Op::Remove(stored.id)]).await.unwrap();
+        let (again, _) = st.ips().allocate(&mut rng).expect("the freed address");
+        assert_eq!(again, Some(held));
+
+        // `delete_node` frees them too, exactly once (the second allocation finds nothing).
+        let n = node(user, 2, None);
+        let n = Node {
+            ipv4: others.first().copied(),
+            ..n
+        };
+        let n = st
+            .announce(db.tx(|c| c.create_node(&n)).unwrap())
+            .await
+            .unwrap();
+        st.delete_node(n.id).await.unwrap();
+        assert_eq!(
+            st.ips().allocate(&mut rng).unwrap().0,
+            others.first().copied()
+        );
+        assert!(
+            st.ips().allocate(&mut rng).is_err(),
+            "nothing else was freed"
+        );
+    }
+
     /// The JSON of the next frame on a plain (uncompressed) stream.
     async fn next_json(rx: &mut tokio::sync::mpsc::Receiver<bytes::Bytes>) -> serde_json::Value {
         // A hang guard in virtual time (a missing push fails instead of waiting forever).
@@ -270,7 +366,11 @@ mod tests {
 
         st.spawn_expiry_sweep(EXPIRY_SWEEP_INTERVAL);
         let at_a = next_json(&mut sa.rx).await;
-        assert!(now() >= expires, "pushed only once the key expired: {at_a} at {}", now());
+        assert!(
+            now() >= expires,
+            "pushed only once the key expired: {at_a} at {}",
+            now()
+        );
         let peer = &at_a["PeersChanged"][0];
         assert_eq!(peer["ID"], b.get());
         assert_eq!(peer["Expired"], true, "{at_a}");

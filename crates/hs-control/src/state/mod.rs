@@ -318,13 +318,17 @@ impl ControlState {
     }
 
     /// Applies a batch to the NodeStore (after the caller made it durable) and fans it out.
+    /// Addresses of nodes the batch removed go back to the allocator here, whoever removed
+    /// them (this state, or the admin API through its hook).
     pub async fn apply(&self, ops: Vec<Op>) -> Result<Arc<Applied>, Error> {
         let (reply, rx) = oneshot::channel();
         self.inner
             .cmd
             .send(Cmd::Apply { ops, reply })
             .map_err(|_| Error::Stopped)?;
-        rx.await.map_err(|_| Error::Stopped)
+        let applied = rx.await.map_err(|_| Error::Stopped)?;
+        crate::lifecycle::release_removed(self.ips(), &applied);
+        Ok(applied)
     }
 
     pub(crate) async fn subscribe(&self, node: NodeId, zstd: bool) -> Result<Subscription, Error> {
@@ -464,18 +468,12 @@ impl ControlState {
         Ok(true)
     }
 
-    /// Deletes a node: database first, then its addresses go back to the allocator and the
-    /// NodeStore (and so every peer) forgets it.
+    /// Deletes a node: database first, then the NodeStore (and so every peer) forgets it
+    /// and its addresses go back to the allocator.
     pub async fn delete_node(&self, id: NodeId) -> Result<(), Error> {
-        let ips = self
-            .store()
-            .load()
-            .node(id)
-            .map(|e| e.node.ips())
-            .unwrap_or_default();
         self.blocking(move |db| db.tx(|c| c.delete_node(id)))
             .await?;
-        self.inner.ips.release(ips);
+        // `apply` releases the addresses once the node is gone from the store.
         self.apply(vec![Op::Remove(id)]).await?;
         tracing::info!(node = id.get(), "node deleted");
         Ok(())
