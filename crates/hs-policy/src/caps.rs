@@ -25,6 +25,16 @@ fn companions(attr: &str) -> &'static [&'static str] {
 
 impl CompiledPolicy {
     fn target_matches(&self, r: &Resolver<'_>, target: &str, n: usize) -> bool {
+        let role_users = match target {
+            "autogroup:admin" => Some(&self.roles.admins),
+            "autogroup:owner" => Some(&self.roles.owners),
+            _ => None,
+        };
+        if let Some(users) = role_users {
+            // Roles belong to users: their own (untagged) nodes carry the attribute.
+            let node = &self.nodes[n];
+            return !node.is_tagged() && node.user.is_some_and(|u| users.contains(&u));
+        }
         match r.parse(target) {
             Ok(Alias::Wildcard) => true,
             Ok(

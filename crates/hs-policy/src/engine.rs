@@ -64,6 +64,8 @@ pub struct CompiledPolicy {
     pub(crate) routers: crate::via::Routers,
     /// Some rule is a `via` grant.
     pub(crate) has_via: bool,
+    /// User roles (see [`CompiledPolicy::set_roles`]).
+    pub(crate) roles: crate::input::Roles,
 }
 
 fn host_net(ip: IpAddr) -> IpNet {
@@ -144,6 +146,7 @@ impl CompiledPolicy {
             by_user: HashMap::new(),
             routers: crate::via::Routers::default(),
             has_via: false,
+            roles: crate::input::Roles::default(),
         };
         c.has_via = c.rules.iter().any(|r| r.via.is_some());
         if c.has_via {
@@ -181,6 +184,28 @@ impl CompiledPolicy {
     /// The parsed policy.
     pub fn policy(&self) -> &Policy {
         &self.policy
+    }
+
+    /// Sets which users hold admin-console roles, for `autogroup:admin` and
+    /// `autogroup:owner` in `nodeAttrs` targets (kept across [`CompiledPolicy::update_node`]).
+    ///
+    /// ```
+    /// use hs_policy::{CompiledPolicy, Policy, PolicyNode, PolicyUser, Roles};
+    /// use hs_types::{NodeId, UserId};
+    /// let policy = Policy::parse(r#"{"nodeAttrs": [{"target": ["autogroup:admin"], "attr": ["funnel"]}]}"#).unwrap();
+    /// let users = vec![PolicyUser { id: UserId(1), name: "odin".into(), email: "odin@example.com".into() }];
+    /// let node = PolicyNode {
+    ///     id: NodeId(1), name: "n1".into(), ipv4: Some("100.64.0.1".parse().unwrap()), ipv6: None,
+    ///     user: Some(UserId(1)), tags: vec![], announced_routes: vec![], approved_routes: vec![],
+    ///     primary_routes: vec![],
+    /// };
+    /// let mut c = CompiledPolicy::compile(&policy, &users, &[node]).unwrap();
+    /// assert!(!c.self_cap_map(0).contains_key("funnel"));
+    /// c.set_roles(Roles { admins: vec![UserId(1)], owners: vec![] });
+    /// assert!(c.self_cap_map(0).contains_key("funnel"));
+    /// ```
+    pub fn set_roles(&mut self, roles: crate::input::Roles) {
+        self.roles = roles;
     }
 
     fn dst_nodes_of(&self, rule: &CRule, self_part: bool) -> NodeSet {

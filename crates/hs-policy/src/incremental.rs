@@ -53,7 +53,8 @@ impl CompiledPolicy {
                 nodes.len() - 1
             }
         };
-        let new = CompiledPolicy::compile(&self.policy, &self.users, &nodes)?;
+        let mut new = CompiledPolicy::compile(&self.policy, &self.users, &nodes)?;
+        new.roles = self.roles.clone();
         let delta = self.delta_to(&new, x);
         *self = new;
         Ok(delta)

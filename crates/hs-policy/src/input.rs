@@ -73,3 +73,14 @@ impl PolicyNode {
         self.served_routes().any(|r| r.prefix_len() == 0)
     }
 }
+
+/// Admin-console roles of users, which `autogroup:admin` and `autogroup:owner` name (in
+/// `nodeAttrs` targets). They are tailnet state, not policy; Headscale has no roles, so by
+/// default nobody holds one and those autogroups match no node.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Roles {
+    /// Users with the admin role.
+    pub admins: Vec<UserId>,
+    /// The tailnet owner(s).
+    pub owners: Vec<UserId>,
+}

@@ -1,7 +1,7 @@
 //! Scenario loading and comparison for the conformance runner (see the corpus README for the
 //! comparison rules).
 
-use hs_policy::{CompiledPolicy, Policy, PolicyNode, PolicyUser};
+use hs_policy::{CompiledPolicy, Policy, PolicyNode, PolicyUser, Roles};
 use hs_types::tailcfg::{CapMap, FilterRule, SSHPolicy};
 use hs_types::{NodeId, UserId};
 use serde_json::{Value, json};
@@ -90,6 +90,28 @@ pub(crate) fn tailnet(
         }
     }
     (users, nodes, names)
+}
+
+/// User roles are tailnet state the topology does not list; the hosted service reports them
+/// in each user-owned node's own capability map (`is-admin`, `is-owner`), read from there as
+/// primary routes are read from `self_primary_routes`.
+pub(crate) fn roles(nodes: &[PolicyNode], names: &[String], captures: &Value) -> Roles {
+    let mut roles = Roles::default();
+    for (node, name) in nodes.iter().zip(names) {
+        let (Some(user), false) = (node.user, node.is_tagged()) else {
+            continue;
+        };
+        let caps = &captures[name.as_str()]["self_cap_map"];
+        if caps.get("https://tailscale.com/cap/is-admin").is_some() && !roles.admins.contains(&user)
+        {
+            roles.admins.push(user);
+        }
+        if caps.get("https://tailscale.com/cap/is-owner").is_some() && !roles.owners.contains(&user)
+        {
+            roles.owners.push(user);
+        }
+    }
+    roles
 }
 
 fn norm_filter(rules: &Value) -> Vec<Value> {
@@ -215,8 +237,13 @@ pub(crate) fn run_scenario(s: &Value) -> ScenarioResult {
         }
     }
     let (users, nodes, names) = tailnet(&s["topology"], &s["captures"]);
-    let compiled =
-        Policy::parse(&policy_text).and_then(|p| CompiledPolicy::compile(&p, &users, &nodes));
+    let roles = roles(&nodes, &names, &s["captures"]);
+    let compiled = Policy::parse(&policy_text)
+        .and_then(|p| CompiledPolicy::compile(&p, &users, &nodes))
+        .map(|mut c| {
+            c.set_roles(roles);
+            c
+        });
     let code = s["api_response_code"].as_u64().unwrap_or(200);
     if code != 200 {
         let want = s["api_response_body"]["message"]
