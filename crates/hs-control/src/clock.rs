@@ -34,3 +34,12 @@ pub(crate) fn now() -> DateTime<Utc> {
     skew.and_then(|s| wall.checked_add_signed(s))
         .unwrap_or(wall)
 }
+
+/// A monotonic start point for measuring durations (metrics), never for time of day.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "durations for metrics; the control plane's clock module is the one place that reads clocks"
+)]
+pub(crate) fn stopwatch() -> std::time::Instant {
+    std::time::Instant::now()
+}

@@ -33,7 +33,7 @@ mod web;
 
 pub use error::Error;
 pub use lifecycle::EXPIRY_SWEEP_INTERVAL;
-pub use metrics::{Metrics, serve_metrics};
+pub use metrics::{Metrics, serve_metrics, serve_metrics_on};
 pub use noise_routes::{control_routes, noise_router};
 pub use server::{Server, shutdown_signal};
 pub use state::{ControlState, StateConfig};

@@ -20,6 +20,7 @@ use http::StatusCode;
 
 use crate::clock::now;
 use crate::error::Error;
+use crate::metrics::{RegMethod, RegStatus};
 use crate::state::ControlState;
 
 /// A refusal: the HTTP status (200 when the text goes in `RegisterResponse.Error`) and text.
@@ -96,16 +97,42 @@ pub(crate) async fn handle(
             .into_response();
         }
     };
+    let method = method_of(&st, &req);
     match register(&st, session.machine_key, req).await {
         Ok(r) => {
-            st.metrics().registration(r.error.is_empty());
+            let status = if r.error.is_empty() {
+                RegStatus::Ok
+            } else {
+                RegStatus::Refused
+            };
+            st.metrics().registration(method, status);
             json(&r)
         }
         Err(r) => {
-            st.metrics().registration(false);
+            let status = if r.status.is_server_error() {
+                RegStatus::Error
+            } else {
+                RegStatus::Refused
+            };
+            st.metrics().registration(method, status);
             tracing::info!(machine = %session.machine_key.short_string(), status = %r.status, reason = %r.message, "registration refused");
             r.into_response()
         }
+    }
+}
+
+/// The `method` label of a registration request, decided the way [`register`] branches.
+fn method_of(st: &ControlState, req: &RegisterRequest) -> RegMethod {
+    if req.expiry.is_some_and(|e| e <= now()) {
+        RegMethod::Logout
+    } else if req.auth.as_ref().is_some_and(|a| !a.auth_key.is_empty()) {
+        RegMethod::AuthKey
+    } else if !req.followup.is_empty()
+        || st.store().load().node_by_node_key(&req.node_key).is_none()
+    {
+        RegMethod::Interactive
+    } else {
+        RegMethod::Refresh
     }
 }
 

@@ -132,11 +132,25 @@ impl Actor {
     fn handle(&mut self, cmd: Cmd) {
         match cmd {
             Cmd::Apply { ops, reply } => {
+                self.metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
+                #[allow(clippy::cast_precision_loss, reason = "a batch holds few ops")]
+                self.metrics.batch_size.observe(ops.len() as f64);
+                let batch = crate::clock::stopwatch();
                 let applied = Arc::new(self.apply_and_recompile(ops));
+                self.metrics
+                    .snapshot_build
+                    .observe_duration(batch.elapsed());
                 self.metrics
                     .nodestore_nodes
                     .store(applied.next.len(), Ordering::Relaxed);
+                let peers = crate::clock::stopwatch();
                 self.fan_out(&applied);
+                self.metrics
+                    .peers_calculation
+                    .observe_duration(peers.elapsed());
+                self.metrics
+                    .batch_duration
+                    .observe_duration(batch.elapsed());
                 let _ = reply.send(applied);
             }
             Cmd::Subscribe { node, zstd, reply } => {

@@ -321,12 +321,19 @@ impl ControlState {
     /// Addresses of nodes the batch removed go back to the allocator here, whoever removed
     /// them (this state, or the admin API through its hook).
     pub async fn apply(&self, ops: Vec<Op>) -> Result<Arc<Applied>, Error> {
+        let kinds: Vec<_> = ops.iter().filter_map(crate::metrics::StoreOp::of).collect();
+        let started = crate::clock::stopwatch();
         let (reply, rx) = oneshot::channel();
-        self.inner
-            .cmd
-            .send(Cmd::Apply { ops, reply })
-            .map_err(|_| Error::Stopped)?;
+        let m = &self.inner.metrics;
+        m.queue_depth.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if self.inner.cmd.send(Cmd::Apply { ops, reply }).is_err() {
+            m.queue_depth.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            return Err(Error::Stopped);
+        }
         let applied = rx.await.map_err(|_| Error::Stopped)?;
+        for k in kinds {
+            m.store_op(k, started.elapsed());
+        }
         crate::lifecycle::release_removed(self.ips(), &applied);
         Ok(applied)
     }

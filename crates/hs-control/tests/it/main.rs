@@ -10,6 +10,7 @@ mod flow;
 mod harness;
 mod interactive;
 mod lifecycle;
+mod metrics;
 mod policy;
 mod refusals;
 mod server;

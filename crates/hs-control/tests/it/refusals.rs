@@ -113,7 +113,7 @@ async fn spent_expired_revoked_and_unknown_keys_are_refused() {
     assert!(
         h.st.metrics()
             .render()
-            .contains("headscale_registrations_total{status=\"refused\"} 4")
+            .contains("headscale_registrations_total{method=\"authkey\",status=\"refused\"} 4")
     );
 }
 

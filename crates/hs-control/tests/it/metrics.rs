@@ -1,0 +1,84 @@
+//! A scrape of the metrics listener after real clients registered and polled: Headscale's
+//! `headscale_nodestore_*` set and what a dashboard needs (connected nodes, registrations by
+//! method and outcome, map bytes sent).
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+use crate::harness::{Client, Harness, next_update};
+
+async fn scrape(addr: std::net::SocketAddr) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    out
+}
+
+/// The value of the sample whose name-and-labels is exactly `series`.
+fn value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no sample {series} in:\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scrape_reports_nodestore_connections_registrations_and_bytes() {
+    let h = Harness::start().await;
+    let key = h.key(true, false);
+    let a = Client::connect(&h, "alpha").await;
+    let b = Client::connect(&h, "bravo").await;
+    a.register(&h, &key).await.unwrap();
+    b.register(&h, &key).await.unwrap();
+    let stranger = Client::connect(&h, "stranger").await;
+    assert!(stranger.register(&h, "not-a-key").await.is_err());
+    let mut sa = a.stream(&h).await;
+    next_update(&mut sa).await;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(hs_control::serve_metrics_on(
+        listener,
+        std::sync::Arc::clone(h.st.metrics()),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let text = scrape(addr).await;
+
+    let ok = r#"headscale_registrations_total{method="authkey",status="ok"}"#;
+    let refused = r#"headscale_registrations_total{method="authkey",status="refused"}"#;
+    assert_eq!(value(&text, ok), 2.0);
+    assert_eq!(value(&text, refused), 1.0);
+    assert_eq!(value(&text, "headscale_connected_nodes"), 1.0);
+    assert_eq!(value(&text, "headscale_nodestore_nodes"), 2.0);
+    assert_eq!(value(&text, "headscale_nodestore_queue_depth"), 0.0);
+    let puts = r#"headscale_nodestore_operations_total{operation="put"}"#;
+    assert!(value(&text, puts) >= 2.0, "two registrations put two nodes");
+    let put_count = r#"headscale_nodestore_operation_duration_seconds_count{operation="put"}"#;
+    assert_eq!(value(&text, put_count), value(&text, puts));
+    assert!(value(&text, "headscale_nodestore_batch_size_count") >= 2.0);
+    assert!(value(&text, "headscale_nodestore_batch_duration_seconds_count") >= 2.0);
+    assert!(
+        value(
+            &text,
+            "headscale_nodestore_snapshot_build_duration_seconds_count"
+        ) >= 2.0
+    );
+    assert!(
+        value(
+            &text,
+            "headscale_nodestore_peers_calculation_duration_seconds_count"
+        ) >= 2.0
+    );
+    assert!(value(&text, "headscale_mapresponse_bytes_sent_total") > 0.0);
+    assert!(text.contains("# TYPE headscale_nodestore_batch_size histogram\n"));
+
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
