@@ -17,6 +17,7 @@ mod admin;
 mod auth;
 mod clock;
 mod error;
+mod ha;
 pub mod keyfile;
 mod lifecycle;
 mod metrics;

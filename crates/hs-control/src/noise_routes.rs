@@ -35,7 +35,8 @@ const NOT_IMPLEMENTED: &[&str] = &[
 pub fn noise_router(st: ControlState) -> Router {
     let mut r = Router::new()
         .route("/machine/register", post(crate::register::handle))
-        .route("/machine/map", post(crate::poll::handle));
+        .route("/machine/map", post(crate::poll::handle))
+        .route(crate::ha::PING_RESPONSE_PATH, any(crate::ha::ping_response));
     for p in NOT_IMPLEMENTED {
         r = r.route(p, any(not_implemented));
     }
@@ -79,6 +80,7 @@ pub fn control_routes(st: ControlState, ts: Arc<Ts2021>) -> Router {
         .with_state(shared);
     let pages = Router::new()
         .route("/register/{auth_id}", get(crate::auth::page))
+        .route(crate::ha::PING_RESPONSE_PATH, any(crate::ha::ping_response))
         .with_state(st.clone());
     main.merge(pages).merge(crate::pages::routes(st))
 }

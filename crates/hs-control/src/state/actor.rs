@@ -81,6 +81,13 @@ pub(crate) enum Cmd {
         policy: Option<Box<Policy>>,
         reply: oneshot::Sender<Result<(), PolicyError>>,
     },
+    /// Send a `PingRequest` down a node's map stream (HA health probe); answers whether
+    /// the node had a stream to send it on.
+    Ping {
+        node: NodeId,
+        request: hs_types::tailcfg::PingRequest,
+        reply: oneshot::Sender<bool>,
+    },
     /// Replace the DNS config every node gets (SIGHUP reload of extra records).
     SetDns {
         dns: Option<Arc<str>>,
@@ -172,6 +179,13 @@ impl Actor {
             Cmd::CloseAll => self.conns.clear(),
             Cmd::SetPolicy { policy, reply } => {
                 let _ = reply.send(self.set_policy(policy.map(|p| *p)));
+            }
+            Cmd::Ping {
+                node,
+                request,
+                reply,
+            } => {
+                let _ = reply.send(self.ping(node, request));
             }
             Cmd::SetDns { dns, reply } => {
                 let _ = reply.send(self.set_dns(dns));
@@ -328,6 +342,46 @@ impl Actor {
                 }
             }
         }
+    }
+
+    /// A message carrying only a `PingRequest`, outside the session's versioned state (the
+    /// client acts on it and keeps its netmap).
+    fn ping(&mut self, node: NodeId, request: hs_types::tailcfg::PingRequest) -> bool {
+        let Some(c) = self.conns.get(&node) else {
+            return false;
+        };
+        let msg = hs_types::tailcfg::MapResponse {
+            ping_request: Some(request),
+            ..Default::default()
+        };
+        let json = match serde_json::to_vec(&msg) {
+            Ok(j) => j,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode a ping request");
+                return false;
+            }
+        };
+        let frame = if c.zstd {
+            match hs_mapper::encode_frame(&json) {
+                Ok(f) => Bytes::from(f),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot frame a ping request");
+                    return false;
+                }
+            }
+        } else {
+            plain_frame(&json)
+        };
+        self.metrics.add_bytes(frame.len());
+        if c.tx.try_send(frame).is_err() {
+            tracing::info!(
+                node = node.get(),
+                "map stream is not keeping up (or is gone); closing it"
+            );
+            self.conns.remove(&node);
+            return false;
+        }
+        true
     }
 
     fn deliver(&mut self, node: NodeId, frame: Bytes) {

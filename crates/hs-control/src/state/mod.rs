@@ -69,6 +69,8 @@ struct Inner {
     /// dozen per second; the row is still read on every use so revocation and expiry act at
     /// once. Memory only, never logged.
     verified_keys: Mutex<std::collections::HashMap<String, u64>>,
+    /// HA health probes waiting for their answer.
+    probes: crate::ha::Pending,
     /// The policy in force as last accepted by the coordinator (`None`: allow all), for
     /// read-only questions such as "is this tag defined" from the admin API.
     policy_in_force: Mutex<Option<Arc<hs_policy::Policy>>>,
@@ -116,6 +118,10 @@ impl ControlState {
         // A configured policy that does not load stops the server, as in Go Headscale: serving
         // allow-all instead would silently open the tailnet.
         state.load_policy(&config.policy).await?;
+        state.start_ha_probes(
+            config.node.routes_ha_probe_interval,
+            config.node.routes_ha_probe_timeout,
+        );
         Ok(state)
     }
 
@@ -273,6 +279,7 @@ impl ControlState {
                 metrics,
                 pending: PendingAuths::default(),
                 verified_keys: Mutex::default(),
+                probes: crate::ha::Pending::default(),
                 policy_in_force: Mutex::default(),
             }),
         })
@@ -400,6 +407,32 @@ impl ControlState {
             })
             .map_err(|_| Error::Stopped)?;
         Ok(rx.await.map_err(|_| Error::Stopped)??)
+    }
+
+    /// Sends a `PingRequest` down `node`'s map stream; false when it has none.
+    pub(crate) async fn send_ping(
+        &self,
+        node: NodeId,
+        request: hs_types::tailcfg::PingRequest,
+    ) -> bool {
+        let (reply, rx) = oneshot::channel();
+        if self
+            .inner
+            .cmd
+            .send(Cmd::Ping {
+                node,
+                request,
+                reply,
+            })
+            .is_err()
+        {
+            return false;
+        }
+        rx.await.unwrap_or(false)
+    }
+
+    pub(crate) fn probes(&self) -> &crate::ha::Pending {
+        &self.inner.probes
     }
 
     /// Ends every map stream cleanly (their bodies finish), for graceful shutdown.

@@ -16,3 +16,4 @@ mod refusals;
 mod server;
 mod stream;
 mod routes;
+mod ha;

@@ -1,0 +1,124 @@
+//! HA health probes: a primary router that keeps its map stream but stops answering
+//! `PingRequest`s loses its prefix to the standby that answers; once it answers again it
+//! is healthy but does not take the prefix back.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+use crate::harness::Harness;
+use crate::routes::{Peers, join};
+
+const SUBNET: &str = "10.33.0.0/24";
+
+const AUTO: &str = r#"{
+  "acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"]}],
+  "autoApprovers": {"routes": {"10.33.0.0/16": ["alice@"]}},
+}"#;
+
+/// What tailscaled does with a `PingRequest` that has no `Types`: a plain-HTTP `HEAD` of
+/// its URL. Returns the status code.
+async fn head(url: &str) -> u16 {
+    let url: url::Url = url.parse().unwrap();
+    let addr = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap());
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "HEAD {}?{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        url.path(),
+        url.query().unwrap_or("")
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+/// Reads `stream` forever, answering every `PingRequest` as tailscaled does.
+fn answer_pings(mut stream: Peers) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            stream.next().await;
+            if let Some(url) = stream.last["PingRequest"]["URL"].as_str() {
+                // A probe read after its round ended is answered 404; that is fine.
+                head(url).await;
+            }
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_probe_fails_over_and_recovery_does_not_flap() {
+    let h = Harness::start().await;
+    h.st.set_policy_text("test policy", Some(AUTO))
+        .await
+        .unwrap();
+    let (viewer, _) = join(&h, "viewer").await;
+    let (r1, id1) = join(&h, "router1").await;
+    let (r2, id2) = join(&h, "router2").await;
+    let mut v = Peers::open(&viewer, &h, "viewer", &[]).await;
+    // router1 holds its stream but never reads it, so it never answers.
+    let s1 = Peers::open(&r1, &h, "router1", &[SUBNET]).await;
+    v.until("router1 is primary", |v| v.primary(id1, SUBNET))
+        .await;
+    let s2 = Peers::open(&r2, &h, "router2", &[SUBNET]).await;
+    let answering2 = answer_pings(s2);
+    crate::routes::eventually("both routers are online candidates", || {
+        h.st.store()
+            .load()
+            .routes()
+            .any(|(_, r)| r.candidates.len() == 2)
+    })
+    .await;
+
+    // A probe round with a timeout long enough for the answering router on a busy machine.
+    let failed = h.st.probe_routers(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(failed, vec![id1]);
+    // Ids are single-use and unguessable: a made-up or spent one is refused.
+    let bogus = h.url.join("/machine/ping-response?id=00112233").unwrap();
+    assert_eq!(head(bogus.as_str()).await, 404);
+    v.until("router2 took over in the viewer's map", |v| {
+        v.primary(id2, SUBNET) && !v.primary(id1, SUBNET)
+    })
+    .await;
+    let snap = h.st.store().load_full();
+    assert!(snap.node(id1).unwrap().unhealthy);
+    assert!(
+        snap.node(id1).unwrap().online,
+        "still connected: only the probe failed"
+    );
+
+    // router1 answers again: healthy, but router2 keeps the prefix.
+    let answering1 = answer_pings(s1);
+    let failed = h.st.probe_routers(Duration::from_secs(5)).await.unwrap();
+    assert!(failed.is_empty(), "{failed:?}");
+    let snap = h.st.store().load_full();
+    assert!(!snap.node(id1).unwrap().unhealthy);
+    assert_eq!(snap.primary_route(&SUBNET.parse().unwrap()), Some(id2));
+    answering1.abort();
+    answering2.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_configured_prober_runs_by_itself() {
+    let h = Harness::start().await;
+    h.st.set_policy_text("test policy", Some(AUTO))
+        .await
+        .unwrap();
+    h.st.start_ha_probes(Duration::from_millis(500), Duration::from_secs(2));
+    let (r1, id1) = join(&h, "router1").await;
+    let (r2, id2) = join(&h, "router2").await;
+    let _s1 = Peers::open(&r1, &h, "router1", &[SUBNET]).await;
+    crate::routes::eventually("router1 is primary", || {
+        h.st.store().load().primary_route(&SUBNET.parse().unwrap()) == Some(id1)
+    })
+    .await;
+    let s2 = Peers::open(&r2, &h, "router2", &[SUBNET]).await;
+    let answering = answer_pings(s2);
+    crate::routes::eventually(
+        "the prober moved the prefix to the answering router",
+        || h.st.store().load().primary_route(&SUBNET.parse().unwrap()) == Some(id2),
+    )
+    .await;
+    answering.abort();
+}
