@@ -624,6 +624,22 @@ fn debug_create_node_then_auth_register() {
         &format!("hskey-authreq-{bare}"),
     ]);
     s.ok(&["auth", "reject", "--auth-id", bare]);
+    // The deprecated `nodes register -u -k` reaches the same registrations.
+    let third = "hskey-authreq-333333333333333333333333";
+    s.ok(&[
+        "debug",
+        "create-node",
+        "--name",
+        "third",
+        "-u",
+        "alice",
+        "-k",
+        third,
+    ]);
+    let node = s.json(&[
+        "nodes", "register", "-u", "alice", "-k", third, "-o", "json",
+    ]);
+    assert_eq!(node["name"], "third", "{node}");
     let err = s.fails(&["auth", "register", "--auth-id", bare, "--user", "alice"]);
     assert!(err.contains("no pending registration"), "{err}");
     assert_eq!(
@@ -631,6 +647,6 @@ fn debug_create_node_then_auth_register() {
             .as_array()
             .unwrap()
             .len(),
-        1
+        2
     );
 }

@@ -123,14 +123,17 @@ impl ControlHooks for LiveHooks {
     }
 
     fn auth_register(&self, auth_id: &str, user: &User) -> Result<Node, ApiError> {
-        let mut last = None;
+        let mut first = None;
         for id in auth_id_forms(auth_id) {
             match block_on(self.state.approve_registration(&id, user.id))? {
                 Ok(node) => return Ok(node),
-                Err(e) => last = Some(e),
+                Err(e) => {
+                    // Report the form the operator typed.
+                    first.get_or_insert(e);
+                }
             }
         }
-        Err(ApiError::not_found(last.map_or_else(
+        Err(ApiError::not_found(first.map_or_else(
             || format!("no pending registration with auth ID {auth_id:?}"),
             |e| e.to_string(),
         )))
@@ -141,14 +144,17 @@ impl ControlHooks for LiveHooks {
     }
 
     fn auth_reject(&self, auth_id: &str) -> Result<(), ApiError> {
-        let mut last = None;
+        let mut first = None;
         for id in auth_id_forms(auth_id) {
             match self.state.reject_registration(&id) {
                 Ok(()) => return Ok(()),
-                Err(e) => last = Some(e),
+                Err(e) => {
+                    // Report the form the operator typed.
+                    first.get_or_insert(e);
+                }
             }
         }
-        Err(ApiError::not_found(last.map_or_else(
+        Err(ApiError::not_found(first.map_or_else(
             || format!("no pending registration with auth ID {auth_id:?}"),
             |e| e.to_string(),
         )))

@@ -26,6 +26,15 @@ pub(crate) enum NodesCommand {
         #[arg(short = 'i', long = "identifier")]
         id: Option<u64>,
     },
+    /// Register a pending node to a user (deprecated: use `auth register`).
+    Register {
+        /// The user who will own the node.
+        #[arg(short = 'u', long)]
+        user: String,
+        /// The pending registration's auth id.
+        #[arg(short = 'k', long)]
+        key: String,
+    },
     /// Expire a node (log it out), or change or disable its expiry.
     #[command(visible_aliases = ["logout", "exp", "e"])]
     Expire {
@@ -166,6 +175,17 @@ pub(crate) fn run(global: &GlobalArgs, cmd: NodesCommand) -> anyhow::Result<()> 
                     .node
                     .context("the server returned no node")?;
                 success(&node_json(&node), "Node expired", out)
+            }
+            NodesCommand::Register { user, key } => {
+                let node = c
+                    .register_node(proto::RegisterNodeRequest { user, key })
+                    .await
+                    .map_err(|s| status("registering the node", s))?
+                    .into_inner()
+                    .node
+                    .context("the server returned no node")?;
+                let human = format!("Node {} registered", node.given_name);
+                success(&node_json(&node), &human, out)
             }
             NodesCommand::Rename { id, new_name } => {
                 let node = c
