@@ -138,6 +138,16 @@ impl Client {
             .with_context(|| format!("{}: running tailscale {}", self.name, args.join(" ")))
     }
 
+    /// The `tailscale --socket=… <args>` command, in the client's namespace and environment,
+    /// for callers that need its stdin or a time limit (`tailscale nc`).
+    pub(crate) fn cli_command(&self, args: &[&str]) -> Command {
+        let mut cmd = self.ns_command(&self.bins.tailscale.display().to_string());
+        cmd.arg(format!("--socket={}", self.socket.display()))
+            .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        cmd
+    }
+
     /// Runs the CLI and fails with its output unless it exits 0.
     pub(crate) fn cli_ok(&self, args: &[&str]) -> anyhow::Result<String> {
         let out = self.cli(args)?;
@@ -165,6 +175,39 @@ impl Client {
             "--timeout=90s",
         ])
         .map(|_| ())
+    }
+
+    /// Starts `tailscale up` without an auth key (interactive login): it prints an AuthURL and
+    /// waits until an operator registers the node. The returned process is stopped on drop.
+    pub(crate) fn spawn_up_interactive(&self) -> anyhow::Result<Proc> {
+        let mut cmd = self.ns_command(&self.bins.tailscale.display().to_string());
+        cmd.arg(format!("--socket={}", self.socket.display()))
+            .args([
+                "up",
+                &format!("--login-server=http://{CONTROL_ADDR}"),
+                &format!("--hostname={}", self.name),
+                "--accept-dns=false",
+                "--force-reauth",
+                "--timeout=120s",
+            ])
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        Proc::spawn(
+            &format!("tailscale up {}", self.name),
+            cmd,
+            &self.dir.join("up-interactive"),
+        )
+    }
+
+    /// The pending interactive login's auth ID, from `status --json`'s AuthURL
+    /// (`…/register/<id>`).
+    pub(crate) fn auth_id(&self) -> anyhow::Result<String> {
+        let st = self.status()?;
+        let url = st["AuthURL"].as_str().unwrap_or_default();
+        let (_, id) = url
+            .rsplit_once("/register/")
+            .with_context(|| format!("{}: no AuthURL yet (AuthURL={url:?})", self.name))?;
+        anyhow::ensure!(!id.is_empty(), "{}: AuthURL {url:?} has no ID", self.name);
+        Ok(id.to_owned())
     }
 
     /// `tailscale status --json`.

@@ -7,7 +7,7 @@
 //!
 //! Usage (xtask passes the paths):
 //! `hs-integration run [PATTERN] --server BIN --tailscaled BIN --tailscale BIN --artifacts DIR
-//! [--timeout SECS] [--allow-host] [--postgres]` and, internally, `hs-integration derp --listen ADDR`.
+//! [--timeout SECS] [--allow-host] [--postgres]` and, internally, `hs-integration derp --listen ADDR` and `hs-integration http --listen ADDR`.
 
 // A terminal tool: it reports on stdout/stderr and reads the wall clock for its deadline.
 #![allow(clippy::print_stdout, clippy::print_stderr, clippy::disallowed_methods)]
@@ -20,8 +20,11 @@ mod netns;
 mod pg;
 mod proc;
 mod scenarios;
+mod scenarios_auth;
+mod scenarios_policy;
 mod selfcheck;
 mod server;
+mod tcp;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -39,6 +42,12 @@ fn main() -> std::process::ExitCode {
             )),
         },
         Some((c, rest)) if c == "host" => topology::serve_host(rest).map(|()| true),
+        Some((c, rest)) if c == "http" => match rest {
+            [flag, addr] if flag == "--listen" => tcp::serve(addr).map(|()| true),
+            _ => Err(anyhow::anyhow!(
+                "usage: hs-integration http --listen 127.0.0.1:PORT"
+            )),
+        },
         Some((c, _)) if c == "list" => {
             for (n, _) in scenarios::ALL {
                 println!("{n}");

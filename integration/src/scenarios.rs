@@ -45,6 +45,35 @@ pub(crate) const ALL: &[Scenario] = &[
     ("TestEphemeral", ephemeral),
     ("TestDERPServerScenario", derp_server_scenario),
     ("TestExpireNode", expire_node),
+    (
+        "TestAuthKeyLogoutAndReloginNewUser",
+        crate::scenarios_auth::relogin_new_user,
+    ),
+    (
+        "TestAuthWebFlowAuthenticationPingAll",
+        crate::scenarios_auth::web_flow_ping_all,
+    ),
+    (
+        "TestAuthWebFlowLogoutAndReloginSameUser",
+        crate::scenarios_auth::web_flow_logout_relogin,
+    ),
+    ("TestNodeCommand", crate::scenarios_auth::node_command),
+    (
+        "TestNodeTagCommand",
+        crate::scenarios_policy::node_tag_command,
+    ),
+    (
+        "TestACLAllowUser80Dst",
+        crate::scenarios_policy::acl_allow_user80_dst,
+    ),
+    (
+        "TestACLDenyAllPort80",
+        crate::scenarios_policy::acl_deny_all_port80,
+    ),
+    (
+        "TestNodeOnlineStatus",
+        crate::scenarios_policy::node_online_status,
+    ),
     ("TestUserCommand", user_command),
     ("TestPreAuthKeyCommand", pre_auth_key_command),
     (
@@ -270,9 +299,9 @@ fn short(name: &str) -> String {
         .collect();
     // Names sharing their first characters (TestHarnessSelfCheck...) stay distinct through a
     // short hash of the whole name.
-    let h = name
-        .bytes()
-        .fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+    let h = name.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
     format!(
         "{}{:04x}",
         s.chars().take(8).collect::<String>().to_lowercase(),
@@ -283,7 +312,7 @@ fn short(name: &str) -> String {
 /// Two users with `per_user` nodes each, logged in with reusable keys; all Running and all
 /// seeing each other. `env` is extra client environment; the relay is the server's embedded
 /// one when `embedded_derp`.
-fn two_users(
+pub(crate) fn two_users(
     ctx: &Ctx,
     name: &str,
     per_user: usize,
