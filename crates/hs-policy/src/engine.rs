@@ -538,20 +538,21 @@ impl CompiledPolicy {
     /// destinations may use the companion capability towards `n`.
     fn reverse_rules(&self, rev: &Reverse, n: usize) -> Vec<Rule> {
         let node = &self.nodes[n];
-        let mut srcs: BTreeSet<String> = rev.srcs.iter().cloned().collect();
-        if rev.self_dst
-            && !node.is_tagged()
-            && let Some(u) = node.user
-        {
-            for &i in self.by_user.get(&u).map_or(&[][..], Vec::as_slice) {
-                srcs.extend(self.nodes[i].ips().map(|ip| ip.to_string()));
+        let srcs: Arc<[String]> = match (rev.self_dst, node.user) {
+            (true, Some(u)) if !node.is_tagged() => {
+                let mut srcs: BTreeSet<String> = rev.srcs.iter().cloned().collect();
+                for &i in self.by_user.get(&u).map_or(&[][..], Vec::as_slice) {
+                    srcs.extend(self.nodes[i].ips().map(|ip| ip.to_string()));
+                }
+                srcs.into_iter().collect::<Vec<_>>().into()
             }
-        }
+            // Shared by every source node: no copy.
+            _ => rev.srcs.clone(),
+        };
         let dsts: Vec<IpNet> = node.ips().map(host_net).collect();
         if srcs.is_empty() || dsts.is_empty() {
             return Vec::new();
         }
-        let srcs: Arc<[String]> = srcs.into_iter().collect::<Vec<_>>().into();
         rev.caps
             .iter()
             .map(|name| Rule {

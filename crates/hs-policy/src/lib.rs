@@ -5,6 +5,19 @@
 //! Pure and synchronous: no I/O, no clock. Ground truth is the hosted control plane's
 //! behaviour as captured in `shared/conformance/tailscale-saas`.
 //!
+//! Some hosted-service rules worth knowing when rendering the outputs:
+//! - Routes are shown per viewer ([`PeerView`]): a peer lists a subnet route only where the
+//!   viewer may use it, and a standby router of a prefix is shown the primary's route.
+//! - `via` grants steer the primary router per viewer: a viewer whose only access to a prefix
+//!   is through via grants sees it on a router carrying the via tags (the global primary if it
+//!   is one, else the first such router); everyone else follows the global primary, which is
+//!   HA state and an input ([`PolicyNode::primary_routes`]).
+//! - `tailscale.com/cap/drive` and `tailscale.com/cap/relay` grants come with a companion
+//!   (`drive-sharer`, `relay-target`) sent the other way: to each source, from the
+//!   destinations.
+//! - `autogroup:admin` and `autogroup:owner` (in `nodeAttrs`) need user roles, which
+//!   Headscale does not have: they match nothing unless [`CompiledPolicy::set_roles`] is used.
+//!
 //! ```
 //! let policy = hs_policy::Policy::parse("{ // HuJSON\n \"acls\": [],\n}").unwrap();
 //! assert_eq!(policy.acls, Some(vec![]));
