@@ -649,4 +649,20 @@ fn debug_create_node_then_auth_register() {
             .len(),
         2
     );
+
+    // Nodes made this way go through the rest of the node commands like any other: listed
+    // the same in JSON and YAML, renamed, expired, deleted.
+    let nodes = s.json(&["nodes", "list", "-o", "json"]);
+    let yaml: serde_json::Value =
+        serde_yaml_ng::from_str(&s.ok(&["nodes", "list", "-o", "yaml"])).unwrap();
+    assert_eq!(yaml, nodes);
+    let id = nodes[0]["id"].as_u64().unwrap().to_string();
+    let renamed = s.json(&["nodes", "rename", "-i", &id, "renamed", "-o", "json"]);
+    assert_eq!(renamed["given_name"], "renamed", "{renamed}");
+    let expired = s.json(&["nodes", "expire", "-i", &id, "-o", "json"]);
+    assert!(expired["expiry"].is_string(), "{expired}");
+    s.ok(&["nodes", "delete", "-i", &id, "--force"]);
+    let left = s.json(&["nodes", "list", "-o", "json"]);
+    assert_eq!(left.as_array().unwrap().len(), 1, "{left}");
+    assert_ne!(left[0]["id"], nodes[0]["id"]);
 }
