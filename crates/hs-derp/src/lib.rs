@@ -8,7 +8,7 @@
 //!   `/bootstrap-dns`, `POST /verify`; [`ws`]: the WebSocket byte-stream adapter.
 //! - [`stun`]: Binding request/response and the UDP responder.
 //! - [`derpmap`]: embedded region, JSON/YAML sources, merge; [`refresh`]: loading and the
-//!   periodic refresh.
+//!   periodic refresh; [`fetch`]: the HTTP(S) client for `derp.urls`.
 //! - [`client`]: a minimal client for tests and harnesses.
 //!
 //! Wiring in the control plane (when `derp.server.enabled`):
@@ -28,6 +28,7 @@ pub mod client;
 pub mod codec;
 pub mod derpmap;
 mod error;
+pub mod fetch;
 pub mod frame;
 pub mod handshake;
 pub mod http;

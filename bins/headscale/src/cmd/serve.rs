@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use hs_control::{Server, keyfile};
 use hs_derp::derpmap;
+use hs_derp::refresh::{self, DerpMapLoader};
 use hs_types::tailcfg::DERPMap;
 
 use crate::cli::GlobalArgs;
@@ -56,12 +57,13 @@ async fn serve(loaded: config_file::Loaded) -> anyhow::Result<()> {
         .context("opening the database")??;
     tracing::info!(backend = db.backend(), "database ready");
 
-    let derp_map = initial_derp_map(c).await?;
+    let derp_loader = derp_loader(c)?;
+    let derp_map = initial_derp_map(&derp_loader).await?;
     let state = hs_control::ControlState::load(db.clone(), c, &derp_map)
         .await
         .context("loading nodes, users and the policy")?;
+    spawn_derp_refresh(c, derp_loader, derp_map, state.clone());
     state.schedule_startup_gc();
-    state.spawn_expiry_sweep(hs_control::EXPIRY_SWEEP_INTERVAL);
     state.spawn_expiry_sweep(hs_control::EXPIRY_SWEEP_INTERVAL);
     let ts2021 = Arc::new(hs_noise::Ts2021::new(Arc::new(noise)));
 
@@ -239,31 +241,73 @@ fn spawn_sighup_reload(
     let _ = (state, dns, policy);
 }
 
-/// The DERP map clients get at start: `derp.paths` files and the embedded relay's region.
-/// `derp.urls` are not fetched yet (no HTTP client is wired in); they are logged.
-async fn initial_derp_map(c: &hs_types::config::Config) -> anyhow::Result<DERPMap> {
-    let mut sources = Vec::new();
-    for p in &c.derp.paths {
-        let text = tokio::fs::read_to_string(p)
-            .await
-            .with_context(|| format!("derp.paths: reading {}", p.display()))?;
-        sources.push(
-            derpmap::parse_yaml(&p.display().to_string(), &text)
-                .with_context(|| format!("derp.paths: {}", p.display()))?,
-        );
-    }
-    for u in &c.derp.urls {
-        tracing::warn!(url = %u, "derp.urls are not fetched by this build; use derp.paths or the embedded DERP server");
-    }
+/// Where the DERP map comes from: `derp.urls` (fetched over HTTP(S)), `derp.paths` files and
+/// the embedded relay's region, merged in that order.
+fn derp_loader(c: &hs_types::config::Config) -> anyhow::Result<DerpMapLoader> {
     let embedded = if c.derp.server.enabled && c.derp.server.automatically_add_embedded_derp_region
     {
         Some(derpmap::embedded_region(&c.server_url, &c.derp.server).context("derp.server")?)
     } else {
         None
     };
-    Ok(derpmap::build(
-        &sources,
-        embedded.as_ref(),
-        derpmap::seed_from_base_domain(&c.dns.base_domain),
-    ))
+    Ok(DerpMapLoader {
+        urls: c.derp.urls.clone(),
+        paths: c.derp.paths.clone(),
+        embedded,
+        seed: derpmap::seed_from_base_domain(&c.dns.base_domain),
+        fetch: hs_derp::fetch::http_fetcher(DERP_FETCH_TIMEOUT),
+    })
+}
+
+/// How long one `derp.urls` fetch may take.
+const DERP_FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The DERP map clients get at start. A `derp.paths` file that cannot be read stops the
+/// server; a `derp.urls` source that cannot be fetched does not (the server may start before
+/// the network does): the map is built without the URLs and the refresh retries them.
+async fn initial_derp_map(loader: &DerpMapLoader) -> anyhow::Result<DERPMap> {
+    match loader.load().await {
+        Ok(map) => Ok(map),
+        Err(e) if !loader.urls.is_empty() => {
+            tracing::warn!(error = %e, "derp.urls: not fetched; starting with derp.paths and the embedded region only");
+            let local = DerpMapLoader {
+                urls: Vec::new(),
+                ..loader.clone()
+            };
+            local.load().await.context("derp.paths")
+        }
+        Err(e) => Err(e).context("derp.paths"),
+    }
+}
+
+/// With `derp.auto_update_enabled`, reloads the DERP map every `derp.update_frequency` and
+/// pushes each change to the connected nodes.
+fn spawn_derp_refresh(
+    c: &hs_types::config::Config,
+    loader: DerpMapLoader,
+    first: DERPMap,
+    state: hs_control::ControlState,
+) {
+    if !c.derp.auto_update_enabled || (loader.urls.is_empty() && loader.paths.is_empty()) {
+        return;
+    }
+    let every = c.derp.update_frequency;
+    let (tx, mut rx) = tokio::sync::watch::channel(Arc::new(first));
+    tokio::spawn(refresh::refresh_loop(
+        loader,
+        every,
+        refresh::Backoff::default(),
+        tx,
+    ));
+    tokio::spawn(async move {
+        while rx.changed().await.is_ok() {
+            let map = Arc::clone(&rx.borrow_and_update());
+            match state.set_derp_map(&map).await {
+                Ok(true) => tracing::info!("new DERP map sent to nodes"),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "new DERP map not applied"),
+            }
+        }
+    });
+    tracing::info!(every = ?every, "DERP map refresh enabled");
 }

@@ -93,6 +93,12 @@ pub(crate) enum Cmd {
         dns: Option<Arc<str>>,
         reply: oneshot::Sender<Result<(), hs_mapper::Error>>,
     },
+    /// Replace the DERP map every node gets (`derp.urls` / `derp.paths` refresh); answers
+    /// whether it changed.
+    SetDerp {
+        derp: Arc<str>,
+        reply: oneshot::Sender<Result<bool, hs_mapper::Error>>,
+    },
 }
 
 /// Frames a message for a client that did not ask for compression: u32 LE length + JSON.
@@ -190,6 +196,9 @@ impl Actor {
             Cmd::SetDns { dns, reply } => {
                 let _ = reply.send(self.set_dns(dns));
             }
+            Cmd::SetDerp { derp, reply } => {
+                let _ = reply.send(self.set_derp(derp));
+            }
         }
     }
 
@@ -259,6 +268,23 @@ impl Actor {
         )?;
         self.route(out);
         Ok(())
+    }
+
+    fn set_derp(&mut self, derp: Arc<str>) -> Result<bool, hs_mapper::Error> {
+        if self.mapper.config().derp_map == derp {
+            return Ok(false);
+        }
+        let mut cfg = self.mapper.config().clone();
+        cfg.derp_map = derp;
+        let snap = Arc::clone(self.writer.current());
+        let out = self.mapper.reconfigure(
+            cfg,
+            &snap,
+            self.conns.values_mut().map(|c| &mut c.session),
+            now(),
+        )?;
+        self.route(out);
+        Ok(true)
     }
 
     fn framed_full_map(

@@ -435,6 +435,22 @@ impl ControlState {
         &self.inner.probes
     }
 
+    /// Puts a new DERP map in force and sends it to every connected node if it changed
+    /// (what a `derp.urls` / `derp.paths` refresh does); answers whether it changed.
+    pub async fn set_derp_map(&self, map: &DERPMap) -> Result<bool, Error> {
+        let text = serde_json::to_string(map)
+            .map_err(|e| Error::Config(format!("encoding the DERP map: {e}")))?;
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .cmd
+            .send(Cmd::SetDerp {
+                derp: Arc::from(text),
+                reply,
+            })
+            .map_err(|_| Error::Stopped)?;
+        Ok(rx.await.map_err(|_| Error::Stopped)??)
+    }
+
     /// Ends every map stream cleanly (their bodies finish), for graceful shutdown.
     pub fn close_all_streams(&self) {
         let _ = self.inner.cmd.send(Cmd::CloseAll);

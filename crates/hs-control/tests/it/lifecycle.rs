@@ -173,3 +173,35 @@ async fn admin_expire_keeps_the_node_visible_and_is_no_logout_after_a_reload() {
     assert!(!h.st.is_logged_out(bid));
     assert!(!reload(&h).await.is_logged_out(bid));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_derp_map_reaches_connected_clients() {
+    use futures_util::StreamExt as _;
+    let h = Harness::start().await;
+    let key = h.key(true, false);
+    let a = Client::connect(&h, "alpha").await;
+    a.register(&h, &key).await.unwrap();
+    let mut sa = a.stream(&h).await;
+    next_update(&mut sa).await;
+    let map: hs_types::tailcfg::DERPMap = serde_json::from_str(
+        r#"{"Regions":{"900":{"RegionID":900,"RegionCode":"new","RegionName":"New",
+            "Nodes":[{"Name":"900a","RegionID":900,"HostName":"127.0.0.1","DERPPort":1}]}}}"#,
+    )
+    .unwrap();
+    assert!(h.st.set_derp_map(&map).await.unwrap(), "a different map");
+    assert!(
+        !h.st.set_derp_map(&map).await.unwrap(),
+        "the same map again"
+    );
+    loop {
+        let u = tokio::time::timeout(std::time::Duration::from_secs(20), sa.next())
+            .await
+            .expect("a DERP map update within 20 s")
+            .expect("stream open");
+        if let Some(d) = u.derp {
+            let json = format!("{d:?}");
+            assert!(json.contains("900"), "{json}");
+            break;
+        }
+    }
+}
