@@ -1,5 +1,6 @@
 //! Property tests: after any sequence of ops the indexes and the route table agree with the
-//! nodes, and applying ops as one batch gives the same tailnet as applying them one by one.
+//! nodes (an unhealthy primary only when no candidate is healthy), and applying ops as one
+//! batch gives the same tailnet as applying them one by one.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -47,6 +48,13 @@ fn arb_op() -> impl Strategy<Value = Op> {
                 ..Default::default()
             }
         )),
+        (id.clone(), any::<bool>()).prop_map(|(i, bad)| Op::Patch(
+            NodeId(i),
+            NodePatch {
+                unhealthy: Some(bad),
+                ..Default::default()
+            }
+        )),
         (id, 0usize..3).prop_map(|(i, n)| Op::Rename(NodeId(i), ["web", "x", "web-1"][n].into())),
     ]
 }
@@ -89,6 +97,13 @@ fn check_invariants(s: &Snapshot) {
     for (p, st) in s.routes() {
         let primary = st.primary.expect("a prefix with candidates has a primary");
         assert!(st.candidates.contains(&primary));
+        // An unhealthy primary only while no candidate is healthy.
+        if s.node(primary).unwrap().unhealthy {
+            assert!(
+                st.candidates.iter().all(|c| s.node(*c).unwrap().unhealthy),
+                "unhealthy primary {primary} for {p} beside a healthy candidate"
+            );
+        }
         for e in s.nodes() {
             assert_eq!(e.primary_routes.contains(p), e.node.id == primary);
         }
