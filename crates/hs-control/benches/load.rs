@@ -4,6 +4,10 @@
 //!
 //! Reports registrations per second and the time until every client's map lists every other
 //! client. Run: `cargo bench -p hs-control --bench load` (`LOAD_NODES=200` for fewer).
+//!
+//! `LOAD_SERVER=spawn` drives the real `headscale serve` process instead (see [`spawned`]):
+//! build it first (`cargo build --release -p headscale`), then
+//! `LOAD_SERVER=spawn LOAD_NODES=1000 cargo bench -p hs-control --bench load`.
 
 #![allow(
     clippy::print_stdout,
@@ -40,7 +44,30 @@ fn main() {
     rt.block_on(run(n));
 }
 
+#[path = "load/spawned.rs"]
+mod spawned;
+
+/// Where the load goes: the server's URL, a reusable pre-auth key, and how to read the
+/// server's metrics at the end.
+struct Target {
+    url: url::Url,
+    key: String,
+    metrics: Box<dyn Fn() -> futures_util::future::BoxFuture<'static, String>>,
+    /// Keeps the server (process or state) alive for the run.
+    _keep: Box<dyn std::any::Any>,
+}
+
 async fn run(n: usize) {
+    let target = match std::env::var("LOAD_SERVER").as_deref() {
+        Ok("spawn") => spawned::start().await,
+        Ok("in-process") | Err(_) => in_process().await,
+        Ok(other) => panic!("LOAD_SERVER={other:?}: expected spawn or in-process"),
+    };
+    println!("server: {}", target.url);
+    drive(n, &target).await;
+}
+
+async fn in_process() -> Target {
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open(&DbConfig::Sqlite(SqliteConfig::new(
         dir.path().join("db.sqlite"),
@@ -99,8 +126,21 @@ async fn run(n: usize) {
     ))));
     let app = control_routes(st.clone(), ts);
     tokio::spawn(async move { axum::serve(listener, app).await });
+    let m = Arc::clone(st.metrics());
+    Target {
+        url,
+        key,
+        metrics: Box::new(move || {
+            let text = m.render();
+            Box::pin(async move { text })
+        }),
+        _keep: Box::new((st, dir)),
+    }
+}
 
-    let key = Arc::new(key);
+async fn drive(n: usize, target: &Target) {
+    let url = target.url.clone();
+    let key = Arc::new(target.key.clone());
     let limit = Arc::new(Semaphore::new(32));
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(usize, Instant)>();
     let (reg_tx, mut reg_rx) = mpsc::unbounded_channel::<Result<(), String>>();
@@ -214,10 +254,10 @@ async fn run(n: usize) {
     );
     println!(
         "metrics:\n{}",
-        st.metrics()
-            .render()
+        (target.metrics)()
+            .await
             .lines()
-            .filter(|l| !l.starts_with('#'))
+            .filter(|l| !l.starts_with('#') && !l.contains("_bucket"))
             .collect::<Vec<_>>()
             .join("\n")
     );
