@@ -125,6 +125,7 @@ impl ControlState {
                 url: format!("{base}{PING_RESPONSE_PATH}?id={id}"),
                 ..PingRequest::default()
             };
+            tracing::debug!(node = node.get(), "HA probe sent");
             if self.send_ping(node, request).await {
                 waiting.push((node, id, rx));
             } else {
@@ -142,7 +143,9 @@ impl ControlState {
             let Some(e) = snap.node(node) else {
                 continue;
             };
-            if !answered {
+            if answered {
+                tracing::debug!(node = node.get(), "HA probe answered");
+            } else {
                 failed.push(node);
             }
             if e.unhealthy == answered {
