@@ -350,3 +350,45 @@ fn node_tags_follow_the_live_policy() {
     let after = s.json(&["nodes", "list", "-o", "json"]);
     assert_eq!(after[0]["tags"], tagged["tags"], "{after}");
 }
+
+/// `nodes backfillips` gives a node missing its IPv4 an address from the running server's
+/// allocator, writes it and reports it in Headscale's wording; a second run changes nothing,
+/// and without confirmation nothing happens.
+#[test]
+fn backfillips_assigns_missing_addresses() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let db_path = dir.path().join("db.sqlite");
+    seed(&db_path, NodePublic::from_bytes([5; 32]));
+    Db::open(&DbConfig::Sqlite(SqliteConfig::new(&db_path)))
+        .unwrap()
+        .tx(|c| c.execute_raw("UPDATE nodes SET ipv4 = NULL"))
+        .unwrap();
+    let (child, addr) = support::spawn_serve(&config);
+    let s = Server {
+        child,
+        addr,
+        config,
+        _dir: dir,
+    };
+    let before = s.json(&["nodes", "list", "-o", "json"]);
+    assert_eq!(before[0]["ip_addresses"], serde_json::json!([]), "{before}");
+
+    let out = s.cli(&["nodes", "backfillips"]);
+    assert!(!out.status.success(), "not confirmed: nothing to do");
+
+    let changes = s.json(&["nodes", "backfillips", "--force", "-o", "json"]);
+    let changes = changes.as_array().unwrap();
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    let line = changes[0].as_str().unwrap();
+    assert!(line.starts_with("assigned IPv4 \"100."), "{line}");
+    assert!(line.ends_with("to Node(1) \"host1\""), "{line}");
+
+    let after = s.json(&["nodes", "list", "-o", "json"]);
+    let ip = after[0]["ip_addresses"][0].as_str().unwrap();
+    assert!(line.contains(ip), "{line} vs {after}");
+    assert_eq!(
+        s.json(&["nodes", "backfillips", "--force", "-o", "json"]),
+        serde_json::json!([])
+    );
+}

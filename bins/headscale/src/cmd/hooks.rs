@@ -4,8 +4,9 @@
 //! A policy set through the API is compiled and put in force at once.
 //! Tag changes are checked against the policy in force.
 //! `debug create-node` files a pending registration in the control state.
-//! What the control state does not offer yet (route discovery, address backfill) falls back
-//! to [`hs_api::DbOnly`].
+//! `nodes backfillips` allocates from the control state's address allocator.
+//! What the control state does not offer yet (route discovery) falls back to
+//! [`hs_api::DbOnly`].
 
 use chrono::{DateTime, Utc};
 use hs_api::{ApiError, ControlHooks, DbOnly};
@@ -211,7 +212,76 @@ impl ControlHooks for LiveHooks {
         })
     }
 
+    /// Go Headscale's backfill: a node missing an address of a configured family gets one
+    /// from the shared allocator; an address of a family no longer configured is removed.
+    /// Each changed node is written, then pushed to its peers.
     fn backfill_ips(&self, confirmed: bool) -> Result<Vec<String>, ApiError> {
-        DbOnly.backfill_ips(confirmed)
+        if !confirmed {
+            return DbOnly.backfill_ips(confirmed);
+        }
+        let ips = self.state.ip_allocator();
+        let (has4, has6) = (ips.v4_prefix().is_some(), ips.v6_prefix().is_some());
+        let db = self.state.db().clone();
+        let nodes = tokio::task::block_in_place(|| db.tx(|c| c.list_nodes()))
+            .map_err(|e| ApiError::Internal(format!("backfilling IPs: {e}")))?;
+        let mut changes = Vec::new();
+        let mut changed = Vec::new();
+        let mut assigned = Vec::new();
+        for mut n in nodes {
+            // Headscale's wording, one line per change.
+            let who = format!("Node({}) {:?}", n.id.get(), n.hostname);
+            let before = changes.len();
+            if (has4 && n.ipv4.is_none()) || (has6 && n.ipv6.is_none()) {
+                let (v4, v6) = ips
+                    .allocate(&mut rand::thread_rng())
+                    .map_err(|e| ApiError::Internal(format!("backfilling IPs: {e}")))?;
+                // `allocate` gives one of each family; hand back what this node keeps.
+                let mut unused = Vec::new();
+                match (n.ipv4, v4) {
+                    (None, Some(a)) => {
+                        changes.push(format!("assigned IPv4 \"{a}\" to {who}"));
+                        assigned.push(std::net::IpAddr::V4(a));
+                        n.ipv4 = Some(a);
+                    }
+                    (_, a) => unused.extend(a.map(std::net::IpAddr::V4)),
+                }
+                match (n.ipv6, v6) {
+                    (None, Some(a)) => {
+                        changes.push(format!("assigned IPv6 \"{a}\" to {who}"));
+                        assigned.push(std::net::IpAddr::V6(a));
+                        n.ipv6 = Some(a);
+                    }
+                    (_, a) => unused.extend(a.map(std::net::IpAddr::V6)),
+                }
+                ips.release(unused);
+            }
+            if !has4 && let Some(a) = n.ipv4.take() {
+                changes.push(format!("removing IPv4 \"{a}\" from {who}"));
+            }
+            if !has6 && let Some(a) = n.ipv6.take() {
+                changes.push(format!("removing IPv6 \"{a}\" from {who}"));
+            }
+            if changes.len() > before {
+                changed.push(n);
+            }
+        }
+        let stored = tokio::task::block_in_place(|| {
+            db.tx(|c| changed.iter().try_for_each(|n| c.upsert_node(n)))
+        });
+        if let Err(e) = stored {
+            // Nothing was written (one transaction): give the new addresses back.
+            ips.release(assigned);
+            return Err(ApiError::Internal(format!("backfilling IPs: {e}")));
+        }
+        if !changed.is_empty() {
+            self.apply(
+                "address backfill",
+                changed
+                    .into_iter()
+                    .map(|n| Op::Upsert(Box::new(n)))
+                    .collect(),
+            );
+        }
+        Ok(changes)
     }
 }

@@ -309,6 +309,13 @@ impl ControlState {
         &self.inner.ips
     }
 
+    /// The address allocator, for operator tools that assign addresses outside a
+    /// registration (`headscale nodes backfillips`); it is shared, so nothing is handed out
+    /// twice.
+    pub fn ip_allocator(&self) -> &IpAllocator {
+        &self.inner.ips
+    }
+
     pub(crate) fn pending(&self) -> &PendingAuths {
         &self.inner.pending
     }
