@@ -33,6 +33,7 @@ pub mod hujson;
 mod incremental;
 mod input;
 pub mod ipset;
+mod peers;
 mod resolve;
 mod routes;
 mod rules;
