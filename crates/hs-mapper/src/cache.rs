@@ -28,12 +28,15 @@ const SHARDS: usize = 16;
 /// oldest variant is dropped so a node's cache stays small.
 const MAX_VARIANTS: usize = 8;
 
+type Variant = (bool, Vec<IpNet>);
+
 struct Cached {
     entry: Arc<NodeEntry>,
     policy: Arc<dyn PolicyView>,
     expired: bool,
-    /// Rendered bytes per visible route set; the first is the most recently rendered.
-    variants: Vec<(Vec<IpNet>, Arc<[u8]>)>,
+    /// Rendered bytes per (rendered for the node itself, visible route set); the first is
+    /// the most recently rendered.
+    variants: Vec<(Variant, Arc<[u8]>)>,
 }
 
 /// The per-node JSON cache.
@@ -88,25 +91,31 @@ impl PeerCache {
             .remove(&id);
     }
 
-    /// The last bytes rendered for a node with the given visible routes, whatever entry
-    /// and policy they were rendered from.
-    pub fn peek(&self, id: NodeId, routes: &[IpNet]) -> Option<Arc<[u8]>> {
+    /// The last bytes rendered for a node with the given visible routes (for itself or for
+    /// a peer), whatever entry and policy they were rendered from.
+    pub fn peek(&self, id: NodeId, routes: &[IpNet], as_self: bool) -> Option<Arc<[u8]>> {
         self.shard(id)
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(&id)
-            .and_then(|c| c.variants.iter().find(|(r, _)| r == routes))
+            .and_then(|c| {
+                c.variants
+                    .iter()
+                    .find(|((s, r), _)| *s == as_self && r == routes)
+            })
             .map(|(_, j)| Arc::clone(j))
     }
 
-    /// The JSON of `e` as a `tailcfg.Node` for a viewer that may use `routes` of it (see
-    /// `hs_nodestore::Snapshot::visible_routes`), from the cache or freshly rendered.
+    /// The JSON of `e` as a `tailcfg.Node` for itself (`as_self`) or for a peer shown
+    /// `routes` of it (see `hs_nodestore::Snapshot::visible_routes`), from the cache or
+    /// freshly rendered.
     pub fn node_json(
         &self,
         e: &Arc<NodeEntry>,
         cfg: &MapperConfig,
         policy: &Arc<dyn PolicyView>,
         routes: &[IpNet],
+        as_self: bool,
         now: DateTime<Utc>,
     ) -> Result<Arc<[u8]>, Error> {
         let id = e.node.id;
@@ -120,14 +129,17 @@ impl PeerCache {
                 && Arc::ptr_eq(&c.entry, e)
                 && Arc::ptr_eq(&c.policy, policy)
                 && c.expired == expired
-                && let Some((_, j)) = c.variants.iter().find(|(r, _)| r == routes)
+                && let Some((_, j)) = c
+                    .variants
+                    .iter()
+                    .find(|((s, r), _)| *s == as_self && r == routes)
             {
                 return Ok(Arc::clone(j));
             }
         }
         // Render outside the lock: serialisation is the expensive part.
         let json: Arc<[u8]> =
-            serde_json::to_vec(&render::node(e, cfg, &**policy, routes, now))?.into();
+            serde_json::to_vec(&render::node(e, cfg, &**policy, routes, as_self, now))?.into();
         let mut shard = self
             .shard(id)
             .lock()
@@ -136,7 +148,7 @@ impl PeerCache {
             entry: Arc::clone(e),
             policy: Arc::clone(policy),
             expired,
-            variants: vec![(routes.to_vec(), json)],
+            variants: vec![((as_self, routes.to_vec()), json)],
         };
         match shard.get_mut(&id) {
             Some(c)
@@ -144,8 +156,10 @@ impl PeerCache {
                     && Arc::ptr_eq(&c.policy, policy)
                     && c.expired == expired =>
             {
-                c.variants.retain(|(r, _)| r != routes);
-                c.variants.insert(0, (routes.to_vec(), Arc::clone(&json)));
+                c.variants
+                    .retain(|((s, r), _)| !(*s == as_self && r == routes));
+                c.variants
+                    .insert(0, ((as_self, routes.to_vec()), Arc::clone(&json)));
                 c.variants.truncate(MAX_VARIANTS);
             }
             _ => {

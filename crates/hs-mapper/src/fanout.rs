@@ -24,7 +24,7 @@ use crate::frame::encode_frame;
 use crate::full::profiles;
 use crate::mapper::Mapper;
 use crate::message::{EMPTY_SSH_POLICY, Message};
-use crate::render::wire_user;
+use crate::render::{self, wire_user};
 use crate::session::Session;
 
 /// Why a stream must be closed rather than updated.
@@ -169,7 +169,6 @@ impl Mapper {
         sessions: impl IntoIterator<Item = &'s mut Session>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Outgoing>, Error> {
-        let cfg = self.config();
         let policy = next.policy();
         let mut agg: BTreeMap<NodeId, Agg> = BTreeMap::new();
         let mut users_changed = BTreeSet::new();
@@ -202,22 +201,30 @@ impl Mapper {
             }
         }
         if policy_changed {
-            // Node attributes come from the policy: re-render everything once and resend
-            // only the entries whose bytes moved.
-            // Per-viewer route differences are found per viewer below.
+            // Node attributes are the only part of a rendered node the policy decides
+            // (besides the per-viewer routes, compared per viewer below): resend the nodes
+            // whose attributes moved.
+            // Peers see only the exit-node suggestion among them; a node whose other
+            // attributes moved is resent to itself alone.
+            let old = prev.policy();
             for e in next.nodes() {
-                let routes = e.offered_routes();
-                let before = self.cache().peek(e.node.id, &routes);
-                let after = self.cache().node_json(e, cfg, policy, &routes, now)?;
-                if before.as_deref() != Some(&*after) {
-                    agg.entry(e.node.id).or_default().full = true;
+                if old.node_attrs(&e.node) == policy.node_attrs(&e.node) {
+                    continue;
                 }
+                let peers_too =
+                    render::peer_cap_map(e, &**old) != render::peer_cap_map(e, &**policy);
+                let a = agg.entry(e.node.id).or_default();
+                a.full |= peers_too;
             }
         }
         let deltas: BTreeMap<NodeId, PeerDelta> = agg
             .iter()
             .filter_map(|(id, a)| {
                 let e = next.node(*id)?;
+                if !a.full && a.patch.is_empty() {
+                    // Only the node itself needs telling (its own attributes).
+                    return None;
+                }
                 let d = if a.full {
                     PeerDelta::Full
                 } else {
@@ -389,15 +396,16 @@ impl Mapper {
         if let Some(me) = plan.self_node
             && let Some(v) = next.node(me)
         {
-            msg.node = Some(
-                self.cache()
-                    .node_json(v, cfg, policy, &v.offered_routes(), now)?,
-            );
+            msg.node =
+                Some(
+                    self.cache()
+                        .node_json(v, cfg, policy, &v.offered_routes(), true, now)?,
+                );
         }
         for (id, routes) in &plan.changed {
             if let Some(e) = next.node(*id) {
                 msg.peers_changed
-                    .push(self.cache().node_json(e, cfg, policy, routes, now)?);
+                    .push(self.cache().node_json(e, cfg, policy, routes, false, now)?);
             }
         }
         Ok(encode_frame(&msg.to_json()?)?.into())

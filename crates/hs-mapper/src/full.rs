@@ -47,7 +47,10 @@ impl Mapper {
         for p in snap.peers_of(viewer) {
             users.insert(render::wire_user(p));
             let routes = snap.visible_routes(v, p);
-            peers.push(self.cache().node_json(p, cfg, policy, &routes, now)?);
+            peers.push(
+                self.cache()
+                    .node_json(p, cfg, policy, &routes, false, now)?,
+            );
         }
         let filter = policy.packet_filter(&v.node);
         let ssh = policy
@@ -71,7 +74,7 @@ impl Mapper {
             },
             node: Some(
                 self.cache()
-                    .node_json(v, cfg, policy, &v.offered_routes(), now)?,
+                    .node_json(v, cfg, policy, &v.offered_routes(), true, now)?,
             ),
             derp_map: Some(Arc::clone(&cfg.derp_map)),
             dns: cfg.dns.clone(),

@@ -36,7 +36,8 @@ pub use mapper::Mapper;
 pub use message::EMPTY_SSH_POLICY;
 pub use outbox::{OutboxClosed, OutboxReceiver, OutboxSender, Recv, outbox};
 pub use render::{
-    CAP_ADMIN, CAP_DEFAULT_AUTO_UPDATE, CAP_FILE_SHARING, CAP_SSH, TAGGED_DEVICES_USER_ID, cap_map,
-    node as render_node, tagged_devices_profile, user_profile, wire_user,
+    CAP_ADMIN, CAP_DEFAULT_AUTO_UPDATE, CAP_FILE_SHARING, CAP_SSH, CAP_SUGGEST_EXIT_NODE,
+    TAGGED_DEVICES_USER_ID, cap_map, node as render_node, peer_cap_map, tagged_devices_profile,
+    user_profile, wire_user,
 };
 pub use session::Session;

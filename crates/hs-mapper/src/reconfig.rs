@@ -96,16 +96,22 @@ impl Mapper {
                 },
                 derp_map: derp.clone(),
                 dns: dns.clone(),
-                node: Some(
-                    self.cache()
-                        .node_json(v, new, policy, &v.offered_routes(), now)?,
-                ),
+                node: Some(self.cache().node_json(
+                    v,
+                    new,
+                    policy,
+                    &v.offered_routes(),
+                    true,
+                    now,
+                )?),
                 ..Message::default()
             };
             for p in snap.peers_of(s.node) {
                 let routes = snap.visible_routes(v, p);
-                msg.peers_changed
-                    .push(self.cache().node_json(p, new, policy, &routes, now)?);
+                msg.peers_changed.push(
+                    self.cache()
+                        .node_json(p, new, policy, &routes, false, now)?,
+                );
             }
             out.push(Outgoing::Frame {
                 node: s.node,

@@ -69,14 +69,42 @@ pub fn cap_map(e: &NodeEntry, cfg: &MapperConfig, policy: &dyn PolicyView) -> Ca
     m
 }
 
+/// `tailcfg.NodeAttrSuggestExitNode`: offered to clients as an exit-node suggestion.
+pub const CAP_SUGGEST_EXIT_NODE: &str = "suggest-exit-node";
+
+/// The CapMap a node shows to its peers: Headscale's `PeerCapMap`, which carries only
+/// `suggest-exit-node`, and only while the node serves an approved exit route (a policy
+/// attribute alone does not make an unapproved route a suggestion).
+pub fn peer_cap_map(e: &NodeEntry, policy: &dyn PolicyView) -> CapMap {
+    let mut m = CapMap::new();
+    if e.exit_routes().next().is_none() {
+        return m;
+    }
+    if let Some(attr) = policy
+        .node_attrs(&e.node)
+        .into_iter()
+        .find(|a| a.cap == CAP_SUGGEST_EXIT_NODE)
+    {
+        let values = attr
+            .values
+            .iter()
+            .filter_map(|v| serde_json::from_str(v).ok())
+            .collect();
+        m.insert(attr.cap, values);
+    }
+    m
+}
+
 /// The node as `tailcfg.Node` for a viewer shown `routes` of it
 /// (`hs_nodestore::Snapshot::visible_routes`): its subnet routes among them are its
-/// `PrimaryRoutes` for that viewer, and all of them are added to its `AllowedIPs`.
+/// `PrimaryRoutes` for that viewer, and all of them are added to its `AllowedIPs`. The node
+/// itself (`as_self`) gets its full CapMap, peers the [`peer_cap_map`].
 pub fn node(
     e: &NodeEntry,
     cfg: &MapperConfig,
     policy: &dyn PolicyView,
     routes: &[IpNet],
+    as_self: bool,
     now: DateTime<Utc>,
 ) -> tailcfg::Node {
     let n = &e.node;
@@ -111,7 +139,11 @@ pub fn node(
         last_seen: if e.online { None } else { n.last_seen },
         online: Some(e.online),
         machine_authorized: !expired,
-        cap_map: cap_map(e, cfg, policy),
+        cap_map: if as_self {
+            cap_map(e, cfg, policy)
+        } else {
+            peer_cap_map(e, policy)
+        },
         expired,
         ..tailcfg::Node::default()
     }

@@ -1,6 +1,7 @@
 //! Per-viewer routes: a router's `AllowedIPs` and `PrimaryRoutes` as each viewer's policy
-//! lets it use them, a primary move reaching every viewer in the same batch, and a policy
-//! change resending exactly the router entries whose visible routes moved.
+//! lets it use them, a primary move reaching every viewer in the same batch, a policy
+//! change resending exactly the router entries whose visible routes moved, and exit-node
+//! suggestions.
 
 use std::sync::Arc;
 
@@ -15,10 +16,12 @@ use serde_json::{Value, json};
 use crate::fixtures::{NOW, frames, mapper, node, t, user};
 
 /// Everyone sees everyone; routes are usable only by viewers owned by one of `route_users`.
+/// With `suggest`, every node gets the `suggest-exit-node` attribute.
 #[derive(Debug)]
 struct RoutesFor {
     route_users: Vec<u64>,
     filter: Arc<str>,
+    suggest: bool,
 }
 
 impl RoutesFor {
@@ -26,6 +29,15 @@ impl RoutesFor {
         Arc::new(Self {
             route_users: route_users.to_vec(),
             filter: Arc::from(hs_nodestore::ALLOW_ALL_FILTER_JSON),
+            suggest: false,
+        })
+    }
+
+    fn suggesting(route_users: &[u64]) -> Arc<dyn PolicyView> {
+        Arc::new(Self {
+            route_users: route_users.to_vec(),
+            filter: Arc::from(hs_nodestore::ALLOW_ALL_FILTER_JSON),
+            suggest: true,
         })
     }
 }
@@ -44,7 +56,13 @@ impl PolicyView for RoutesFor {
     }
 
     fn node_attrs(&self, _node: &Node) -> Vec<NodeAttr> {
-        Vec::new()
+        if !self.suggest {
+            return Vec::new();
+        }
+        vec![NodeAttr {
+            cap: "suggest-exit-node".into(),
+            values: Vec::new(),
+        }]
     }
 
     fn visible_routes(&self, viewer: &Node, peer: &NodeEntry) -> Vec<IpNet> {
@@ -238,4 +256,33 @@ fn a_policy_change_resends_routers_whose_visible_routes_moved() {
             .all(|p| p["ID"] == 1 || p["ID"] == 4),
         "{m}"
     );
+}
+
+#[test]
+fn only_approved_exit_nodes_are_suggested_to_peers() {
+    let mut w = world();
+    let out = w.apply(vec![Op::SetPolicy(RoutesFor::suggesting(&[1]))]);
+    // Router 1 serves an approved exit route: its peers are told it is a suggestion.
+    let m = &out[&NodeId(2)];
+    let r = peer(&m["PeersChanged"], 1);
+    assert_eq!(r["CapMap"], json!({"suggest-exit-node": []}), "{r}");
+    // Router 4 has the attribute too but no exit route: nothing for its peers.
+    assert!(
+        m["PeersChanged"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["ID"] == 1),
+        "{m}"
+    );
+    // Peers never see the rest of a node's CapMap; the node itself sees all of it.
+    let full = w.full(2);
+    let r4 = peer(&full["Peers"], 4);
+    assert!(r4.get("CapMap").is_none(), "{r4}");
+    assert!(
+        full["Node"]["CapMap"]
+            .get("https://tailscale.com/cap/is-admin")
+            .is_some()
+    );
+    assert_eq!(full["Node"]["CapMap"]["suggest-exit-node"], json!([]));
 }
