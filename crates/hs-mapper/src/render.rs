@@ -1,8 +1,9 @@
 //! Rendering one node as `tailcfg.Node` and one user as `tailcfg.UserProfile`, as Headscale's
 //! `TailNode` and `TailscaleUserProfile` do. A node renders from its entry, the config,
-//! whether its key has expired and, as the only per-viewer part, which of its routes the
-//! viewer may use (`AllowedIPs`, `PrimaryRoutes`); viewers allowed the same routes share
-//! the serialised bytes.
+//! whether its key has expired, whether it is rendered for itself (full CapMap) or for a
+//! peer (`PeerCapMap`: the exit-node suggestion only) and, as the only per-viewer part,
+//! which of its routes the viewer may use (`AllowedIPs`, `PrimaryRoutes`); peers allowed
+//! the same routes share the serialised bytes.
 
 use chrono::{DateTime, Utc};
 use ipnet::IpNet;
