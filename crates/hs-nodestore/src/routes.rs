@@ -15,9 +15,11 @@ use hs_types::NodeId;
 use crate::entry::{NodeEntry, is_exit_route};
 use crate::snapshot::{RouteState, Snapshot};
 
-/// The subnet prefixes a node is a candidate for: served, non-exit, and only while online.
+/// The subnet prefixes a node is a candidate for: served, non-exit, and only while online
+/// and not logged out (a logged-out node is hidden from its peers, so a prefix it held
+/// would be unreachable).
 fn candidacy(e: &NodeEntry) -> BTreeSet<IpNet> {
-    if !e.online {
+    if !e.online || e.logged_out {
         return BTreeSet::new();
     }
     e.served_routes()

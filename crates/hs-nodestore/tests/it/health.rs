@@ -1,6 +1,7 @@
 //! HA health in the primary election: an unhealthy primary hands its prefixes to a healthy
 //! standby in the same batch (peers told through `NodeChanged`), a recovered router does
-//! not take them back, and when every router is unhealthy the primary stays.
+//! not take them back, and when every router is unhealthy the primary stays. A logged-out
+//! router (hidden from peers) is no candidate.
 
 use std::sync::Arc;
 
@@ -119,4 +120,29 @@ fn reconnecting_clears_the_unhealthy_mark() {
     let n2 = store.load().node(NodeId(2)).unwrap().node.clone();
     w.apply([Op::Upsert(Box::new(n2))]);
     assert!(store.load().node(NodeId(2)).unwrap().unhealthy);
+}
+
+#[test]
+fn a_logged_out_router_hands_its_prefixes_over() {
+    let (store, mut w, p) = three_routers();
+    w.apply([patch(
+        1,
+        NodePatch {
+            logged_out: Some(true),
+            ..NodePatch::default()
+        },
+    )]);
+    assert_eq!(store.load().primary_route(&p), Some(NodeId(2)));
+    w.apply([patch(
+        1,
+        NodePatch {
+            logged_out: Some(false),
+            ..NodePatch::default()
+        },
+    )]);
+    assert_eq!(
+        store.load().primary_route(&p),
+        Some(NodeId(2)),
+        "no flap back"
+    );
 }

@@ -78,10 +78,10 @@ fn check_invariants(s: &Snapshot) {
             assert!(s.nodes_of_user(u).any(|m| m.node.id == n.id));
         }
     }
-    // Route table: candidates are exactly the online servers; the primary is a candidate and
-    // the only node listing the prefix among its primary routes.
+    // Route table: candidates are exactly the online servers not logged out; the primary is a
+    // candidate and the only node listing the prefix among its primary routes.
     let mut expect: BTreeMap<ipnet::IpNet, BTreeSet<NodeId>> = BTreeMap::new();
-    for e in s.nodes().filter(|e| e.online) {
+    for e in s.nodes().filter(|e| e.online && !e.logged_out) {
         for r in e
             .served_routes()
             .filter(|r| !hs_nodestore::is_exit_route(r))
