@@ -333,10 +333,10 @@ pub(crate) fn auto_approve_multi_network(ctx: &Ctx, name: &str) -> anyhow::Resul
 /// until the exit node is approved and selected, then reaches it through the exit node (the
 /// host sees the exit node's address), and no longer once the exit node is deselected.
 pub(crate) fn exit_nodes(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
-    // The exit node does not forward to its own attached LAN, so the off-tailnet host is one
-    // hop behind it.
+    // An exit node forwards neither to its own attached LAN nor to private ranges, so the
+    // off-tailnet host is one hop behind it on TEST-NET-3 (inside the LAN namespace only).
     let net = Lan {
-        far: Some(Ipv4Addr::new(10, 45, 0, 0)),
+        far: Some(crate::topology::TEST_NET_3),
         ..lan("net", 44, 0)
     };
     let target = net.target();

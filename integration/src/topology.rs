@@ -5,7 +5,7 @@
 //! linked by a veth to a bridge in the hub namespace (control server and relay on
 //! [`HUB_IP`]); a LAN is one more namespace holding a host address (`10.33.x.1`, served by the
 //! harness's `host` subcommand) on a bridge that only the namespaces attached to it reach.
-//! A LAN may also hold a "far" network one hop away (its host on a dummy interface in the LAN
+//! A LAN may also hold a "far" network one hop away (its host on the loopback of the LAN
 //! namespace, reached by the attached members through a static route via the LAN host): an
 //! exit node refuses to forward to its own attached subnets ("guest wifi" rule), so the
 //! off-tailnet target of the exit-node scenarios lives there.
@@ -35,6 +35,15 @@ pub(crate) const HOST_PORT: u16 = 80;
 /// Private ranges a plan may use: LANs in 10.32.0.0/11 (10.32–10.63), the hub in 10.200.255.0/24.
 const LAN_RANGE: (Ipv4Addr, u8) = (Ipv4Addr::new(10, 32, 0, 0), 11);
 const HUB_NET: (Ipv4Addr, u8) = (Ipv4Addr::new(10, 200, 255, 0), 24);
+/// TEST-NET-3 (RFC 5737, documentation only, never routed on the internet): the one
+/// non-private network a far network may use, because exit nodes refuse to forward to private
+/// ranges (`removeFromDefaultRoute` in tailscale's ipnlocal), so an "internet" host must look
+/// public. It exists only inside the scenario's LAN namespace.
+pub(crate) const TEST_NET_3: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 0);
+
+fn far_allowed(f: Ipv4Addr) -> bool {
+    in_net(f, LAN_RANGE) || net24(f) == TEST_NET_3
+}
 
 /// A /24 behind one or more routers, with one host at `.1`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,7 +172,7 @@ impl Plan {
             out.push(PlannedNs {
                 id: self.lan_id(j),
                 addrs: std::iter::once(("br0".to_owned(), l.host()))
-                    .chain(l.far.map(|_| ("dummy0".to_owned(), l.target())))
+                    .chain(l.far.map(|_| ("lo".to_owned(), l.target())))
                     .collect(),
                 client: false,
                 lan: true,
@@ -210,8 +219,8 @@ impl Plan {
             nets.push(l.net);
             if let Some(f) = l.far {
                 ensure!(
-                    f == net24(f) && in_net(f, LAN_RANGE) && !nets.contains(&f),
-                    "LAN {}'s far network {f}: must be a /24 inside 10.32.0.0/11 used nowhere else",
+                    f == net24(f) && far_allowed(f) && !nets.contains(&f),
+                    "LAN {}'s far network {f}: must be a /24 inside 10.32.0.0/11 or 203.0.113.0/24, used nowhere else",
                     l.name
                 );
                 nets.push(f);
@@ -369,9 +378,8 @@ impl Topology {
             bridge(&n, self.plan.lans[j].host())?;
             if self.plan.lans[j].far.is_some() {
                 let t = self.plan.lans[j].target();
-                ip(&["-n", &n, "link", "add", "dummy0", "type", "dummy"])?;
-                ip(&["-n", &n, "addr", "add", &format!("{t}/24"), "dev", "dummy0"])?;
-                ip(&["-n", &n, "link", "set", "dummy0", "up"])?;
+                // On loopback (no dummy driver needed): a local address of the namespace.
+                ip(&["-n", &n, "addr", "add", &format!("{t}/32"), "dev", "lo"])?;
             }
         }
         for i in 0..self.plan.members.len() {
@@ -504,8 +512,8 @@ pub(crate) fn serve_host(args: &[String]) -> anyhow::Result<()> {
         .parse()
         .with_context(|| format!("host --listen {listen:?} is not an IPv4 address and port"))?;
     ensure!(
-        in_net(*addr.ip(), LAN_RANGE),
-        "host --listen {addr}: only LAN addresses (10.32.0.0/11) are allowed"
+        far_allowed(*addr.ip()),
+        "host --listen {addr}: only LAN addresses (10.32.0.0/11, 203.0.113.0/24) are allowed"
     );
     let l = std::net::TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
     eprintln!("hs-integration host {name}: listening on {addr}");
@@ -616,9 +624,13 @@ mod tests {
         assert_eq!(p.lans[0].target(), Ipv4Addr::new(10, 45, 0, 1));
         p.validate(&[Ipv4Addr::new(10, 45, 0, 1)]).unwrap();
         assert!(p.validate(&[Ipv4Addr::new(10, 45, 0, 2)]).is_err());
+        p.lans[0].far = Some(TEST_NET_3);
+        p.validate(&[Ipv4Addr::new(203, 0, 113, 1)]).unwrap();
         for bad in [
             Ipv4Addr::new(10, 33, 0, 0),
             Ipv4Addr::new(172, 16, 0, 0),
+            Ipv4Addr::new(198, 51, 100, 0),
+            Ipv4Addr::new(203, 0, 113, 128),
             Ipv4Addr::new(0, 0, 0, 0),
         ] {
             p.lans[0].far = Some(bad);
