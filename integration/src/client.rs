@@ -23,6 +23,22 @@ pub(crate) struct ClientBins {
     pub(crate) tailscale: PathBuf,
 }
 
+/// The client's `major.minor` from `tailscale version` (its first line, `1.80.3-…`).
+pub(crate) fn version(tailscale: &Path) -> anyhow::Result<(u32, u32)> {
+    let out = Command::new(tailscale)
+        .arg("version")
+        .output()
+        .with_context(|| format!("running {} version", tailscale.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let first = text.lines().next().unwrap_or_default();
+    let mut parts = first.split(['.', '-']);
+    let mut num = || parts.next().and_then(|p| p.parse::<u32>().ok());
+    match (num(), num()) {
+        (Some(a), Some(b)) => Ok((a, b)),
+        _ => bail!("cannot read a version from `tailscale version`: {first:?}"),
+    }
+}
+
 /// One running client.
 #[derive(Debug)]
 pub(crate) struct Client {
@@ -57,6 +73,8 @@ impl Client {
             ("TS_ASSUME_NETWORK_UP_FOR_TEST", "1"),
             ("TS_PANIC_IF_HIT_MAIN_CONTROL", "1"),
             ("TS_DEBUG_USE_DERP_HTTP", "1"),
+            // Logs every MapResponse received; the artifacts collect them.
+            ("TS_DEBUG_MAP", "1"),
             // Port 9 (discard) is closed: any proxied (non-loopback) HTTP fails at once.
             ("HTTP_PROXY", "http://127.0.0.1:9"),
             ("HTTPS_PROXY", "http://127.0.0.1:9"),
@@ -148,14 +166,37 @@ impl Client {
         cmd
     }
 
+    /// Starts tailscaled again after [`Client::stop`], with the same state directory (so the
+    /// same node) and socket.
+    pub(crate) fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop();
+        let state_dir = self
+            .socket
+            .parent()
+            .context("the socket path has no directory")?
+            .to_owned();
+        self.spawn_daemon(&state_dir)
+    }
+
     /// Runs the CLI and fails with its output unless it exits 0.
     pub(crate) fn cli_ok(&self, args: &[&str]) -> anyhow::Result<String> {
         let out = self.cli(args)?;
         if !out.status.success() {
+            // Auth keys stay out of messages and logs.
+            let shown: Vec<&str> = args
+                .iter()
+                .map(|a| {
+                    if a.starts_with("--auth-key=") {
+                        "--auth-key=<redacted>"
+                    } else {
+                        a
+                    }
+                })
+                .collect();
             bail!(
                 "{}: `tailscale {}` failed ({}): {}{}",
                 self.name,
-                args.join(" "),
+                shown.join(" "),
                 out.status,
                 String::from_utf8_lossy(&out.stdout).trim(),
                 String::from_utf8_lossy(&out.stderr).trim()
@@ -278,6 +319,11 @@ impl Client {
             "--timeout=3s",
             target,
         ])
+    }
+
+    /// Where its logs and artifacts go.
+    pub(crate) fn log_dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Saves `status --json` into the log directory (best effort).

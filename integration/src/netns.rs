@@ -5,6 +5,7 @@
 //! still keep the clients away from anything but loopback.
 
 use std::process::Command;
+use std::sync::OnceLock;
 
 use anyhow::{Context as _, bail};
 
@@ -64,13 +65,41 @@ fn ip(args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
+static DUMMY_UPLINK: OnceLock<bool> = OnceLock::new();
+
+/// Gives every namespace created from now on an "uplink": a veth pair with both ends inside
+/// the namespace and one private /32 address. Clients older than 1.90 decide "no network" on
+/// a loopback-only host and then never start DERP or netcheck (`TS_ASSUME_NETWORK_UP_FOR_TEST`
+/// only reaches their control client). The pair connects the namespace to itself and a /32
+/// adds no route, so nothing can leave the namespace.
+pub(crate) fn enable_dummy_uplink() {
+    let _ = DUMMY_UPLINK.set(true);
+}
+
+/// The uplink's address (private, reachable only inside the namespace).
+const DUMMY_ADDR: &str = "10.255.254.1/32";
+
 fn try_create(name: &str) -> anyhow::Result<()> {
     // A namespace left over from a killed run would make `add` fail.
     let _ = ip(&["netns", "delete", name]);
     ip(&["netns", "add", name])?;
-    if let Err(e) = ip(&["-n", name, "link", "set", "lo", "up"]) {
-        let _ = ip(&["netns", "delete", name]);
-        return Err(e);
+    let mut setup = vec![vec!["-n", name, "link", "set", "lo", "up"]];
+    if DUMMY_UPLINK.get().copied().unwrap_or(false) {
+        // Both ends of the veth pair live in this namespace: there is no way out of it.
+        setup.push(vec![
+            "-n", name, "link", "add", "hsitup0", "type", "veth", "peer", "name", "hsitup1",
+        ]);
+        setup.push(vec![
+            "-n", name, "addr", "add", DUMMY_ADDR, "dev", "hsitup0",
+        ]);
+        setup.push(vec!["-n", name, "link", "set", "hsitup0", "up"]);
+        setup.push(vec!["-n", name, "link", "set", "hsitup1", "up"]);
+    }
+    for args in setup {
+        if let Err(e) = ip(&args) {
+            let _ = ip(&["netns", "delete", name]);
+            return Err(e);
+        }
     }
     Ok(())
 }

@@ -84,6 +84,23 @@ pub(crate) const ALL: &[Scenario] = &[
         "TestHarnessSelfCheckBrokenServer",
         crate::selfcheck::broken_server,
     ),
+    (
+        "TestEnablingRoutes",
+        crate::routes_scenarios::enabling_routes,
+    ),
+    (
+        "TestHASubnetRouterFailover",
+        crate::routes_scenarios::ha_subnet_router_failover,
+    ),
+    (
+        "TestSubnetRouteACL",
+        crate::routes_scenarios::subnet_route_acl,
+    ),
+    (
+        "TestAutoApproveMultiNetwork",
+        crate::routes_scenarios::auto_approve_multi_network,
+    ),
+    ("TestExitNodes", crate::routes_scenarios::exit_nodes),
 ];
 
 /// Generous: a loaded 2-core machine runs several tailscaled at once.
@@ -254,6 +271,11 @@ impl Env {
         self.server.scrape_metrics(&self.dir.join("metrics.txt"));
         for c in &mut self.clients {
             c.stop();
+            let d = c.log_dir();
+            crate::artifacts::extract_map_responses(
+                &d.join("tailscaled.stderr"),
+                &d.join("mapresponses.jsonl"),
+            );
         }
         self.server.stop();
         self.server.copy_db(&self.dir);
@@ -369,7 +391,7 @@ pub(crate) fn by_ip(c: &Client) -> anyhow::Result<Vec<String>> {
 }
 
 fn ping_all_by_ip(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
-    let (mut e, _) = two_users(ctx, name, 2, KeyOpts::default(), &[], false)?;
+    let (mut e, _) = two_users(ctx, name, 2, KeyOpts::default(), &[], true)?;
     let n = e.ping_all(&by_ip, None)?;
     ensure!(
         n == 4 * 3 * 2,
@@ -380,14 +402,14 @@ fn ping_all_by_ip(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
 }
 
 fn ping_all_by_hostname(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
-    let (mut e, _) = two_users(ctx, name, 2, KeyOpts::default(), &[], false)?;
+    let (mut e, _) = two_users(ctx, name, 2, KeyOpts::default(), &[], true)?;
     let n = e.ping_all(&|c| Ok(vec![c.fqdn()?]), None)?;
     println!("  {name}: {n} pings by FQDN succeeded");
     Ok(())
 }
 
 fn logout_relogin_same_user(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
-    let (mut e, keys) = two_users(ctx, name, 2, KeyOpts::default(), &[], false)?;
+    let (mut e, keys) = two_users(ctx, name, 2, KeyOpts::default(), &[], true)?;
     e.ping_all(&by_ip, None)?;
     let before: Vec<Vec<String>> = e
         .clients
@@ -439,7 +461,7 @@ fn ephemeral(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
         ephemeral: true,
         ..KeyOpts::default()
     };
-    let (mut e, _) = two_users(ctx, name, 2, opts, &[], false)?;
+    let (mut e, _) = two_users(ctx, name, 2, opts, &[], true)?;
     e.ping_all(&by_ip, None)?;
     let n = e.node_count()?;
     ensure!(
@@ -467,7 +489,7 @@ fn derp_server_scenario(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
 }
 
 fn expire_node(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
-    let (mut e, _) = two_users(ctx, name, 2, KeyOpts::default(), &[], false)?;
+    let (mut e, _) = two_users(ctx, name, 2, KeyOpts::default(), &[], true)?;
     e.ping_all(&by_ip, None)?;
     let victim = e.clients[0].name.clone();
     let list = e
@@ -542,7 +564,7 @@ fn user_names(e: &Env, ctx: &Ctx) -> anyhow::Result<Vec<String>> {
 }
 
 fn user_command(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
-    let mut e = Env::new(ctx, name, false)?;
+    let mut e = Env::new(ctx, name, true)?;
     e.start_server(ctx)?;
     for u in ["user1", "user2"] {
         e.server.cli(&ctx.server_bin, &["users", "create", u])?;
@@ -584,7 +606,7 @@ fn user_command(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
 }
 
 fn pre_auth_key_command(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
-    let mut e = Env::new(ctx, name, false)?;
+    let mut e = Env::new(ctx, name, true)?;
     e.start_server(ctx)?;
     let user = cli_json(&e, ctx, &["users", "create", "user1"])?;
     let uid = user["id"]

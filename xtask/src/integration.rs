@@ -168,6 +168,21 @@ fn doctor() -> Result<()> {
         "install iproute2 and run as root (or with CAP_NET_ADMIN and CAP_SYS_ADMIN)",
     );
     check(
+        "postgres (for --postgres)",
+        std::fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .and_then(|d| {
+                d.filter_map(|e| e.ok().map(|e| e.path().join("bin/postgres")))
+                    .find(|p| p.is_file())
+            })
+            .context("no /usr/lib/postgresql/<version>/bin/postgres")
+            .and_then(|p| {
+                output("id", &["-u", "postgres"])
+                    .map(|_| format!("{} and a postgres user", p.display()))
+            }),
+        "apt-get install postgresql (initdb refuses root, so the harness runs it as the postgres user)",
+    );
+    check(
         "free disk",
         output("df", &["-Pk", "."]).and_then(|o| {
             let avail_kb: u64 = o
