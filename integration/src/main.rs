@@ -25,10 +25,12 @@ mod routes_scenarios;
 mod scenarios;
 mod scenarios_auth;
 mod scenarios_policy;
+mod scenarios_tsrs;
 mod selfcheck;
 mod server;
 mod tcp;
 mod topology;
+mod tsrs;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -50,6 +52,14 @@ fn main() -> std::process::ExitCode {
             [flag, addr] if flag == "--listen" => tcp::serve(addr).map(|()| true),
             _ => Err(anyhow::anyhow!(
                 "usage: hs-integration http --listen 127.0.0.1:PORT"
+            )),
+        },
+        Some((c, rest)) if c == "tsrs" => match rest {
+            [f1, url, f2, host] if f1 == "--url" && f2 == "--hostname" => {
+                tsrs::run(url, host).map(|()| true)
+            }
+            _ => Err(anyhow::anyhow!(
+                "usage: HSIT_TS_AUTH_KEY=… hs-integration tsrs --url http://127.0.0.1:PORT --hostname NAME"
             )),
         },
         Some((c, _)) if c == "list" => {

@@ -74,6 +74,10 @@ pub(crate) const ALL: &[Scenario] = &[
         "TestNodeOnlineStatus",
         crate::scenarios_policy::node_online_status,
     ),
+    (
+        "TestTailscaleRustClientJoins",
+        crate::scenarios_tsrs::rust_client_joins,
+    ),
     ("TestUserCommand", user_command),
     ("TestPreAuthKeyCommand", pre_auth_key_command),
     (
