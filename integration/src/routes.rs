@@ -443,6 +443,11 @@ impl RouteEnv {
         Ok(())
     }
 
+    /// Pulls (`up == false`) or plugs back client `name`'s hub cable.
+    pub(crate) fn set_uplink(&self, name: &str, up: bool) -> anyhow::Result<()> {
+        self.topo.set_uplink(self.idx(name)?, up)
+    }
+
     /// Starts client `name`'s tailscaled again (same node, logged in from its state).
     pub(crate) fn restart_client(&mut self, name: &str) -> anyhow::Result<()> {
         let i = self.idx(name)?;

@@ -117,7 +117,9 @@ pub(crate) fn enabling_routes(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
 
 /// Two routers for one LAN: the first approved is primary and carries the traffic, the second
 /// stands by; when the first stops the client reaches the LAN through the second (failover
-/// time measured), and when the first comes back the primary does not flap back.
+/// time measured, < 15 s), and when the first comes back the primary does not flap back. Then
+/// the second's cable is pulled (only health probes can tell): the route moves back to the
+/// first (time measured and printed), and does not flap when the cable is back.
 pub(crate) fn ha_subnet_router_failover(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
     let l = lan("lan0", 33, 0);
     let target = l.host();
@@ -162,35 +164,13 @@ pub(crate) fn ha_subnet_router_failover(ctx: &Ctx, name: &str) -> anyhow::Result
     // The primary stops; measure until the client reaches the LAN through r2.
     let t0 = Instant::now();
     e.stop_client("r1")?;
-    let want = format!("peer={via2}");
-    let mut netmap_at = None;
-    let deadline = t0 + Duration::from_secs(90);
-    let reached = loop {
-        e.alive()?;
-        if netmap_at.is_none()
-            && e.peer_view("c1", "r2")
-                .is_ok_and(|v| v.primary_routes == [cidr.clone()])
-        {
-            netmap_at = Some(t0.elapsed());
-        }
-        if let Ok(b) = e.reach("c1", target, Duration::from_secs(2))
-            && b.ends_with(&want)
-        {
-            break Some(t0.elapsed());
-        }
-        if Instant::now() >= deadline {
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    };
-    let Some(reached) = reached else {
-        anyhow::bail!(
-            "after r1 stopped, c1 did not reach {target} through r2 within 90s (r2 primary in c1's netmap after {netmap_at:?})"
-        );
+    let Some((netmap_at, reached)) = measure_failover(&mut e, t0, "r2", &cidr, target, via2)?
+    else {
+        anyhow::bail!("after r1 stopped, c1 did not reach {target} through r2 within 90s");
     };
     println!(
         "  {name}: failover r1 -> r2: c1's netmap names r2 primary after {:.1}s, c1 reaches the LAN through r2 after {:.1}s (target < 15 s)",
-        netmap_at.unwrap_or(reached).as_secs_f64(),
+        netmap_at.as_secs_f64(),
         reached.as_secs_f64()
     );
     e.wait_routes("r1", &routes(&[&cidr], &[&cidr], &[&cidr]))
@@ -212,7 +192,70 @@ pub(crate) fn ha_subnet_router_failover(ctx: &Ctx, name: &str) -> anyhow::Result
         "the route flapped back to the recovered r1: r1 {v1:?}, r2 {v2:?}"
     );
     e.wait_reach("c1", target, via2)?;
+
+    // Now r2's cable is pulled: its tailscaled keeps running and its long poll is never
+    // closed, so only the server's HA health probes (10 s interval, 5 s timeout by default)
+    // can notice. The route must move back to r1.
+    let t0 = Instant::now();
+    e.set_uplink("r2", false)?;
+    let Some((netmap_at, reached)) = measure_failover(&mut e, t0, "r1", &cidr, target, via1)?
+    else {
+        anyhow::bail!(
+            "r2's cable is pulled, yet c1 did not reach {target} through r1 within 90s: the server never moved the route off the unreachable primary"
+        );
+    };
+    println!(
+        "  {name}: cable pull r2 -> r1: c1's netmap names r1 primary after {:.1}s, c1 reaches the LAN through r1 after {:.1}s",
+        netmap_at.as_secs_f64(),
+        reached.as_secs_f64()
+    );
+    e.set_uplink("r2", true)?;
+    e.wait_peer("c1", "r2", "online again after its cable is back", |v| {
+        v.online
+    })?;
+    let v1 = e.peer_view("c1", "r1")?;
+    let v2 = e.peer_view("c1", "r2")?;
+    ensure!(
+        v1.primary_routes == [cidr.clone()] && v2.primary_routes.is_empty(),
+        "the route flapped back to r2 after its cable was plugged back: r1 {v1:?}, r2 {v2:?}"
+    );
+    e.wait_reach("c1", target, via1)?;
     Ok(())
+}
+
+/// From `t0` (the primary failed), polls until `c1`'s netmap names `standby` primary for
+/// `cidr` and until `c1` reaches `target` with `via` as the peer the host saw; returns both
+/// delays, or `None` after 90 s. One observation every 250 ms (a fetch waits up to 2 s).
+fn measure_failover(
+    e: &mut RouteEnv,
+    t0: Instant,
+    standby: &str,
+    cidr: &str,
+    target: Ipv4Addr,
+    via: Ipv4Addr,
+) -> anyhow::Result<Option<(Duration, Duration)>> {
+    let want = format!("peer={via}");
+    let mut netmap_at = None;
+    let deadline = t0 + Duration::from_secs(90);
+    loop {
+        e.alive()?;
+        if netmap_at.is_none()
+            && e.peer_view("c1", standby)
+                .is_ok_and(|v| v.primary_routes == [cidr.to_owned()])
+        {
+            netmap_at = Some(t0.elapsed());
+        }
+        if let Ok(b) = e.reach("c1", target, Duration::from_secs(2))
+            && b.ends_with(&want)
+        {
+            let reached = t0.elapsed();
+            return Ok(Some((netmap_at.unwrap_or(reached), reached)));
+        }
+        if Instant::now() >= deadline {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }
 
 /// A policy lets the admins' group (the router's and `c1`'s user) reach 10.33.0.0/16, and a

@@ -485,6 +485,21 @@ impl Topology {
         &self.lans[j]
     }
 
+    /// Takes member `i`'s hub link down or up again: a pulled cable (its tailscaled keeps
+    /// running but reaches neither the server nor any peer).
+    pub(crate) fn set_uplink(&self, i: usize, up: bool) -> anyhow::Result<()> {
+        let n = name_of(&self.members[i])?;
+        ip(&[
+            "-n",
+            n,
+            "link",
+            "set",
+            "eth0",
+            if up { "up" } else { "down" },
+        ])
+        .map(|_| ())
+    }
+
     /// The plan it was built from.
     pub(crate) fn plan(&self) -> &Plan {
         &self.plan
