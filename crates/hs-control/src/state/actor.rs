@@ -359,9 +359,13 @@ impl Actor {
     }
 
     fn route(&mut self, out: Vec<Outgoing>) {
+        // The mapper hands many sessions the same frame (same bytes); plain-JSON clients get
+        // it decompressed once per batch rather than once per session. Every frame in `out`
+        // existed before the loop, so an address and length identify one frame.
+        let mut plain: HashMap<(usize, usize), Bytes> = HashMap::new();
         for o in out {
             match o {
-                Outgoing::Frame { node, frame } => self.deliver(node, frame),
+                Outgoing::Frame { node, frame } => self.deliver(node, frame, &mut plain),
                 Outgoing::Close { node, reason } => {
                     tracing::debug!(node = node.get(), ?reason, "closing map stream");
                     self.conns.remove(&node);
@@ -410,18 +414,27 @@ impl Actor {
         true
     }
 
-    fn deliver(&mut self, node: NodeId, frame: Bytes) {
+    fn deliver(&mut self, node: NodeId, frame: Bytes, plain: &mut HashMap<(usize, usize), Bytes>) {
         let Some(c) = self.conns.get(&node) else {
             return;
         };
         let frame = if c.zstd {
             frame
         } else {
-            match hs_mapper::decode_frame(&frame) {
-                Ok((json, _)) => plain_frame(&json),
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot re-frame a map message");
-                    return;
+            let id = (frame.as_ptr() as usize, frame.len());
+            if let Some(p) = plain.get(&id) {
+                p.clone()
+            } else {
+                match hs_mapper::decode_frame(&frame) {
+                    Ok((json, _)) => {
+                        let p = plain_frame(&json);
+                        plain.insert(id, p.clone());
+                        p
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot re-frame a map message");
+                        return;
+                    }
                 }
             }
         };
