@@ -339,6 +339,24 @@ impl RouteEnv {
         })
     }
 
+    /// The destination IPs of client `name`'s packet filter (`tailscale debug netmap`'s
+    /// `PacketFilterRules[].DstPorts[].IP`), sorted and deduplicated.
+    pub(crate) fn filter_dsts(&self, name: &str) -> anyhow::Result<Vec<String>> {
+        let text = self.clients[self.idx(name)?].cli_ok(&["debug", "netmap"])?;
+        let nm: Value = serde_json::from_str(&text)
+            .with_context(|| format!("{name}: debug netmap is not JSON"))?;
+        let mut out: Vec<String> = nm["PacketFilterRules"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|r| r["DstPorts"].as_array().cloned().unwrap_or_default())
+            .filter_map(|d| d["IP"].as_str().map(str::to_owned))
+            .collect();
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
     /// Waits until `check` holds for what `viewer` sees of `peer`.
     pub(crate) fn wait_peer(
         &mut self,

@@ -305,6 +305,18 @@ pub(crate) fn subnet_route_acl(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
         v.primary_routes == [cidr.clone()] && v.allowed_ips.contains(&cidr)
     })?;
     e.wait_reach("c1", target, Plan::lan_addr(&l, 0))?;
+    // As Headscale asserts: the router's filter admits the admins to the subnet; the admin
+    // client's own filter has no subnet rule (nobody may reach it there).
+    let rd = e.filter_dsts("r1")?;
+    ensure!(
+        rd.iter().any(|d| d == "10.33.0.0/16"),
+        "r1's packet filter has no rule for 10.33.0.0/16: destinations {rd:?}"
+    );
+    let cd = e.filter_dsts("c1")?;
+    ensure!(
+        !cd.iter().any(|d| d.starts_with("10.33.")),
+        "c1's packet filter names the subnet although c1 does not serve it: {cd:?}"
+    );
     // c2's user may reach r1 itself but not the subnet: the route is not its to use.
     let v = e.peer_view("c2", "r1")?;
     ensure!(
