@@ -451,6 +451,12 @@ impl Topology {
                 }
             }
         }
+        // No interface of the host's namespace may be the peer of one of ours.
+        let host_links = ip(&["-o", "link", "show"])?;
+        let ours = format!("link-netns hsit-{}", self.plan.id);
+        if let Some(l) = host_links.lines().find(|l| l.contains(&ours)) {
+            bail!("the host namespace has a link into the scenario's namespaces: {l}");
+        }
         for (i, m) in self.plan.members.iter().enumerate() {
             if !m.client {
                 continue;
