@@ -461,6 +461,41 @@ impl RouteEnv {
         Ok(())
     }
 
+    /// Replaces the policy file and sends SIGHUP to the server, which re-reads it in file
+    /// mode. The server is the only process in the hub namespace (`ip netns pids`), so the
+    /// signal goes to exactly the process this scenario started.
+    pub(crate) fn reload_policy(&self, policy: &str) -> anyhow::Result<()> {
+        std::fs::write(self.dir.join("server/policy.hujson"), policy)
+            .context("rewriting the policy file")?;
+        let hub = self
+            .topo
+            .hub()
+            .name()
+            .context("the hub has no namespace name")?;
+        let out = std::process::Command::new("ip")
+            .args(["netns", "pids", hub])
+            .output()
+            .context("running ip netns pids")?;
+        let pids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .filter(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/comm"))
+                    .is_ok_and(|c| c.trim() == "headscale")
+            })
+            .map(str::to_owned)
+            .collect();
+        ensure!(
+            pids.len() == 1,
+            "expected one headscale process in {hub}, found {pids:?}"
+        );
+        let st = std::process::Command::new("kill")
+            .args(["-HUP", &pids[0]])
+            .status()
+            .context("sending SIGHUP")?;
+        ensure!(st.success(), "kill -HUP {} failed", pids[0]);
+        Ok(())
+    }
+
     /// Pulls (`up == false`) or plugs back client `name`'s hub cable.
     pub(crate) fn set_uplink(&self, name: &str, up: bool) -> anyhow::Result<()> {
         self.topo.set_uplink(self.idx(name)?, up)

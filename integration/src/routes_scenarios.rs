@@ -380,7 +380,24 @@ pub(crate) fn auto_approve_multi_network(ctx: &Ctx, name: &str) -> anyhow::Resul
         "c1 got r2's unapproved route: {v2:?}"
     );
     e.assert_unreachable("c1", targets[1], "r2's route is not approved")?;
-    println!("  {name}: user1's route and exit node auto-approved, user2's route not");
+    // The policy changes to make user2 an approver too: its announced route is approved
+    // without re-announcement.
+    let widened = policy.replace(
+        r#""group:approvers": ["user1@"]"#,
+        r#""group:approvers": ["user1@", "user2@"]"#,
+    );
+    ensure!(widened != policy, "the policy edit did not apply");
+    e.reload_policy(&widened)?;
+    e.wait_routes("r2", &routes(&[&c1], &[&c1], &[&c1]))
+        .map_err(|err| {
+            err.context(
+                "a policy change that adds user2 as approver must approve its pending route",
+            )
+        })?;
+    e.wait_reach("c1", targets[1], Plan::lan_addr(&lans[1], 1))?;
+    println!(
+        "  {name}: user1's route and exit node auto-approved, user2's route only after the policy made user2 an approver"
+    );
     Ok(())
 }
 
