@@ -449,7 +449,16 @@ impl RouteEnv {
     ) -> anyhow::Result<()> {
         match self.reach(from, ip, Duration::from_secs(5)) {
             Ok(b) => bail!("{from} reached {ip} ({b}) although {why}"),
-            Err(_) => Ok(()),
+            Err(e) => {
+                // A failure only counts if the client itself is healthy (a dead tailscaled
+                // also "cannot reach").
+                let st = self.clients[self.idx(from)?].backend_state()?;
+                ensure!(
+                    st == "Running",
+                    "{from} is {st:?}, so its failure to reach {ip} proves nothing: {e:#}"
+                );
+                Ok(())
+            }
         }
     }
 

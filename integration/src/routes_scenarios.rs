@@ -459,7 +459,7 @@ fn eventually_unreachable(e: &mut RouteEnv, from: &str, ip: Ipv4Addr) -> anyhow:
             e.alive()?;
             match e.reach(from, ip, Duration::from_secs(3)) {
                 Ok(b) => anyhow::bail!("still reached: {b}"),
-                Err(_) => Ok(()),
+                Err(_) => e.assert_unreachable(from, ip, "the exit node was deselected"),
             }
         },
     )
