@@ -22,6 +22,9 @@ use crate::policy::{CompiledView, DenyAll};
 /// gets a fresh full map, which is cheaper than buffering without bound).
 pub(crate) const STREAM_BUFFER: usize = 256;
 
+/// At most this many queued writers share one batch, so one fan-out stays short.
+const MAX_COALESCED: usize = 64;
+
 /// A connected stream as the coordinator sees it.
 struct Conn {
     id: u64,
@@ -134,7 +137,16 @@ impl Actor {
 
     pub(crate) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Cmd>) {
         while let Some(cmd) = rx.recv().await {
-            self.handle(cmd);
+            let mut next = Some(cmd);
+            while let Some(cmd) = next.take() {
+                next = match cmd {
+                    Cmd::Apply { ops, reply } => self.apply_queued(ops, reply, &mut rx),
+                    other => {
+                        self.handle(other);
+                        None
+                    }
+                };
+            }
             self.metrics
                 .connected
                 .store(self.conns.len(), Ordering::Relaxed);
@@ -144,28 +156,7 @@ impl Actor {
 
     fn handle(&mut self, cmd: Cmd) {
         match cmd {
-            Cmd::Apply { ops, reply } => {
-                self.metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
-                #[allow(clippy::cast_precision_loss, reason = "a batch holds few ops")]
-                self.metrics.batch_size.observe(ops.len() as f64);
-                let batch = crate::clock::stopwatch();
-                let applied = Arc::new(self.apply_and_recompile(ops));
-                self.metrics
-                    .snapshot_build
-                    .observe_duration(batch.elapsed());
-                self.metrics
-                    .nodestore_nodes
-                    .store(applied.next.len(), Ordering::Relaxed);
-                let peers = crate::clock::stopwatch();
-                self.fan_out(&applied);
-                self.metrics
-                    .peers_calculation
-                    .observe_duration(peers.elapsed());
-                self.metrics
-                    .batch_duration
-                    .observe_duration(batch.elapsed());
-                let _ = reply.send(applied);
-            }
+            Cmd::Apply { ops, reply } => self.apply_batches(vec![(ops, reply)]),
             Cmd::Subscribe { node, zstd, reply } => {
                 let _ = reply.send(self.subscribe(node, zstd));
             }
@@ -199,6 +190,90 @@ impl Actor {
             Cmd::SetDerp { derp, reply } => {
                 let _ = reply.send(self.set_derp(derp));
             }
+        }
+    }
+
+    /// Applies `ops` together with every other write already queued behind it (up to
+    /// [`MAX_COALESCED`] callers): one snapshot and one fan-out instead of one per caller,
+    /// which is what bounds registration throughput (every fan-out sends a frame to every
+    /// stream). Each caller's rows are durable before it queued, so announcing them together
+    /// keeps "durable before announced". Returns the first queued command that is not a
+    /// write; it is handled next, so commands keep their order.
+    fn apply_queued(
+        &mut self,
+        ops: Vec<Op>,
+        reply: oneshot::Sender<Arc<Applied>>,
+        rx: &mut mpsc::UnboundedReceiver<Cmd>,
+    ) -> Option<Cmd> {
+        let mut batches = vec![(ops, reply)];
+        let mut rest = None;
+        while batches.len() < MAX_COALESCED {
+            match rx.try_recv() {
+                Ok(Cmd::Apply { ops, reply }) => batches.push((ops, reply)),
+                Ok(other) => {
+                    rest = Some(other);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        self.apply_batches(batches);
+        rest
+    }
+
+    /// Applies the callers' ops as one batch and answers each with its own results. The
+    /// first caller's answer carries every change (so removed nodes' addresses are released
+    /// once); the others carry none.
+    fn apply_batches(&mut self, batches: Vec<(Vec<Op>, oneshot::Sender<Arc<Applied>>)>) {
+        self.metrics
+            .queue_depth
+            .fetch_sub(batches.len(), Ordering::Relaxed);
+        let mut lens = Vec::with_capacity(batches.len());
+        let mut replies = Vec::with_capacity(batches.len());
+        let mut ops = Vec::new();
+        for (o, r) in batches {
+            lens.push(o.len());
+            replies.push(r);
+            ops.extend(o);
+        }
+        #[allow(clippy::cast_precision_loss, reason = "a batch holds few ops")]
+        self.metrics.batch_size.observe(ops.len() as f64);
+        let batch = crate::clock::stopwatch();
+        let applied = self.apply_and_recompile(ops);
+        self.metrics
+            .snapshot_build
+            .observe_duration(batch.elapsed());
+        self.metrics
+            .nodestore_nodes
+            .store(applied.next.len(), Ordering::Relaxed);
+        let peers = crate::clock::stopwatch();
+        self.fan_out(&applied);
+        self.metrics
+            .peers_calculation
+            .observe_duration(peers.elapsed());
+        self.metrics
+            .batch_duration
+            .observe_duration(batch.elapsed());
+        if replies.len() == 1 {
+            if let Some(r) = replies.pop() {
+                let _ = r.send(Arc::new(applied));
+            }
+            return;
+        }
+        let Applied {
+            prev,
+            next,
+            mut changes,
+            results,
+        } = applied;
+        let mut results = results.into_iter();
+        for (reply, n) in replies.into_iter().zip(lens) {
+            let _ = reply.send(Arc::new(Applied {
+                prev: Arc::clone(&prev),
+                next: Arc::clone(&next),
+                changes: std::mem::take(&mut changes),
+                results: results.by_ref().take(n).collect(),
+            }));
         }
     }
 
