@@ -19,6 +19,7 @@ mod clock;
 mod error;
 mod ha;
 pub mod keyfile;
+mod keycache;
 mod lifecycle;
 mod metrics;
 mod noise_routes;

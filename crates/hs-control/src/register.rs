@@ -342,6 +342,9 @@ async fn with_auth_key(
         return Err(Refusal::in_body("invalid pre auth key"));
     };
     if let Some(why) = key_refusal(&key, t) {
+        if !key.prefix.is_empty() {
+            st.forget_pre_auth_key(&key.prefix);
+        }
         return Err(Refusal::in_body(why));
     }
     let tagged = key.is_tagged();

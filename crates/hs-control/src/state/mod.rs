@@ -64,11 +64,11 @@ struct Inner {
     ephemeral_keys: Mutex<HashSet<u64>>,
     metrics: Arc<Metrics>,
     pending: PendingAuths,
-    /// Pre-auth keys already verified with bcrypt: presented text → key id. bcrypt costs
-    /// tens of milliseconds, which would cap registrations with a reusable key at a few
-    /// dozen per second; the row is still read on every use so revocation and expiry act at
-    /// once. Memory only, never logged.
-    verified_keys: Mutex<std::collections::HashMap<String, u64>>,
+    /// Pre-auth key secrets already verified with bcrypt (keyed digests, see `keycache`).
+    /// bcrypt costs tens of milliseconds, which would cap registrations with a reusable key
+    /// at a few dozen per second; the row is still read on every use so revocation, expiry
+    /// and deletion act at once.
+    verified_keys: crate::keycache::PreAuthKeyCache,
     /// HA health probes waiting for their answer.
     probes: crate::ha::Pending,
     /// The policy in force as last accepted by the coordinator (`None`: allow all), for
@@ -278,7 +278,7 @@ impl ControlState {
                 ephemeral_keys: Mutex::new(ephemeral_keys),
                 metrics,
                 pending: PendingAuths::default(),
-                verified_keys: Mutex::default(),
+                verified_keys: crate::keycache::PreAuthKeyCache::default(),
                 probes: crate::ha::Pending::default(),
                 policy_in_force: Mutex::default(),
             }),
@@ -463,39 +463,49 @@ impl ControlState {
         let _ = self.inner.cmd.send(Cmd::CloseAll);
     }
 
-    /// Finds the pre-auth key a client presented, verifying it with bcrypt only the first
-    /// time this text is seen.
+    /// Finds the pre-auth key a client presented. Its row is read every time (the caller
+    /// checks used/expired/revoked on it); bcrypt runs only when this secret was not yet
+    /// verified against exactly that row's hash.
     pub(crate) async fn find_pre_auth_key(
         &self,
         presented: String,
     ) -> Result<Option<hs_types::model::PreAuthKey>, Error> {
-        let cached = self
-            .inner
-            .verified_keys
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&presented)
-            .copied();
-        if let Some(id) = cached {
+        use hs_db::secret::{PRE_AUTH_KEY_PREFIX, ParsedKey, parse_key, verify_secret};
+        let ParsedKey::Hashed { prefix, secret } = parse_key(&presented, PRE_AUTH_KEY_PREFIX)
+        else {
+            // Legacy plaintext keys are compared in the database; no bcrypt to save.
             return self
-                .blocking(move |db| db.tx(|c| c.get_pre_auth_key(id)))
+                .blocking(move |db| db.find_pre_auth_key(&presented))
                 .await;
+        };
+        let (prefix, secret) = (prefix.to_owned(), secret.to_owned());
+        let p = prefix.clone();
+        let row = self
+            .blocking(move |db| db.tx(|c| c.pre_auth_key_by_prefix(&p)))
+            .await?;
+        let cache = &self.inner.verified_keys;
+        let Some(row) = row else {
+            cache.forget(&prefix);
+            return Ok(None);
+        };
+        if cache.hit(&prefix, &row.hash, &secret) {
+            return Ok(Some(row));
         }
-        let p = presented.clone();
-        let found = self.blocking(move |db| db.find_pre_auth_key(&p)).await?;
-        if let Some(k) = &found {
-            let mut m = self
-                .inner
-                .verified_keys
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            // Bounded: a flood of distinct valid keys cannot grow it without limit.
-            if m.len() >= 4096 {
-                m.clear();
-            }
-            m.insert(presented, k.id);
+        let (s, h) = (secret.clone(), row.hash.clone());
+        let ok = tokio::task::spawn_blocking(move || verify_secret(&s, &h))
+            .await
+            .map_err(|e| Error::Task(e.to_string()))?;
+        if !ok {
+            return Ok(None);
         }
-        Ok(found)
+        cache.insert(&prefix, &row.hash, &secret);
+        Ok(Some(row))
+    }
+
+    /// Forgets a pre-auth key's verified secret (the key was refused as expired, revoked or
+    /// used up; its row is what decides, this only keeps the table small).
+    pub(crate) fn forget_pre_auth_key(&self, prefix: &str) {
+        self.inner.verified_keys.forget(prefix);
     }
 
     pub(crate) fn note_ephemeral_key(&self, key_id: u64) {

@@ -9,6 +9,7 @@
 mod flow;
 mod harness;
 mod interactive;
+mod keycache;
 mod lifecycle;
 mod metrics;
 mod policy;

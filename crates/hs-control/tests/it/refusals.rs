@@ -22,7 +22,7 @@ fn register_body(c: &Client, node_key: &str, auth_key: Option<&str>) -> String {
     v.to_string()
 }
 
-async fn register_error(h: &Harness, c: &Client, auth_key: &str) -> String {
+pub(crate) async fn register_error(h: &Harness, c: &Client, auth_key: &str) -> String {
     let body = register_body(c, &c.keys.node_keys.public.to_string(), Some(auth_key));
     let (status, body) = post_json(c, h, "/machine/register", body).await;
     assert_eq!(status, 200, "key refusals travel in RegisterResponse.Error");
