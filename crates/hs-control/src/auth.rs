@@ -1,5 +1,6 @@
 //! Interactive login: a register request without credentials gets an `AuthURL`
-//! (`<server_url>/register/<auth_id>`); the client long-polls with `Followup` set to it while
+//! (`<server_url>/register/<auth_id>`, the auth ID being `hskey-authreq-` and 24 random
+//! lowercase hex digits, as Go Headscale 0.29 issues them); the client long-polls with `Followup` set to it while
 //! the operator runs `headscale auth register --auth-id <id> --user <name>`, which calls
 //! [`ControlState::approve_registration`] (or [`ControlState::reject_registration`]).
 //!
@@ -17,8 +18,7 @@ use hs_types::model::{Node, RegisterMethod};
 use hs_types::tailcfg::{RegisterRequest, RegisterResponse};
 use hs_types::{MachinePublic, NodeId, UserId};
 use http::StatusCode;
-use rand::Rng as _;
-use rand::distributions::Alphanumeric;
+use rand::RngCore as _;
 use tokio::sync::watch;
 
 use crate::clock::now;
@@ -30,8 +30,41 @@ use crate::state::ControlState;
 const PENDING_TTL: Duration = Duration::from_secs(15 * 60);
 /// How long one follow-up long poll waits before answering "still pending".
 const FOLLOWUP_WAIT: Duration = Duration::from_secs(120);
-/// Auth IDs are this many random alphanumerics (Headscale's length).
-const AUTH_ID_LEN: usize = 24;
+/// What every auth ID starts with (Go Headscale 0.29).
+pub(crate) const AUTH_ID_PREFIX: &str = "hskey-authreq-";
+/// Random characters after the prefix (Headscale's length).
+const AUTH_ID_RANDOM_LEN: usize = 24;
+
+/// A new auth ID: the prefix and 24 hex digits (96 random bits).
+fn new_auth_id() -> String {
+    let mut b = [0u8; AUTH_ID_RANDOM_LEN / 2];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    let mut id = String::with_capacity(AUTH_ID_PREFIX.len() + AUTH_ID_RANDOM_LEN);
+    id.push_str(AUTH_ID_PREFIX);
+    for x in b {
+        id.push_str(&format!("{x:02x}"));
+    }
+    id
+}
+
+/// The form an auth ID is filed under: operators may type the 24 random characters alone
+/// (the form of Headscale 0.25-0.28, which the admin API still accepts).
+fn canonical(id: &str) -> std::borrow::Cow<'_, str> {
+    if id.starts_with(AUTH_ID_PREFIX) {
+        std::borrow::Cow::Borrowed(id)
+    } else {
+        std::borrow::Cow::Owned(format!("{AUTH_ID_PREFIX}{id}"))
+    }
+}
+
+/// Whether `id` looks like an auth ID (either form) at all.
+fn well_formed(id: &str) -> bool {
+    let random = id.strip_prefix(AUTH_ID_PREFIX).unwrap_or(id);
+    random.len() == AUTH_ID_RANDOM_LEN
+        && random
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
 
 type Outcome = Option<Result<RegisterResponse, String>>;
 
@@ -54,7 +87,7 @@ impl PendingAuths {
     }
 
     fn get(&self, id: &str) -> Option<Arc<Pending>> {
-        self.lock().get(id).cloned()
+        self.lock().get(canonical(id).as_ref()).cloned()
     }
 }
 
@@ -76,11 +109,7 @@ pub(crate) fn start(
         .find(|(_, p)| p.machine == machine && p.req.node_key == req.node_key)
         .map(|(id, _)| id.clone());
     let id = existing.unwrap_or_else(|| {
-        let id: String = rand::thread_rng()
-            .sample_iter(&Alphanumeric)
-            .take(AUTH_ID_LEN)
-            .map(char::from)
-            .collect();
+        let id = new_auth_id();
         let (done, _) = watch::channel(None);
         map.insert(
             id.clone(),
@@ -236,16 +265,17 @@ impl ControlState {
         req: RegisterRequest,
     ) -> Result<(), Error> {
         let t = now();
+        let auth_id = canonical(auth_id).into_owned();
         let mut map = self.pending().lock();
         map.retain(|_, p| t - p.created < ttl());
-        if map.contains_key(auth_id) {
+        if map.contains_key(&auth_id) {
             return Err(Error::Config(format!(
                 "a registration with auth ID {auth_id:?} is already pending"
             )));
         }
         let (done, _) = watch::channel(None);
         map.insert(
-            auth_id.to_owned(),
+            auth_id,
             Arc::new(Pending {
                 machine,
                 req,
@@ -275,8 +305,7 @@ impl ControlState {
 
 /// `GET /register/{auth_id}`: tells the operator the command to run.
 pub(crate) async fn page(State(st): State<ControlState>, Path(id): Path<String>) -> Response {
-    let valid = id.len() == AUTH_ID_LEN && id.chars().all(|c| c.is_ascii_alphanumeric());
-    if !valid
+    if !well_formed(&id)
         || st
             .pending()
             .get(&id)
@@ -300,6 +329,31 @@ pub(crate) async fn page(State(st): State<ControlState>, Path(id): Path<String>)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn new_auth_ids_have_headscales_shape() {
+        let a = new_auth_id();
+        assert_eq!(a.len(), 38);
+        let random = a.strip_prefix("hskey-authreq-").unwrap_or_default();
+        assert_eq!(random.len(), 24);
+        assert!(
+            random
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        );
+        assert!(well_formed(&a));
+        assert_ne!(a, new_auth_id());
+    }
+
+    #[test]
+    fn both_auth_id_forms_name_the_same_registration() {
+        let full = "hskey-authreq-0123456789abcdef01234567";
+        assert_eq!(canonical(full), full);
+        assert_eq!(canonical("0123456789abcdef01234567"), full);
+        assert!(well_formed("0123456789abcdef01234567"));
+        assert!(!well_formed("hskey-authreq-0123"));
+        assert!(!well_formed("hskey-authreq-0123456789abcdef0123456!"));
+    }
 
     #[test]
     fn auth_id_comes_from_the_followup_path() {

@@ -46,6 +46,14 @@ async fn interactive_login_is_approved_by_the_operator_for_a_user_created_later(
     let prefix = format!("{}register/", h.url);
     assert!(auth_url.as_str().starts_with(&prefix), "{auth_url}");
     let auth_id = auth_url.as_str()[prefix.len()..].to_owned();
+    // Go Headscale 0.29's shape: `hskey-authreq-` and 24 URL-safe characters.
+    let random = auth_id.strip_prefix("hskey-authreq-").unwrap();
+    assert_eq!(random.len(), 24, "{auth_id}");
+    assert!(
+        random
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    );
 
     let page = http_get(&h, &format!("/register/{auth_id}")).await;
     assert!(page.starts_with("HTTP/1.1 200"), "{page}");
@@ -56,6 +64,17 @@ async fn interactive_login_is_approved_by_the_operator_for_a_user_created_later(
         http_get(&h, "/register/AAAAAAAAAAAAAAAAAAAAAAAA")
             .await
             .starts_with("HTTP/1.1 404")
+    );
+    assert!(
+        http_get(&h, "/register/hskey-authreq-AAAAAAAAAAAAAAAAAAAAAAAA")
+            .await
+            .starts_with("HTTP/1.1 404")
+    );
+    // The 24 characters alone (the older form operators may still type) name it too.
+    assert!(
+        http_get(&h, &format!("/register/{random}"))
+            .await
+            .starts_with("HTTP/1.1 200")
     );
 
     // Another machine holding the leaked URL learns nothing and registers nothing.
@@ -76,8 +95,9 @@ async fn interactive_login_is_approved_by_the_operator_for_a_user_created_later(
             ts_control::register(&cfg, &url, None, Some(followup), &keys, &conn).await
         })
     };
-    // Approval races the follow-up on purpose: either order must answer the client.
-    let node = h.st.approve_registration(&auth_id, bob).await.unwrap();
+    // Approval races the follow-up on purpose: either order must answer the client. The
+    // operator typed the older, unprefixed form.
+    let node = h.st.approve_registration(random, bob).await.unwrap();
     assert_eq!(node.user_id, Some(bob));
     wait.await.unwrap().unwrap();
     let stored = h.db.tx(|c| c.list_nodes()).unwrap();
