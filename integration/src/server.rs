@@ -33,6 +33,8 @@ pub(crate) struct Server {
     pub(crate) env: Vec<(String, String)>,
     /// The namespace it runs in (for the metrics scrape); `None` on the host.
     ns_name: Option<String>,
+    /// Holds the admin unix socket; removed on drop.
+    sock_dir: PathBuf,
     /// With `--postgres`, the scenario's cluster (dropped after the process, declared last).
     pg: Option<Pg>,
 }
@@ -90,6 +92,19 @@ impl Server {
                 db_path.display()
             ),
         };
+        // The admin socket lives under a short path of its own: the artifacts path can exceed
+        // the 108 bytes a unix socket path may have.
+        static SOCK_N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let sock_dir = PathBuf::from(format!(
+            "/tmp/hsitsock-{}-{}",
+            std::process::id(),
+            SOCK_N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&sock_dir);
+        std::fs::create_dir_all(&sock_dir)
+            .with_context(|| format!("creating {}", sock_dir.display()))?;
+        let sock = sock_dir.join("headscale.sock");
+        let sock = sock.display();
         let config_path = dir.join("config.yaml");
         let d = dir.display();
         let derp_section = if embedded_derp {
@@ -117,7 +132,7 @@ impl Server {
                  {db_section}\
                  log:\n  level: debug\n\
                  dns:\n  magic_dns: true\n  base_domain: hsit.example.com\n  override_local_dns: false\n  nameservers:\n    global: []\n\
-                 unix_socket: {d}/headscale.sock\n\
+                 unix_socket: {sock}\n\
                  logtail:\n  enabled: false\n",
             ),
         )
@@ -132,6 +147,7 @@ impl Server {
             proc: None,
             env: Vec::new(),
             ns_name: None,
+            sock_dir,
             pg,
         })
     }
@@ -322,6 +338,13 @@ impl Server {
                 let _ = std::fs::copy(&src, dest_dir.join(format!("db.sqlite{ext}")));
             }
         }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.sock_dir);
     }
 }
 
