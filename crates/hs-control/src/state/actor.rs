@@ -25,6 +25,16 @@ pub(crate) const STREAM_BUFFER: usize = 256;
 /// At most this many queued writers share one batch, so one fan-out stays short.
 const MAX_COALESCED: usize = 64;
 
+/// While streams are connected, batches are applied (and fanned out) at most once per this
+/// interval; writes arriving in between wait for the next one and share its fan-out. A write
+/// after a quiet interval is applied at once. Every fan-out sends a frame to every stream,
+/// so under a registration storm this bounds the frames per stream (Headscale batches
+/// NodeStore writes on a 500 ms ticker and peer updates on an 800 ms one).
+const FANOUT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// A write waiting for the next batch.
+type Queued = (Vec<Op>, oneshot::Sender<Arc<Applied>>);
+
 /// A connected stream as the coordinator sees it.
 struct Conn {
     id: u64,
@@ -136,20 +146,51 @@ impl Actor {
     }
 
     pub(crate) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Cmd>) {
-        while let Some(cmd) = rx.recv().await {
-            let mut next = Some(cmd);
-            while let Some(cmd) = next.take() {
-                next = match cmd {
-                    Cmd::Apply { ops, reply } => self.apply_queued(ops, reply, &mut rx),
-                    other => {
-                        self.handle(other);
-                        None
+        // Writes held for the next batch and when that batch is due. Held writes are not in
+        // any snapshot yet and their callers have no answer, so every other command (a new
+        // stream's full map, a policy change) is handled meanwhile against the published
+        // snapshot, which the held writes then change like any later write.
+        let mut held: Vec<Queued> = Vec::new();
+        let mut due: Option<tokio::time::Instant> = None;
+        let mut last_batch: Option<tokio::time::Instant> = None;
+        loop {
+            let cmd = match due {
+                Some(at) => tokio::select! {
+                    c = rx.recv() => c,
+                    () = tokio::time::sleep_until(at) => {
+                        due = None;
+                        last_batch = Some(tokio::time::Instant::now());
+                        self.apply_batches(std::mem::take(&mut held));
+                        continue;
                     }
-                };
+                },
+                None => rx.recv().await,
+            };
+            let Some(cmd) = cmd else { break };
+            match cmd {
+                Cmd::Apply { ops, reply } => {
+                    held.push((ops, reply));
+                    let t = tokio::time::Instant::now();
+                    let next = last_batch.map(|l| l + FANOUT_INTERVAL);
+                    if held.len() >= MAX_COALESCED
+                        || self.conns.is_empty()
+                        || next.is_none_or(|n| n <= t)
+                    {
+                        due = None;
+                        last_batch = Some(t);
+                        self.apply_batches(std::mem::take(&mut held));
+                    } else {
+                        due = next;
+                    }
+                }
+                other => self.handle(other),
             }
             self.metrics
                 .connected
                 .store(self.conns.len(), Ordering::Relaxed);
+        }
+        if !held.is_empty() {
+            self.apply_batches(held);
         }
         tracing::debug!("state coordinator stopped");
     }
@@ -193,38 +234,15 @@ impl Actor {
         }
     }
 
-    /// Applies `ops` together with every other write already queued behind it (up to
-    /// [`MAX_COALESCED`] callers): one snapshot and one fan-out instead of one per caller,
-    /// which is what bounds registration throughput (every fan-out sends a frame to every
-    /// stream). Each caller's rows are durable before it queued, so announcing them together
-    /// keeps "durable before announced". Returns the first queued command that is not a
-    /// write; it is handled next, so commands keep their order.
-    fn apply_queued(
-        &mut self,
-        ops: Vec<Op>,
-        reply: oneshot::Sender<Arc<Applied>>,
-        rx: &mut mpsc::UnboundedReceiver<Cmd>,
-    ) -> Option<Cmd> {
-        let mut batches = vec![(ops, reply)];
-        let mut rest = None;
-        while batches.len() < MAX_COALESCED {
-            match rx.try_recv() {
-                Ok(Cmd::Apply { ops, reply }) => batches.push((ops, reply)),
-                Ok(other) => {
-                    rest = Some(other);
-                    break;
-                }
-                Err(_) => break,
-            }
-        }
-        self.apply_batches(batches);
-        rest
-    }
-
-    /// Applies the callers' ops as one batch and answers each with its own results. The
+    /// Applies the callers' ops as one batch (one snapshot, one fan-out: durable rows
+    /// announced together, each was durable before it was queued) and answers each caller
+    /// with its own results. The
     /// first caller's answer carries every change (so removed nodes' addresses are released
     /// once); the others carry none.
-    fn apply_batches(&mut self, batches: Vec<(Vec<Op>, oneshot::Sender<Arc<Applied>>)>) {
+    fn apply_batches(&mut self, batches: Vec<Queued>) {
+        if batches.is_empty() {
+            return;
+        }
         self.metrics
             .queue_depth
             .fetch_sub(batches.len(), Ordering::Relaxed);
