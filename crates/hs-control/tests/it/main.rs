@@ -8,6 +8,7 @@
 
 mod flow;
 mod harness;
+mod batching;
 mod interactive;
 mod keycache;
 mod lifecycle;
