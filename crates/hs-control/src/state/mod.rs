@@ -339,9 +339,11 @@ impl ControlState {
         let started = crate::clock::stopwatch();
         let (reply, rx) = oneshot::channel();
         let m = &self.inner.metrics;
-        m.queue_depth.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        m.queue_depth
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if self.inner.cmd.send(Cmd::Apply { ops, reply }).is_err() {
-            m.queue_depth.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            m.queue_depth
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
             return Err(Error::Stopped);
         }
         let applied = rx.await.map_err(|_| Error::Stopped)?;

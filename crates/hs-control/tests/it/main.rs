@@ -6,16 +6,16 @@
 // The server under test reads the wall clock; so do the tests that create keys and check expiry.
 #![allow(clippy::disallowed_methods)]
 
-mod flow;
-mod harness;
 mod batching;
+mod flow;
+mod ha;
+mod harness;
 mod interactive;
 mod keycache;
 mod lifecycle;
 mod metrics;
 mod policy;
 mod refusals;
+mod routes;
 mod server;
 mod stream;
-mod routes;
-mod ha;
