@@ -26,7 +26,16 @@ impl Proc {
             .stdout(out)
             .stderr(err)
             .spawn()
-            .with_context(|| format!("starting {name}: {cmd:?}"))?;
+            // Program and arguments only: `{cmd:?}` would also print the environment, which
+            // can carry an auth key.
+            .with_context(|| {
+                let args: Vec<_> = cmd.get_args().map(|a| a.to_string_lossy()).collect();
+                format!(
+                    "starting {name}: {} {}",
+                    cmd.get_program().to_string_lossy(),
+                    args.join(" ")
+                )
+            })?;
         Ok(Self {
             name: name.to_owned(),
             child: Some(child),
