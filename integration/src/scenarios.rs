@@ -135,13 +135,24 @@ impl Env {
         let _ = std::fs::remove_dir_all(&state_root);
         std::fs::create_dir_all(&state_root)
             .with_context(|| format!("creating {}", state_root.display()))?;
-        let ns = Netns::create(&format!("{}-{}", ctx.run_id, short(name)), ctx.allow_host)?;
-        let derp = if embedded_derp {
-            None
-        } else {
-            Some(start_harness_relay(ctx, &ns, &dir)?)
+        // Until `Self` exists its Drop cannot clean up: a failure here removes the state dir.
+        let parts = (|| {
+            let ns = Netns::create(&format!("{}-{}", ctx.run_id, short(name)), ctx.allow_host)?;
+            let derp = if embedded_derp {
+                None
+            } else {
+                Some(start_harness_relay(ctx, &ns, &dir)?)
+            };
+            let server = Server::prepare(&dir.join("server"), embedded_derp)?;
+            anyhow::Ok((ns, derp, server))
+        })();
+        let (ns, derp, server) = match parts {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&state_root);
+                return Err(e);
+            }
         };
-        let server = Server::prepare(&dir.join("server"), embedded_derp)?;
         Ok(Self {
             clients: Vec::new(),
             server,
