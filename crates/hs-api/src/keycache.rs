@@ -27,6 +27,13 @@ fn digest(secret: &str) -> [u8; 32] {
     Blake2s256::digest(secret.as_bytes()).into()
 }
 
+/// Equal without an early exit, so the time taken does not reveal how many leading bytes of
+/// a guessed secret's digest match the verified one.
+fn ct_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
+}
+
 impl KeyCache {
     /// Whether `secret` was already verified against exactly `hash` for `prefix`.
     pub(crate) async fn hit(&self, prefix: &str, hash: &[u8], secret: &str) -> bool {
@@ -35,7 +42,7 @@ impl KeyCache {
             .lock()
             .await
             .get(prefix)
-            .is_some_and(|(h, s)| h.as_slice() == hash && *s == d)
+            .is_some_and(|(h, s)| h.as_slice() == hash && ct_eq(s, &d))
     }
 
     /// Records a successful bcrypt verification.
@@ -51,6 +58,17 @@ impl KeyCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ct_eq_compares_every_byte() {
+        let a = [7u8; 32];
+        assert!(ct_eq(&a, &a));
+        for i in [0, 15, 31] {
+            let mut b = a;
+            b[i] ^= 1;
+            assert!(!ct_eq(&a, &b), "byte {i}");
+        }
+    }
 
     #[tokio::test]
     async fn hit_needs_same_secret_and_same_stored_hash() {

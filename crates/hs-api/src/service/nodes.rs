@@ -5,12 +5,32 @@
 use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 
-use hs_types::NodeId;
 use hs_types::model::{Node, PreAuthKey, User};
+use hs_types::{NodeId, UserId};
 
-use super::validate::{validate_auth_id, validate_dns_label, validate_tag};
+use super::validate::{validate_auth_id, validate_dns_label, validate_tag, zero_instant};
 use super::{Admin, NodeView, find_user};
 use crate::error::ApiError;
+
+/// The id Headscale gives its tagged-devices pseudo user (also the `User` of a tagged node
+/// on the Tailscale wire).
+const TAGGED_DEVICES_USER_ID: UserId = UserId(2_147_455_555);
+
+/// The pseudo user Headscale shows as the owner of tagged nodes in node lists: only id,
+/// name and display name are set; its creation time is Go's zero time.
+pub(crate) fn tagged_devices_user() -> User {
+    User {
+        id: TAGGED_DEVICES_USER_ID,
+        name: "tagged-devices".to_owned(),
+        display_name: "Tagged Devices".to_owned(),
+        email: String::new(),
+        provider_identifier: None,
+        provider: String::new(),
+        profile_pic_url: String::new(),
+        created_at: zero_instant(),
+        updated_at: zero_instant(),
+    }
+}
 
 impl Admin {
     fn view(&self, node: Node, users: &[User], keys: &[PreAuthKey]) -> NodeView {
@@ -65,7 +85,15 @@ impl Admin {
         nodes.sort_by_key(|n| n.id.get());
         Ok(nodes
             .into_iter()
-            .map(|n| self.view(n, &users, &keys))
+            .map(|n| {
+                let mut v = self.view(n, &users, &keys);
+                // Headscale lists (only lists; get and the write answers keep the stored
+                // owner) a tagged node as owned by its tagged-devices pseudo user.
+                if !v.node.tags.is_empty() {
+                    v.user = Some(tagged_devices_user());
+                }
+                v
+            })
             .collect())
     }
 
@@ -113,8 +141,9 @@ impl Admin {
     /// Replaces a node's tags; each must be well formed and owned in the policy.
     pub async fn set_tags(&self, id: NodeId, tags: Vec<String>) -> Result<NodeView, ApiError> {
         if tags.is_empty() {
+            // Headscale's wording, which scripts and its integration tests match on.
             return Err(ApiError::bad_request(
-                "at least one tag is required: a node cannot be untagged through the API",
+                "cannot remove all tags from a node - tagged nodes must have at least one tag",
             ));
         }
         for t in &tags {

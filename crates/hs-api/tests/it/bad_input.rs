@@ -217,6 +217,45 @@ async fn set_tags_makes_node_tagged_and_notifies() {
     assert_eq!(body["node"]["tags"], serde_json::json!(["tag:server"]));
     assert!(body["node"]["user"].is_null());
     assert_eq!(*f.control.changed.lock().unwrap(), vec![1]);
+
+    // Listed, a tagged node is owned by Headscale's tagged-devices pseudo user.
+    let (status, _, list) = f.call("GET", "/api/v1/node", None).await;
+    assert_eq!(status, 200, "{list}");
+    let owner = &list["nodes"][0]["user"];
+    assert_eq!(owner["id"], "2147455555", "{list}");
+    assert_eq!(owner["name"], "tagged-devices", "{list}");
+    assert_eq!(owner["displayName"], "Tagged Devices", "{list}");
+    assert_eq!(owner["createdAt"], "0001-01-01T00:00:00Z", "{list}");
+    assert_eq!(owner["email"], "", "{list}");
+
+    // Removing every tag is refused in Headscale's words, and nothing changes.
+    expect(
+        &f,
+        "POST",
+        "/api/v1/node/1/tags",
+        Some(r#"{"tags":[]}"#),
+        400,
+        "cannot remove all tags from a node - tagged nodes must have at least one tag",
+    )
+    .await;
+    let (_, _, after) = f.call("GET", "/api/v1/node/1", None).await;
+    assert_eq!(after["node"]["tags"], serde_json::json!(["tag:server"]));
+}
+
+#[tokio::test]
+async fn only_tagged_nodes_are_listed_as_tagged_devices() {
+    let f = Fixture::new();
+    let u = f.user("alice");
+    f.node_with_key(1, "owned", &u, &[]);
+    f.node_with_key(2, "tagged", &u, &["tag:server"]);
+    let (status, _, list) = f.call("GET", "/api/v1/node", None).await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["nodes"][0]["user"]["name"], "alice", "{list}");
+    assert_eq!(list["nodes"][1]["user"]["name"], "tagged-devices", "{list}");
+    // A single node shows its stored owner, none for a tagged node, as Headscale's GetNode
+    // does (golden `TestAPIV1NodeGet_tagged_node`).
+    let (_, _, one) = f.call("GET", "/api/v1/node/2", None).await;
+    assert!(one["node"]["user"].is_null(), "{one}");
 }
 
 #[tokio::test]

@@ -558,3 +558,49 @@ async fn unix_socket_serves_grpc_and_rest_without_a_key() {
     // A stale socket from a previous run is replaced, not an error.
     drop(hs_api::serve::bind_unix(&path, 0o700).unwrap());
 }
+
+/// gRPC `ListNodes` shows the same tagged-devices owner as REST, and `SetTags` with no tags
+/// is `InvalidArgument` with Headscale's message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tagged_nodes_list_as_tagged_devices_over_grpc() {
+    let f = Fixture::new();
+    let u = f.user("alice");
+    f.node_with_key(1, "owned", &u, &[]);
+    f.node_with_key(2, "tagged", &u, &["tag:server"]);
+    let key = f.admin.create_api_key(Some(later())).await.unwrap();
+    let (addr, stop) = serve(&f).await;
+    let mut c =
+        hs_api::client::connect_remote(&format!("http://{addr}"), &key, RemoteTls::Plain, T)
+            .await
+            .unwrap();
+    let nodes = c
+        .list_nodes(pb::ListNodesRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .nodes;
+    assert_eq!(nodes.len(), 2);
+    assert_eq!(nodes[0].user.as_ref().unwrap().name, "alice");
+    let owner = nodes[1].user.as_ref().unwrap();
+    assert_eq!(owner.id, 2_147_455_555);
+    assert_eq!(owner.name, "tagged-devices");
+    assert_eq!(owner.display_name, "Tagged Devices");
+    assert_eq!(
+        owner.created_at.as_ref().map(|t| t.seconds),
+        Some(-62_135_596_800),
+        "Go's zero time"
+    );
+    let err = c
+        .set_tags(pb::SetTagsRequest {
+            node_id: 2,
+            tags: vec![],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(
+        err.message(),
+        "cannot remove all tags from a node - tagged nodes must have at least one tag"
+    );
+    stop.send(()).ok();
+}
