@@ -317,39 +317,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_key_expiring_while_connected_is_pushed_to_peers_and_to_the_node() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&DbConfig::Sqlite(SqliteConfig::new(dir.path().join("db")))).unwrap();
-        let user = db
-            .tx(|c| {
-                c.create_user(
-                    &NewUser {
-                        name: "u".into(),
-                        ..NewUser::default()
-                    },
-                    now(),
-                )
-            })
-            .unwrap()
-            .id;
-        let derp = serde_json::from_str(r#"{"Regions":{}}"#).unwrap();
-        let mapper = MapperConfig::new("example.com", &derp, None, false, false, false).unwrap();
-        let cfg = StateConfig {
-            server_url: "http://127.0.0.1".into(),
-            node_expiry: None,
-            ephemeral_inactivity_timeout: Duration::from_secs(60),
-            offline_grace: Duration::from_secs(1),
-        };
-        let st = ControlState::start(
-            db.clone(),
-            cfg,
-            mapper,
-            (
-                Some("100.64.0.0/10".parse().unwrap()),
-                None,
-                AllocationStrategy::Sequential,
-            ),
-        )
-        .await
-        .unwrap();
+        let (db, user) = db_with_user(&dir);
+        let st = state_with(&db, "100.64.0.0/10").await;
         // Off the sweep's 5 s grid, so the push is the first tick after the expiry.
         let expires = now() + chrono::Duration::milliseconds(62_500);
         let mut ids = Vec::new();

@@ -352,6 +352,12 @@ impl Actor {
         }
         let mut cfg = self.mapper.config().clone();
         cfg.dns = dns;
+        self.reconfigure(cfg)
+    }
+
+    /// Swaps in a changed mapper config; what that changes for each connected stream is sent
+    /// to it, as for any other change.
+    fn reconfigure(&mut self, cfg: hs_mapper::MapperConfig) -> Result<(), hs_mapper::Error> {
         let snap = Arc::clone(self.writer.current());
         let out = self.mapper.reconfigure(
             cfg,
@@ -369,14 +375,7 @@ impl Actor {
         }
         let mut cfg = self.mapper.config().clone();
         cfg.derp_map = derp;
-        let snap = Arc::clone(self.writer.current());
-        let out = self.mapper.reconfigure(
-            cfg,
-            &snap,
-            self.conns.values_mut().map(|c| &mut c.session),
-            now(),
-        )?;
-        self.route(out);
+        self.reconfigure(cfg)?;
         Ok(true)
     }
 
