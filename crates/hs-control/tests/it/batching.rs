@@ -12,10 +12,8 @@ use crate::harness::{Client, Harness, next_update};
 async fn concurrent_writes_get_their_own_results() {
     let h = Harness::start().await;
     let key = h.key(true, false);
-    let a = Client::connect(&h, "a").await;
-    a.register(&h, &key).await.unwrap();
-    let b = Client::connect(&h, "b").await;
-    b.register(&h, &key).await.unwrap();
+    let _a = Client::registered(&h, "a", &key).await;
+    let b = Client::registered(&h, "b", &key).await;
     // A connected stream is what makes the coordinator hold writes for a shared batch.
     let mut stream = b.stream(&h).await;
     let _ = next_update(&mut stream).await;

@@ -2,65 +2,14 @@
 //! key, full maps listing each other with the right addresses, endpoint patches, logout,
 //! ephemeral clean-up.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::Utc;
-use ts_control::{Node, NodeId, PeerUpdate, StateUpdate};
 use ts_http_util::{ClientExt as _, ResponseExt as _};
 
 use crate::harness::{Client, Harness, next_update};
-
-#[derive(Default)]
-struct View {
-    me: Option<Node>,
-    peers: BTreeMap<NodeId, Node>,
-}
-
-impl View {
-    fn apply(&mut self, u: StateUpdate) {
-        if let Some(n) = u.node {
-            self.me = Some(n);
-        }
-        match u.peer_update {
-            Some(PeerUpdate::Full(v)) => self.peers = v.into_iter().map(|n| (n.id, n)).collect(),
-            Some(PeerUpdate::Delta {
-                patch,
-                upsert,
-                remove,
-            }) => {
-                for id in remove {
-                    self.peers.remove(&id);
-                }
-                for n in upsert {
-                    self.peers.insert(n.id, n);
-                }
-                for p in patch {
-                    if let Some(n) = self.peers.get_mut(&p.id) {
-                        n.apply_update(&p);
-                    }
-                }
-            }
-            None => {}
-        }
-    }
-}
-
-async fn until(
-    s: &mut (impl futures_util::Stream<Item = StateUpdate> + Unpin),
-    v: &mut View,
-    what: &str,
-    ok: impl Fn(&View) -> bool,
-) {
-    for _ in 0..20 {
-        if ok(v) {
-            return;
-        }
-        v.apply(next_update(s).await);
-    }
-    assert!(ok(v), "never saw: {what}");
-}
+use crate::view::{View, Watching, alpha_watching_bravo, until};
 
 pub(crate) async fn post_json(c: &Client, h: &Harness, path: &str, body: String) -> (u16, Bytes) {
     let url = h.url.join(path).unwrap();
@@ -77,10 +26,8 @@ pub(crate) async fn post_json(c: &Client, h: &Harness, path: &str, body: String)
 async fn two_clients_see_each_other_get_patches_and_logout() {
     let h = Harness::start().await;
     let key = h.key(true, false);
-    let a = Client::connect(&h, "alpha").await;
-    let b = Client::connect(&h, "bravo").await;
-    a.register(&h, &key).await.unwrap();
-    b.register(&h, &key).await.unwrap();
+    let a = Client::registered(&h, "alpha", &key).await;
+    let b = Client::registered(&h, "bravo", &key).await;
     // A restart (no auth key) of a known node is answered as authorized.
     ts_control::register(&a.cfg, &h.url, None, None, &a.keys, &a.conn)
         .await
@@ -160,10 +107,8 @@ async fn ephemeral_node_is_removed_after_inactivity() {
     let h = Harness::start().await;
     let key = h.key(false, true);
     let watcher_key = h.key(false, false);
-    let w = Client::connect(&h, "watcher").await;
-    w.register(&h, &watcher_key).await.unwrap();
-    let e = Client::connect(&h, "eph").await;
-    e.register(&h, &key).await.unwrap();
+    let w = Client::registered(&h, "watcher", &watcher_key).await;
+    let e = Client::registered(&h, "eph", &key).await;
     let mut sw = w.stream(&h).await;
     let mut vw = View::default();
     vw.apply(next_update(&mut sw).await);
@@ -199,8 +144,7 @@ async fn ephemeral_node_is_removed_after_inactivity() {
 async fn node_key_rotation_keeps_the_node_and_its_addresses() {
     let h = Harness::start().await;
     let key = h.key(false, false);
-    let a = Client::connect(&h, "rot").await;
-    a.register(&h, &key).await.unwrap();
+    let a = Client::registered(&h, "rot", &key).await;
     let before = h.db.tx(|c| c.list_nodes()).unwrap().remove(0);
 
     let new_key = ts_keys::NodeKeyPair::random().public.to_string();
@@ -229,16 +173,16 @@ async fn node_key_rotation_keeps_the_node_and_its_addresses() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_rename_tags_and_expire_reach_peers_and_the_database() {
     let h = Harness::start().await;
-    let key = h.key(true, false);
-    let a = Client::connect(&h, "alpha").await;
-    let b = Client::connect(&h, "bravo").await;
-    a.register(&h, &key).await.unwrap();
-    b.register(&h, &key).await.unwrap();
-    let mut sa = a.stream(&h).await;
-    let mut va = View::default();
-    va.apply(next_update(&mut sa).await);
-    let (&b_id, _) = va.peers.iter().next().unwrap();
-    let bid = hs_types::NodeId(u64::try_from(b_id).unwrap());
+    // The clients stay bound: dropping one would close its connection.
+    let Watching {
+        a: _a,
+        b: _b,
+        mut sa,
+        mut va,
+        b_id,
+        bid,
+        ..
+    } = alpha_watching_bravo(&h).await;
 
     h.st.rename_node(bid, "db-server").await.unwrap();
     until(&mut sa, &mut va, "renamed peer", |v| {
@@ -282,10 +226,8 @@ async fn admin_rename_tags_and_expire_reach_peers_and_the_database() {
 async fn peers_see_online_then_offline_after_the_grace_and_last_seen_is_stored() {
     let h = Harness::start().await;
     let key = h.key(true, false);
-    let w = Client::connect(&h, "watch").await;
-    let p = Client::connect(&h, "peer").await;
-    w.register(&h, &key).await.unwrap();
-    p.register(&h, &key).await.unwrap();
+    let w = Client::registered(&h, "watch", &key).await;
+    let p = Client::registered(&h, "peer", &key).await;
     let mut sw = w.stream(&h).await;
     let mut vw = View::default();
     vw.apply(next_update(&mut sw).await);

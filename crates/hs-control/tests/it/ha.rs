@@ -8,14 +8,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 use crate::harness::Harness;
-use crate::routes::{Peers, join};
-
-const SUBNET: &str = "10.33.0.0/24";
-
-const AUTO: &str = r#"{
-  "acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"]}],
-  "autoApprovers": {"routes": {"10.33.0.0/16": ["alice@"]}},
-}"#;
+use crate::routes::{AUTO, Failover, Peers, SUBNET, failover, join};
 
 /// What tailscaled does with a `PingRequest` that has no `Types`: a plain-HTTP `HEAD` of
 /// its URL. Returns the status code.
@@ -50,18 +43,15 @@ fn answer_pings(mut stream: Peers) -> tokio::task::JoinHandle<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unanswered_probe_fails_over_and_recovery_does_not_flap() {
     let h = Harness::start().await;
-    h.st.set_policy_text("test policy", Some(AUTO))
-        .await
-        .unwrap();
-    let (viewer, _) = join(&h, "viewer").await;
-    let (r1, id1) = join(&h, "router1").await;
-    let (r2, id2) = join(&h, "router2").await;
-    let mut v = Peers::open(&viewer, &h, "viewer", &[]).await;
     // router1 holds its stream but never reads it, so it never answers.
-    let s1 = Peers::open(&r1, &h, "router1", &[SUBNET]).await;
-    v.until("router1 is primary", |v| v.primary(id1, SUBNET))
-        .await;
-    let s2 = Peers::open(&r2, &h, "router2", &[SUBNET]).await;
+    let Failover {
+        viewer: mut v,
+        s1,
+        s2,
+        id1,
+        id2,
+        clients: _clients,
+    } = failover(&h).await;
     let answering2 = answer_pings(s2);
     crate::routes::eventually("both routers are online candidates", || {
         h.st.store()

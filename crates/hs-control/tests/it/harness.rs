@@ -4,15 +4,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use chrono::Utc;
 use futures_util::StreamExt as _;
 use hs_control::{ControlState, StateConfig, control_routes};
 use hs_db::{AllocationStrategy, Db, DbConfig, NewPreAuthKey, NewUser, SqliteConfig};
 use hs_mapper::MapperConfig;
 use hs_noise::Ts2021;
+use hs_types::model::Node;
 use hs_types::tailcfg::DERPMap;
 use hs_types::{MachinePrivate, UserId};
+use tokio::io::{AsyncRead, AsyncReadExt as _};
 use tokio::net::TcpListener;
+use ts_http_util::{ClientExt as _, ResponseExt as _};
 use url::Url;
 
 pub(crate) struct Harness {
@@ -41,6 +45,24 @@ pub(crate) fn state_config(url: &str) -> StateConfig {
     }
 }
 
+/// The control state the harness serves, over `db`; called again on the same database it is
+/// what a restarted server would load.
+pub(crate) async fn start_state(db: &Db, url: &Url) -> ControlState {
+    let mapper = MapperConfig::new("example.com", &derp_map(), None, false, false, false).unwrap();
+    ControlState::start(
+        db.clone(),
+        state_config(url.as_str().trim_end_matches('/')),
+        mapper,
+        (
+            Some("100.64.0.0/10".parse().unwrap()),
+            Some("fd7a:115c:a1e0::/48".parse().unwrap()),
+            AllocationStrategy::Sequential,
+        ),
+    )
+    .await
+    .unwrap()
+}
+
 impl Harness {
     pub(crate) async fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
@@ -64,20 +86,7 @@ impl Harness {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let url: Url = format!("http://{addr}").parse().unwrap();
-        let mapper =
-            MapperConfig::new("example.com", &derp_map(), None, false, false, false).unwrap();
-        let st = ControlState::start(
-            db.clone(),
-            state_config(url.as_str().trim_end_matches('/')),
-            mapper,
-            (
-                Some("100.64.0.0/10".parse().unwrap()),
-                Some("fd7a:115c:a1e0::/48".parse().unwrap()),
-                AllocationStrategy::Sequential,
-            ),
-        )
-        .await
-        .unwrap();
+        let st = start_state(&db, &url).await;
         let ts = Arc::new(Ts2021::new(Arc::new(MachinePrivate::generate(
             &mut rand::rngs::OsRng,
         ))));
@@ -111,6 +120,24 @@ impl Harness {
     pub(crate) fn node_count(&self) -> usize {
         self.db.tx(|c| c.list_nodes()).unwrap().len()
     }
+
+    /// Registers a new client as `user` with a fresh single-use key; returns it with its
+    /// stored node.
+    pub(crate) async fn join_as(&self, host: &str, user: UserId) -> (Client, Node) {
+        let key = self.key_with(NewPreAuthKey {
+            user_id: Some(user),
+            ..NewPreAuthKey::default()
+        });
+        let c = Client::registered(self, host, &key).await;
+        let node = self
+            .db
+            .tx(|t| t.list_nodes())
+            .unwrap()
+            .into_iter()
+            .find(|n| n.hostname == host)
+            .unwrap();
+        (c, node)
+    }
 }
 
 pub(crate) fn config(url: &Url, host: &str) -> ts_control::Config {
@@ -141,6 +168,13 @@ impl Client {
             conn,
             cfg: config(&h.url, host),
         }
+    }
+
+    /// A new client registered with `key` (which must be accepted).
+    pub(crate) async fn registered(h: &Harness, host: &str, key: &str) -> Self {
+        let c = Self::connect(h, host).await;
+        c.register(h, key).await.unwrap();
+        c
     }
 
     pub(crate) async fn register(
@@ -176,4 +210,63 @@ pub(crate) async fn next_update(
             return u;
         }
     }
+}
+
+/// Opens a streaming map request for `c` (with `hostinfo` when given) and returns the body
+/// to read frames from with [`read_frame`].
+pub(crate) async fn open_map(
+    c: &Client,
+    h: &Harness,
+    hostinfo: Option<serde_json::Value>,
+) -> impl AsyncRead + Unpin + Send + use<> {
+    let mut fields = serde_json::json!({"KeepAlive": true, "Stream": true});
+    if let Some(hi) = hostinfo {
+        fields["Hostinfo"] = hi;
+    }
+    post_map(c, h, fields).await
+}
+
+/// Posts a zstd-compressed map request for `c` with `fields` added, checks it is answered
+/// 200 and returns the response body.
+pub(crate) async fn post_map(
+    c: &Client,
+    h: &Harness,
+    fields: serde_json::Value,
+) -> impl AsyncRead + Unpin + Send + use<> {
+    let mut req = serde_json::json!({"Version": 130, "Compress": "zstd",
+        "NodeKey": c.keys.node_keys.public.to_string()});
+    for (k, v) in fields.as_object().expect("fields is an object") {
+        req[k] = v.clone();
+    }
+    let resp = c
+        .conn
+        .post(
+            &h.url.join("/machine/map").unwrap(),
+            [],
+            Bytes::from(req.to_string()).into(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.into_read()
+}
+
+/// The next frame's JSON, or `None` at a clean end of stream (within a hang guard).
+pub(crate) async fn read_frame(r: &mut (impl AsyncRead + Unpin)) -> Option<serde_json::Value> {
+    let read = async {
+        let mut len = [0u8; 4];
+        if r.read_exact(&mut len).await.is_err() {
+            return None;
+        }
+        let mut buf = vec![0u8; u32::from_le_bytes(len) as usize];
+        r.read_exact(&mut buf).await.unwrap();
+        let mut whole = len.to_vec();
+        whole.extend_from_slice(&buf);
+        let (json, rest) = hs_mapper::decode_frame(&whole).unwrap();
+        assert!(rest.is_empty());
+        Some(serde_json::from_slice(&json).unwrap())
+    };
+    tokio::time::timeout(Duration::from_secs(20), read)
+        .await
+        .expect("no frame within 20 s")
 }

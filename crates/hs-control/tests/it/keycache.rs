@@ -29,8 +29,7 @@ async fn a_wrong_secret_under_a_verified_prefix_is_refused() {
     let h = Harness::start().await;
     let key = h.key(true, false);
     assert!(key.starts_with("hskey-auth-"));
-    let a = Client::connect(&h, "a").await;
-    a.register(&h, &key).await.unwrap();
+    let _a = Client::registered(&h, "a", &key).await;
 
     let forged = other_secret(&key);
     let b = Client::connect(&h, "b").await;
@@ -41,8 +40,7 @@ async fn a_wrong_secret_under_a_verified_prefix_is_refused() {
     assert_eq!(h.node_count(), 1);
 
     // The refusal did not spoil the entry for the real secret.
-    let c = Client::connect(&h, "c").await;
-    c.register(&h, &key).await.unwrap();
+    let _c = Client::registered(&h, "c", &key).await;
     assert_eq!(h.node_count(), 2);
 }
 
@@ -50,8 +48,7 @@ async fn a_wrong_secret_under_a_verified_prefix_is_refused() {
 async fn a_verified_key_expired_later_is_refused() {
     let h = Harness::start().await;
     let key = h.key(true, false);
-    let a = Client::connect(&h, "a").await;
-    a.register(&h, &key).await.unwrap();
+    let _a = Client::registered(&h, "a", &key).await;
     let id = only_key_id(&h);
     h.db.tx(|c| c.expire_pre_auth_key(id, Utc::now() - ChronoDuration::seconds(1)))
         .unwrap();
@@ -64,8 +61,7 @@ async fn a_verified_key_expired_later_is_refused() {
 async fn a_verified_key_deleted_later_is_refused() {
     let h = Harness::start().await;
     let key = h.key(true, false);
-    let a = Client::connect(&h, "a").await;
-    a.register(&h, &key).await.unwrap();
+    let _a = Client::registered(&h, "a", &key).await;
     let id = only_key_id(&h);
     h.db.tx(|c| c.delete_pre_auth_key(id)).unwrap();
     let b = Client::connect(&h, "b").await;

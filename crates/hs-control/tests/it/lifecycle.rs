@@ -2,67 +2,12 @@
 //! survives a restart of the state), logging in again brings it back with its id and
 //! addresses, and an admin expiry keeps the node visible as expired.
 
-use std::collections::BTreeMap;
-
 use chrono::Utc;
 use hs_control::ControlState;
-use hs_mapper::MapperConfig;
-use ts_control::{Node, NodeId, PeerUpdate, StateUpdate};
 
 use crate::flow::post_json;
-use crate::harness::{Client, Harness, derp_map, next_update, state_config};
-
-/// A client's picture of the tailnet, built from the updates it receives.
-#[derive(Default)]
-pub(crate) struct View {
-    pub(crate) me: Option<Node>,
-    pub(crate) peers: BTreeMap<NodeId, Node>,
-}
-
-impl View {
-    pub(crate) fn apply(&mut self, u: StateUpdate) {
-        if let Some(n) = u.node {
-            self.me = Some(n);
-        }
-        match u.peer_update {
-            Some(PeerUpdate::Full(v)) => self.peers = v.into_iter().map(|n| (n.id, n)).collect(),
-            Some(PeerUpdate::Delta {
-                patch,
-                upsert,
-                remove,
-            }) => {
-                for id in remove {
-                    self.peers.remove(&id);
-                }
-                for n in upsert {
-                    self.peers.insert(n.id, n);
-                }
-                for p in patch {
-                    if let Some(n) = self.peers.get_mut(&p.id) {
-                        n.apply_update(&p);
-                    }
-                }
-            }
-            None => {}
-        }
-    }
-}
-
-/// Applies updates until `ok` holds (bounded by `next_update`'s hang guard).
-pub(crate) async fn until(
-    s: &mut (impl futures_util::Stream<Item = StateUpdate> + Unpin),
-    v: &mut View,
-    what: &str,
-    ok: impl Fn(&View) -> bool,
-) {
-    for _ in 0..30 {
-        if ok(v) {
-            return;
-        }
-        v.apply(next_update(s).await);
-    }
-    assert!(ok(v), "never saw: {what}");
-}
+use crate::harness::{Client, Harness, next_update, start_state};
+use crate::view::{View, Watching, alpha_watching_bravo, until};
 
 fn logout_body(c: &Client) -> String {
     serde_json::json!({
@@ -73,35 +18,22 @@ fn logout_body(c: &Client) -> String {
 }
 
 async fn reload(h: &Harness) -> ControlState {
-    let mapper = MapperConfig::new("example.com", &derp_map(), None, false, false, false).unwrap();
-    ControlState::start(
-        h.db.clone(),
-        state_config(h.url.as_str().trim_end_matches('/')),
-        mapper,
-        (
-            Some("100.64.0.0/10".parse().unwrap()),
-            Some("fd7a:115c:a1e0::/48".parse().unwrap()),
-            hs_db::AllocationStrategy::Sequential,
-        ),
-    )
-    .await
-    .unwrap()
+    start_state(&h.db, &h.url).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logout_removes_the_node_from_peers_until_it_logs_in_again() {
     let h = Harness::start().await;
-    let key = h.key(true, false);
-    let a = Client::connect(&h, "alpha").await;
-    let b = Client::connect(&h, "bravo").await;
-    a.register(&h, &key).await.unwrap();
-    b.register(&h, &key).await.unwrap();
-    let mut sa = a.stream(&h).await;
-    let mut va = View::default();
-    va.apply(next_update(&mut sa).await);
-    let (&b_id, b_before) = va.peers.iter().next().expect("A's first map lists B");
-    let b_addr = b_before.tailnet_address.clone();
-    let bid = hs_types::NodeId(u64::try_from(b_id).unwrap());
+    let Watching {
+        key,
+        a,
+        b,
+        mut sa,
+        mut va,
+        b_id,
+        bid,
+    } = alpha_watching_bravo(&h).await;
+    let b_addr = va.peers[&b_id].tailnet_address.clone();
 
     let (status, body) = post_json(&b, &h, "/machine/register", logout_body(&b)).await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
@@ -152,16 +84,16 @@ async fn logout_removes_the_node_from_peers_until_it_logs_in_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_expire_keeps_the_node_visible_and_is_no_logout_after_a_reload() {
     let h = Harness::start().await;
-    let key = h.key(true, false);
-    let a = Client::connect(&h, "alpha").await;
-    let b = Client::connect(&h, "bravo").await;
-    a.register(&h, &key).await.unwrap();
-    b.register(&h, &key).await.unwrap();
-    let mut sa = a.stream(&h).await;
-    let mut va = View::default();
-    va.apply(next_update(&mut sa).await);
-    let (&b_id, _) = va.peers.iter().next().unwrap();
-    let bid = hs_types::NodeId(u64::try_from(b_id).unwrap());
+    // The clients stay bound: dropping one would close its connection.
+    let Watching {
+        a: _a,
+        b: _b,
+        mut sa,
+        mut va,
+        b_id,
+        bid,
+        ..
+    } = alpha_watching_bravo(&h).await;
     h.st.expire_node(bid, Utc::now()).await.unwrap();
     until(&mut sa, &mut va, "B shown expired", |v| {
         v.peers
@@ -179,8 +111,7 @@ async fn a_new_derp_map_reaches_connected_clients() {
     use futures_util::StreamExt as _;
     let h = Harness::start().await;
     let key = h.key(true, false);
-    let a = Client::connect(&h, "alpha").await;
-    a.register(&h, &key).await.unwrap();
+    let a = Client::registered(&h, "alpha", &key).await;
     let mut sa = a.stream(&h).await;
     next_update(&mut sa).await;
     let map: hs_types::tailcfg::DERPMap = serde_json::from_str(

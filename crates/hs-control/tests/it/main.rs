@@ -19,3 +19,4 @@ mod refusals;
 mod routes;
 mod server;
 mod stream;
+mod view;

@@ -30,10 +30,8 @@ fn value(text: &str, series: &str) -> f64 {
 async fn a_scrape_reports_nodestore_connections_registrations_and_bytes() {
     let h = Harness::start().await;
     let key = h.key(true, false);
-    let a = Client::connect(&h, "alpha").await;
-    let b = Client::connect(&h, "bravo").await;
-    a.register(&h, &key).await.unwrap();
-    b.register(&h, &key).await.unwrap();
+    let a = Client::registered(&h, "alpha", &key).await;
+    let _b = Client::registered(&h, "bravo", &key).await;
     let stranger = Client::connect(&h, "stranger").await;
     assert!(stranger.register(&h, "not-a-key").await.is_err());
     let mut sa = a.stream(&h).await;

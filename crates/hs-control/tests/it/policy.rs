@@ -3,17 +3,14 @@
 //! reaches connected clients, while a bad policy leaves the one in force.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
-use bytes::Bytes;
 use chrono::Utc;
-use hs_db::{NewPreAuthKey, NewUser};
+use hs_db::NewUser;
 use hs_types::config::{PolicyConfig, PolicyMode};
 use hs_types::model::Node;
-use tokio::io::{AsyncRead, AsyncReadExt as _};
-use ts_http_util::{ClientExt as _, ResponseExt as _};
+use tokio::io::AsyncRead;
 
-use crate::harness::{Client, Harness};
+use crate::harness::{Client, Harness, open_map, read_frame};
 
 /// alice's nodes may reach alice's nodes, bob's may reach bob's; nothing crosses.
 const APART: &str = r#"{
@@ -38,20 +35,9 @@ struct View {
 
 impl View {
     async fn open(c: &Client, h: &Harness) -> Self {
-        let req = serde_json::json!({"Version":130, "Compress":"zstd", "KeepAlive":true,
-            "Stream":true, "NodeKey": c.keys.node_keys.public.to_string()});
-        let resp = c
-            .conn
-            .post(
-                &h.url.join("/machine/map").unwrap(),
-                [],
-                Bytes::from(req.to_string()).into(),
-            )
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
+        let read = open_map(c, h, None).await;
         let mut v = Self {
-            read: Box::new(resp.into_read()),
+            read: Box::new(read),
             peers: BTreeSet::new(),
             filter: serde_json::Value::Null,
         };
@@ -62,19 +48,7 @@ impl View {
 
     /// Reads one frame and folds it into the view.
     async fn next(&mut self) {
-        let read = async {
-            let mut len = [0u8; 4];
-            self.read.read_exact(&mut len).await.unwrap();
-            let mut buf = vec![0u8; u32::from_le_bytes(len) as usize];
-            self.read.read_exact(&mut buf).await.unwrap();
-            let mut whole = len.to_vec();
-            whole.extend_from_slice(&buf);
-            let (json, _) = hs_mapper::decode_frame(&whole).unwrap();
-            serde_json::from_slice::<serde_json::Value>(&json).unwrap()
-        };
-        let m = tokio::time::timeout(Duration::from_secs(20), read)
-            .await
-            .expect("no frame within 20 s");
+        let m = read_frame(&mut self.read).await.expect("map stream open");
         let ids = |k: &str| -> Vec<u64> {
             m[k].as_array()
                 .map(|a| a.iter().filter_map(|p| p["ID"].as_u64()).collect())
@@ -124,23 +98,6 @@ fn ip4(n: &Node) -> String {
     n.ipv4.unwrap().to_string()
 }
 
-/// Registers a client as `user` and returns it with its stored node.
-async fn join(h: &Harness, host: &str, user: hs_types::UserId) -> (Client, Node) {
-    let key = h.key_with(NewPreAuthKey {
-        user_id: Some(user),
-        ..NewPreAuthKey::default()
-    });
-    let c = Client::connect(h, host).await;
-    c.register(h, &key).await.unwrap();
-    let node =
-        h.db.tx(|t| t.list_nodes())
-            .unwrap()
-            .into_iter()
-            .find(|n| n.hostname == host)
-            .unwrap();
-    (c, node)
-}
-
 fn add_bob(h: &Harness) -> hs_types::UserId {
     h.db.tx(|c| {
         c.create_user(
@@ -164,9 +121,9 @@ async fn policy_decides_visibility_and_filters_and_changes_reach_clients() {
     h.st.set_policy_text("test policy", Some(APART))
         .await
         .unwrap();
-    let (ca, a) = join(&h, "a", h.user).await;
-    let (cb, b) = join(&h, "b", bob).await;
-    let (ca2, a2) = join(&h, "a2", h.user).await;
+    let (ca, a) = h.join_as("a", h.user).await;
+    let (cb, b) = h.join_as("b", bob).await;
+    let (ca2, a2) = h.join_as("a2", h.user).await;
 
     let mut va = View::open(&ca, &h).await;
     let mut vb = View::open(&cb, &h).await;
@@ -247,8 +204,8 @@ async fn policy_decides_visibility_and_filters_and_changes_reach_clients() {
 async fn file_reload_and_database_policy() {
     let h = Harness::start().await;
     let bob = add_bob(&h);
-    let (ca, a) = join(&h, "a", h.user).await;
-    let (_cb, b) = join(&h, "b", bob).await;
+    let (ca, a) = h.join_as("a", h.user).await;
+    let (_cb, b) = h.join_as("b", bob).await;
     let mut va = View::open(&ca, &h).await;
     assert!(va.peers.contains(&b.id.get()), "no policy: allow all");
 

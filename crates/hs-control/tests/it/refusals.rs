@@ -35,8 +35,7 @@ pub(crate) async fn register_error(h: &Harness, c: &Client, auth_key: &str) -> S
 async fn forged_node_key_under_another_machine_key_is_refused() {
     let h = Harness::start().await;
     let key = h.key(true, false);
-    let victim = Client::connect(&h, "victim").await;
-    victim.register(&h, &key).await.unwrap();
+    let victim = Client::registered(&h, "victim", &key).await;
     let before = h.db.tx(|c| c.list_nodes()).unwrap();
 
     // The attacker has its own machine key but names the victim's node key.
@@ -76,8 +75,7 @@ async fn forged_node_key_under_another_machine_key_is_refused() {
 async fn spent_expired_revoked_and_unknown_keys_are_refused() {
     let h = Harness::start().await;
     let single = h.key(false, false);
-    let first = Client::connect(&h, "first").await;
-    first.register(&h, &single).await.unwrap();
+    let _first = Client::registered(&h, "first", &single).await;
     assert_eq!(h.node_count(), 1);
 
     let second = Client::connect(&h, "second").await;
@@ -125,8 +123,7 @@ async fn tagged_key_registers_a_node_owned_by_no_user() {
         tags: vec!["tag:server".into()],
         ..NewPreAuthKey::default()
     });
-    let c = Client::connect(&h, "srv").await;
-    c.register(&h, &k).await.unwrap();
+    let _c = Client::registered(&h, "srv", &k).await;
     let nodes = h.db.tx(|c| c.list_nodes()).unwrap();
     assert_eq!(nodes.len(), 1);
     assert_eq!(nodes[0].user_id, None);
@@ -174,8 +171,7 @@ async fn malformed_bodies_get_400_and_other_machine_paths_501() {
 async fn a_key_revoked_after_use_is_refused_at_once() {
     let h = Harness::start().await;
     let reusable = h.key(true, false);
-    let a = Client::connect(&h, "a").await;
-    a.register(&h, &reusable).await.unwrap();
+    let _a = Client::registered(&h, "a", &reusable).await;
     let id = h.db.tx(|c| c.list_pre_auth_keys(None)).unwrap()[0].id;
     h.db.tx(|c| c.revoke_pre_auth_key(id)).unwrap();
     let b = Client::connect(&h, "b").await;

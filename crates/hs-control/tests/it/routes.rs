@@ -6,21 +6,18 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use bytes::Bytes;
-use hs_db::NewPreAuthKey;
 use hs_types::NodeId;
 use ipnet::IpNet;
 use serde_json::{Value, json};
-use tokio::io::{AsyncRead, AsyncReadExt as _};
-use ts_http_util::{ClientExt as _, ResponseExt as _};
+use tokio::io::AsyncRead;
 
-use crate::harness::{Client, Harness};
+use crate::harness::{Client, Harness, open_map, read_frame};
 
-const SUBNET: &str = "10.33.0.0/24";
+pub(crate) const SUBNET: &str = "10.33.0.0/24";
 
 /// Everyone reaches everything; alice's nodes may have 10.33.0.0/16 sub-prefixes and exit
 /// routes approved automatically.
-const AUTO: &str = r#"{
+pub(crate) const AUTO: &str = r#"{
   "acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"]}],
   "autoApprovers": {
     "routes": {"10.33.0.0/16": ["alice@"]},
@@ -48,21 +45,10 @@ pub(crate) struct Peers {
 impl Peers {
     /// Opens a streaming map request, announcing `routes` in its Hostinfo.
     pub(crate) async fn open(c: &Client, h: &Harness, host: &str, routes: &[&str]) -> Self {
-        let req = json!({"Version":130, "Compress":"zstd", "KeepAlive":true, "Stream":true,
-            "NodeKey": c.keys.node_keys.public.to_string(),
-            "Hostinfo": {"Hostname": host, "OS": "linux", "RoutableIPs": routes}});
-        let resp = c
-            .conn
-            .post(
-                &h.url.join("/machine/map").unwrap(),
-                [],
-                Bytes::from(req.to_string()).into(),
-            )
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
+        let hostinfo = json!({"Hostname": host, "OS": "linux", "RoutableIPs": routes});
+        let read = open_map(c, h, Some(hostinfo)).await;
         let mut v = Self {
-            read: Box::new(resp.into_read()),
+            read: Box::new(read),
             peers: BTreeMap::new(),
             last: Value::Null,
         };
@@ -72,19 +58,7 @@ impl Peers {
 
     /// Reads one frame and folds it into the view.
     pub(crate) async fn next(&mut self) {
-        let read = async {
-            let mut len = [0u8; 4];
-            self.read.read_exact(&mut len).await.unwrap();
-            let mut buf = vec![0u8; u32::from_le_bytes(len) as usize];
-            self.read.read_exact(&mut buf).await.unwrap();
-            let mut whole = len.to_vec();
-            whole.extend_from_slice(&buf);
-            let (json, _) = hs_mapper::decode_frame(&whole).unwrap();
-            serde_json::from_slice::<Value>(&json).unwrap()
-        };
-        let m = tokio::time::timeout(Duration::from_secs(20), read)
-            .await
-            .expect("no frame within 20 s");
+        let m = read_frame(&mut self.read).await.expect("map stream open");
         if let Some(all) = m["Peers"].as_array() {
             self.peers = all
                 .iter()
@@ -134,20 +108,8 @@ impl Peers {
 
 /// Registers a client as `h.user` (alice) and returns it with its node id.
 pub(crate) async fn join(h: &Harness, host: &str) -> (Client, NodeId) {
-    let key = h.key_with(NewPreAuthKey {
-        user_id: Some(h.user),
-        ..NewPreAuthKey::default()
-    });
-    let c = Client::connect(h, host).await;
-    c.register(h, &key).await.unwrap();
-    let id =
-        h.db.tx(|t| t.list_nodes())
-            .unwrap()
-            .into_iter()
-            .find(|n| n.hostname == host)
-            .unwrap()
-            .id;
-    (c, id)
+    let (c, node) = h.join_as(host, h.user).await;
+    (c, node.id)
 }
 
 /// Polls `cond` until it holds (a hang guard, not a timing assert).
@@ -159,6 +121,40 @@ pub(crate) async fn eventually(what: &str, cond: impl Fn() -> bool) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("{what}: not reached within 20 s");
+}
+
+/// A viewer's map stream and two routers announcing [`SUBNET`] under [`AUTO`]: router1's
+/// stream opened first and shown as primary to the viewer, then router2's.
+pub(crate) struct Failover {
+    pub(crate) viewer: Peers,
+    pub(crate) s1: Peers,
+    pub(crate) s2: Peers,
+    pub(crate) id1: NodeId,
+    pub(crate) id2: NodeId,
+    /// The clients whose connections carry the streams: keep them bound.
+    pub(crate) clients: [Client; 3],
+}
+
+pub(crate) async fn failover(h: &Harness) -> Failover {
+    h.st.set_policy_text("test policy", Some(AUTO))
+        .await
+        .unwrap();
+    let (viewer, _) = join(h, "viewer").await;
+    let (r1, id1) = join(h, "router1").await;
+    let (r2, id2) = join(h, "router2").await;
+    let mut v = Peers::open(&viewer, h, "viewer", &[]).await;
+    let s1 = Peers::open(&r1, h, "router1", &[SUBNET]).await;
+    v.until("router1 is primary", |v| v.primary(id1, SUBNET))
+        .await;
+    let s2 = Peers::open(&r2, h, "router2", &[SUBNET]).await;
+    Failover {
+        viewer: v,
+        s1,
+        s2,
+        id1,
+        id2,
+        clients: [viewer, r1, r2],
+    }
 }
 
 fn stored_approved(h: &Harness, id: NodeId) -> Vec<IpNet> {
@@ -274,17 +270,14 @@ async fn routes_show_only_to_viewers_the_policy_lets_use_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_standby_router_takes_over_when_the_primary_disconnects() {
     let h = Harness::start().await;
-    h.st.set_policy_text("test policy", Some(AUTO))
-        .await
-        .unwrap();
-    let (viewer, _) = join(&h, "viewer").await;
-    let (r1, id1) = join(&h, "router1").await;
-    let (r2, id2) = join(&h, "router2").await;
-    let mut v = Peers::open(&viewer, &h, "viewer", &[]).await;
-    let s1 = Peers::open(&r1, &h, "router1", &[SUBNET]).await;
-    v.until("router1 is primary", |v| v.primary(id1, SUBNET))
-        .await;
-    let _s2 = Peers::open(&r2, &h, "router2", &[SUBNET]).await;
+    let Failover {
+        viewer: mut v,
+        s1,
+        s2: _s2,
+        id1,
+        id2,
+        clients: _clients,
+    } = failover(&h).await;
     eventually("router2 is an online candidate", || {
         let snap = h.st.store().load();
         snap.node(id2).is_some_and(|e| e.online)

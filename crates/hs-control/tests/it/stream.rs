@@ -1,59 +1,18 @@
 //! The map stream at the byte level: zstd frames, DNS pushed on reload, a second stream
 //! replacing the first, and streams ended cleanly on shutdown.
 
-use std::time::Duration;
-
-use bytes::Bytes;
 use hs_types::config::DnsConfig;
-use tokio::io::{AsyncRead, AsyncReadExt as _};
-use ts_http_util::{ClientExt as _, ResponseExt as _};
+use tokio::io::AsyncReadExt as _;
 
-use crate::harness::{Client, Harness};
-
-async fn open(c: &Client, h: &Harness) -> impl AsyncRead + Unpin + use<> {
-    let req = serde_json::json!({"Version":130, "Compress":"zstd", "KeepAlive":true, "Stream":true,
-        "NodeKey": c.keys.node_keys.public.to_string()});
-    let resp = c
-        .conn
-        .post(
-            &h.url.join("/machine/map").unwrap(),
-            [],
-            Bytes::from(req.to_string()).into(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    resp.into_read()
-}
-
-/// The next frame's JSON, or `None` at a clean end of stream.
-async fn frame(r: &mut (impl AsyncRead + Unpin)) -> Option<serde_json::Value> {
-    let read = async {
-        let mut len = [0u8; 4];
-        if r.read_exact(&mut len).await.is_err() {
-            return None;
-        }
-        let mut buf = vec![0u8; u32::from_le_bytes(len) as usize];
-        r.read_exact(&mut buf).await.unwrap();
-        let mut whole = len.to_vec();
-        whole.extend_from_slice(&buf);
-        let (json, rest) = hs_mapper::decode_frame(&whole).unwrap();
-        assert!(rest.is_empty());
-        Some(serde_json::from_slice(&json).unwrap())
-    };
-    tokio::time::timeout(Duration::from_secs(20), read)
-        .await
-        .expect("no frame within 20 s")
-}
+use crate::harness::{Client, Harness, open_map, post_map, read_frame};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zstd_stream_dns_reload_replacement_and_shutdown() {
     let h = Harness::start().await;
-    let c = Client::connect(&h, "z").await;
-    c.register(&h, &h.key(false, false)).await.unwrap();
+    let c = Client::registered(&h, "z", &h.key(false, false)).await;
 
-    let mut s1 = open(&c, &h).await;
-    let first = frame(&mut s1).await.unwrap();
+    let mut s1 = open_map(&c, &h, None).await;
+    let first = read_frame(&mut s1).await.unwrap();
     assert_eq!(first["Node"]["Name"], "z.example.com.");
     assert!(first["DERPMap"]["Regions"]["999"].is_object());
 
@@ -75,9 +34,9 @@ async fn zstd_stream_dns_reload_replacement_and_shutdown() {
         extra_records_path: Some(path.clone()),
     };
     h.st.reload_dns(&dns).await.unwrap();
-    let mut pushed = frame(&mut s1).await.unwrap();
+    let mut pushed = read_frame(&mut s1).await.unwrap();
     while pushed.get("DNSConfig").is_none() {
-        pushed = frame(&mut s1).await.unwrap();
+        pushed = read_frame(&mut s1).await.unwrap();
     }
     let records = pushed["DNSConfig"]["ExtraRecords"].as_array().unwrap();
     assert_eq!(records[0]["Name"], "db.example.com");
@@ -89,28 +48,21 @@ async fn zstd_stream_dns_reload_replacement_and_shutdown() {
     assert!(err.contains("extra_records_path"), "{err}");
 
     // A second stream for the node replaces the first, which ends cleanly.
-    let mut s2 = open(&c, &h).await;
-    assert!(frame(&mut s2).await.unwrap().get("Node").is_some());
+    let mut s2 = open_map(&c, &h, None).await;
+    assert!(read_frame(&mut s2).await.unwrap().get("Node").is_some());
     loop {
-        match frame(&mut s1).await {
+        match read_frame(&mut s1).await {
             None => break,
             Some(v) => assert!(v.get("Node").is_none() || v.get("Peers").is_none()),
         }
     }
     // A one-shot poll is answered beside the stream, which keeps running.
-    let req = serde_json::json!({"Version":130, "Compress":"zstd", "Stream":false,
-        "NodeKey": c.keys.node_keys.public.to_string()});
-    let resp = c
-        .conn
-        .post(
-            &h.url.join("/machine/map").unwrap(),
-            [],
-            Bytes::from(req.to_string()).into(),
-        )
+    let mut body = Vec::new();
+    post_map(&c, &h, serde_json::json!({"Stream": false}))
+        .await
+        .read_to_end(&mut body)
         .await
         .unwrap();
-    assert_eq!(resp.status(), 200);
-    let body = resp.collect_bytes().await.unwrap();
     let (json, rest) = hs_mapper::decode_frame(&body).unwrap();
     assert!(rest.is_empty(), "exactly one frame");
     let one: serde_json::Value = serde_json::from_slice(&json).unwrap();
@@ -121,11 +73,11 @@ async fn zstd_stream_dns_reload_replacement_and_shutdown() {
     )
     .unwrap();
     h.st.reload_dns(&dns).await.unwrap();
-    let mut next = frame(&mut s2)
+    let mut next = read_frame(&mut s2)
         .await
         .expect("the stream survived the one-shot poll");
     while next.get("DNSConfig").is_none() {
-        next = frame(&mut s2)
+        next = read_frame(&mut s2)
             .await
             .expect("the stream survived the one-shot poll");
     }
@@ -136,5 +88,5 @@ async fn zstd_stream_dns_reload_replacement_and_shutdown() {
 
     // Shutdown ends the remaining stream.
     h.st.close_all_streams();
-    while frame(&mut s2).await.is_some() {}
+    while read_frame(&mut s2).await.is_some() {}
 }
