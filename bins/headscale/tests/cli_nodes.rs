@@ -349,6 +349,25 @@ fn node_tags_follow_the_live_policy() {
     );
     let after = s.json(&["nodes", "list", "-o", "json"]);
     assert_eq!(after[0]["tags"], tagged["tags"], "{after}");
+    // Listed, the tagged node is owned by the tagged-devices pseudo user, as in Headscale.
+    assert_eq!(after[0]["user"]["name"], "tagged-devices", "{after}");
+    assert_eq!(after[0]["user"]["id"], 2_147_455_555_u64, "{after}");
+    let table = s.cli(&["nodes", "list"]);
+    assert!(table.status.success());
+    let table = String::from_utf8_lossy(&table.stdout);
+    // The 80-column table may shorten the name, never show another owner.
+    assert!(table.contains("tagged-devi"), "{table}");
+
+    // No tags at all: refused in Headscale's words.
+    let out = s.cli(&["nodes", "tag", "-i", &id]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "cannot remove all tags from a node - tagged nodes must have at least one tag"
+        ),
+        "{err}"
+    );
 }
 
 /// `nodes backfillips` gives a node missing its IPv4 an address from the running server's

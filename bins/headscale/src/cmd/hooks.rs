@@ -19,8 +19,9 @@ use ipnet::IpNet;
 use rand::Rng as _;
 
 /// The forms an operator's auth id may take for the control plane: as given, and with the
-/// `hskey-authreq-` prefix removed or added (its `AuthURL`s carry the bare 24 characters,
-/// Go Headscale 0.29 prints the prefixed form).
+/// `hskey-authreq-` prefix removed or added. Our `AuthURL`s carry the prefixed form
+/// (`hskey-authreq-` and 24 hex characters), as Go Headscale 0.29 prints it; an operator may
+/// still type only the 24 characters.
 fn auth_id_forms(id: &str) -> Vec<String> {
     let other = match id.strip_prefix(hs_api::AUTH_ID_PREFIX) {
         Some(bare) => bare.to_owned(),
