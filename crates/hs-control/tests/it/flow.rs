@@ -9,7 +9,7 @@ use chrono::Utc;
 use ts_http_util::{ClientExt as _, ResponseExt as _};
 
 use crate::harness::{Client, Harness, next_update};
-use crate::view::{View, Watching, alpha_watching_bravo, until};
+use crate::view::{View, alpha_watching_bravo, until};
 
 pub(crate) async fn post_json(c: &Client, h: &Harness, path: &str, body: String) -> (u16, Bytes) {
     let url = h.url.join(path).unwrap();
@@ -173,22 +173,12 @@ async fn node_key_rotation_keeps_the_node_and_its_addresses() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_rename_tags_and_expire_reach_peers_and_the_database() {
     let h = Harness::start().await;
-    // The clients stay bound: dropping one would close its connection.
-    let Watching {
-        a: _a,
-        b: _b,
-        mut sa,
-        mut va,
-        b_id,
-        bid,
-        ..
-    } = alpha_watching_bravo(&h).await;
+    let mut w = alpha_watching_bravo(&h).await;
+    let (b_id, bid) = (w.b_id, w.bid);
 
     h.st.rename_node(bid, "db-server").await.unwrap();
-    until(&mut sa, &mut va, "renamed peer", |v| {
-        v.peers[&b_id].hostname == "db-server"
-    })
-    .await;
+    w.until("renamed peer", |v| v.peers[&b_id].hostname == "db-server")
+        .await;
     assert_eq!(
         h.db.tx(|c| c.get_node(bid)).unwrap().unwrap().given_name,
         "db-server"
@@ -203,10 +193,8 @@ async fn admin_rename_tags_and_expire_reach_peers_and_the_database() {
     h.st.set_node_tags(bid, vec!["tag:db".into()])
         .await
         .unwrap();
-    until(&mut sa, &mut va, "tagged peer", |v| {
-        v.peers[&b_id].tags == ["tag:db"]
-    })
-    .await;
+    w.until("tagged peer", |v| v.peers[&b_id].tags == ["tag:db"])
+        .await;
     let stored = h.db.tx(|c| c.get_node(bid)).unwrap().unwrap();
     assert_eq!(stored.tags, vec!["tag:db".to_owned()]);
     assert_eq!(stored.user_id, None);
@@ -214,7 +202,7 @@ async fn admin_rename_tags_and_expire_reach_peers_and_the_database() {
 
     let at = Utc::now() - chrono::Duration::minutes(1);
     h.st.expire_node(bid, at).await.unwrap();
-    until(&mut sa, &mut va, "expired peer", |v| {
+    w.until("expired peer", |v| {
         v.peers[&b_id]
             .node_key_expiry
             .is_some_and(|e| e <= Utc::now())

@@ -7,7 +7,7 @@ use hs_control::ControlState;
 
 use crate::flow::post_json;
 use crate::harness::{Client, Harness, next_update, start_state};
-use crate::view::{View, Watching, alpha_watching_bravo, until};
+use crate::view::{View, alpha_watching_bravo, until};
 
 fn logout_body(c: &Client) -> String {
     serde_json::json!({
@@ -24,25 +24,16 @@ async fn reload(h: &Harness) -> ControlState {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logout_removes_the_node_from_peers_until_it_logs_in_again() {
     let h = Harness::start().await;
-    let Watching {
-        key,
-        a,
-        b,
-        mut sa,
-        mut va,
-        b_id,
-        bid,
-    } = alpha_watching_bravo(&h).await;
-    let b_addr = va.peers[&b_id].tailnet_address.clone();
+    let mut w = alpha_watching_bravo(&h).await;
+    let (b_id, bid) = (w.b_id, w.bid);
+    let b_addr = w.va.peers[&b_id].tailnet_address.clone();
 
-    let (status, body) = post_json(&b, &h, "/machine/register", logout_body(&b)).await;
+    let (status, body) = post_json(&w.b, &h, "/machine/register", logout_body(&w.b)).await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let resp: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(resp["NodeKeyExpired"], true);
-    until(&mut sa, &mut va, "B gone from A's peers", |v| {
-        !v.peers.contains_key(&b_id)
-    })
-    .await;
+    w.until("B gone from A's peers", |v| !v.peers.contains_key(&b_id))
+        .await;
     // The row stays, expired at the logout (clamped to now, not 1970).
     let stored = h.db.tx(|c| c.get_node(bid)).unwrap().unwrap();
     let exp = stored.expiry.expect("logout sets an expiry");
@@ -54,7 +45,7 @@ async fn logout_removes_the_node_from_peers_until_it_logs_in_again() {
     assert!(h.st.is_logged_out(bid));
 
     // A fresh client of A (full map) does not list B either.
-    let mut sa2 = a.stream(&h).await;
+    let mut sa2 = w.a.stream(&h).await;
     let mut va2 = View::default();
     va2.apply(next_update(&mut sa2).await);
     assert!(va2.me.is_some());
@@ -65,7 +56,7 @@ async fn logout_removes_the_node_from_peers_until_it_logs_in_again() {
     assert!(reloaded.is_logged_out(bid), "logout survives a reload");
 
     // B logs in again from the same machine: same node, same addresses, visible again.
-    b.register(&h, &key).await.unwrap();
+    w.b.register(&h, &w.key).await.unwrap();
     assert!(!h.st.is_logged_out(bid));
     until(&mut sa2, &mut va2, "B back at A", |v| {
         v.peers.contains_key(&b_id)
@@ -84,18 +75,10 @@ async fn logout_removes_the_node_from_peers_until_it_logs_in_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_expire_keeps_the_node_visible_and_is_no_logout_after_a_reload() {
     let h = Harness::start().await;
-    // The clients stay bound: dropping one would close its connection.
-    let Watching {
-        a: _a,
-        b: _b,
-        mut sa,
-        mut va,
-        b_id,
-        bid,
-        ..
-    } = alpha_watching_bravo(&h).await;
+    let mut w = alpha_watching_bravo(&h).await;
+    let (b_id, bid) = (w.b_id, w.bid);
     h.st.expire_node(bid, Utc::now()).await.unwrap();
-    until(&mut sa, &mut va, "B shown expired", |v| {
+    w.until("B shown expired", |v| {
         v.peers
             .get(&b_id)
             .and_then(|n| n.node_key_expiry)

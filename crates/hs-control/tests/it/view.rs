@@ -92,3 +92,10 @@ pub(crate) async fn alpha_watching_bravo(h: &Harness) -> Watching {
         bid,
     }
 }
+
+impl Watching {
+    /// Applies alpha's updates until `ok` holds for its view.
+    pub(crate) async fn until(&mut self, what: &str, ok: impl Fn(&View) -> bool) {
+        until(&mut self.sa, &mut self.va, what, ok).await;
+    }
+}
