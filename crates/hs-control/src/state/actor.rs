@@ -494,16 +494,7 @@ impl Actor {
         } else {
             plain_frame(&json)
         };
-        self.metrics.add_bytes(frame.len());
-        if c.tx.try_send(frame).is_err() {
-            tracing::info!(
-                node = node.get(),
-                "map stream is not keeping up (or is gone); closing it"
-            );
-            self.conns.remove(&node);
-            return false;
-        }
-        true
+        self.send(node, frame)
     }
 
     fn deliver(&mut self, node: NodeId, frame: Bytes, plain: &mut HashMap<(usize, usize), Bytes>) {
@@ -531,6 +522,15 @@ impl Actor {
             }
         };
         self.metrics.count_generated("change");
+        self.send(node, frame);
+    }
+
+    /// Queues `frame` on `node`'s stream. A stream that is full (the client is not keeping
+    /// up) or gone is closed, and false returned.
+    fn send(&mut self, node: NodeId, frame: Bytes) -> bool {
+        let Some(c) = self.conns.get(&node) else {
+            return false;
+        };
         self.metrics.add_bytes(frame.len());
         if c.tx.try_send(frame).is_err() {
             tracing::info!(
@@ -538,6 +538,8 @@ impl Actor {
                 "map stream is not keeping up (or is gone); closing it"
             );
             self.conns.remove(&node);
+            return false;
         }
+        true
     }
 }
