@@ -127,6 +127,8 @@ fn run(args: &[String]) -> anyhow::Result<bool> {
         run_id: format!("{:x}", std::process::id() & 0xffff),
         allow_host,
     };
+    // Clears what killed runs left behind and marks this run alive until it returns.
+    let _run = netns::claim_run(&ctx.run_id);
     std::fs::create_dir_all(&ctx.artifacts)
         .with_context(|| format!("creating {}", ctx.artifacts.display()))?;
     let version = client::version(&ctx.clients.tailscale)?;
