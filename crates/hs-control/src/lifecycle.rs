@@ -350,4 +350,53 @@ mod tests {
         tokio::time::sleep(EXPIRY_SWEEP_INTERVAL * 3).await;
         assert!(sa.rx.try_recv().is_err());
     }
+
+    // A client that stops reading: once its buffer is full the next frame closes the stream
+    // (it reconnects for a fresh full map) instead of queueing without bound. Paused time
+    // lets the fan-out interval pass without waiting.
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_that_is_not_read_is_closed_when_its_buffer_is_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, user) = db_with_user(&dir);
+        let st = state_with(&db, "100.64.0.0/10").await;
+        let mut ids = Vec::new();
+        for i in [1, 2] {
+            let stored = db.tx(|c| c.create_node(&node(user, i, None))).unwrap();
+            ids.push(st.announce(stored).await.unwrap().id);
+        }
+        let (a, b) = (ids[0], ids[1]);
+        let mut sa = st.subscribe(a, false).await.unwrap();
+        let bytes_sent = || -> u64 {
+            let text = st.metrics().render();
+            text.lines()
+                .find_map(|l| l.strip_prefix("headscale_mapresponse_bytes_sent_total "))
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        let sent_before = bytes_sent();
+        let renames = crate::state::STREAM_BUFFER + 10;
+        for i in 0..renames {
+            st.rename_node(b, &format!("b{i}")).await.unwrap();
+        }
+        let (mut queued, mut queued_bytes) = (0, 0);
+        loop {
+            match sa.rx.try_recv() {
+                Ok(f) => {
+                    queued += 1;
+                    queued_bytes += f.len() as u64;
+                }
+                Err(e) => {
+                    assert_eq!(e, tokio::sync::mpsc::error::TryRecvError::Disconnected);
+                    break;
+                }
+            }
+        }
+        assert_eq!(
+            queued,
+            crate::state::STREAM_BUFFER,
+            "a full buffer, then closed"
+        );
+        assert!(bytes_sent() - sent_before >= queued_bytes);
+    }
 }

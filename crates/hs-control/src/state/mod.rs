@@ -26,6 +26,8 @@ use crate::clock::now;
 use crate::error::Error;
 use crate::metrics::Metrics;
 
+#[cfg(test)]
+pub(crate) use actor::STREAM_BUFFER;
 use actor::{Actor, Cmd};
 pub(crate) use actor::{Subscription, plain_frame};
 
