@@ -285,7 +285,12 @@ pub struct NetInfo {
     pub pcp: OptBool,
     /// `PreferredDERP`: home DERP region id; 0 = unknown. The server copies it to
     /// `Node.HomeDERP`.
-    #[serde(rename = "PreferredDERP", skip_serializing_if = "is_zero")]
+    /// Also read as `PreferredDerp` (Tailscale's Rust client; Go matches keys case-insensitively).
+    #[serde(
+        rename = "PreferredDERP",
+        alias = "PreferredDerp",
+        skip_serializing_if = "is_zero"
+    )]
     pub preferred_derp: i64,
     /// `LinkType`: `wired`, `wifi` or `mobile`.
     #[serde(rename = "LinkType", skip_serializing_if = "String::is_empty")]
@@ -293,6 +298,7 @@ pub struct NetInfo {
     /// `DERPLatency`: `"<region>-v4"`/`"<region>-v6"` → seconds.
     #[serde(
         rename = "DERPLatency",
+        alias = "DerpLatency",
         serialize_with = "gofloat::serialize_map",
         skip_serializing_if = "BTreeMap::is_empty",
         deserialize_with = "null_default"
