@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+use super::godecode::{self, GoFields};
 use super::gofloat;
 use super::omit::{is_zero, null_default};
 use super::opt_bool::OptBool;
@@ -19,7 +20,9 @@ pub type ExtraFields = serde_json::Map<String, serde_json::Value>;
 /// Go's `tailcfg.Hostinfo`: a summary of a Tailscale host. Every field is `omitempty` or
 /// `omitzero` in Go, so defaults are omitted.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(default)]
+// `remote = "Self"` turns the derives into inherent functions, wrapped by the trait impls
+// below so that Go-style key matching sees the field list (see `godecode`).
+#[serde(default, remote = "Self")]
 pub struct Hostinfo {
     /// `IPNVersion`: the client's version (long form).
     #[serde(rename = "IPNVersion", skip_serializing_if = "String::is_empty")]
@@ -251,7 +254,9 @@ pub struct TPMInfo {
 
 /// Go's `tailcfg.NetInfo`: the host's network state. Every field is `omitzero`/`omitempty`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(default)]
+// `remote = "Self"` turns the derives into inherent functions, wrapped by the trait impls
+// below so that Go-style key matching sees the field list (see `godecode`).
+#[serde(default, remote = "Self")]
 pub struct NetInfo {
     /// `MappingVariesByDestIP`: NAT mapping depends on destination (hard NAT).
     #[serde(
@@ -285,12 +290,7 @@ pub struct NetInfo {
     pub pcp: OptBool,
     /// `PreferredDERP`: home DERP region id; 0 = unknown. The server copies it to
     /// `Node.HomeDERP`.
-    /// Also read as `PreferredDerp` (Tailscale's Rust client; Go matches keys case-insensitively).
-    #[serde(
-        rename = "PreferredDERP",
-        alias = "PreferredDerp",
-        skip_serializing_if = "is_zero"
-    )]
+    #[serde(rename = "PreferredDERP", skip_serializing_if = "is_zero")]
     pub preferred_derp: i64,
     /// `LinkType`: `wired`, `wifi` or `mobile`.
     #[serde(rename = "LinkType", skip_serializing_if = "String::is_empty")]
@@ -298,7 +298,6 @@ pub struct NetInfo {
     /// `DERPLatency`: `"<region>-v4"`/`"<region>-v6"` → seconds.
     #[serde(
         rename = "DERPLatency",
-        alias = "DerpLatency",
         serialize_with = "gofloat::serialize_map",
         skip_serializing_if = "BTreeMap::is_empty",
         deserialize_with = "null_default"
@@ -310,4 +309,121 @@ pub struct NetInfo {
     /// Fields this server does not model (e.g. the older `HairPinning`), passed through.
     #[serde(flatten)]
     pub extra: ExtraFields,
+}
+
+/// Trait impls over the `remote = "Self"` derives of the two flattened types.
+macro_rules! go_fields {
+    ($ty:ident, $name:literal, [$($field:literal),* $(,)?]) => {
+        impl GoFields for $ty {
+            const NAME: &'static str = $name;
+            const FIELDS: &'static [&'static str] = &[$($field),*];
+            fn from_map<'de, A: serde::de::MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+                $ty::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                godecode::deserialize_fields(d)
+            }
+        }
+
+        impl Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                $ty::serialize(self, s)
+            }
+        }
+    };
+}
+
+go_fields!(
+    Hostinfo,
+    "Hostinfo",
+    [
+        "IPNVersion",
+        "FrontendLogID",
+        "BackendLogID",
+        "OS",
+        "OSVersion",
+        "Container",
+        "Env",
+        "Distro",
+        "DistroVersion",
+        "DistroCodeName",
+        "App",
+        "Desktop",
+        "Package",
+        "DeviceModel",
+        "PushDeviceToken",
+        "Hostname",
+        "ShieldsUp",
+        "ShareeNode",
+        "NoLogsNoSupport",
+        "RemoteConfig",
+        "WireIngress",
+        "IngressEnabled",
+        "AllowsUpdate",
+        "Machine",
+        "GoArch",
+        "GoArchVar",
+        "GoVersion",
+        "RoutableIPs",
+        "RequestTags",
+        "WoLMACs",
+        "Services",
+        "NetInfo",
+        "sshHostKeys",
+        "Cloud",
+        "Userspace",
+        "UserspaceRouter",
+        "AppConnector",
+        "ServicesHash",
+        "PeerRelay",
+        "ExitNodeID",
+        "Location",
+        "TPM",
+        "StateEncrypted",
+    ]
+);
+
+go_fields!(
+    NetInfo,
+    "NetInfo",
+    [
+        "MappingVariesByDestIP",
+        "WorkingIPv6",
+        "OSHasIPv6",
+        "WorkingUDP",
+        "WorkingICMPv4",
+        "HavePortMap",
+        "UPnP",
+        "PMP",
+        "PCP",
+        "PreferredDERP",
+        "LinkType",
+        "DERPLatency",
+        "FirewallMode",
+    ]
+);
+
+#[cfg(test)]
+mod fields_tests {
+    use super::*;
+
+    /// The `rename`s between `pub struct <name> {` and its closing brace in this file.
+    fn renames(name: &str) -> Vec<String> {
+        let src = include_str!("hostinfo.rs");
+        let start = src.find(&format!("pub struct {name} {{")).unwrap();
+        let body = &src[start..start + src[start..].find("\n}\n").unwrap()];
+        body.split("rename = \"")
+            .skip(1)
+            .map(|s| s[..s.find('"').unwrap()].to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn field_lists_match_the_declarations() {
+        assert_eq!(Hostinfo::FIELDS, renames("Hostinfo"));
+        assert_eq!(NetInfo::FIELDS, renames("NetInfo"));
+    }
 }

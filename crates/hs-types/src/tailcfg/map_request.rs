@@ -70,9 +70,9 @@ pub struct MapRequest {
     /// `Stream`: long poll. From capver 68 a streaming request should be treated as read-only.
     #[serde(rename = "Stream", skip_serializing_if = "is_zero")]
     pub stream: bool,
-    /// `Hostinfo`. Always written (`null` when `None`). Also read as `HostInfo`, the spelling
-    /// Tailscale's Rust client sends (Go's decoder matches JSON keys case-insensitively).
-    #[serde(rename = "Hostinfo", alias = "HostInfo")]
+    /// `Hostinfo`. Always written (`null` when `None`). Tailscale's Rust client sends
+    /// `HostInfo`; `godecode::from_slice` reads that as Go does.
+    #[serde(rename = "Hostinfo")]
     pub hostinfo: Option<Hostinfo>,
     /// `MapSessionHandle`: request to resume a session; omitted when empty.
     #[serde(rename = "MapSessionHandle", skip_serializing_if = "String::is_empty")]

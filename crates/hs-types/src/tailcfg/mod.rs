@@ -19,6 +19,7 @@ mod derp;
 mod dns;
 mod filter;
 mod gofloat;
+pub mod godecode;
 pub mod gojson;
 pub mod gotime;
 mod hostinfo;

@@ -3,6 +3,7 @@
 mod corpus;
 mod derp;
 mod filter;
+mod godecode;
 mod hostinfo;
 mod map;
 mod node;
