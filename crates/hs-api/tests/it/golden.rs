@@ -407,6 +407,21 @@ golden!(
     "/api/v1/preauthkey",
     None
 );
+// Go emits a zero (already expired) expiration as a timestamp, never as null: the same
+// golden holds for keys stored with `time.Time{}`.
+golden!(
+    pak_list_zero_expiration,
+    "TestAPIV1ListPreAuthKeys_all_parity",
+    |f| {
+        let u = f.user("alice");
+        let zero = Some(hs_api::zero_instant());
+        f.pak(Some(u.id), &[], true, false, zero);
+        f.pak(None, &["tag:test"], false, true, zero);
+    },
+    "GET",
+    "/api/v1/preauthkey",
+    None
+);
 golden!(
     pak_list_empty,
     "TestAPIV1ListPreAuthKeys_empty_parity",

@@ -19,7 +19,7 @@ const T: Duration = Duration::from_secs(10);
 
 /// Serves the gRPC listener for `f` on an ephemeral loopback port; returns its address and
 /// a sender that stops it.
-async fn serve(f: &Fixture) -> (String, tokio::sync::oneshot::Sender<()>) {
+pub(crate) async fn serve(f: &Fixture) -> (String, tokio::sync::oneshot::Sender<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -9,4 +9,5 @@ mod bad_input;
 mod golden;
 mod grpc;
 mod pg;
+mod preauth;
 mod support;

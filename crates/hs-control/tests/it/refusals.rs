@@ -178,3 +178,41 @@ async fn a_key_revoked_after_use_is_refused_at_once() {
     assert_eq!(register_error(&h, &b, &reusable).await, "authkey revoked");
     assert_eq!(h.node_count(), 1);
 }
+
+/// Go's zero instant stored as a pre-auth key's expiration (what Headscale's API stores when a
+/// create request has none, and what a database imported from Go may hold) is a past time:
+/// the key is expired, not "never expires". NULL still means never.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_expiration_keys_are_refused_as_expired() {
+    let h = Harness::start().await;
+    let zero = chrono::DateTime::<Utc>::from_timestamp(-62_135_596_800, 0).unwrap();
+    let hashed = h.key_with(NewPreAuthKey {
+        user_id: Some(h.user),
+        reusable: true,
+        expiration: Some(zero),
+        ..NewPreAuthKey::default()
+    });
+    // A legacy plaintext key written the way Go's GORM writes the zero time into SQLite.
+    let legacy = "00112233445566778899aabbccddeeff0011223344556677";
+    let uid = h.user.get();
+    h.db.tx(|c| {
+        c.execute_raw(&format!(
+            "INSERT INTO pre_auth_keys (key, user_id, reusable, ephemeral, used, tags, expiration) \
+             VALUES ('{legacy}', {uid}, true, false, false, '[]', '0001-01-01 00:00:00+00:00')"
+        ))
+    })
+    .unwrap();
+
+    let c = Client::connect(&h, "zero").await;
+    assert_eq!(register_error(&h, &c, &hashed).await, "authkey expired");
+    assert_eq!(register_error(&h, &c, legacy).await, "authkey expired");
+    assert_eq!(h.node_count(), 0, "no refused registration wrote a node");
+
+    let never = h.key_with(NewPreAuthKey {
+        user_id: Some(h.user),
+        expiration: None,
+        ..NewPreAuthKey::default()
+    });
+    let _ok = Client::registered(&h, "never", &never).await;
+    assert_eq!(h.node_count(), 1, "a key without expiration still works");
+}

@@ -88,7 +88,7 @@ impl TryFrom<PakRow> for PreAuthKey {
             ephemeral: r.ephemeral.unwrap_or(false),
             used: r.used.unwrap_or(false),
             tags: json_strings("pre_auth_keys", "tags", r.id, r.tags.as_deref())?,
-            expiration: opt_time(r.expiration),
+            expiration: exact_time(r.expiration),
             revoked: r.revoked.unwrap_or(false),
             created_at: req_time(r.created_at),
         })

@@ -20,9 +20,10 @@ fn opt_time(t: Option<DbTime>) -> Option<DateTime<Utc>> {
     t.map(|t| t.0).filter(|t| t.timestamp() > ZERO_CUTOFF)
 }
 
-/// A stored time read exactly: Go's zero time stays year 1. For `api_keys.expiration`,
-/// where Headscale treats a zero expiration as already expired, so mapping it to "never"
-/// would turn such a key into one that never expires.
+/// A stored time read exactly: Go's zero time stays year 1. For `api_keys.expiration` and
+/// `pre_auth_keys.expiration`, where Headscale treats a zero expiration as already expired
+/// (its gRPC create stores `time.Time{}` when no expiration is given), so mapping it to
+/// "never" would turn such a key into one that never expires.
 fn exact_time(t: Option<DbTime>) -> Option<DateTime<Utc>> {
     t.map(|t| t.0)
 }

@@ -352,6 +352,57 @@ pub(crate) fn pre_auth_keys(db: &Db) {
     );
 }
 
+/// Go's zero instant as a pre-auth key's expiration reads back as that instant, not as
+/// "never": Headscale counts it expired. Rows are written both through the repository and
+/// as Go's GORM writes them; a NULL expiration still reads as `None`.
+pub(crate) fn pre_auth_key_zero_expiration(db: &Db) {
+    let u = user(db, "zerokeys");
+    let zero = DateTime::<Utc>::from_timestamp(-62_135_596_800, 0).expect("year 1");
+    let now = t(1_700_000_000, 0);
+    let mut rng = rand::thread_rng();
+    let new = |expiration| NewPreAuthKey {
+        user_id: Some(u.id),
+        reusable: true,
+        expiration,
+        ..NewPreAuthKey::default()
+    };
+    let (k, full) = db
+        .create_pre_auth_key(&mut rng, &new(Some(zero)), now)
+        .expect("create zero");
+    assert_eq!(k.expiration, Some(zero));
+    let found = db.find_pre_auth_key(&full).expect("find").expect("matches");
+    assert_eq!(found.expiration, Some(zero));
+    assert!(found.is_expired(now) && !found.is_usable(now));
+
+    let (n, _) = db
+        .create_pre_auth_key(&mut rng, &new(None), now)
+        .expect("create never");
+    assert_eq!(n.expiration, None);
+    assert!(n.is_usable(now));
+
+    let uid = u.id.get();
+    db.tx(|c| {
+        c.execute_raw(&format!(
+            "INSERT INTO pre_auth_keys (key, user_id, reusable, ephemeral, used, tags, expiration) \
+             VALUES ('ffeeddccbbaa99887766554433221100ffeeddccbbaa9988', {uid}, true, false, false, '[]', '0001-01-01 00:00:00+00:00')"
+        ))
+    })
+    .expect("insert as Go does");
+    let go = db
+        .find_pre_auth_key("ffeeddccbbaa99887766554433221100ffeeddccbbaa9988")
+        .expect("find legacy")
+        .expect("legacy found");
+    assert_eq!(go.expiration, Some(zero));
+    assert!(go.is_expired(now) && !go.is_usable(now));
+    let listed: Vec<_> = db
+        .tx(|c| c.list_pre_auth_keys(Some(u.id)))
+        .expect("list")
+        .into_iter()
+        .map(|k| k.expiration)
+        .collect();
+    assert_eq!(listed, vec![Some(zero), None, Some(zero)]);
+}
+
 pub(crate) fn api_keys(db: &Db) {
     let mut rng = rand::thread_rng();
     let (k, full) = db
@@ -508,6 +559,7 @@ both!(
     users,
     nodes,
     pre_auth_keys,
+    pre_auth_key_zero_expiration,
     api_keys,
     policy,
     concurrent_writers
