@@ -35,7 +35,7 @@ pub(crate) async fn handle(
     Extension(session): Extension<NoiseSession>,
     body: Bytes,
 ) -> Response {
-    let req: MapRequest = match serde_json::from_slice(&body) {
+    let req: MapRequest = match hs_types::tailcfg::godecode::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
             return (

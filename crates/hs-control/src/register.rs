@@ -87,7 +87,7 @@ pub(crate) async fn handle(
     Extension(session): Extension<NoiseSession>,
     body: Bytes,
 ) -> Response {
-    let req: RegisterRequest = match serde_json::from_slice(&body) {
+    let req: RegisterRequest = match tailcfg::godecode::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
             return Refusal::http(

@@ -8,6 +8,7 @@
 
 mod batching;
 mod flow;
+mod gokeys;
 mod ha;
 mod harness;
 mod interactive;
