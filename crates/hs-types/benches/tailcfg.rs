@@ -6,7 +6,7 @@ use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, criterion_main};
 use hs_types::tailcfg::{
-    CapMap, FilterRule, Hostinfo, MapRequest, MapResponse, NetInfo, Node, Service, gojson,
+    CapMap, FilterRule, Hostinfo, MapRequest, MapResponse, NetInfo, Node, Service, godecode, gojson,
 };
 use hs_types::{DiscoPublic, MachinePublic, NodeId, NodePublic, UserId};
 
@@ -86,6 +86,9 @@ fn bench(c: &mut Criterion) {
     let req = serde_json::to_vec(&req).expect("encode");
     c.bench_function("map_request/deserialize", |b| {
         b.iter(|| serde_json::from_slice::<MapRequest>(black_box(&req)).expect("decode"));
+    });
+    c.bench_function("map_request/deserialize_godecode", |b| {
+        b.iter(|| godecode::from_slice::<MapRequest>(black_box(&req)).expect("decode"));
     });
 }
 

@@ -11,6 +11,9 @@
 //! reader can tell apart: `&`, `<` and `>` are written as themselves rather than
 //! `\u0026`-style escapes, and a few lists are written as `[]` where Go would write `null` for
 //! a nil slice (documented on each such field).
+//!
+//! Bodies from clients are read with [`godecode::from_slice`], which also matches keys to
+//! fields case-insensitively as Go does (Tailscale's Rust client writes `HostInfo`, `Os`, ...).
 
 mod b64;
 mod capmap;
