@@ -191,16 +191,29 @@ impl Env {
     }
 
     pub(crate) fn wait_running(&mut self) -> anyhow::Result<()> {
+        self.wait_backend_state("Running", "reaches BackendState Running")
+    }
+
+    /// Every client reaches BackendState `want`; `what` completes "<client> ..." in messages.
+    fn wait_backend_state(&mut self, want: &str, what: &str) -> anyhow::Result<()> {
         for i in 0..self.clients.len() {
-            let what = format!("{} reaches BackendState Running", self.clients[i].name);
+            let what = format!("{} {what}", self.clients[i].name);
             eventually(&what, WAIT, || {
                 self.alive()?;
                 let s = self.clients[i].backend_state()?;
-                ensure!(s == "Running", "BackendState is {s:?}");
+                ensure!(s == want, "BackendState is {s:?}");
                 Ok(())
             })?;
         }
         Ok(())
+    }
+
+    /// Every client runs `tailscale logout` and is then seen in NeedsLogin.
+    pub(crate) fn logout_all(&mut self) -> anyhow::Result<()> {
+        for c in &self.clients {
+            c.cli_ok(&["logout"])?;
+        }
+        self.wait_backend_state("NeedsLogin", "is logged out (NeedsLogin)")
     }
 
     /// Every client sees every other client as an online peer.
@@ -436,18 +449,7 @@ fn logout_relogin_same_user(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
         nodes_before == 4,
         "expected 4 nodes in the database, found {nodes_before}"
     );
-    for c in &e.clients {
-        c.cli_ok(&["logout"])?;
-    }
-    for i in 0..e.clients.len() {
-        let what = format!("{} is logged out (NeedsLogin)", e.clients[i].name);
-        eventually(&what, WAIT, || {
-            e.alive()?;
-            let s = e.clients[i].backend_state()?;
-            ensure!(s == "NeedsLogin", "BackendState is {s:?}");
-            Ok(())
-        })?;
-    }
+    e.logout_all()?;
     for (c, k) in e.clients.iter().zip(&keys) {
         c.up(k)?;
     }

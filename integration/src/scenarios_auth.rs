@@ -121,18 +121,7 @@ pub(crate) fn relogin_new_user(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
         list_nodes(&e, ctx, None)?.len() == total,
         "expected {total} nodes before logout"
     );
-    for c in &e.clients {
-        c.cli_ok(&["logout"])?;
-    }
-    for i in 0..total {
-        let what = format!("{} is logged out (NeedsLogin)", e.clients[i].name);
-        eventually(&what, WAIT, || {
-            e.alive()?;
-            let s = e.clients[i].backend_state()?;
-            ensure!(s == "NeedsLogin", "BackendState is {s:?}");
-            Ok(())
-        })?;
-    }
+    e.logout_all()?;
     let uid = user_id(&e, ctx, "user1")?;
     let key = cli_json(
         &e,
@@ -216,18 +205,7 @@ pub(crate) fn web_flow_logout_relogin(ctx: &Ctx, name: &str) -> anyhow::Result<(
         .collect::<anyhow::Result<_>>()?;
     let count = list_nodes(&e, ctx, None)?.len();
     ensure!(count == 4, "expected 4 nodes before logout, found {count}");
-    for c in &e.clients {
-        c.cli_ok(&["logout"])?;
-    }
-    for i in 0..e.clients.len() {
-        let what = format!("{} is logged out (NeedsLogin)", e.clients[i].name);
-        eventually(&what, WAIT, || {
-            e.alive()?;
-            let s = e.clients[i].backend_state()?;
-            ensure!(s == "NeedsLogin", "BackendState is {s:?}");
-            Ok(())
-        })?;
-    }
+    e.logout_all()?;
     let after_logout = list_nodes(&e, ctx, None)?.len();
     ensure!(
         after_logout == count,
