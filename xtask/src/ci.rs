@@ -81,7 +81,16 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     run_cargo(
         &root,
         "test",
-        &["test", "--workspace", "--locked", "--no-fail-fast"],
+        // The integration smoke built headscale with test-fault (inert unless
+        // HEADSCALE_RS_TEST_FAULT is set); the same features here reuse that build.
+        &[
+            "test",
+            "--workspace",
+            "--locked",
+            "--no-fail-fast",
+            "--features",
+            "headscale/test-fault",
+        ],
     )
 }
 

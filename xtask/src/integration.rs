@@ -42,7 +42,16 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     let bins = ensure_clients(&version)?;
     println!("xtask integration: building headscale and the harness");
     let st = Command::new(env!("CARGO"))
-        .args(["build", "-p", "headscale", "-p", "hs-integration"])
+        // test-fault: the self-check scenario breaks the server on purpose through it.
+        .args([
+            "build",
+            "-p",
+            "headscale",
+            "-p",
+            "hs-integration",
+            "--features",
+            "headscale/test-fault",
+        ])
         .current_dir(&root)
         .status()
         .context("running cargo build")?;

@@ -10,7 +10,6 @@
 mod cli;
 mod cmd;
 mod config_file;
-mod database;
 mod logging;
 mod output;
 

@@ -12,12 +12,12 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
-use hs_api::{Admin, DbOnly, PolicyMode};
+use hs_api::{Admin, PolicyMode};
 use hs_db::{Db, DbConfig, SqliteConfig};
 use hs_types::model::{Node, RegisterMethod};
 use hs_types::{DiscoPublic, MachinePublic, NodeId, NodePublic};
 
-fn setup(dir: &std::path::Path, nodes: u32) -> Admin {
+async fn setup(dir: &std::path::Path, nodes: u32) -> Admin {
     let db = Db::open(&DbConfig::Sqlite(SqliteConfig::new(dir.join("db.sqlite")))).unwrap();
     let now = Utc.with_ymd_and_hms(2026, 6, 1, 12, 0, 0).single().unwrap();
     let user = hs_db::NewUser {
@@ -59,9 +59,10 @@ fn setup(dir: &std::path::Path, nodes: u32) -> Admin {
         Ok(())
     })
     .unwrap();
+    let state = hs_testkit::control_state(&db).await;
     Admin::new(
         Arc::new(db),
-        Arc::new(DbOnly),
+        state,
         Arc::new(move || now),
         PolicyMode::Database,
     )
@@ -87,7 +88,7 @@ fn bench(c: &mut Criterion) {
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let admin = setup(dir.path(), 1000);
+    let admin = rt.block_on(setup(dir.path(), 1000));
     let open = hs_api::serve::app(admin.clone(), false);
     c.bench_function("rest_list_1000_nodes", |b| {
         b.iter(|| rt.block_on(get(open.clone(), "/api/v1/node", None)))

@@ -68,6 +68,23 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// Maps a control-plane command's failure; `context` says what was being done.
+    pub fn from_control(context: &str, e: hs_control::Error) -> Self {
+        use hs_control::Error as C;
+        match e {
+            C::NotFound(m) | C::Db(hs_db::Error::NotFound(m)) => Self::NotFound(m),
+            C::Conflict(m) | C::Db(hs_db::Error::Conflict(m)) => Self::Conflict(m),
+            C::Invalid(m) | C::Config(m) => Self::BadRequest(format!("{context}: {m}")),
+            C::NodeStore(e) => Self::BadRequest(format!("{context}: {e}")),
+            other => {
+                tracing::error!(error = %other, "{context}");
+                Self::Internal(format!("{context}: internal error"))
+            }
+        }
+    }
+}
+
 /// The RFC 7807 body Headscale's Huma-based API answers with.
 #[derive(Serialize)]
 struct Problem<'a> {

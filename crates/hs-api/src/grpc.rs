@@ -343,7 +343,7 @@ impl HeadscaleService for GrpcApi {
         &self,
         r: Request<pb::BackfillNodeIPsRequest>,
     ) -> R<pb::BackfillNodeIPsResponse> {
-        let changes = self.admin.backfill_ips(r.into_inner().confirmed)?;
+        let changes = self.admin.backfill_ips(r.into_inner().confirmed).await?;
         Ok(Response::new(pb::BackfillNodeIPsResponse { changes }))
     }
 

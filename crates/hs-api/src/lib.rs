@@ -2,13 +2,13 @@
 //! client the CLI uses to reach a running server.
 //!
 //! One [`Admin`] service holds the operations; [`rest`] and [`grpc`] are thin front ends
-//! over it. Persistence comes in through the [`Store`] trait (implemented on hs-db by the
-//! crate for hs-db's `Db`, in `db_store`) and control-plane side effects go out through [`ControlHooks`]. [`serve`] puts
-//! the API on the gRPC TCP listener (with API-key auth) and on the unix socket (without).
+//! over it. Reads and key writes go through the [`Store`] trait (implemented on hs-db's
+//! `Db`, in `db_store`); every change to users, nodes and the policy is a command of
+//! hs-control's `ControlState`, the one writer of the tailnet. [`serve`] puts the API on the
+//! gRPC TCP listener (with API-key auth) and on the unix socket (without).
 //!
-//! Wiring, for `headscale serve`:
-//! 1. `Admin::new(Arc::new(db.clone()), hooks, system_clock(), policy_mode)`, where `hooks`
-//!    is the control plane's [`ControlHooks`] ([`DbOnly`] until hs-control provides one);
+//! Wiring, for `headscale serve` (done by `hs-server`):
+//! 1. `Admin::new(Arc::new(db.clone()), control_state, system_clock(), policy_mode)`;
 //! 2. the main listener merges [`serve::http_router`] (bearer auth, public OpenAPI);
 //! 3. `grpc_listen_addr`: [`serve::serve_grpc`] with [`serve::grpc_security`]`(tls_cert_path,
 //!    tls_key_path, grpc_allow_insecure)` (`None`: no
@@ -27,7 +27,6 @@ pub mod client;
 mod db_store;
 mod error;
 pub mod grpc;
-pub mod hooks;
 pub mod json;
 mod keycache;
 pub mod output;
@@ -39,7 +38,6 @@ mod service;
 mod store;
 
 pub use error::{ApiError, Error};
-pub use hooks::{ControlHooks, DbOnly};
 pub use service::{
     AUTH_ID_PREFIX, Admin, ApiKeyRef, Clock, NodeView, PolicyMode, PreAuthKeyView, UserFilter,
     system_clock, zero_instant,

@@ -5,8 +5,6 @@
 use hs_policy::{CompiledPolicy, Policy, PolicyNode, PolicyUser};
 use hs_types::model::{Node, User};
 
-use crate::hooks::routable_ips;
-
 /// The engine's view of a user.
 pub fn policy_user(u: &User) -> PolicyUser {
     PolicyUser {
@@ -47,6 +45,23 @@ pub fn check_policy_text(text: &str, users: &[User], nodes: &[Node]) -> Result<(
 pub fn owned_tags(text: &str) -> Result<Vec<String>, String> {
     let policy = Policy::parse(text).map_err(|e| e.to_string())?;
     Ok(policy.tag_owners.keys().cloned().collect())
+}
+
+/// The routes a node advertises, read from its Hostinfo's `RoutableIPs` (through the JSON
+/// form, whichever Rust type carries the Hostinfo).
+fn routable_ips(node: &Node) -> Vec<ipnet::IpNet> {
+    let Some(value) = node
+        .hostinfo
+        .as_ref()
+        .and_then(|h| serde_json::to_value(h).ok())
+    else {
+        return Vec::new();
+    };
+    value
+        .get("RoutableIPs")
+        .and_then(|v| v.as_array())
+        .map(|a| a.iter().filter_map(|v| v.as_str()?.parse().ok()).collect())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

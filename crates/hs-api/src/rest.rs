@@ -372,7 +372,7 @@ async fn register_node(State(a): State<Admin>, Query(q): Q) -> ApiResult {
 }
 
 async fn backfill_ips(State(a): State<Admin>, Query(q): Q) -> ApiResult {
-    let changes = a.backfill_ips(query_flag(&q, "confirmed")?)?;
+    let changes = a.backfill_ips(query_flag(&q, "confirmed")?).await?;
     ok(json!({ "changes": changes }))
 }
 

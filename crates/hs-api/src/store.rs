@@ -5,7 +5,6 @@
 //! tokio's blocking pool. Secrets reach the store only as bcrypt hashes.
 
 use chrono::{DateTime, Utc};
-use ipnet::IpNet;
 
 use hs_types::model::{ApiKey, Node, PreAuthKey, User};
 use hs_types::{NodeId, UserId};
@@ -87,17 +86,10 @@ pub struct StoredPolicy {
 pub trait Store: Send + Sync + 'static {
     /// Whether the database answers.
     fn ping(&self) -> bool;
-
-    /// Creates a user; [`StoreError::Conflict`] when the name is taken.
-    fn create_user(&self, user: NewUser, now: DateTime<Utc>) -> StoreResult<User>;
     /// One user by id.
     fn user(&self, id: UserId) -> StoreResult<Option<User>>;
     /// All users, ascending by id.
     fn list_users(&self) -> StoreResult<Vec<User>>;
-    /// Renames a user; [`StoreError::Conflict`] when the name is taken.
-    fn rename_user(&self, id: UserId, new_name: &str, now: DateTime<Utc>) -> StoreResult<User>;
-    /// Deletes a user; [`StoreError::Invalid`] while nodes still belong to them.
-    fn delete_user(&self, id: UserId) -> StoreResult<()>;
 
     /// Stores a new pre-auth key.
     fn create_preauth_key(&self, key: NewPreAuthKey, now: DateTime<Utc>)
@@ -130,29 +122,7 @@ pub trait Store: Send + Sync + 'static {
     fn node(&self, id: NodeId) -> StoreResult<Option<Node>>;
     /// All nodes, ascending by id.
     fn list_nodes(&self) -> StoreResult<Vec<Node>>;
-    /// Deletes a node.
-    fn delete_node(&self, id: NodeId) -> StoreResult<()>;
-    /// Sets (or with `None` clears) a node's key expiry.
-    fn set_node_expiry(
-        &self,
-        id: NodeId,
-        expiry: Option<DateTime<Utc>>,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Node>;
-    /// Sets a node's given name; [`StoreError::Invalid`] when another node has it.
-    fn rename_node(&self, id: NodeId, given_name: &str, now: DateTime<Utc>) -> StoreResult<Node>;
-    /// Replaces a node's tags (a tagged node loses its user).
-    fn set_node_tags(&self, id: NodeId, tags: &[String], now: DateTime<Utc>) -> StoreResult<Node>;
-    /// Replaces a node's approved routes.
-    fn set_approved_routes(
-        &self,
-        id: NodeId,
-        routes: &[IpNet],
-        now: DateTime<Utc>,
-    ) -> StoreResult<Node>;
 
     /// The stored policy, `None` when none was ever set.
     fn policy(&self) -> StoreResult<Option<StoredPolicy>>;
-    /// Stores a policy document.
-    fn set_policy(&self, data: &str, now: DateTime<Utc>) -> StoreResult<StoredPolicy>;
 }

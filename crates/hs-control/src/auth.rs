@@ -16,7 +16,7 @@ use axum::response::{Html, IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use hs_types::model::{Node, RegisterMethod};
 use hs_types::tailcfg::{RegisterRequest, RegisterResponse};
-use hs_types::{MachinePublic, NodeId, UserId};
+use hs_types::{MachinePublic, UserId};
 use http::StatusCode;
 use rand::RngCore as _;
 use tokio::sync::watch;
@@ -24,6 +24,7 @@ use tokio::sync::watch;
 use crate::clock::now;
 use crate::error::Error;
 use crate::register::{Refusal, new_expiry, response_for};
+use crate::registration::Registration;
 use crate::state::ControlState;
 
 /// How long a pending registration waits for an operator (Headscale's register cache).
@@ -183,67 +184,19 @@ impl ControlState {
         }
         let t = now();
         let req = &p.req;
-        let hostinfo = req
-            .hostinfo
-            .as_ref()
-            .and_then(|h| serde_json::to_value(h).ok());
-        let hostname = req
-            .hostinfo
-            .as_ref()
-            .map(|h| h.hostname.clone())
-            .unwrap_or_default();
-        let expiry = new_expiry(self, req, false, false, t);
-        let snap = self.store().load_full();
-        let old = snap
+        let reg = Registration {
+            user_id: Some(user),
+            expiry: new_expiry(self, req, false, false, t),
+            ..Registration::from_request(p.machine, req, RegisterMethod::Cli, t)
+        };
+        let existing = self
+            .store()
+            .load()
             .nodes_by_machine_key(&p.machine)
             .find(|e| e.node.user_id == Some(user) && e.node.tags.is_empty())
-            .map(|e| e.node.clone());
-        let node = match old {
-            Some(o) => Node {
-                node_key: req.node_key,
-                hostinfo: hostinfo.or(o.hostinfo.clone()),
-                register_method: RegisterMethod::Cli,
-                expiry,
-                updated_at: t,
-                ..o
-            },
-            None => {
-                let (v4, v6) = self.ips().allocate(&mut rand::thread_rng())?;
-                Node {
-                    id: NodeId(0),
-                    machine_key: p.machine,
-                    node_key: req.node_key,
-                    disco_key: hs_types::DiscoPublic::default(),
-                    endpoints: Vec::new(),
-                    hostinfo,
-                    ipv4: v4,
-                    ipv6: v6,
-                    hostname,
-                    given_name: String::new(),
-                    user_id: Some(user),
-                    register_method: RegisterMethod::Cli,
-                    tags: Vec::new(),
-                    auth_key_id: None,
-                    expiry,
-                    last_seen: None,
-                    approved_routes: Vec::new(),
-                    created_at: t,
-                    updated_at: t,
-                }
-            }
-        };
-        let create = node.id.get() == 0;
-        let ips = node.ips();
-        let stored = self.put_node(node, create).await;
-        let n = match stored {
-            Ok(n) => n,
-            Err(e) => {
-                if create {
-                    self.ips().release(ips);
-                }
-                return Err(e);
-            }
-        };
+            .map(|e| e.node.id);
+        let n =
+            crate::registration::store(self, reg, existing, crate::registration::nothing()).await?;
         // The entry stays (until its TTL) so a follow-up that arrives after the decision still
         // gets it; `send_replace` stores the answer even when nobody is waiting yet.
         p.done.send_replace(Some(Ok(response_for(self, &n, t))));

@@ -74,4 +74,13 @@ pub enum Error {
     /// Configuration the control plane cannot work with.
     #[error("{0}")]
     Config(String),
+    /// What a command names does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// A command's input breaks a rule (a bad name, tag or route).
+    #[error("{0}")]
+    Invalid(String),
+    /// A command would clash with what exists (a taken name, a user who owns nodes).
+    #[error("{0}")]
+    Conflict(String),
 }

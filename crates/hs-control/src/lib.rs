@@ -13,7 +13,6 @@
 //!   it on every identity change and on [`ControlState::set_policy`].
 //! - [`Metrics`] holds the Prometheus metrics.
 
-mod admin;
 mod auth;
 mod clock;
 mod error;
@@ -27,7 +26,7 @@ mod pages;
 pub mod policy;
 mod poll;
 mod register;
-mod routes;
+mod registration;
 mod server;
 mod state;
 mod version;
@@ -38,6 +37,6 @@ pub use lifecycle::EXPIRY_SWEEP_INTERVAL;
 pub use metrics::{Metrics, serve_metrics, serve_metrics_on};
 pub use noise_routes::{control_routes, noise_router};
 pub use server::{Server, shutdown_signal};
-pub use state::{ControlState, StateConfig};
+pub use state::{ControlState, StateConfig, USER_HAS_NODES};
 pub use version::{ToolchainInfo, VersionInfo};
 pub use web::{HealthProbe, always_healthy};

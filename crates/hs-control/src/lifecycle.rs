@@ -9,12 +9,11 @@
 //! last-seen is left alone until it logs in again). See `docs/lifecycle.md`.
 
 use chrono::{DateTime, Utc};
-use hs_nodestore::{NodePatch, Op};
 use hs_types::NodeId;
 use hs_types::model::Node;
 
 use crate::error::Error;
-use crate::state::{ControlState, first_result};
+use crate::state::ControlState;
 
 /// Returns the addresses of the nodes a batch removed to the allocator. Called after the
 /// removal is published, so an address is never free while a snapshot still gives it to a
@@ -36,31 +35,6 @@ pub(crate) fn stored_as_logged_out(n: &Node, now: DateTime<Utc>) -> bool {
 }
 
 impl ControlState {
-    /// A client logout: expiry and last-seen set to `at` (durable), then the node is hidden
-    /// from every peer. The row stays, so logging in again from the same machine keeps the
-    /// node and its addresses.
-    pub async fn logout_node(&self, id: NodeId, at: DateTime<Utc>) -> Result<(), Error> {
-        self.blocking(move |db| {
-            db.tx(|c| {
-                c.set_node_expiry(id, Some(at), at)?;
-                c.set_node_last_seen(id, at)
-            })
-        })
-        .await?;
-        let a = self
-            .apply(vec![Op::Patch(
-                id,
-                NodePatch {
-                    expiry: Some(Some(at)),
-                    last_seen: Some(at),
-                    logged_out: Some(true),
-                    ..NodePatch::default()
-                },
-            )])
-            .await?;
-        first_result(&a)
-    }
-
     /// Whether the node is logged out right now.
     pub fn is_logged_out(&self, id: NodeId) -> bool {
         self.store().load().node(id).is_some_and(|e| e.logged_out)
@@ -153,29 +127,6 @@ impl ControlState {
                 since = t;
             }
         });
-    }
-
-    /// One sweep: re-announces the nodes whose expiry lies in `(since, now]`; returns how
-    /// many.
-    pub(crate) async fn sweep_expired(
-        &self,
-        since: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> Result<usize, Error> {
-        let ops: Vec<Op> = self
-            .store()
-            .load()
-            .nodes()
-            .filter(|e| e.node.expiry.is_some_and(|x| since < x && x <= now))
-            .map(|e| Op::Upsert(Box::new(e.node.clone())))
-            .collect();
-        let n = ops.len();
-        if n > 0 {
-            // Unchanged rows: re-applying them marks the nodes changed, and the mapper
-            // renders them at the current time, now expired.
-            self.apply(ops).await?;
-        }
-        Ok(n)
     }
 }
 
@@ -276,8 +227,7 @@ mod tests {
             others.push(ip);
         }
         assert!(!others.is_empty() && !others.contains(&held));
-        db.tx(|c| c.delete_node(stored.id)).unwrap();
-        st.apply(vec![Op::Remove(stored.id)]).await.unwrap();
+        st.delete_node(stored.id).await.unwrap();
         let (again, _) = st.ips().allocate(&mut rng).expect("the freed address");
         assert_eq!(again, Some(held));
 
@@ -288,7 +238,7 @@ mod tests {
             ..n
         };
         let n = st
-            .announce(db.tx(|c| c.create_node(&n)).unwrap())
+            .reload_node(db.tx(|c| c.create_node(&n)).unwrap().id)
             .await
             .unwrap();
         st.delete_node(n.id).await.unwrap();
@@ -325,7 +275,7 @@ mod tests {
         for (i, exp) in [(1, None), (2, Some(expires))] {
             let n = node(user, i, exp);
             let stored = db.tx(|c| c.create_node(&n)).unwrap();
-            ids.push(st.announce(stored).await.unwrap().id);
+            ids.push(st.reload_node(stored.id).await.unwrap().id);
         }
         let (a, b) = (ids[0], ids[1]);
         let mut sa = st.subscribe(a, false).await.unwrap();
@@ -362,7 +312,7 @@ mod tests {
         let mut ids = Vec::new();
         for i in [1, 2] {
             let stored = db.tx(|c| c.create_node(&node(user, i, None))).unwrap();
-            ids.push(st.announce(stored).await.unwrap().id);
+            ids.push(st.reload_node(stored.id).await.unwrap().id);
         }
         let (a, b) = (ids[0], ids[1]);
         let mut sa = st.subscribe(a, false).await.unwrap();

@@ -1,6 +1,7 @@
 //! The operator's policy as the NodeStore sees it: an `hs-policy` [`CompiledPolicy`] compiled
 //! against the current users and nodes, answering the [`PolicyView`] questions, and
-//! [`DenyAll`] for when a configured policy cannot be evaluated (never allow-all).
+//! `hs_nodestore::DenyAll` stands in when a configured policy cannot be evaluated (never
+//! allow-all).
 //!
 //! Per-node answers (visible peers, filter JSON, SSH JSON) are computed on first use and kept:
 //! a compile is redone on every identity change, and most nodes are asked about only when a
@@ -17,7 +18,7 @@ use hs_types::model::Node;
 use ipnet::IpNet;
 
 /// The packet filter that lets nothing in.
-const DENY_FILTER_JSON: &str = "[]";
+use hs_nodestore::DENY_ALL_FILTER_JSON as DENY_FILTER_JSON;
 
 /// The policy's inputs from a NodeStore snapshot: every user, every node with its announced
 /// and approved routes and the primary routes it holds in that snapshot. A primary move
@@ -220,45 +221,5 @@ impl PolicyView for CompiledView {
                     .collect(),
             })
             .collect()
-    }
-}
-
-/// What a configured policy that cannot be evaluated leaves in force: nobody sees anybody,
-/// every packet filter is empty.
-#[derive(Debug, Clone)]
-pub struct DenyAll {
-    filter: Arc<str>,
-}
-
-impl DenyAll {
-    /// The deny-all policy.
-    pub fn new() -> Self {
-        Self {
-            filter: Arc::from(DENY_FILTER_JSON),
-        }
-    }
-}
-
-impl Default for DenyAll {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl PolicyView for DenyAll {
-    fn can_see(&self, _viewer: &Node, _peer: &Node) -> bool {
-        false
-    }
-
-    fn packet_filter(&self, _viewer: &Node) -> Arc<str> {
-        Arc::clone(&self.filter)
-    }
-
-    fn ssh_policy(&self, _viewer: &Node) -> Option<Arc<str>> {
-        None
-    }
-
-    fn node_attrs(&self, _node: &Node) -> Vec<NodeAttr> {
-        Vec::new()
     }
 }

@@ -25,7 +25,6 @@ use hyper::body::Frame;
 use rand::Rng as _;
 use tokio::sync::mpsc;
 
-use crate::clock::now;
 use crate::error::Error;
 use crate::state::{ControlState, plain_frame};
 
@@ -83,53 +82,28 @@ pub(crate) async fn handle(
     stream(st, id, zstd).await
 }
 
-/// Applies what a map request reports: Hostinfo (a full peer update), endpoints and disco
-/// key (patches). Durable before announced.
+/// Applies what a map request reports about the client: Hostinfo, endpoints and disco key,
+/// only where they changed, and only those columns.
 async fn update_from_request(st: &ControlState, node: Node, req: &MapRequest) -> Result<(), Error> {
-    let new_hi = req
+    let hostinfo = req
         .hostinfo
         .as_ref()
         .and_then(|h| serde_json::to_value(h).ok())
         .filter(|h| node.hostinfo.as_ref() != Some(h));
-    let endpoints = (!req.endpoints.is_empty() && req.endpoints != node.endpoints)
-        .then(|| req.endpoints.clone());
-    let disco =
-        (!req.disco_key.is_zero() && req.disco_key != node.disco_key).then_some(req.disco_key);
-    if new_hi.is_none() && endpoints.is_none() && disco.is_none() {
-        return Ok(());
-    }
-    let id = node.id;
-    let mut updated = node;
-    if let Some(e) = &endpoints {
-        updated.endpoints.clone_from(e);
-    }
-    if let Some(d) = disco {
-        updated.disco_key = d;
-    }
-    if let Some(h) = &new_hi {
-        updated.hostinfo = Some(h.clone());
-        if let Some(name) = h.get("Hostname").and_then(|v| v.as_str()) {
-            name.clone_into(&mut updated.hostname);
-        }
-    }
-    updated.updated_at = now();
-    let row = updated.clone();
-    st.blocking(move |db| db.tx(|c| c.upsert_node(&row)))
-        .await?;
-    let op = if new_hi.is_some() {
-        Op::Upsert(Box::new(updated))
-    } else {
-        Op::Patch(
-            id,
-            NodePatch {
-                endpoints,
-                disco_key: disco,
-                ..NodePatch::default()
-            },
-        )
+    let hostname = hostinfo
+        .as_ref()
+        .and_then(|h| h.get("Hostname").and_then(|v| v.as_str()))
+        .filter(|name| *name != node.hostname)
+        .map(str::to_owned);
+    let update = hs_db::ClientState {
+        hostinfo,
+        hostname,
+        endpoints: (!req.endpoints.is_empty() && req.endpoints != node.endpoints)
+            .then(|| req.endpoints.clone()),
+        disco_key: (!req.disco_key.is_zero() && req.disco_key != node.disco_key)
+            .then_some(req.disco_key),
     };
-    let a = st.apply(vec![op]).await?;
-    crate::state::first_result(&a)
+    st.update_client_state(node.id, update).await
 }
 
 async fn one_shot(st: &ControlState, id: NodeId, zstd: bool) -> Response {

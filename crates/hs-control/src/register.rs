@@ -21,6 +21,7 @@ use http::StatusCode;
 use crate::clock::now;
 use crate::error::Error;
 use crate::metrics::{RegMethod, RegStatus};
+use crate::registration::Registration;
 use crate::state::ControlState;
 
 /// A refusal: the HTTP status (200 when the text goes in `RegisterResponse.Error`) and text.
@@ -197,13 +198,19 @@ pub(crate) async fn register(
                 ..response_for(st, &node, t)
             });
         }
-        // Node-key rotation of a live node.
-        let n = Node {
-            node_key: req.node_key,
-            updated_at: t,
-            ..node
-        };
-        let n = st.put_node(n, false).await?;
+        // Node-key rotation of a live node: only the key changes.
+        let node_key = req.node_key;
+        let n = st
+            .store_registration(
+                node.clone(),
+                Box::new(move |row| Node {
+                    node_key,
+                    updated_at: t,
+                    ..row
+                }),
+                crate::registration::nothing(),
+            )
+            .await?;
         return Ok(response_for(st, &n, t));
     }
     crate::auth::start(st, machine, &req, t)
@@ -304,19 +311,6 @@ pub(crate) fn new_expiry(
         .and_then(|d| t.checked_add_signed(d))
 }
 
-fn hostinfo_parts(req: &RegisterRequest) -> (Option<serde_json::Value>, String) {
-    let hostname = req
-        .hostinfo
-        .as_ref()
-        .map(|h| h.hostname.clone())
-        .unwrap_or_default();
-    let hi = req
-        .hostinfo
-        .as_ref()
-        .and_then(|h| serde_json::to_value(h).ok());
-    (hi, hostname)
-}
-
 fn key_refusal(k: &PreAuthKey, t: DateTime<Utc>) -> Option<&'static str> {
     if k.revoked {
         Some("authkey revoked")
@@ -360,93 +354,33 @@ async fn with_auth_key(
     if key.ephemeral {
         st.note_ephemeral_key(key.id);
     }
-    let (hostinfo, hostname) = hostinfo_parts(req);
-    let expiry = new_expiry(st, req, tagged, key.ephemeral, t);
-
+    let reg = Registration {
+        user_id,
+        tags: Some(key.tags.clone()),
+        auth_key_id: Some(key.id),
+        expiry: new_expiry(st, req, tagged, key.ephemeral, t),
+        ..Registration::from_request(machine, req, RegisterMethod::AuthKey, t)
+    };
     // The same machine re-registering for the same owner keeps its node (and addresses).
     let snap = st.store().load_full();
     let same_owner = existing
         .filter(|n| n.user_id == user_id && n.is_tagged() == tagged)
+        .map(|n| n.id)
         .or_else(|| {
             snap.nodes_by_machine_key(&machine)
                 .find(|e| e.node.user_id == user_id && e.node.is_tagged() == tagged)
-                .map(|e| e.node.clone())
+                .map(|e| e.node.id)
         });
-    let node = match same_owner {
-        Some(old) => Node {
-            node_key: req.node_key,
-            hostinfo: hostinfo.or(old.hostinfo.clone()),
-            hostname: if hostname.is_empty() {
-                old.hostname.clone()
-            } else {
-                hostname
-            },
-            tags: key.tags.clone(),
-            register_method: RegisterMethod::AuthKey,
-            auth_key_id: Some(key.id),
-            expiry,
-            updated_at: t,
-            ..old
-        },
-        None => {
-            let (v4, v6) = st
-                .ips()
-                .allocate(&mut rand::thread_rng())
-                .map_err(Error::from)?;
-            Node {
-                id: hs_types::NodeId(0),
-                machine_key: machine,
-                node_key: req.node_key,
-                disco_key: hs_types::DiscoPublic::default(),
-                endpoints: Vec::new(),
-                hostinfo,
-                ipv4: v4,
-                ipv6: v6,
-                hostname,
-                given_name: String::new(),
-                user_id,
-                register_method: RegisterMethod::AuthKey,
-                tags: key.tags.clone(),
-                auth_key_id: Some(key.id),
-                expiry,
-                last_seen: None,
-                approved_routes: Vec::new(),
-                created_at: t,
-                updated_at: t,
-            }
-        }
-    };
-    let create = node.id.get() == 0;
-    let ips = node.ips();
-    let key_id = key.id;
-    let reusable = key.reusable;
+    let (key_id, reusable) = (key.id, key.reusable);
     // Durable first: the node row and the spent key in one transaction.
-    let written = st
-        .blocking(move |db| {
-            db.tx(|c| {
-                let stored = if create {
-                    c.create_node(&node)?
-                } else {
-                    c.upsert_node(&node)?;
-                    node
-                };
-                if !reusable {
-                    c.mark_pre_auth_key_used(key_id)?;
-                }
-                Ok(stored)
-            })
-        })
-        .await;
-    let stored = match written {
-        Ok(n) => n,
-        Err(e) => {
-            if create {
-                st.ips().release(ips);
-            }
-            return Err(e.into());
+    let spend: crate::registration::Also = Box::new(move |c| {
+        if reusable {
+            Ok(())
+        } else {
+            c.mark_pre_auth_key_used(key_id)
         }
-    };
-    let n = st.announce(stored).await?;
+    });
+    let n = crate::registration::store(st, reg, same_owner, spend).await?;
     let n = match st.auto_approve_routes(n.id).await {
         Ok(a) if !a.is_empty() => st.store().load().node(n.id).map_or(n, |e| e.node.clone()),
         _ => n,

@@ -64,11 +64,8 @@ impl IpAllocator {
         strategy: AllocationStrategy,
         used: impl IntoIterator<Item = IpAddr>,
     ) -> Result<Self> {
-        if v4.is_none() && v6.is_none() {
-            return Err(Error::Config(
-                "prefixes: at least one of v4 and v6 must be set".into(),
-            ));
-        }
+        // Neither family is allowed here (nodes then get no address), as in Go Headscale's
+        // allocator; the config loader is what requires an operator to set one.
         if v4.is_some_and(|p| p.prefix_len() > 30) || v6.is_some_and(|p| p.prefix_len() > 126) {
             return Err(Error::Config(
                 "prefixes: v4 must be /30 or larger and v6 /126 or larger".into(),

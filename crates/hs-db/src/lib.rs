@@ -29,4 +29,4 @@ pub use config::{DbConfig, PostgresConfig, SqliteConfig};
 pub use db::{Conn, Db};
 pub use error::{Error, Result};
 pub use ip::{AllocationStrategy, IpAllocator};
-pub use repo::{NewApiKey, NewPreAuthKey, NewUser, PolicyRow};
+pub use repo::{ClientState, NewApiKey, NewPreAuthKey, NewUser, PolicyRow};

@@ -5,7 +5,9 @@
 //! there); it hands the file's text to [`parse_extra_records`] and builds a new
 //! [`MapperConfig`], and [`crate::Mapper::reconfigure`] tells every session what changed.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
+#[cfg(feature = "test-fault")]
+use std::sync::OnceLock;
 
 use hs_types::config::{DnsConfig, ExtraRecord};
 use hs_types::tailcfg::{DERPMap, DNSConfig, DNSRecord, DNSResolver};
@@ -64,12 +66,14 @@ impl MapperConfig {
 /// A deliberate server bug, for the integration harness's self-check only (proving that the
 /// scenarios notice a broken server). Set once at start-up by `headscale serve` from the
 /// `HEADSCALE_RS_TEST_FAULT` environment variable; never set in normal operation.
+#[cfg(feature = "test-fault")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TestFault {
     /// Render every node without its DiscoKey, so peers cannot disco-ping each other.
     OmitPeerDiscoKey,
 }
 
+#[cfg(feature = "test-fault")]
 impl TestFault {
     /// The fault named by `HEADSCALE_RS_TEST_FAULT` (`omit-peer-disco-key`).
     pub fn parse(s: &str) -> Option<Self> {
@@ -82,16 +86,25 @@ impl TestFault {
 
 // Process-wide because it is a start-up switch for a test binary, not configuration: threading
 // it through every constructor would put a test knob in the public config types.
+#[cfg(feature = "test-fault")]
 static TEST_FAULT: OnceLock<TestFault> = OnceLock::new();
 
 /// Turns on `fault` for the rest of the process (the first call wins).
+#[cfg(feature = "test-fault")]
 pub fn set_test_fault(fault: TestFault) {
     let _ = TEST_FAULT.set(fault);
 }
 
-/// The fault in force, if any.
-pub(crate) fn test_fault() -> Option<TestFault> {
-    TEST_FAULT.get().copied()
+/// Whether peers are rendered without their DiscoKey (the only fault there is).
+#[cfg(feature = "test-fault")]
+pub(crate) fn omit_peer_disco_key() -> bool {
+    TEST_FAULT.get() == Some(&TestFault::OmitPeerDiscoKey)
+}
+
+/// Without the `test-fault` feature no fault can be switched on.
+#[cfg(not(feature = "test-fault"))]
+pub(crate) fn omit_peer_disco_key() -> bool {
+    false
 }
 
 /// A nameserver entry from the config: an IP address, or a DoH/DoT URL passed through.

@@ -25,7 +25,9 @@ mod render;
 mod session;
 
 pub use cache::PeerCache;
-pub use config::{MapperConfig, TestFault, dns_config, parse_extra_records, set_test_fault};
+pub use config::{MapperConfig, dns_config, parse_extra_records};
+#[cfg(feature = "test-fault")]
+pub use config::{TestFault, set_test_fault};
 pub use error::Error;
 pub use fanout::{CloseReason, Outgoing};
 pub use frame::{

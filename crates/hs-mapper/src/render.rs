@@ -118,9 +118,7 @@ pub fn node(
         key: n.node_key,
         key_expiry: n.expiry,
         machine: n.machine_key,
-        disco_key: if crate::config::test_fault()
-            == Some(crate::config::TestFault::OmitPeerDiscoKey)
-        {
+        disco_key: if crate::config::omit_peer_disco_key() {
             hs_types::DiscoPublic::from_bytes([0; 32])
         } else {
             n.disco_key

@@ -21,6 +21,8 @@ mod writer;
 pub use change::{Change, PatchFields};
 pub use entry::{NodeEntry, is_exit_route, preferred_derp, routable_ips};
 pub use error::Error;
-pub use policy::{ALLOW_ALL_FILTER_JSON, AllowAll, NodeAttr, PolicyView};
+pub use policy::{
+    ALLOW_ALL_FILTER_JSON, AllowAll, DENY_ALL_FILTER_JSON, DenyAll, NodeAttr, PolicyView,
+};
 pub use snapshot::{RouteState, Snapshot};
 pub use writer::{Applied, NodePatch, NodeStore, Op, Writer};

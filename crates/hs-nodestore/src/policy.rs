@@ -110,3 +110,47 @@ impl PolicyView for AllowAll {
         Vec::new()
     }
 }
+
+/// The packet filter that lets nothing through: an empty rule list (present, so clients
+/// replace whatever they had).
+pub const DENY_ALL_FILTER_JSON: &str = "[]";
+
+/// What a configured policy that cannot be evaluated leaves in force: nobody sees anybody,
+/// every packet filter is empty (deny by default).
+#[derive(Debug, Clone)]
+pub struct DenyAll {
+    filter: Arc<str>,
+}
+
+impl DenyAll {
+    /// The deny-all policy.
+    pub fn new() -> Self {
+        Self {
+            filter: Arc::from(DENY_ALL_FILTER_JSON),
+        }
+    }
+}
+
+impl Default for DenyAll {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PolicyView for DenyAll {
+    fn can_see(&self, _viewer: &Node, _peer: &Node) -> bool {
+        false
+    }
+
+    fn packet_filter(&self, _viewer: &Node) -> Arc<str> {
+        Arc::clone(&self.filter)
+    }
+
+    fn ssh_policy(&self, _viewer: &Node) -> Option<Arc<str>> {
+        None
+    }
+
+    fn node_attrs(&self, _node: &Node) -> Vec<NodeAttr> {
+        Vec::new()
+    }
+}

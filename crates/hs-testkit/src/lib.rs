@@ -1,2 +1,25 @@
-//! Dev-only test support shared by the workspace's tests: fixture builders, an in-process
-//! server and tracing set-up for tests.
+//! Dev-only test support shared by the workspace's tests: a real control plane over a real
+//! database ([`control`]), fixture builders for users, nodes and pending registrations
+//! ([`fixtures`]), and tracing set-up for tests.
+//!
+//! Nothing here is a stand-in: the control state is hs-control's own, over SQLite or
+//! PostgreSQL, so what a test sees is what `headscale serve` does.
+
+pub mod control;
+pub mod fixtures;
+
+pub use control::{
+    Prefixes, TEST_SERVER_URL, control_state, control_state_with, default_prefixes, test_config,
+};
+pub use fixtures::{new_user, node, pending_registration};
+
+/// Installs a test tracing subscriber once (`RUST_LOG` picks the level; quiet by default).
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .try_init();
+}

@@ -122,7 +122,7 @@ fn run_direct(global: &GlobalArgs, cmd: PolicyCommand) -> anyhow::Result<()> {
     }
     let loaded = crate::config_file::load(global.config.as_deref())
         .with_context(|| format!("{BYPASS_FLAG}: loading config"))?;
-    let db = crate::database::open(&loaded.config.database)?;
+    let db = hs_server::database::open(&loaded.config.database)?;
     match (cmd, file_text) {
         (PolicyCommand::Get { .. }, _) => {
             let row = db

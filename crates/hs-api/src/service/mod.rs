@@ -1,5 +1,7 @@
-//! The admin operations, once, for both front ends (REST and gRPC): input checks, store calls
-//! on the blocking pool, control-plane notifications, and the error each failure maps to.
+//! The admin operations, once, for both front ends (REST and gRPC): input checks, reads and
+//! key writes through the [`Store`] on the blocking pool, every change to users, nodes and
+//! the policy through hs-control's commands ([`ControlState`]), and the error each failure
+//! maps to.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,10 +14,11 @@ use hs_types::model::{ApiKey, Node, PreAuthKey, User};
 
 use crate::apikey;
 use crate::error::ApiError;
-use crate::hooks::ControlHooks;
 use crate::keycache::KeyCache;
 use crate::store::{NewApiKey, NewPreAuthKey, NewUser, Store, StoreError, StoredPolicy};
+use hs_control::ControlState;
 
+mod debug_node;
 mod nodes;
 mod validate;
 
@@ -94,7 +97,7 @@ pub struct UserFilter {
 #[derive(Clone)]
 pub struct Admin {
     store: Arc<dyn Store>,
-    hooks: Arc<dyn ControlHooks>,
+    control: ControlState,
     clock: Clock,
     policy_mode: PolicyMode,
     policy_path: Option<PathBuf>,
@@ -110,16 +113,16 @@ impl std::fmt::Debug for Admin {
 }
 
 impl Admin {
-    /// A service over `store`, telling the control plane through `hooks`.
+    /// A service reading through `store` and changing the tailnet through `control`.
     pub fn new(
         store: Arc<dyn Store>,
-        hooks: Arc<dyn ControlHooks>,
+        control: ControlState,
         clock: Clock,
         policy_mode: PolicyMode,
     ) -> Self {
         Self {
             store,
-            hooks,
+            control,
             clock,
             policy_mode,
             policy_path: None,
@@ -132,6 +135,11 @@ impl Admin {
     pub fn with_policy_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.policy_path = Some(path.into());
         self
+    }
+
+    /// The control plane this service changes.
+    pub fn control(&self) -> &ControlState {
+        &self.control
     }
 
     fn now(&self) -> DateTime<Utc> {
@@ -268,9 +276,18 @@ impl Admin {
     /// Creates a user; 409 when the name is taken.
     pub async fn create_user(&self, new: NewUser) -> Result<User, ApiError> {
         validate_user_name(&new.name)?;
-        let now = self.now();
-        self.db("creating user", move |s| s.create_user(new, now))
+        let new = hs_db::NewUser {
+            name: new.name,
+            display_name: new.display_name,
+            email: new.email,
+            provider_identifier: None,
+            provider: String::new(),
+            profile_pic_url: new.profile_pic_url,
+        };
+        self.control
+            .create_user(new)
             .await
+            .map_err(|e| ApiError::from_control("creating user", e))
     }
 
     async fn user_required(&self, id: UserId) -> Result<User, ApiError> {
@@ -289,19 +306,21 @@ impl Admin {
             .ok_or_else(|| ApiError::not_found(format!("user {name:?} not found")))
     }
 
-    /// Renames a user.
+    /// Renames a user; connected nodes see the new name at once.
     pub async fn rename_user(&self, id: UserId, new_name: String) -> Result<User, ApiError> {
         validate_user_name(&new_name)?;
-        self.user_required(id).await?;
-        let now = self.now();
-        self.db("renaming user", move |s| s.rename_user(id, &new_name, now))
+        self.control
+            .rename_user(id, new_name)
             .await
+            .map_err(|e| ApiError::from_control("renaming user", e))
     }
 
-    /// Deletes a user.
+    /// Deletes a user who owns no nodes (Go Headscale's rule and message otherwise).
     pub async fn delete_user(&self, id: UserId) -> Result<(), ApiError> {
-        self.user_required(id).await?;
-        self.db("deleting user", move |s| s.delete_user(id)).await
+        self.control
+            .delete_user(id)
+            .await
+            .map_err(|e| ApiError::from_control("deleting user", e))
     }
 
     /// Users matching every set filter, ascending by id.
@@ -438,12 +457,12 @@ impl Admin {
                 Ok((s.list_users()?, s.list_nodes()?))
             })
             .await?;
-        self.hooks
-            .check_policy(policy, &users, &nodes)
+        crate::policy_check::check_policy_text(policy, &users, &nodes)
             .map_err(|m| ApiError::bad_request(format!("invalid policy: {m}")))
     }
 
-    /// Validates and stores a policy (database mode only), then tells the control plane.
+    /// Validates and stores a policy (database mode only) and puts it in force, with the
+    /// route approvals it causes, in one control-plane command.
     pub async fn set_policy(&self, policy: String) -> Result<StoredPolicy, ApiError> {
         if self.policy_mode != PolicyMode::Database {
             return Err(ApiError::bad_request(
@@ -451,12 +470,15 @@ impl Admin {
             ));
         }
         self.check_policy(&policy).await?;
-        let now = self.now();
-        let stored = self
-            .db("storing policy", move |s| s.set_policy(&policy, now))
-            .await?;
-        self.hooks.policy_changed(&stored.data);
-        Ok(stored)
+        let row = self
+            .control
+            .store_policy(policy)
+            .await
+            .map_err(|e| ApiError::bad_request(format!("invalid policy: {e}")))?;
+        Ok(StoredPolicy {
+            data: row.data,
+            updated_at: row.updated_at,
+        })
     }
 }
 

@@ -1,6 +1,6 @@
-//! Node operations: look-ups with the user and pre-auth key shown alongside, and the
-//! changes (delete, expire, rename, tags, routes, registration) that the control plane is
-//! told about after the database write.
+//! Node operations: look-ups with the user and pre-auth key shown alongside (and, from the
+//! NodeStore, whether the node is online and what it announces), and the changes (delete,
+//! expire, rename, tags, routes, registration), each one hs-control command.
 
 use chrono::{DateTime, Utc};
 use ipnet::IpNet;
@@ -38,10 +38,12 @@ impl Admin {
             .auth_key_id
             .and_then(|id| keys.iter().find(|k| k.id == id))
             .map(|k| (k.clone(), find_user(users, k.user_id)));
+        let snap = self.control.store().load();
+        let live = snap.node(node.id);
         NodeView {
             user: find_user(users, node.user_id),
-            online: self.hooks.is_online(node.id),
-            available_routes: self.hooks.available_routes(&node),
+            online: live.is_some_and(|e| e.online),
+            available_routes: live.map_or_else(Vec::new, |e| e.announced_routes.clone()),
             preauth_key,
             node,
         }
@@ -97,12 +99,12 @@ impl Admin {
             .collect())
     }
 
-    /// Deletes a node and tells the control plane.
+    /// Deletes a node; its peers forget it at once.
     pub async fn delete_node(&self, id: NodeId) -> Result<(), ApiError> {
-        self.node_required(id).await?;
-        self.db("deleting node", move |s| s.delete_node(id)).await?;
-        self.hooks.node_deleted(id);
-        Ok(())
+        self.control
+            .delete_node(id)
+            .await
+            .map_err(|e| ApiError::from_control("deleting node", e))
     }
 
     /// Expires a node at `expiry` (now when `None`), or clears its expiry with `disable`.
@@ -112,33 +114,31 @@ impl Admin {
         expiry: Option<DateTime<Utc>>,
         disable: bool,
     ) -> Result<NodeView, ApiError> {
-        self.node_required(id).await?;
         let at = if disable {
             None
         } else {
             Some(expiry.unwrap_or_else(|| self.now()))
         };
-        let now = self.now();
         let node = self
-            .db("expiring node", move |s| s.set_node_expiry(id, at, now))
-            .await?;
-        self.hooks.node_changed(&node);
+            .control
+            .expire_node(id, at)
+            .await
+            .map_err(|e| ApiError::from_control("expiring node", e))?;
         self.view_one(node).await
     }
 
     /// Renames a node (its DNS label); the name must be a valid DNS label.
     pub async fn rename_node(&self, id: NodeId, name: String) -> Result<NodeView, ApiError> {
         validate_dns_label(&name)?;
-        self.node_required(id).await?;
-        let now = self.now();
         let node = self
-            .db("renaming node", move |s| s.rename_node(id, &name, now))
-            .await?;
-        self.hooks.node_changed(&node);
+            .control
+            .rename_node(id, &name)
+            .await
+            .map_err(|e| ApiError::from_control("renaming node", e))?;
         self.view_one(node).await
     }
 
-    /// Replaces a node's tags; each must be well formed and owned in the policy.
+    /// Replaces a node's tags; each must be well formed and defined in the policy in force.
     pub async fn set_tags(&self, id: NodeId, tags: Vec<String>) -> Result<NodeView, ApiError> {
         if tags.is_empty() {
             // Headscale's wording, which scripts and its integration tests match on.
@@ -150,15 +150,40 @@ impl Admin {
             validate_tag(t)?;
         }
         self.node_required(id).await?;
-        self.hooks
-            .check_tags(&tags)
-            .map_err(|m| ApiError::bad_request(format!("setting tags: {m}")))?;
-        let now = self.now();
+        self.check_tags(&tags).await?;
         let node = self
-            .db("setting tags", move |s| s.set_node_tags(id, &tags, now))
-            .await?;
-        self.hooks.node_changed(&node);
+            .control
+            .set_node_tags(id, tags)
+            .await
+            .map_err(|e| ApiError::from_control("setting tags", e))?;
         self.view_one(node).await
+    }
+
+    /// Headscale's rule for operator tag changes: any tag the policy in force defines in
+    /// `tagOwners` (who owns it does not matter here); with no policy, or a tag it does not
+    /// define, the change is refused in Headscale's words.
+    async fn check_tags(&self, tags: &[String]) -> Result<(), ApiError> {
+        let policy = self
+            .control
+            .policy()
+            .await
+            .map_err(|e| ApiError::from_control("setting tags", e))?;
+        let undefined: Vec<&str> = tags
+            .iter()
+            .filter(|t| {
+                !policy
+                    .as_ref()
+                    .is_some_and(|p| p.tag_owners.contains_key(t.as_str()))
+            })
+            .map(String::as_str)
+            .collect();
+        if undefined.is_empty() {
+            return Ok(());
+        }
+        Err(ApiError::bad_request(format!(
+            "setting tags: requested tags [{}] are invalid or not permitted",
+            undefined.join(" ")
+        )))
     }
 
     /// Replaces a node's approved routes; each must be a CIDR prefix. Approving one exit
@@ -183,16 +208,11 @@ impl Admin {
             parsed.push(v4_exit);
             parsed.push(v6_exit);
         }
-        parsed.sort();
-        parsed.dedup();
-        self.node_required(id).await?;
-        let now = self.now();
         let node = self
-            .db("approving routes", move |s| {
-                s.set_approved_routes(id, &parsed, now)
-            })
-            .await?;
-        self.hooks.node_changed(&node);
+            .control
+            .set_approved_routes(id, parsed)
+            .await
+            .map_err(|e| ApiError::from_control("approving routes", e))?;
         self.view_one(node).await
     }
 
@@ -200,11 +220,25 @@ impl Admin {
     pub async fn auth_register(&self, user: &str, auth_id: &str) -> Result<NodeView, ApiError> {
         validate_auth_id(auth_id)?;
         let u = self.user_by_name(user).await?;
-        let node = self.hooks.auth_register(auth_id, &u)?;
-        self.view_one(node).await
+        let mut first = None;
+        for id in auth_id_forms(auth_id) {
+            match self.control.approve_registration(&id, u.id).await {
+                Ok(node) => return self.view_one(node).await,
+                // Report the form the operator typed.
+                Err(e) => {
+                    first.get_or_insert(e);
+                }
+            }
+        }
+        Err(first.map_or_else(
+            || ApiError::not_found(format!("no pending registration with auth ID {auth_id:?}")),
+            |e| ApiError::not_found(e.to_string()),
+        ))
     }
 
-    /// Debug: creates a pending registration and returns the node it would make.
+    /// Debug: files a pending registration as if a client (random keys, `TestOS`) had
+    /// asked, as Go Headscale does, and returns the node it would make; nothing is stored
+    /// until `auth register`.
     pub async fn debug_create_node(
         &self,
         user: &str,
@@ -220,24 +254,53 @@ impl Admin {
             })?);
         }
         let u = self.user_by_name(user).await?;
-        let node = self.hooks.debug_create_node(auth_id, &u, name, &parsed)?;
+        let node = super::debug_node::pending(&self.control, auth_id, &u, name, parsed)?;
         self.view_one(node).await
     }
 
-    /// Approves a pending authentication.
+    /// Approves a pending authentication (an SSH check or re-authentication). This server
+    /// files none of those yet, so every id is unknown.
     pub fn auth_approve(&self, auth_id: &str) -> Result<(), ApiError> {
         validate_auth_id(auth_id)?;
-        self.hooks.auth_approve(auth_id)
+        Err(ApiError::not_found(format!(
+            "no pending authentication with auth id {auth_id:?}"
+        )))
     }
 
-    /// Rejects a pending authentication.
+    /// Rejects a pending registration; the waiting client is told so.
     pub fn auth_reject(&self, auth_id: &str) -> Result<(), ApiError> {
         validate_auth_id(auth_id)?;
-        self.hooks.auth_reject(auth_id)
+        let mut first = None;
+        for id in auth_id_forms(auth_id) {
+            match self.control.reject_registration(&id) {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    first.get_or_insert(e);
+                }
+            }
+        }
+        Err(first.map_or_else(
+            || ApiError::not_found(format!("no pending registration with auth ID {auth_id:?}")),
+            |e| ApiError::not_found(e.to_string()),
+        ))
     }
 
     /// Backfills missing node addresses.
-    pub fn backfill_ips(&self, confirmed: bool) -> Result<Vec<String>, ApiError> {
-        self.hooks.backfill_ips(confirmed)
+    pub async fn backfill_ips(&self, confirmed: bool) -> Result<Vec<String>, ApiError> {
+        self.control
+            .backfill_ips(confirmed)
+            .await
+            .map_err(|e| ApiError::from_control("backfilling IPs", e))
     }
+}
+
+/// The forms an operator's auth id may take: as given, and with the `hskey-authreq-` prefix
+/// removed or added. Our `AuthURL`s carry the prefixed form, as Go Headscale 0.29 prints it;
+/// an operator may still type only the 24 characters.
+fn auth_id_forms(id: &str) -> [String; 2] {
+    let other = match id.strip_prefix(super::AUTH_ID_PREFIX) {
+        Some(bare) => bare.to_owned(),
+        None => format!("{}{id}", super::AUTH_ID_PREFIX),
+    };
+    [id.to_owned(), other]
 }

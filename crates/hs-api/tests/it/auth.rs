@@ -20,7 +20,7 @@ async fn status_with(f: &Fixture, key: Option<&str>) -> (u16, String, serde_json
 
 #[tokio::test]
 async fn valid_key_is_accepted_and_last_seen_recorded() {
-    let f = Fixture::new();
+    let f = Fixture::new().await;
     let key = f.admin.create_api_key(Some(later())).await.unwrap();
     assert!(key.starts_with("hskey-api-"));
     let (status, _, body) = status_with(&f, Some(&key)).await;
@@ -35,7 +35,7 @@ async fn valid_key_is_accepted_and_last_seen_recorded() {
 
 #[tokio::test]
 async fn missing_key_is_refused() {
-    let f = Fixture::new();
+    let f = Fixture::new().await;
     let (status, ct, body) = status_with(&f, None).await;
     assert_eq!(status, 401);
     assert_eq!(ct, "application/problem+json");
@@ -44,7 +44,7 @@ async fn missing_key_is_refused() {
 
 #[tokio::test]
 async fn wrong_and_malformed_keys_are_refused() {
-    let f = Fixture::new();
+    let f = Fixture::new().await;
     let key = f.admin.create_api_key(Some(later())).await.unwrap();
     let mut wrong = key.clone();
     let last = wrong.pop().unwrap();
@@ -58,7 +58,7 @@ async fn wrong_and_malformed_keys_are_refused() {
 
 #[tokio::test]
 async fn expired_key_is_refused() {
-    let f = Fixture::new();
+    let f = Fixture::new().await;
     let key = f.admin.create_api_key(Some(later())).await.unwrap();
     assert_eq!(status_with(&f, Some(&key)).await.0, 200);
     let prefix = hs_api::apikey::parse_api_key(&key)
@@ -74,7 +74,7 @@ async fn expired_key_is_refused() {
 
 #[tokio::test]
 async fn key_with_past_expiration_is_refused() {
-    let f = Fixture::new();
+    let f = Fixture::new().await;
     let key = f
         .admin
         .create_api_key(Some(now() - chrono::Duration::seconds(1)))
@@ -88,7 +88,7 @@ async fn key_with_past_expiration_is_refused() {
 /// it is listed with the zero instant rather than as never expiring.
 #[tokio::test]
 async fn key_created_without_expiration_is_expired() {
-    for f in [Fixture::new(), Fixture::postgres()] {
+    for f in [Fixture::new().await, Fixture::postgres().await] {
         let key = f.admin.create_api_key(None).await.unwrap();
         assert_eq!(status_with(&f, Some(&key)).await.0, 401);
         let keys = f.admin.list_api_keys().await.unwrap();
@@ -104,7 +104,7 @@ async fn key_created_without_expiration_is_expired() {
 /// create path) is refused too.
 #[tokio::test]
 async fn stored_zero_expiration_row_is_refused() {
-    let f = Fixture::new();
+    let f = Fixture::new().await;
     let key = f.admin.create_api_key(Some(later())).await.unwrap();
     f.db.tx(|c| c.execute_raw("UPDATE api_keys SET expiration = '0001-01-01 00:00:00+00:00'"))
         .unwrap();
@@ -113,7 +113,7 @@ async fn stored_zero_expiration_row_is_refused() {
 
 #[tokio::test]
 async fn deleted_key_is_refused() {
-    let f = Fixture::new();
+    let f = Fixture::new().await;
     let key = f.admin.create_api_key(Some(later())).await.unwrap();
     assert_eq!(status_with(&f, Some(&key)).await.0, 200);
     f.admin
@@ -125,7 +125,7 @@ async fn deleted_key_is_refused() {
 
 #[tokio::test]
 async fn openapi_document_is_public() {
-    let f = Fixture::new();
+    let f = Fixture::new().await;
     // The body is YAML, so this goes through the raw router rather than `call`.
     let r = hs_api::serve::http_router(f.admin.clone())
         .oneshot(

@@ -22,7 +22,7 @@ async fn expect(
 
 #[tokio::test]
 async fn malformed_cidr_in_approve_routes_names_the_route() {
-    let f = Fixture::new();
+    let f = Fixture::new().await;
     let u = f.user("alice");
     f.node_with_key(1, "node-a", &u, &[]);
     expect(
@@ -38,7 +38,7 @@ async fn malformed_cidr_in_approve_routes_names_the_route() {
 
 #[tokio::test]
 async fn approve_routes_stores_prefixes_and_expands_exit_routes() {
-    let f = Fixture::new();
+    let f = Fixture::new().await;
     let u = f.user("alice");
     f.node_with_key(1, "node-a", &u, &[]);
     let (status, _, body) = f
@@ -53,18 +53,21 @@ async fn approve_routes_stores_prefixes_and_expands_exit_routes() {
         body["node"]["approvedRoutes"],
         serde_json::json!(["0.0.0.0/0", "10.0.0.0/24", "::/0"])
     );
-    assert_eq!(*f.control.changed.lock().unwrap(), vec![1]);
+    // The control plane holds what the database holds.
+    let live = f.state.store().load_full();
+    let n = live.node(hs_types::NodeId(1)).expect("the node is live");
+    assert_eq!(n.node.approved_routes.len(), 3);
 }
 
 #[tokio::test]
 async fn unknown_user_is_404_with_its_name() {
-    let f = Fixture::new();
+    let f = Fixture::new().await;
     expect(&f, "GET", "/api/v1/node?user=ghost", None, 404, "ghost").await;
 }
 
 #[tokio::test]
 async fn duplicate_user_name_is_409_and_rename_onto_existing_too() {
-    let f = Fixture::new();
+    let f = Fixture::new().await;
     f.user("alice");
     f.user("bob");
     expect(
@@ -89,7 +92,7 @@ async fn duplicate_user_name_is_409_and_rename_onto_existing_too() {
 
 #[tokio::test]
 async fn duplicate_node_name_is_400() {
-    let f = Fixture::new();
+    let f = Fixture::new().await;
     let u = f.user("alice");
     f.node_with_key(1, "node-a", &u, &[]);
     f.node_with_key(10, "node-b", &u, &[]);
@@ -118,7 +121,7 @@ async fn duplicate_node_name_is_400() {
 
 #[tokio::test]
 async fn bad_policy_is_400_naming_the_problem_and_not_stored() {
-    let f = Fixture::new();
+    let f = Fixture::new().await;
     let unknown_host = serde_json::json!({
         "policy": r#"{"acls": [{"action": "accept", "src": ["*"], "dst": ["nohost:22"]}]}"#
     })
@@ -143,12 +146,15 @@ async fn bad_policy_is_400_naming_the_problem_and_not_stored() {
     )
     .await;
     assert!(f.db.tx(|c| c.get_policy()).unwrap().is_none());
-    assert!(f.control.policies.lock().unwrap().is_empty());
+    assert!(
+        f.state.policy().await.unwrap().is_none(),
+        "nothing put in force"
+    );
 }
 
 #[tokio::test]
 async fn policy_set_refused_in_file_mode_and_notifies_in_database_mode() {
-    let f = Fixture::with(Default::default(), hs_api::PolicyMode::File);
+    let f = Fixture::with(hs_api::PolicyMode::File).await;
     expect(
         &f,
         "PUT",
@@ -158,17 +164,20 @@ async fn policy_set_refused_in_file_mode_and_notifies_in_database_mode() {
         "database",
     )
     .await;
-    let f = Fixture::new();
+    let f = Fixture::new().await;
     let (status, _, _) = f
         .call("PUT", "/api/v1/policy", Some(r#"{"policy":"{}"}"#))
         .await;
     assert_eq!(status, 200);
-    assert_eq!(*f.control.policies.lock().unwrap(), vec!["{}".to_owned()]);
+    assert!(
+        f.state.policy().await.unwrap().is_some(),
+        "the stored policy is in force"
+    );
 }
 
 #[tokio::test]
 async fn malformed_json_body_is_400_not_500() {
-    let f = Fixture::new();
+    let f = Fixture::new().await;
     expect(
         &f,
         "POST",
@@ -190,21 +199,36 @@ async fn malformed_json_body_is_400_not_500() {
 }
 
 #[tokio::test]
-async fn deleting_a_user_who_owns_nodes_is_400() {
-    let f = Fixture::new();
+async fn deleting_a_user_who_owns_nodes_is_refused_with_go_headscales_message() {
+    let f = Fixture::new().await;
     let u = f.user("alice");
-    f.node_with_key(1, "node-a", &u, &[]);
-    expect(&f, "DELETE", "/api/v1/user/1", None, 400, "owns").await;
+    f.live_node(1, "node-a", &u, &[]).await;
+    expect(
+        &f,
+        "DELETE",
+        "/api/v1/user/1",
+        None,
+        409,
+        "user not empty: node(s) found",
+    )
+    .await;
+    // Nothing was deleted, in the database or in the control plane.
+    assert!(f.db.tx(|c| c.get_user(u.id)).unwrap().is_some());
+    assert_eq!(f.db.tx(|c| c.list_nodes()).unwrap().len(), 1);
+    assert_eq!(f.state.store().load().len(), 1, "the node is still live");
 }
 
 #[tokio::test]
 async fn set_tags_makes_node_tagged_and_notifies() {
-    let control = super::support::FakeControl {
-        owned_tags: vec!["tag:server".into()],
-        ..Default::default()
-    };
-    let f = Fixture::with(control, hs_api::PolicyMode::Database);
+    let f = Fixture::new().await;
     let u = f.user("alice");
+    f.state
+        .set_policy_text(
+            "the test policy",
+            Some(r#"{"tagOwners": {"tag:server": ["alice@"]}}"#),
+        )
+        .await
+        .unwrap();
     f.node_with_key(1, "node-a", &u, &[]);
     let (status, _, body) = f
         .call(
@@ -216,7 +240,11 @@ async fn set_tags_makes_node_tagged_and_notifies() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["node"]["tags"], serde_json::json!(["tag:server"]));
     assert!(body["node"]["user"].is_null());
-    assert_eq!(*f.control.changed.lock().unwrap(), vec![1]);
+    let live = f.state.store().load_full();
+    assert_eq!(
+        live.node(hs_types::NodeId(1)).unwrap().node.tags,
+        vec!["tag:server".to_owned()]
+    );
 
     // Listed, a tagged node is owned by Headscale's tagged-devices pseudo user.
     let (status, _, list) = f.call("GET", "/api/v1/node", None).await;
@@ -244,7 +272,7 @@ async fn set_tags_makes_node_tagged_and_notifies() {
 
 #[tokio::test]
 async fn only_tagged_nodes_are_listed_as_tagged_devices() {
-    let f = Fixture::new();
+    let f = Fixture::new().await;
     let u = f.user("alice");
     f.node_with_key(1, "owned", &u, &[]);
     f.node_with_key(2, "tagged", &u, &["tag:server"]);
@@ -260,7 +288,7 @@ async fn only_tagged_nodes_are_listed_as_tagged_devices() {
 
 #[tokio::test]
 async fn unknown_path_is_problem_json_404() {
-    let f = Fixture::new();
+    let f = Fixture::new().await;
     let (status, ct, _) = call(
         hs_api::serve::app(f.admin.clone(), false),
         "GET",
@@ -276,7 +304,7 @@ async fn unknown_path_is_problem_json_404() {
 
 #[tokio::test]
 async fn node_shows_advertised_and_serving_routes() {
-    let f = Fixture::new();
+    let f = Fixture::new().await;
     let u = f.user("alice");
     let mut n = super::support::node(1, "router", Some(u.id));
     // Built from JSON so the test does not depend on which Rust type carries Hostinfo.
@@ -291,7 +319,9 @@ async fn node_shows_advertised_and_serving_routes() {
         "10.0.0.0/24".parse().unwrap(),
         "172.16.0.0/12".parse().unwrap(),
     ];
-    f.db.tx(|c| c.create_node(&n)).unwrap();
+    let n = f.db.tx(|c| c.create_node(&n)).unwrap();
+    // What a node announces is the control plane's (its Hostinfo as the node last sent it).
+    f.state.reload_node(n.id).await.unwrap();
     let (status, _, body) = f.call("GET", "/api/v1/node/1", None).await;
     assert_eq!(status, 200, "{body}");
     let node = &body["node"];
@@ -308,7 +338,7 @@ async fn node_shows_advertised_and_serving_routes() {
 
 #[tokio::test]
 async fn file_mode_get_reads_the_policy_file() {
-    let mut f = Fixture::with(Default::default(), hs_api::PolicyMode::File);
+    let mut f = Fixture::with(hs_api::PolicyMode::File).await;
     let (status, ct, _) = f.call("GET", "/api/v1/policy", None).await;
     assert_eq!((status, ct.as_str()), (500, "application/problem+json"));
     let path = f._dir.path().join("policy.hujson");

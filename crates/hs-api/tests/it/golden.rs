@@ -79,12 +79,12 @@ macro_rules! golden {
 
             #[tokio::test]
             async fn sqlite() {
-                run(Fixture::new()).await;
+                run(Fixture::new().await).await;
             }
 
             #[tokio::test]
             async fn postgres() {
-                run(Fixture::postgres()).await;
+                run(Fixture::postgres().await).await;
             }
         }
     };
@@ -150,7 +150,7 @@ golden!(
 );
 #[tokio::test]
 async fn apikey_expire_by_prefix() {
-    let f = Fixture::new();
+    let f = Fixture::new().await;
     let k = f.api_key_row(None);
     let body = format!(r#"{{"prefix":"{}"}}"#, k.prefix);
     check(
@@ -243,11 +243,7 @@ golden!(
     "TestAPIV1AuthRegister_happy_path_parity",
     |f| {
         f.user("alice");
-        f.control
-            .pending
-            .lock()
-            .unwrap()
-            .insert(AUTH_ID.into(), "regnode".into());
+        f.pending(AUTH_ID, "regnode");
     },
     "POST",
     "/api/v1/auth/register",
@@ -277,11 +273,7 @@ golden!(
     auth_register_unknown_user,
     "TestAPIV1AuthRegister_unknown_user_parity",
     |f| {
-        f.control
-            .pending
-            .lock()
-            .unwrap()
-            .insert(AUTH_ID.into(), "regnode".into());
+        f.pending(AUTH_ID, "regnode");
     },
     "POST",
     "/api/v1/auth/register",
@@ -723,11 +715,7 @@ golden!(
     "TestAPIV1NodeRegister_happy_parity",
     |f| {
         f.user("alice");
-        f.control
-            .pending
-            .lock()
-            .unwrap()
-            .insert(AUTH_ID.into(), "registered-node".into());
+        f.pending(AUTH_ID, "registered-node");
     },
     "POST",
     format!("/api/v1/node/register?user=alice&key={AUTH_ID}"),

@@ -13,6 +13,10 @@ use hs_api::serve::GrpcSecurity;
 
 use super::support::{AUTH_ID, Fixture, later};
 
+/// Auth ids of later pending registrations (each registration has its own).
+const PHONE_AUTH_ID: &str = "hskey-authreq-0123456789abcdef01234567";
+const X_AUTH_ID: &str = "hskey-authreq-76543210fedcba9876543210";
+
 const TESTDATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/testdata");
 
 const T: Duration = Duration::from_secs(10);
@@ -36,7 +40,7 @@ pub(crate) async fn serve(f: &Fixture) -> (String, tokio::sync::oneshot::Sender<
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_method_through_the_generated_client() {
-    let f = Fixture::new();
+    let f = Fixture::new().await;
     let key = f.admin.create_api_key(Some(later())).await.unwrap();
     let (addr, stop) = serve(&f).await;
     let mut c =
@@ -137,11 +141,7 @@ async fn every_method_through_the_generated_client() {
     assert_eq!(gone.code(), Code::NotFound);
 
     // nodes: one registered through a pending session, then every node operation on it
-    f.control
-        .pending
-        .lock()
-        .unwrap()
-        .insert(AUTH_ID.into(), "laptop".into());
+    f.pending(AUTH_ID, "laptop");
     let n = c
         .register_node(pb::RegisterNodeRequest {
             user: "alice".into(),
@@ -246,18 +246,21 @@ async fn every_method_through_the_generated_client() {
     c.delete_node(pb::DeleteNodeRequest { node_id: n.id })
         .await
         .unwrap();
-    assert_eq!(*f.control.deleted.lock().unwrap(), vec![n.id]);
+    assert!(
+        f.state
+            .store()
+            .load()
+            .node(hs_types::NodeId(n.id))
+            .is_none(),
+        "the control plane forgot the deleted node"
+    );
 
     // auth sessions
-    f.control
-        .pending
-        .lock()
-        .unwrap()
-        .insert(AUTH_ID.into(), "phone".into());
+    f.pending(PHONE_AUTH_ID, "phone");
     let reg = c
         .auth_register(pb::AuthRegisterRequest {
             user: "alice".into(),
-            auth_id: AUTH_ID.into(),
+            auth_id: PHONE_AUTH_ID.into(),
         })
         .await
         .unwrap()
@@ -267,18 +270,14 @@ async fn every_method_through_the_generated_client() {
     assert_eq!(reg.name, "phone");
     let approve = c
         .auth_approve(pb::AuthApproveRequest {
-            auth_id: AUTH_ID.into(),
+            auth_id: PHONE_AUTH_ID.into(),
         })
         .await
         .unwrap_err();
     assert_eq!(approve.code(), Code::NotFound);
-    f.control
-        .pending
-        .lock()
-        .unwrap()
-        .insert(AUTH_ID.into(), "x".into());
+    f.pending(X_AUTH_ID, "x");
     c.auth_reject(pb::AuthRejectRequest {
-        auth_id: AUTH_ID.into(),
+        auth_id: X_AUTH_ID.into(),
     })
     .await
     .unwrap();
@@ -345,7 +344,7 @@ async fn every_method_through_the_generated_client() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_refuses_missing_expired_and_deleted_keys() {
-    let f = Fixture::new();
+    let f = Fixture::new().await;
     let key = f.admin.create_api_key(Some(later())).await.unwrap();
     let (addr, stop) = serve(&f).await;
 
@@ -430,7 +429,7 @@ async fn grpc_listener_serves_tls_with_api_key_auth() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio_rustls::rustls;
 
-    let f = Fixture::new();
+    let f = Fixture::new().await;
     let key = f.admin.create_api_key(Some(later())).await.unwrap();
     let cert = std::path::Path::new(TESTDATA).join("tls.crt");
     let security = hs_api::serve::grpc_security(
@@ -518,7 +517,7 @@ async fn grpc_listener_serves_tls_with_api_key_auth() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unix_socket_serves_grpc_and_rest_without_a_key() {
-    let f = Fixture::new();
+    let f = Fixture::new().await;
     f.user("alice");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("run/headscale.sock");
@@ -563,7 +562,7 @@ async fn unix_socket_serves_grpc_and_rest_without_a_key() {
 /// is `InvalidArgument` with Headscale's message.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tagged_nodes_list_as_tagged_devices_over_grpc() {
-    let f = Fixture::new();
+    let f = Fixture::new().await;
     let u = f.user("alice");
     f.node_with_key(1, "owned", &u, &[]);
     f.node_with_key(2, "tagged", &u, &["tag:server"]);

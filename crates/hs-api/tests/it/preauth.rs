@@ -14,7 +14,7 @@ const ZERO_SECS: i64 = -62_135_596_800;
 
 #[tokio::test]
 async fn rest_create_without_expiration_stores_and_lists_zero() {
-    for f in [Fixture::new(), Fixture::postgres()] {
+    for f in [Fixture::new().await, Fixture::postgres().await] {
         f.user("alice");
         let (status, _, body) = f
             .call(
@@ -65,7 +65,7 @@ async fn rest_create_without_expiration_stores_and_lists_zero() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_create_without_expiration_is_the_zero_timestamp() {
-    let f = Fixture::new();
+    let f = Fixture::new().await;
     f.user("alice");
     let key = f.admin.create_api_key(Some(later())).await.unwrap();
     let (addr, stop) = super::grpc::serve(&f).await;

@@ -1,21 +1,20 @@
-//! Fixtures: a real SQLite database in a temp dir, a fixed clock, and a stand-in control
-//! plane that holds pending registrations the way hs-control's cache does.
+//! Fixtures: a real SQLite (or PostgreSQL) database, hs-control's real control state over
+//! it (through hs-testkit), and a fixed clock for the API's own timestamps.
 
 #![allow(unreachable_pub, reason = "shared by the test modules of this binary")]
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::body::Body;
 use chrono::{DateTime, TimeZone, Utc};
 use http_body_util::BodyExt;
-use ipnet::IpNet;
 use tower::ServiceExt;
 
-use hs_api::{Admin, ApiError, ControlHooks, DbOnly, PolicyMode};
+use hs_api::{Admin, PolicyMode};
+use hs_control::ControlState;
 use hs_db::{Db, DbConfig, SqliteConfig};
-use hs_types::model::{Node, PreAuthKey, RegisterMethod, User};
-use hs_types::{DiscoPublic, MachinePublic, NodeId, NodePublic, UserId};
+use hs_types::UserId;
+use hs_types::model::{Node, PreAuthKey, User};
 
 /// The fixed "now" of every test.
 pub fn now() -> DateTime<Utc> {
@@ -28,112 +27,12 @@ pub fn later() -> DateTime<Utc> {
     now() + chrono::Duration::days(90)
 }
 
-/// A control plane stand-in: pending registrations by auth id, nodes created on register,
-/// and a record of the notifications the API sent.
-#[derive(Default)]
-pub struct FakeControl {
-    pub db: Mutex<Option<Db>>,
-    pub pending: Mutex<HashMap<String, String>>,
-    pub owned_tags: Vec<String>,
-    pub changed: Mutex<Vec<u64>>,
-    pub deleted: Mutex<Vec<u64>>,
-    pub policies: Mutex<Vec<String>>,
-}
-
-impl ControlHooks for FakeControl {
-    fn node_changed(&self, node: &Node) {
-        self.changed.lock().unwrap().push(node.id.get());
-    }
-    fn node_deleted(&self, id: NodeId) {
-        self.deleted.lock().unwrap().push(id.get());
-    }
-    fn policy_changed(&self, policy: &str) {
-        self.policies.lock().unwrap().push(policy.to_owned());
-    }
-    fn check_policy(&self, policy: &str, users: &[User], nodes: &[Node]) -> Result<(), String> {
-        DbOnly.check_policy(policy, users, nodes)
-    }
-    fn check_tags(&self, tags: &[String]) -> Result<(), String> {
-        match tags.iter().find(|t| !self.owned_tags.contains(t)) {
-            None => Ok(()),
-            Some(t) => Err(format!("tag {t:?} is not owned")),
-        }
-    }
-    fn is_online(&self, _id: NodeId) -> bool {
-        false
-    }
-    fn available_routes(&self, node: &Node) -> Vec<IpNet> {
-        hs_api::hooks::routable_ips(node)
-    }
-    fn auth_register(&self, auth_id: &str, user: &User) -> Result<Node, ApiError> {
-        let hostname = self
-            .pending
-            .lock()
-            .unwrap()
-            .remove(auth_id)
-            .ok_or_else(|| ApiError::not_found("no pending registration"))?;
-        let mut n = node(200, &hostname, Some(user.id));
-        n.register_method = RegisterMethod::Cli;
-        let db = self.db.lock().unwrap().clone().unwrap();
-        Ok(db.tx(|c| c.create_node(&n)).unwrap())
-    }
-    fn auth_approve(&self, auth_id: &str) -> Result<(), ApiError> {
-        self.pending
-            .lock()
-            .unwrap()
-            .remove(auth_id)
-            .map(|_| ())
-            .ok_or_else(|| ApiError::not_found("no pending authentication"))
-    }
-    fn auth_reject(&self, auth_id: &str) -> Result<(), ApiError> {
-        self.auth_approve(auth_id)
-    }
-    fn debug_create_node(
-        &self,
-        auth_id: &str,
-        user: &User,
-        name: &str,
-        _routes: &[IpNet],
-    ) -> Result<Node, ApiError> {
-        let mut n = node(201, name, Some(user.id));
-        n.register_method = RegisterMethod::Cli;
-        self.pending
-            .lock()
-            .unwrap()
-            .insert(auth_id.to_owned(), name.to_owned());
-        Ok(n)
-    }
-    fn backfill_ips(&self, confirmed: bool) -> Result<Vec<String>, ApiError> {
-        DbOnly.backfill_ips(confirmed)
-    }
-}
-
 /// A valid auth id (`hskey-authreq-` + 24 characters).
 pub const AUTH_ID: &str = "hskey-authreq-abcdefabcdefabcdefabcdef";
 
-/// A node as the control plane would store it, with keys derived from `seed`.
+/// A node as a registration would store it, with keys derived from `seed`.
 pub fn node(seed: u8, name: &str, user: Option<UserId>) -> Node {
-    Node {
-        id: NodeId(0),
-        machine_key: MachinePublic::from_bytes([seed; 32]),
-        node_key: NodePublic::from_bytes([seed.wrapping_add(1); 32]),
-        disco_key: DiscoPublic::from_bytes([seed.wrapping_add(2); 32]),
-        endpoints: vec![],
-        hostinfo: None,
-        ipv4: None,
-        ipv6: None,
-        hostname: name.to_owned(),
-        given_name: name.to_owned(),
-        user_id: user,
-        register_method: RegisterMethod::AuthKey,
-        tags: vec![],
-        auth_key_id: None,
-        expiry: None,
-        last_seen: Some(now()),
-        approved_routes: vec![],
-        created_at: now(),
-        updated_at: now(),
-    }
+    hs_testkit::node(seed, name, user, now())
 }
 
 /// A database (SQLite in a temp dir, or a fresh PostgreSQL database) with an [`Admin`] over it.
@@ -141,48 +40,50 @@ pub struct Fixture {
     pub _dir: tempfile::TempDir,
     pub _pg: Option<Arc<super::pg::PgServer>>,
     pub db: Db,
-    pub control: Arc<FakeControl>,
+    pub state: ControlState,
     pub admin: Admin,
 }
 
 impl Fixture {
-    pub fn new() -> Self {
-        Self::with(FakeControl::default(), PolicyMode::Database)
+    pub async fn new() -> Self {
+        Self::with(PolicyMode::Database).await
     }
 
-    pub fn with(control: FakeControl, mode: PolicyMode) -> Self {
+    pub async fn with(mode: PolicyMode) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let cfg = DbConfig::Sqlite(SqliteConfig::new(dir.path().join("db.sqlite")));
-        Self::open(dir, &cfg, control, mode)
+        Self::open(dir, &cfg, mode).await
     }
 
     /// The same fixture on a fresh PostgreSQL database.
-    pub fn postgres() -> Self {
+    pub async fn postgres() -> Self {
         let pg = super::pg::PgServer::get();
         let cfg = pg.fresh_db();
         let dir = tempfile::tempdir().unwrap();
-        let mut f = Self::open(dir, &cfg, FakeControl::default(), PolicyMode::Database);
+        let mut f = Self::open(dir, &cfg, PolicyMode::Database).await;
         f._pg = Some(pg);
         f
     }
 
-    fn open(
-        dir: tempfile::TempDir,
-        cfg: &DbConfig,
-        control: FakeControl,
-        mode: PolicyMode,
-    ) -> Self {
+    async fn open(dir: tempfile::TempDir, cfg: &DbConfig, mode: PolicyMode) -> Self {
         let db = Db::open(cfg).unwrap();
-        *control.db.lock().unwrap() = Some(db.clone());
-        let control = Arc::new(control);
-        let admin = Admin::new(Arc::new(db.clone()), control.clone(), Arc::new(now), mode);
+        // Go Headscale's parity goldens register nodes without addresses (no tailnet
+        // prefixes in their set-up); the same here, so bodies compare field for field.
+        let state =
+            hs_testkit::control_state_with(&db, hs_testkit::test_config(), (None, None)).await;
+        let admin = Admin::new(Arc::new(db.clone()), state.clone(), Arc::new(now), mode);
         Self {
             _dir: dir,
             _pg: None,
             db,
-            control,
+            state,
             admin,
         }
+    }
+
+    /// Files a pending interactive registration from a client named `hostname`.
+    pub fn pending(&self, auth_id: &str, hostname: &str) {
+        hs_testkit::pending_registration(&self.state, auth_id, hostname);
     }
 
     pub fn user(&self, name: &str) -> User {
@@ -227,6 +128,13 @@ impl Fixture {
         n.tags = tags.iter().map(|t| (*t).to_owned()).collect();
         n.auth_key_id = Some(k.id);
         self.db.tx(|c| c.create_node(&n)).unwrap()
+    }
+
+    /// [`Self::node_with_key`], then announced to the control plane, as a registration
+    /// would be.
+    pub async fn live_node(&self, seed: u8, name: &str, owner: &User, tags: &[&str]) -> Node {
+        let n = self.node_with_key(seed, name, owner, tags);
+        self.state.reload_node(n.id).await.unwrap()
     }
 
     pub fn api_key_row(&self, expiration: Option<DateTime<Utc>>) -> hs_types::model::ApiKey {

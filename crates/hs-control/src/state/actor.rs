@@ -9,14 +9,14 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use hs_mapper::{Mapper, Outgoing, Session};
-use hs_nodestore::{AllowAll, Applied, Change, Op, PolicyView, Writer};
-use hs_policy::{Policy, PolicyError};
+use hs_nodestore::{Applied, Change, DenyAll, Op, PolicyView, Writer};
+use hs_policy::Policy;
 use hs_types::NodeId;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::now;
 use crate::metrics::Metrics;
-use crate::policy::{CompiledView, DenyAll};
+use crate::policy::CompiledView;
 
 /// How many frames may wait for a slow client before its stream is closed (it reconnects and
 /// gets a fresh full map, which is cheaper than buffering without bound).
@@ -88,11 +88,22 @@ pub(crate) enum Cmd {
     },
     /// Close every stream (graceful shutdown).
     CloseAll,
-    /// Replace the operator's policy (`None`: no policy, allow all). A policy that does not
-    /// compile against the tailnet is refused and the one in force stays.
+    /// Put a policy in force (`None`: no policy, allow all), compiled into `view` by the
+    /// caller against the synced snapshot, together with the durable writes it caused (its
+    /// auto-approvals): one batch, one fan-out.
     SetPolicy {
-        policy: Option<Box<Policy>>,
-        reply: oneshot::Sender<Result<(), PolicyError>>,
+        policy: Option<Arc<Policy>>,
+        view: Arc<dyn PolicyView>,
+        ops: Vec<Op>,
+        reply: oneshot::Sender<Arc<Applied>>,
+    },
+    /// The policy in force.
+    Policy {
+        reply: oneshot::Sender<Option<Arc<Policy>>>,
+    },
+    /// Apply every held write now and answer with the snapshot then published.
+    Sync {
+        reply: oneshot::Sender<Arc<hs_nodestore::Snapshot>>,
     },
     /// Send a `PingRequest` down a node's map stream (HA health probe); answers whether
     /// the node had a stream to send it on.
@@ -130,7 +141,7 @@ pub(crate) struct Actor {
     next_conn: u64,
     metrics: Arc<Metrics>,
     /// The configured policy, recompiled on every identity change; `None` = allow all.
-    policy: Option<Policy>,
+    policy: Option<Arc<Policy>>,
 }
 
 impl Actor {
@@ -183,6 +194,11 @@ impl Actor {
                         due = next;
                     }
                 }
+                Cmd::Sync { reply } => {
+                    due = None;
+                    self.apply_batches(std::mem::take(&mut held));
+                    let _ = reply.send(Arc::clone(self.writer.current()));
+                }
                 other => self.handle(other),
             }
             self.metrics
@@ -215,8 +231,22 @@ impl Actor {
                 let _ = reply.send(self.conns.contains_key(&node));
             }
             Cmd::CloseAll => self.conns.clear(),
-            Cmd::SetPolicy { policy, reply } => {
-                let _ = reply.send(self.set_policy(policy.map(|p| *p)));
+            Cmd::SetPolicy {
+                policy,
+                view,
+                ops,
+                reply,
+            } => {
+                self.policy = policy;
+                let mut all = ops;
+                all.push(Op::SetPolicy(view));
+                self.apply_batches(vec![(all, reply)]);
+            }
+            Cmd::Policy { reply } => {
+                let _ = reply.send(self.policy.clone());
+            }
+            Cmd::Sync { reply } => {
+                let _ = reply.send(Arc::clone(self.writer.current()));
             }
             Cmd::Ping {
                 node,
@@ -333,17 +363,6 @@ impl Actor {
             changes,
             results: applied.results,
         }
-    }
-
-    fn set_policy(&mut self, policy: Option<Policy>) -> Result<(), PolicyError> {
-        let view: Arc<dyn PolicyView> = match &policy {
-            None => Arc::new(AllowAll::new()),
-            Some(p) => Arc::new(CompiledView::compile(p, self.writer.current())?),
-        };
-        self.policy = policy;
-        let applied = self.writer.apply([Op::SetPolicy(view)]);
-        self.fan_out(&applied);
-        Ok(())
     }
 
     fn set_dns(&mut self, dns: Option<Arc<str>>) -> Result<(), hs_mapper::Error> {

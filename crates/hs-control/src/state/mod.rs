@@ -6,17 +6,23 @@
 //! streams. Readers take lock-free snapshots from [`ControlState::store`].
 
 mod actor;
+mod addresses;
+mod nodes;
+mod policy;
+mod users;
+mod write;
+
+pub use users::USER_HAS_NODES;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use hs_db::{AllocationStrategy, Db, IpAllocator};
 use hs_mapper::{Mapper, MapperConfig};
 use hs_nodestore::{AllowAll, Applied, NodePatch, NodeStore, Op};
 use hs_types::NodeId;
-use hs_types::config::{Config, DnsConfig, IpAllocation, PolicyConfig, PolicyMode};
+use hs_types::config::{Config, DnsConfig, IpAllocation};
 use hs_types::model::Node;
 use hs_types::tailcfg::DERPMap;
 use tokio::sync::{mpsc, oneshot};
@@ -73,9 +79,9 @@ struct Inner {
     verified_keys: crate::keycache::PreAuthKeyCache,
     /// HA health probes waiting for their answer.
     probes: crate::ha::Pending,
-    /// The policy in force as last accepted by the coordinator (`None`: allow all), for
-    /// read-only questions such as "is this tag defined" from the admin API.
-    policy_in_force: Mutex<Option<Arc<hs_policy::Policy>>>,
+    /// Held while one command commits and queues its ops (see [`write`]): the database and
+    /// the NodeStore see writes in the same order.
+    write_lock: Mutex<()>,
 }
 
 /// The control plane's shared state; clone it freely.
@@ -125,87 +131,6 @@ impl ControlState {
             config.node.routes_ha_probe_timeout,
         );
         Ok(state)
-    }
-
-    /// Reads the configured policy (the `policy.path` file in file mode, the newest policy
-    /// row in database mode), compiles it against the tailnet and puts it in force, pushing
-    /// new maps to connected nodes. No policy configured (or an empty document) means allow
-    /// all. On any error the policy in force stays and the error names the source.
-    pub async fn load_policy(&self, cfg: &PolicyConfig) -> Result<(), Error> {
-        let (source, text) = match cfg.mode {
-            PolicyMode::File if cfg.path.is_empty() => ("no policy file".to_owned(), None),
-            PolicyMode::File => {
-                let text = tokio::fs::read_to_string(&cfg.path).await.map_err(|e| {
-                    Error::Config(format!("policy.path: cannot read {}: {e}", cfg.path))
-                })?;
-                (format!("policy file {}", cfg.path), Some(text))
-            }
-            PolicyMode::Database => {
-                let row = self.blocking(|db| db.tx(|c| c.get_policy())).await?;
-                ("the database policy".to_owned(), row.map(|r| r.data))
-            }
-        };
-        self.set_policy_text(&source, text.as_deref()).await
-    }
-
-    /// Parses and compiles policy text and puts it in force (`None` or blank: allow all);
-    /// `source` names where it came from in errors and logs. A bad policy changes nothing.
-    pub async fn set_policy_text(&self, source: &str, text: Option<&str>) -> Result<(), Error> {
-        let policy = match text.filter(|t| !t.trim().is_empty()) {
-            None => None,
-            Some(t) => Some(
-                hs_policy::Policy::parse(t).map_err(|e| Error::Config(format!("{source}: {e}")))?,
-            ),
-        };
-        let allow_all = policy.is_none();
-        self.set_policy(policy)
-            .await?
-            .map_err(|e| Error::Config(format!("{source}: {e}")))?;
-        if allow_all {
-            tracing::info!("no policy configured; every node may reach every node");
-        } else {
-            tracing::info!(%source, "policy in force");
-        }
-        Ok(())
-    }
-
-    /// Puts a parsed policy in force (`None`: allow all), compiled against the current
-    /// tailnet and recompiled on every later change of nodes or users. The inner error is the
-    /// compile error of a refused policy (the previous one stays in force).
-    pub async fn set_policy(
-        &self,
-        policy: Option<hs_policy::Policy>,
-    ) -> Result<Result<(), hs_policy::PolicyError>, Error> {
-        let (reply, rx) = oneshot::channel();
-        let kept = policy.clone().map(Arc::new);
-        self.inner
-            .cmd
-            .send(Cmd::SetPolicy {
-                policy: policy.map(Box::new),
-                reply,
-            })
-            .map_err(|_| Error::Stopped)?;
-        let result = rx.await.map_err(|_| Error::Stopped)?;
-        if result.is_ok() {
-            *self
-                .inner
-                .policy_in_force
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner) = kept;
-            // A new policy may auto-approve routes already announced.
-            self.auto_approve_all_routes().await;
-        }
-        Ok(result)
-    }
-
-    /// The policy in force (`None` when none is configured: allow all). Read-only: changes
-    /// go through [`Self::set_policy`].
-    pub fn policy(&self) -> Option<Arc<hs_policy::Policy>> {
-        self.inner
-            .policy_in_force
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
     }
 
     /// Loads everything from `db` and starts the coordinator with explicit settings.
@@ -282,7 +207,7 @@ impl ControlState {
                 pending: PendingAuths::default(),
                 verified_keys: crate::keycache::PreAuthKeyCache::default(),
                 probes: crate::ha::Pending::default(),
-                policy_in_force: Mutex::default(),
+                write_lock: Mutex::default(),
             }),
         })
     }
@@ -333,27 +258,11 @@ impl ControlState {
             .map_err(|e| Error::Task(e.to_string()))??)
     }
 
-    /// Applies a batch to the NodeStore (after the caller made it durable) and fans it out.
-    /// Addresses of nodes the batch removed go back to the allocator here, whoever removed
-    /// them (this state, or the admin API through its hook).
-    pub async fn apply(&self, ops: Vec<Op>) -> Result<Arc<Applied>, Error> {
-        let kinds: Vec<_> = ops.iter().filter_map(crate::metrics::StoreOp::of).collect();
-        let started = crate::clock::stopwatch();
-        let (reply, rx) = oneshot::channel();
-        let m = &self.inner.metrics;
-        m.queue_depth
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if self.inner.cmd.send(Cmd::Apply { ops, reply }).is_err() {
-            m.queue_depth
-                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-            return Err(Error::Stopped);
-        }
-        let applied = rx.await.map_err(|_| Error::Stopped)?;
-        for k in kinds {
-            m.store_op(k, started.elapsed());
-        }
-        crate::lifecycle::release_removed(self.ips(), &applied);
-        Ok(applied)
+    /// Applies a batch of runtime-only ops (online, health) that no database column holds,
+    /// and fans it out. Anything durable goes through [`Self::write`] instead.
+    pub(crate) async fn apply(&self, ops: Vec<Op>) -> Result<Arc<Applied>, Error> {
+        let (kinds, rx) = self.enqueue(Cmd::apply(ops))?;
+        self.finish(kinds, rx).await
     }
 
     pub(crate) async fn subscribe(&self, node: NodeId, zstd: bool) -> Result<Subscription, Error> {
@@ -529,113 +438,6 @@ impl ControlState {
                 .unwrap_or_else(PoisonError::into_inner)
                 .contains(&k)
         })
-    }
-
-    /// Makes sure the NodeStore knows `user` (users are created through the API, which writes
-    /// only the database); false when the database does not have it either.
-    pub async fn ensure_user(&self, user: hs_types::UserId) -> Result<bool, Error> {
-        if self.store().load().user(user).is_some() {
-            return Ok(true);
-        }
-        let Some(u) = self.blocking(move |db| db.tx(|c| c.get_user(user))).await? else {
-            return Ok(false);
-        };
-        let a = self.apply(vec![Op::UpsertUser(Box::new(u))]).await?;
-        first_result(&a)?;
-        Ok(true)
-    }
-
-    /// Deletes a node: database first, then the NodeStore (and so every peer) forgets it
-    /// and its addresses go back to the allocator.
-    pub async fn delete_node(&self, id: NodeId) -> Result<(), Error> {
-        self.blocking(move |db| db.tx(|c| c.delete_node(id)))
-            .await?;
-        // `apply` releases the addresses once the node is gone from the store.
-        self.apply(vec![Op::Remove(id)]).await?;
-        tracing::info!(node = id.get(), "node deleted");
-        Ok(())
-    }
-
-    /// Sets a node's key expiry (admin `expire`, logout): durable, then announced.
-    pub async fn expire_node(&self, id: NodeId, at: DateTime<Utc>) -> Result<(), Error> {
-        let t = now();
-        self.blocking(move |db| db.tx(|c| c.set_node_expiry(id, Some(at), t)))
-            .await?;
-        let a = self
-            .apply(vec![Op::Patch(
-                id,
-                NodePatch {
-                    expiry: Some(Some(at)),
-                    ..NodePatch::default()
-                },
-            )])
-            .await?;
-        first_result(&a)
-    }
-
-    /// Stores a whole node (registration, re-registration, Hostinfo change) and announces it;
-    /// returns the node as the NodeStore holds it (with its unique given name).
-    pub(crate) async fn put_node(&self, node: Node, create: bool) -> Result<Node, Error> {
-        let stored = if create {
-            self.blocking(move |db| db.tx(|c| c.create_node(&node)))
-                .await?
-        } else {
-            let n = node.clone();
-            self.blocking(move |db| db.tx(|c| c.upsert_node(&n)))
-                .await?;
-            node
-        };
-        self.announce(stored).await
-    }
-
-    /// Applies a node that is already durable; the NodeStore may pick its given name, which
-    /// is then written back. Returns the node as the NodeStore holds it.
-    pub(crate) async fn announce(&self, stored: Node) -> Result<Node, Error> {
-        let id = stored.id;
-        let wanted = stored.given_name.clone();
-        let a = self.apply(vec![Op::Upsert(Box::new(stored))]).await?;
-        first_result(&a)?;
-        let held = a
-            .next
-            .node(id)
-            .map(|e| e.node.clone())
-            .ok_or(hs_nodestore::Error::UnknownNode(id))?;
-        if held.given_name != wanted {
-            let name = held.given_name.clone();
-            let t = now();
-            self.blocking(move |db| db.tx(|c| c.set_node_given_name(id, &name, t)))
-                .await?;
-        }
-        Ok(held)
-    }
-
-    /// Node went offline for good (grace over): announce it and persist last-seen.
-    pub(crate) async fn mark_offline(&self, id: NodeId) -> Result<(), Error> {
-        let t = now();
-        if self.is_logged_out(id) {
-            // Its last-seen marks the logout (see `lifecycle`); only the online flag moves.
-            self.apply(vec![Op::Patch(
-                id,
-                NodePatch {
-                    online: Some(false),
-                    ..NodePatch::default()
-                },
-            )])
-            .await?;
-            return Ok(());
-        }
-        self.blocking(move |db| db.tx(|c| c.set_node_last_seen(id, t)))
-            .await?;
-        self.apply(vec![Op::Patch(
-            id,
-            NodePatch {
-                online: Some(false),
-                last_seen: Some(t),
-                ..NodePatch::default()
-            },
-        )])
-        .await?;
-        Ok(())
     }
 }
 

@@ -201,7 +201,7 @@ async fn admin_rename_tags_and_expire_reach_peers_and_the_database() {
     assert!(h.st.set_node_tags(bid, vec!["db".into()]).await.is_err());
 
     let at = Utc::now() - chrono::Duration::minutes(1);
-    h.st.expire_node(bid, at).await.unwrap();
+    h.st.expire_node(bid, Some(at)).await.unwrap();
     w.until("expired peer", |v| {
         v.peers[&b_id]
             .node_key_expiry

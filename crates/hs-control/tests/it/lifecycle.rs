@@ -77,7 +77,7 @@ async fn admin_expire_keeps_the_node_visible_and_is_no_logout_after_a_reload() {
     let h = Harness::start().await;
     let mut w = alpha_watching_bravo(&h).await;
     let (b_id, bid) = (w.b_id, w.bid);
-    h.st.expire_node(bid, Utc::now()).await.unwrap();
+    h.st.expire_node(bid, Some(Utc::now())).await.unwrap();
     w.until("B shown expired", |v| {
         v.peers
             .get(&b_id)

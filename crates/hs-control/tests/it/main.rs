@@ -20,4 +20,6 @@ mod refusals;
 mod routes;
 mod server;
 mod stream;
+mod stress;
+mod users;
 mod view;

@@ -286,7 +286,8 @@ fn bare_node(id: u64, user: u64, tags: &[&str]) -> Node {
 
 #[test]
 fn compiled_view_answers_ssh_node_attrs_and_shares_equal_filters() {
-    use hs_control::policy::{CompiledView, DenyAll};
+    use hs_control::policy::CompiledView;
+    use hs_nodestore::DenyAll;
     use hs_nodestore::{AllowAll, NodeStore, Op, PolicyView};
     let t = chrono::DateTime::<Utc>::UNIX_EPOCH;
     let user = |id: u64, name: &str| hs_types::model::User {

@@ -7,6 +7,7 @@ mod policy;
 mod users;
 
 pub use keys::{NewApiKey, NewPreAuthKey};
+pub use nodes::ClientState;
 pub use policy::PolicyRow;
 pub use users::NewUser;
 

@@ -409,6 +409,29 @@ impl Conn<'_> {
         self.update_node_col(id, "given_name", Bound::Str(name), now)
     }
 
+    /// Sets a node's DNS name only while it still is `expected`; answers whether it did.
+    /// The control plane records here the unique name the NodeStore picked for a node it
+    /// stored as `expected`, without undoing a rename that landed in between.
+    pub fn set_node_given_name_if(
+        &mut self,
+        id: NodeId,
+        expected: &str,
+        name: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let nid = id_i64("nodes", id.get())?;
+        let n = dispatch!(self, |c| diesel::sql_query(
+            "UPDATE nodes SET given_name = $1, updated_at = $2 \
+             WHERE id = $3 AND given_name = $4 AND deleted_at IS NULL"
+        )
+        .bind::<Text, _>(name)
+        .bind::<HsTime, _>(DbTime(now))
+        .bind::<BigInt, _>(nid)
+        .bind::<Text, _>(expected)
+        .execute(c))?;
+        Ok(n > 0)
+    }
+
     /// Sets (or clears, with `None`) a node's key expiry.
     pub fn set_node_expiry(
         &mut self,
@@ -430,6 +453,56 @@ impl Conn<'_> {
         Ok(())
     }
 
+    /// Writes what a client reports about itself in a map request, and nothing else: its
+    /// Hostinfo (and the hostname it carries), endpoints and disco key. Columns an operator
+    /// owns (name, tags, routes, expiry) are left alone, so a map request never undoes an
+    /// admin change made meanwhile. `None` leaves a column as it is.
+    pub fn set_node_client_state(
+        &mut self,
+        id: NodeId,
+        update: &ClientState,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        if let Some(h) = &update.hostinfo {
+            self.update_node_col(id, "host_info", Bound::Str(&to_json(h)), now)?;
+        }
+        if let Some(name) = &update.hostname {
+            self.update_node_col(id, "hostname", Bound::Str(name), now)?;
+        }
+        if let Some(e) = &update.endpoints {
+            let json = to_json(&e.iter().map(ToString::to_string).collect::<Vec<_>>());
+            self.update_node_col(id, "endpoints", Bound::Str(&json), now)?;
+        }
+        if let Some(k) = &update.disco_key {
+            self.update_node_col(id, "disco_key", Bound::Str(&k.to_string()), now)?;
+        }
+        Ok(())
+    }
+
+    /// Sets a node's owner (`None`: owned by its tags).
+    pub fn set_node_user(
+        &mut self,
+        id: NodeId,
+        user: Option<UserId>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let nid = id_i64("nodes", id.get())?;
+        let uid = user.map(|u| id_i64("users", u.get())).transpose()?;
+        let n = dispatch!(self, |c| {
+            diesel::sql_query(
+            "UPDATE nodes SET user_id = $1, updated_at = $2 WHERE id = $3 AND deleted_at IS NULL"
+        )
+        .bind::<Nullable<BigInt>, _>(uid)
+        .bind::<HsTime, _>(DbTime(now))
+        .bind::<BigInt, _>(nid)
+        .execute(c)
+        })?;
+        if n == 0 {
+            return Err(Error::NotFound(format!("node {nid}")));
+        }
+        Ok(())
+    }
+
     /// Records when a node was last seen (does not touch `updated_at`).
     pub fn set_node_last_seen(&mut self, id: NodeId, at: DateTime<Utc>) -> Result<()> {
         let nid = id_i64("nodes", id.get())?;
@@ -446,6 +519,20 @@ impl Conn<'_> {
     pub fn used_ips(&mut self) -> Result<Vec<std::net::IpAddr>> {
         Ok(self.list_nodes()?.iter().flat_map(Node::ips).collect())
     }
+}
+
+/// The columns a client owns, as a map request reports them; see
+/// [`Conn::set_node_client_state`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClientState {
+    /// New Hostinfo.
+    pub hostinfo: Option<Hostinfo>,
+    /// New hostname (from the Hostinfo).
+    pub hostname: Option<String>,
+    /// New endpoints.
+    pub endpoints: Option<Vec<SocketAddr>>,
+    /// New disco key.
+    pub disco_key: Option<DiscoPublic>,
 }
 
 #[derive(diesel::QueryableByName)]

@@ -1,21 +1,21 @@
-//! Opening the database named by `database.*` (through hs-db, which creates, imports and
-//! migrates as needed) and the `/health` probe that pings it, as Go Headscale's `/health`
-//! does.
+//! The database the config names: hs-db's settings from the `database` section, opening
+//! (and migrating) it, and the `/health` probe on it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use hs_control::HealthProbe;
 use hs_db::{Db, DbConfig};
 use hs_types::config::{DatabaseConfig, DatabaseKind};
 
-fn count(key: &str, v: i64) -> anyhow::Result<u32> {
-    u32::try_from(v).with_context(|| format!("{key}: {v} is not a valid count"))
+use crate::error::Error;
+
+fn count(key: &str, v: i64) -> Result<u32, Error> {
+    u32::try_from(v).map_err(|_| Error::Config(format!("{key}: {v} is not a valid count")))
 }
 
-/// Maps the config file's `database.*` onto what hs-db needs.
-pub(crate) fn db_config(c: &DatabaseConfig) -> anyhow::Result<DbConfig> {
+/// hs-db's settings for the `database` section.
+pub fn db_config(c: &DatabaseConfig) -> Result<DbConfig, Error> {
     Ok(match c.kind {
         DatabaseKind::Sqlite => DbConfig::Sqlite(hs_db::SqliteConfig {
             path: c.sqlite.path.clone(),
@@ -47,14 +47,13 @@ pub(crate) fn db_config(c: &DatabaseConfig) -> anyhow::Result<DbConfig> {
     })
 }
 
-/// Opens the database; blocking, so call it before serving or inside `spawn_blocking`.
-pub(crate) fn open(c: &DatabaseConfig) -> anyhow::Result<Db> {
-    let cfg = db_config(c)?;
-    Db::open(&cfg).context("opening the database")
+/// Opens (and migrates) the configured database. Blocking.
+pub fn open(c: &DatabaseConfig) -> Result<Db, Error> {
+    Ok(Db::open(&db_config(c)?)?)
 }
 
-/// `/health` passes while the database answers a trivial statement.
-pub(crate) fn health_probe(db: Db) -> HealthProbe {
+/// What `/health` checks: that the database answers `SELECT 1`.
+pub fn health_probe(db: Db) -> HealthProbe {
     Arc::new(move || {
         let db = db.clone();
         Box::pin(async move {

@@ -1,0 +1,80 @@
+//! The admin API's listeners: the unix socket (no auth, for the local CLI) and, when
+//! `grpc_listen_addr` is set and TLS or `grpc_allow_insecure` allows it, remote gRPC.
+
+use std::sync::Arc;
+
+use hs_control::ControlState;
+use hs_types::config::{Config, PolicyMode};
+use tokio::sync::watch;
+
+use crate::error::Error;
+
+/// The admin service over the database and the control plane.
+pub(crate) fn service(c: &Config, db: &hs_db::Db, state: ControlState) -> hs_api::Admin {
+    let mode = match c.policy.mode {
+        PolicyMode::File => hs_api::PolicyMode::File,
+        PolicyMode::Database => hs_api::PolicyMode::Database,
+    };
+    let admin = hs_api::Admin::new(Arc::new(db.clone()), state, hs_api::system_clock(), mode);
+    if c.policy.path.is_empty() {
+        admin
+    } else {
+        admin.with_policy_file(&c.policy.path)
+    }
+}
+
+/// Starts the listeners; both stop when `stop` turns true.
+pub(crate) async fn spawn_listeners(
+    c: &Config,
+    admin: &hs_api::Admin,
+    stop: &watch::Receiver<bool>,
+) -> Result<(), Error> {
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    if !c.unix_socket.as_os_str().is_empty() {
+        let listener = hs_api::serve::bind_unix(&c.unix_socket, c.unix_socket_permission)
+            .map_err(|e| Error::Config(format!("unix_socket {}: {e}", c.unix_socket.display())))?;
+        tracing::info!(path = %c.unix_socket.display(), "admin API on the unix socket");
+        let admin = admin.clone();
+        let stop = stopped(stop.clone());
+        tokio::spawn(async move {
+            if let Err(e) = hs_api::serve::serve_unix(listener, admin, stop).await {
+                tracing::error!(error = %e, "unix socket admin listener failed");
+            }
+        });
+    }
+    if c.grpc_listen_addr.is_empty() {
+        return Ok(());
+    }
+    let security = hs_api::serve::grpc_security(
+        c.tls.cert_path.as_deref(),
+        c.tls.key_path.as_deref(),
+        c.grpc_allow_insecure,
+    )
+    .map_err(|e| Error::Config(format!("grpc_listen_addr: {e}")))?;
+    let Some(security) = security else {
+        return Ok(());
+    };
+    let addr = c.grpc_listen_addr.clone();
+    let target = if addr.starts_with(':') {
+        format!("0.0.0.0{addr}")
+    } else {
+        addr.clone()
+    };
+    let listener = tokio::net::TcpListener::bind(&target)
+        .await
+        .map_err(|source| Error::Bind {
+            what: "grpc_listen_addr",
+            addr,
+            source,
+        })?;
+    let admin = admin.clone();
+    let stop = stopped(stop.clone());
+    tokio::spawn(async move {
+        if let Err(e) = hs_api::serve::serve_grpc(listener, admin, security, stop).await {
+            tracing::error!(error = %e, "gRPC admin listener failed");
+        }
+    });
+    Ok(())
+}
