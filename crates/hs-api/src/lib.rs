@@ -28,7 +28,6 @@ mod db_store;
 mod error;
 pub mod grpc;
 pub mod json;
-mod keycache;
 pub mod output;
 pub mod policy_check;
 pub mod proto;

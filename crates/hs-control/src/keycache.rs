@@ -1,8 +1,9 @@
-//! Remembers which pre-auth key secrets already passed bcrypt, so a reusable key used for
-//! many registrations pays bcrypt (cost 10, tens of ms of CPU) once, not every time.
+//! Remembers which key secrets (pre-auth keys at registration, API keys on every admin call)
+//! already passed bcrypt, so a reusable key pays bcrypt (cost 10, tens of ms of CPU) once,
+//! not on every use. One cache type serves both, each user holding its own table.
 //!
 //! The cache never decides whether a key is valid: the caller still reads the key's row on
-//! every registration (so used, expired, revoked and deleted keys are refused at once) and
+//! every use (so used, expired, revoked and deleted keys are refused at once) and
 //! asks the cache only "was this secret already verified against exactly this stored hash?".
 //! Entries are keyed by the public prefix and hold the stored hash bytes and a keyed digest
 //! of the secret, never the secret itself; the digest key is random per process, so the
@@ -21,12 +22,13 @@ const MAX_ENTRIES: usize = 4096;
 type Digest32 = [u8; 32];
 
 /// Verified (stored hash, secret digest) pairs by key prefix.
-pub(crate) struct PreAuthKeyCache {
+#[derive(Debug)]
+pub struct SecretCache {
     digest_key: [u8; 32],
     verified: Mutex<HashMap<String, (Vec<u8>, Digest32)>>,
 }
 
-impl Default for PreAuthKeyCache {
+impl Default for SecretCache {
     fn default() -> Self {
         let mut digest_key = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut digest_key);
@@ -43,7 +45,7 @@ fn same(a: &Digest32, b: &Digest32) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-impl PreAuthKeyCache {
+impl SecretCache {
     fn digest(&self, secret: &str) -> Digest32 {
         Blake2s256::new()
             .chain_update(self.digest_key)
@@ -57,7 +59,7 @@ impl PreAuthKeyCache {
     }
 
     /// Whether `secret` was already verified against exactly `hash` for `prefix`.
-    pub(crate) fn hit(&self, prefix: &str, hash: &[u8], secret: &str) -> bool {
+    pub fn hit(&self, prefix: &str, hash: &[u8], secret: &str) -> bool {
         let d = self.digest(secret);
         self.lock()
             .get(prefix)
@@ -65,7 +67,7 @@ impl PreAuthKeyCache {
     }
 
     /// Records a successful bcrypt verification.
-    pub(crate) fn insert(&self, prefix: &str, hash: &[u8], secret: &str) {
+    pub fn insert(&self, prefix: &str, hash: &[u8], secret: &str) {
         let d = self.digest(secret);
         let mut m = self.lock();
         if m.len() >= MAX_ENTRIES && !m.contains_key(prefix) {
@@ -75,7 +77,7 @@ impl PreAuthKeyCache {
     }
 
     /// Drops what is known about `prefix` (the key is gone, expired or revoked).
-    pub(crate) fn forget(&self, prefix: &str) {
+    pub fn forget(&self, prefix: &str) {
         self.lock().remove(prefix);
     }
 
@@ -91,7 +93,7 @@ mod tests {
 
     #[test]
     fn hit_needs_the_same_secret_and_the_same_stored_hash() {
-        let c = PreAuthKeyCache::default();
+        let c = SecretCache::default();
         c.insert("p", b"hash1", "secret");
         assert!(c.hit("p", b"hash1", "secret"));
         assert!(!c.hit("p", b"hash1", "secreT"));
@@ -103,14 +105,14 @@ mod tests {
 
     #[test]
     fn digests_are_keyed_per_cache() {
-        let (a, b) = (PreAuthKeyCache::default(), PreAuthKeyCache::default());
+        let (a, b) = (SecretCache::default(), SecretCache::default());
         assert_ne!(a.digest("secret"), b.digest("secret"));
         assert_eq!(a.digest("secret"), a.digest("secret"));
     }
 
     #[test]
     fn the_table_stays_bounded() {
-        let c = PreAuthKeyCache::default();
+        let c = SecretCache::default();
         for i in 0..=MAX_ENTRIES {
             c.insert(&format!("p{i}"), b"h", "s");
         }

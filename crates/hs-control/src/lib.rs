@@ -33,6 +33,7 @@ mod version;
 mod web;
 
 pub use error::Error;
+pub use keycache::SecretCache;
 pub use lifecycle::EXPIRY_SWEEP_INTERVAL;
 pub use metrics::{Metrics, serve_metrics, serve_metrics_on};
 pub use noise_routes::{control_routes, noise_router};

@@ -7,9 +7,8 @@
 //! Entry points: [`Mapper::full_map`] for a new stream, [`Mapper::fanout`] for every NodeStore
 //! batch, [`Mapper::reconfigure`] for config reloads.
 //!
-//! Delivery: [`outbox`] is a runtime-agnostic bounded per-stream queue (push never waits; a
-//! client too far behind is cut off). The writer task, keep-alive timers and sockets belong
-//! to the control plane; this crate does no I/O, reads no clock and needs no async runtime.
+//! Delivery (the per-stream queues, keep-alive timers and sockets) belongs to the control
+//! plane; this crate does no I/O, reads no clock and needs no async runtime.
 
 mod cache;
 mod config;
@@ -19,7 +18,6 @@ mod frame;
 mod full;
 mod mapper;
 mod message;
-mod outbox;
 mod reconfig;
 mod render;
 mod session;
@@ -36,7 +34,6 @@ pub use frame::{
 };
 pub use mapper::Mapper;
 pub use message::EMPTY_SSH_POLICY;
-pub use outbox::{OutboxClosed, OutboxReceiver, OutboxSender, Recv, outbox};
 pub use render::{
     CAP_ADMIN, CAP_DEFAULT_AUTO_UPDATE, CAP_FILE_SHARING, CAP_SSH, CAP_SUGGEST_EXIT_NODE,
     TAGGED_DEVICES_USER_ID, cap_map, node as render_node, peer_cap_map, tagged_devices_profile,

@@ -14,7 +14,6 @@ use hs_types::model::{ApiKey, Node, PreAuthKey, User};
 
 use crate::apikey;
 use crate::error::ApiError;
-use crate::keycache::KeyCache;
 use crate::store::{NewApiKey, NewPreAuthKey, NewUser, Store, StoreError, StoredPolicy};
 use hs_control::ControlState;
 
@@ -101,7 +100,7 @@ pub struct Admin {
     clock: Clock,
     policy_mode: PolicyMode,
     policy_path: Option<PathBuf>,
-    keys: Arc<KeyCache>,
+    keys: Arc<hs_control::SecretCache>,
 }
 
 impl std::fmt::Debug for Admin {
@@ -183,7 +182,7 @@ impl Admin {
         if found.is_expired(now) {
             return Err(unauthorized());
         }
-        let ok = if self.keys.hit(&found.prefix, &found.hash, &secret).await {
+        let ok = if self.keys.hit(&found.prefix, &found.hash, &secret) {
             true
         } else {
             let (hash, s) = (found.hash.clone(), secret.clone());
@@ -191,7 +190,7 @@ impl Admin {
                 .await
                 .unwrap_or(false);
             if ok {
-                self.keys.insert(&found.prefix, &found.hash, &secret).await;
+                self.keys.insert(&found.prefix, &found.hash, &secret);
             }
             ok
         };

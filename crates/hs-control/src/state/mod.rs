@@ -76,7 +76,7 @@ struct Inner {
     /// bcrypt costs tens of milliseconds, which would cap registrations with a reusable key
     /// at a few dozen per second; the row is still read on every use so revocation, expiry
     /// and deletion act at once.
-    verified_keys: crate::keycache::PreAuthKeyCache,
+    verified_keys: crate::keycache::SecretCache,
     /// HA health probes waiting for their answer.
     probes: crate::ha::Pending,
     /// Held while one command commits and queues its ops (see [`write`]): the database and
@@ -205,7 +205,7 @@ impl ControlState {
                 ephemeral_keys: Mutex::new(ephemeral_keys),
                 metrics,
                 pending: PendingAuths::default(),
-                verified_keys: crate::keycache::PreAuthKeyCache::default(),
+                verified_keys: crate::keycache::SecretCache::default(),
                 probes: crate::ha::Pending::default(),
                 write_lock: Mutex::default(),
             }),

@@ -300,3 +300,84 @@ async fn the_standby_router_takes_over_when_the_primary_disconnects() {
     // The old primary keeps its approval.
     assert_eq!(stored_approved(&h, id1), nets(&[SUBNET]));
 }
+
+/// How many batches the coordinator has applied (each is one fan-out).
+fn batches(h: &Harness) -> u64 {
+    h.st.metrics()
+        .render()
+        .lines()
+        .find_map(|l| l.strip_prefix("headscale_nodestore_batch_size_count "))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_change_approving_many_routers_is_one_fan_out() {
+    const ROUTERS: u8 = 5;
+    let h = Harness::start().await;
+    let (viewer, _) = join(&h, "viewer").await;
+    let mut v = Peers::open(&viewer, &h, "viewer", &[]).await;
+    let mut streams = Vec::new();
+    let mut clients = Vec::new();
+    for i in 0..ROUTERS {
+        let host = format!("router{i}");
+        let (c, _) = join(&h, &host).await;
+        let subnet = format!("10.33.{i}.0/24");
+        streams.push(Peers::open(&c, &h, &host, &[subnet.as_str()]).await);
+        clients.push(c);
+    }
+    // Quiet: every stream is open and its node marked online.
+    let total = usize::from(ROUTERS) + 1;
+    eventually("every node online", || {
+        h.st.store().load().nodes().filter(|e| e.online).count() == total
+    })
+    .await;
+    assert!(
+        h.st.store()
+            .load()
+            .nodes()
+            .all(|e| e.node.approved_routes.is_empty())
+    );
+
+    let before = batches(&h);
+    h.st.set_policy_text("test policy", Some(AUTO))
+        .await
+        .unwrap();
+    assert_eq!(
+        batches(&h) - before,
+        1,
+        "the policy and its {ROUTERS} approvals were not one batch"
+    );
+    // The first frame the viewer gets with any router's route carries all of them.
+    let with_routes = |last: &Value| {
+        last["PeersChanged"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| {
+                p["AllowedIPs"].as_array().is_some_and(|a| {
+                    a.iter()
+                        .any(|ip| ip.as_str().is_some_and(|s| s.starts_with("10.33.")))
+                })
+            })
+            .count()
+    };
+    let mut routed = 0;
+    for _ in 0..20 {
+        v.next().await;
+        routed = with_routes(&v.last);
+        if routed > 0 {
+            break;
+        }
+    }
+    assert_eq!(routed, usize::from(ROUTERS), "{}", v.last);
+    // Durable too: every router's approval is in the database.
+    let rows = h.db.tx(|c| c.list_nodes()).unwrap();
+    let approved = rows
+        .iter()
+        .filter(|n| !n.approved_routes.is_empty())
+        .count();
+    assert_eq!(approved, usize::from(ROUTERS));
+    drop((streams, clients));
+}
