@@ -8,7 +8,9 @@
 mod actor;
 mod addresses;
 mod nodes;
+pub(crate) mod pending;
 mod policy;
+pub(crate) mod registration;
 mod users;
 mod write;
 
@@ -27,10 +29,10 @@ use hs_types::model::Node;
 use hs_types::tailcfg::DERPMap;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::auth::PendingAuths;
 use crate::clock::now;
 use crate::error::Error;
 use crate::metrics::Metrics;
+use pending::PendingAuths;
 
 #[cfg(test)]
 pub(crate) use actor::STREAM_BUFFER;

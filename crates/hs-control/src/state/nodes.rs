@@ -229,7 +229,7 @@ impl ControlState {
         &self,
         node: Node,
         renew: Box<dyn FnOnce(Node) -> Node + Send>,
-        also: crate::registration::Also,
+        also: crate::state::registration::Also,
     ) -> Result<Node, Error> {
         let (stored, applied) = self
             .write(

@@ -1,5 +1,5 @@
 //! The main HTTP listener (`listen_addr`): binds, serves the router and shuts down gracefully.
-//! The router starts with [`crate::web`]'s endpoints; other parts of the control plane add
+//! The router starts with [`super::web`]'s endpoints; other parts of the control plane add
 //! theirs with [`Server::with_routes`] before [`Server::serve`].
 //!
 //! ```no_run
@@ -16,9 +16,9 @@ use axum::Router;
 use hs_types::config::Config;
 use tokio::net::TcpListener;
 
+use super::web::{self, HealthProbe};
 use crate::error::Error;
 use crate::version::VersionInfo;
-use crate::web::{self, HealthProbe};
 
 /// A bound listener and the routes it will serve.
 pub struct Server {

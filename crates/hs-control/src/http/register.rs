@@ -21,8 +21,8 @@ use http::StatusCode;
 use crate::clock::now;
 use crate::error::Error;
 use crate::metrics::{RegMethod, RegStatus};
-use crate::registration::Registration;
 use crate::state::ControlState;
+use crate::state::registration::Registration;
 
 /// A refusal: the HTTP status (200 when the text goes in `RegisterResponse.Error`) and text.
 #[derive(Debug)]
@@ -185,7 +185,7 @@ pub(crate) async fn register(
         return with_auth_key(st, machine, &req, key.to_owned(), current.or(previous), t).await;
     }
     if !req.followup.is_empty() {
-        return crate::auth::followup(st, machine, &req).await;
+        return crate::http::interactive::followup(st, machine, &req).await;
     }
     if let Some(node) = current {
         // A restart (or a re-registration without credentials) of a known node.
@@ -208,12 +208,12 @@ pub(crate) async fn register(
                     updated_at: t,
                     ..row
                 }),
-                crate::registration::nothing(),
+                crate::state::registration::nothing(),
             )
             .await?;
         return Ok(response_for(st, &n, t));
     }
-    crate::auth::start(st, machine, &req, t)
+    crate::http::interactive::start(st, machine, &req, t)
 }
 
 /// Logout: an ephemeral node is deleted; any other node is expired now (the client's past
@@ -373,14 +373,14 @@ async fn with_auth_key(
         });
     let (key_id, reusable) = (key.id, key.reusable);
     // Durable first: the node row and the spent key in one transaction.
-    let spend: crate::registration::Also = Box::new(move |c| {
+    let spend: crate::state::registration::Also = Box::new(move |c| {
         if reusable {
             Ok(())
         } else {
             c.mark_pre_auth_key_used(key_id)
         }
     });
-    let n = crate::registration::store(st, reg, same_owner, spend).await?;
+    let n = crate::state::registration::store(st, reg, same_owner, spend).await?;
     let n = match st.auto_approve_routes(n.id).await {
         Ok(a) if !a.is_empty() => st.store().load().node(n.id).map_or(n, |e| e.node.clone()),
         _ => n,

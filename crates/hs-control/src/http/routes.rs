@@ -34,8 +34,8 @@ const NOT_IMPLEMENTED: &[&str] = &[
 /// [`hs_noise::NoiseSession`] extension.
 pub fn noise_router(st: ControlState) -> Router {
     let mut r = Router::new()
-        .route("/machine/register", post(crate::register::handle))
-        .route("/machine/map", post(crate::poll::handle))
+        .route("/machine/register", post(crate::http::register::handle))
+        .route("/machine/map", post(crate::http::poll::handle))
         .route(crate::ha::PING_RESPONSE_PATH, any(crate::ha::ping_response));
     for p in NOT_IMPLEMENTED {
         r = r.route(p, any(not_implemented));
@@ -79,8 +79,8 @@ pub fn control_routes(st: ControlState, ts: Arc<Ts2021>) -> Router {
         )
         .with_state(shared);
     let pages = Router::new()
-        .route("/register/{auth_id}", get(crate::auth::page))
+        .route("/register/{auth_id}", get(crate::http::interactive::page))
         .route(crate::ha::PING_RESPONSE_PATH, any(crate::ha::ping_response))
         .with_state(st.clone());
-    main.merge(pages).merge(crate::pages::routes(st))
+    main.merge(pages).merge(crate::http::pages::routes(st))
 }

@@ -1,0 +1,130 @@
+//! Interactive login over HTTP: a register request without credentials gets an `AuthURL`
+//! (`<server_url>/register/<auth_id>`); the client long-polls with `Followup` set to it while
+//! the operator runs `headscale auth register --auth-id <id> --user <name>` (a command in
+//! `crate::state::pending`); `GET /register/{auth_id}` shows the operator that command.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::response::{Html, IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use hs_types::MachinePublic;
+use hs_types::tailcfg::{RegisterRequest, RegisterResponse};
+use http::StatusCode;
+use tokio::sync::watch;
+
+use super::register::Refusal;
+use crate::state::ControlState;
+use crate::state::pending::{Pending, new_auth_id, ttl, well_formed};
+
+/// How long one follow-up long poll waits before answering "still pending".
+const FOLLOWUP_WAIT: Duration = Duration::from_secs(120);
+
+/// Starts (or repeats) an interactive registration.
+pub(crate) fn start(
+    st: &ControlState,
+    machine: MachinePublic,
+    req: &RegisterRequest,
+    t: DateTime<Utc>,
+) -> Result<RegisterResponse, Refusal> {
+    let mut map = st.pending().lock();
+    map.retain(|_, p| t - p.created < ttl());
+    let existing = map
+        .iter()
+        .find(|(_, p)| p.machine == machine && p.req.node_key == req.node_key)
+        .map(|(id, _)| id.clone());
+    let id = existing.unwrap_or_else(|| {
+        let id = new_auth_id();
+        let (done, _) = watch::channel(None);
+        map.insert(
+            id.clone(),
+            Arc::new(Pending {
+                machine,
+                req: req.clone(),
+                created: t,
+                done,
+            }),
+        );
+        id
+    });
+    Ok(RegisterResponse {
+        auth_url: format!("{}/register/{id}", st.config().server_url),
+        ..RegisterResponse::default()
+    })
+}
+
+/// The auth ID in a follow-up URL (its last path segment after `/register/`).
+fn auth_id_of(url: &str) -> Option<&str> {
+    let (_, id) = url.rsplit_once("/register/")?;
+    let id = id.split(['?', '#', '/']).next()?;
+    (!id.is_empty()).then_some(id)
+}
+
+/// The follow-up long poll: waits for the operator's decision.
+pub(crate) async fn followup(
+    st: &ControlState,
+    machine: MachinePublic,
+    req: &RegisterRequest,
+) -> Result<RegisterResponse, Refusal> {
+    let Some(id) = auth_id_of(&req.followup) else {
+        return Err(Refusal::in_body("invalid followup URL"));
+    };
+    let Some(p) = st.pending().get(id).filter(|p| p.machine == machine) else {
+        // Unknown, expired, or another machine's ID: say nothing about which.
+        return Err(Refusal::in_body("registration not found or expired"));
+    };
+    let mut rx = p.done.subscribe();
+    let wait = rx.wait_for(Option::is_some);
+    match tokio::time::timeout(FOLLOWUP_WAIT, wait).await {
+        Ok(Ok(v)) => match v.clone() {
+            Some(Ok(r)) => Ok(r),
+            Some(Err(why)) => Err(Refusal::in_body(why)),
+            None => Err(Refusal::in_body("registration not found or expired")),
+        },
+        Ok(Err(_)) => Err(Refusal::in_body("registration not found or expired")),
+        Err(_) => Ok(RegisterResponse {
+            auth_url: req.followup.clone(),
+            ..RegisterResponse::default()
+        }),
+    }
+}
+
+/// `GET /register/{auth_id}`: tells the operator the command to run.
+pub(crate) async fn page(State(st): State<ControlState>, Path(id): Path<String>) -> Response {
+    if !well_formed(&id)
+        || st
+            .pending()
+            .get(&id)
+            .is_none_or(|p| p.done.borrow().is_some())
+    {
+        return (
+            StatusCode::NOT_FOUND,
+            "unknown or expired registration; run `tailscale up` again",
+        )
+            .into_response();
+    }
+    Html(format!(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Registration - Headscale</title></head>\n\
+         <body><h1>headscale</h1><h2>Machine registration</h2>\n\
+         <p>Run the command below on the headscale server to add this machine to your network:</p>\n\
+         <pre><code>headscale auth register --auth-id {id} --user USERNAME</code></pre>\n</body></html>\n"
+    ))
+    .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_id_comes_from_the_followup_path() {
+        assert_eq!(
+            auth_id_of("http://h:8080/register/abcDEF123"),
+            Some("abcDEF123")
+        );
+        assert_eq!(auth_id_of("http://h/register/x?y=1"), Some("x"));
+        assert_eq!(auth_id_of("http://h/register/"), None);
+        assert_eq!(auth_id_of("http://h/other/x"), None);
+    }
+}
