@@ -98,7 +98,7 @@ pub(crate) async fn handle(
             .into_response();
         }
     };
-    let method = method_of(&st, &req);
+    let method = method_of(&st, session.machine_key, &req);
     match register(&st, session.machine_key, req).await {
         Ok(r) => {
             let status = if r.error.is_empty() {
@@ -122,35 +122,54 @@ pub(crate) async fn handle(
     }
 }
 
-/// The `method` label of a registration request, decided the way [`register`] branches.
-fn method_of(st: &ControlState, req: &RegisterRequest) -> RegMethod {
-    if req.expiry.is_some_and(|e| e <= now()) {
-        RegMethod::Logout
-    } else if req.auth.as_ref().is_some_and(|a| !a.auth_key.is_empty()) {
-        RegMethod::AuthKey
-    } else if !req.followup.is_empty()
-        || st.store().load().node_by_node_key(&req.node_key).is_none()
-    {
-        RegMethod::Interactive
-    } else {
-        RegMethod::Refresh
+/// The `method` label of a registration request: what the plan says it is.
+fn method_of(st: &ControlState, machine: MachinePublic, req: &RegisterRequest) -> RegMethod {
+    match plan(&st.store().load(), machine, req, now()) {
+        Plan::Logout(_) => RegMethod::Logout,
+        Plan::AuthKey { .. } => RegMethod::AuthKey,
+        Plan::Followup | Plan::Interactive => RegMethod::Interactive,
+        Plan::Refused(_) | Plan::Known(_) | Plan::Expired(_) | Plan::Rotate(_) => {
+            RegMethod::Refresh
+        }
     }
 }
 
-/// Registration logic, independent of HTTP.
-pub(crate) async fn register(
-    st: &ControlState,
+/// What a register request asks for, decided from the snapshot, the request and the time
+/// alone (no I/O): the handler then carries it out.
+#[derive(Debug)]
+pub(crate) enum Plan {
+    /// Refused before anything happens.
+    Refused(Refusal),
+    /// A past expiry: log this node out.
+    Logout(Node),
+    /// Register with a pre-auth key; `existing` is the node the request names, if any.
+    AuthKey { key: String, existing: Option<Node> },
+    /// The follow-up long poll of an interactive login.
+    Followup,
+    /// A restart (or a re-registration without credentials) of a known node.
+    Known(Node),
+    /// The old node key of a node whose key expired: the client must log in again.
+    Expired(Node),
+    /// Node-key rotation of a live node.
+    Rotate(Node),
+    /// An unknown node without credentials: start an interactive login.
+    Interactive,
+}
+
+/// Decides a register request. Identity first: a node key that belongs to another machine
+/// is refused whatever else the request says.
+pub(crate) fn plan(
+    snap: &hs_nodestore::Snapshot,
     machine: MachinePublic,
-    req: RegisterRequest,
-) -> Result<RegisterResponse, Refusal> {
+    req: &RegisterRequest,
+    t: DateTime<Utc>,
+) -> Plan {
     if req.node_key.is_zero() {
-        return Err(Refusal::http(
+        return Plan::Refused(Refusal::http(
             StatusCode::BAD_REQUEST,
             "RegisterRequest.NodeKey is missing",
         ));
     }
-    let t = now();
-    let snap = st.store().load_full();
     let by_key = |k: &NodePublic| {
         (!k.is_zero())
             .then(|| snap.node_by_node_key(k))
@@ -159,61 +178,80 @@ pub(crate) async fn register(
     };
     let current = by_key(&req.node_key);
     let previous = by_key(&req.old_node_key);
-    for n in current.iter().chain(previous.iter()) {
-        if n.machine_key != machine {
-            return Err(Refusal::http(
-                StatusCode::UNAUTHORIZED,
-                "node key belongs to another machine",
-            ));
-        }
+    if current
+        .iter()
+        .chain(previous.iter())
+        .any(|n| n.machine_key != machine)
+    {
+        return Plan::Refused(Refusal::http(
+            StatusCode::UNAUTHORIZED,
+            "node key belongs to another machine",
+        ));
     }
-
     // A past expiry is a logout, whatever else the request carries.
     if req.expiry.is_some_and(|e| e <= t) {
-        let Some(node) = current.or(previous) else {
-            return Err(Refusal::http(StatusCode::UNAUTHORIZED, "node not found"));
+        return match current.or(previous) {
+            Some(node) => Plan::Logout(node),
+            None => Plan::Refused(Refusal::http(StatusCode::UNAUTHORIZED, "node not found")),
         };
-        return logout(st, node).await;
     }
-
-    let auth_key = req
+    if let Some(key) = req
         .auth
         .as_ref()
         .map(|a| a.auth_key.as_str())
-        .filter(|k| !k.is_empty());
-    if let Some(key) = auth_key {
-        return with_auth_key(st, machine, &req, key.to_owned(), current.or(previous), t).await;
+        .filter(|k| !k.is_empty())
+    {
+        return Plan::AuthKey {
+            key: key.to_owned(),
+            existing: current.or(previous),
+        };
     }
     if !req.followup.is_empty() {
-        return crate::http::interactive::followup(st, machine, &req).await;
+        return Plan::Followup;
     }
-    if let Some(node) = current {
-        // A restart (or a re-registration without credentials) of a known node.
-        return Ok(response_for(st, &node, t));
+    match (current, previous) {
+        (Some(node), _) => Plan::Known(node),
+        (None, Some(node)) if node.is_expired(t) => Plan::Expired(node),
+        (None, Some(node)) => Plan::Rotate(node),
+        (None, None) => Plan::Interactive,
     }
-    if let Some(node) = previous {
-        if node.is_expired(t) {
-            return Ok(RegisterResponse {
-                node_key_expired: true,
-                ..response_for(st, &node, t)
-            });
+}
+
+/// Registration: the plan, carried out.
+pub(crate) async fn register(
+    st: &ControlState,
+    machine: MachinePublic,
+    req: RegisterRequest,
+) -> Result<RegisterResponse, Refusal> {
+    let t = now();
+    match plan(&st.store().load(), machine, &req, t) {
+        Plan::Refused(r) => Err(r),
+        Plan::Logout(node) => logout(st, node).await,
+        Plan::AuthKey { key, existing } => with_auth_key(st, machine, &req, key, existing, t).await,
+        Plan::Followup => crate::http::interactive::followup(st, machine, &req).await,
+        Plan::Known(node) => Ok(response_for(st, &node, t)),
+        Plan::Expired(node) => Ok(RegisterResponse {
+            node_key_expired: true,
+            ..response_for(st, &node, t)
+        }),
+        Plan::Rotate(node) => {
+            // Only the key changes.
+            let node_key = req.node_key;
+            let n = st
+                .store_registration(
+                    node,
+                    Box::new(move |row| Node {
+                        node_key,
+                        updated_at: t,
+                        ..row
+                    }),
+                    crate::state::registration::nothing(),
+                )
+                .await?;
+            Ok(response_for(st, &n, t))
         }
-        // Node-key rotation of a live node: only the key changes.
-        let node_key = req.node_key;
-        let n = st
-            .store_registration(
-                node.clone(),
-                Box::new(move |row| Node {
-                    node_key,
-                    updated_at: t,
-                    ..row
-                }),
-                crate::state::registration::nothing(),
-            )
-            .await?;
-        return Ok(response_for(st, &n, t));
+        Plan::Interactive => crate::http::interactive::start(st, machine, &req, t),
     }
-    crate::http::interactive::start(st, machine, &req, t)
 }
 
 /// Logout: an ephemeral node is deleted; any other node is expired now (the client's past
@@ -388,3 +426,7 @@ async fn with_auth_key(
     tracing::info!(node = n.id.get(), name = %n.given_name, tagged, ephemeral = key.ephemeral, "node registered with a pre-auth key");
     Ok(response_for(st, &n, t))
 }
+
+#[cfg(test)]
+#[path = "register_plan_tests.rs"]
+mod plan_tests;
