@@ -1,5 +1,6 @@
-//! Dev-only test support shared by the workspace's tests: a real control plane over a real
-//! database ([`control`]), fixture builders for users, nodes and pending registrations
+//! Dev-only test support shared by the workspace's tests: the whole server in-process
+//! ([`TestServer`], what `headscale serve` runs), a real control plane over a database a test
+//! opened ([`control`]), fixture builders for users, nodes and pending registrations
 //! ([`fixtures`]), and tracing set-up for tests.
 //!
 //! Nothing here is a stand-in: the control state is hs-control's own, over SQLite or
@@ -7,11 +8,13 @@
 
 pub mod control;
 pub mod fixtures;
+pub mod server;
 
 pub use control::{
     Prefixes, TEST_SERVER_URL, control_state, control_state_with, default_prefixes, test_config,
 };
 pub use fixtures::{new_user, node, pending_registration};
+pub use server::TestServer;
 
 /// Installs a test tracing subscriber once (`RUST_LOG` picks the level; quiet by default).
 pub fn init_tracing() {
