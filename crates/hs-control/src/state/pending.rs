@@ -93,19 +93,23 @@ pub(crate) fn ttl() -> chrono::Duration {
 }
 
 impl ControlState {
+    /// The registration waiting under `auth_id` that nobody has decided yet.
+    fn undecided(&self, auth_id: &str) -> Result<Arc<Pending>, Error> {
+        self.pending()
+            .get(auth_id)
+            .filter(|p| p.done.borrow().is_none())
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "no pending registration with auth ID {auth_id:?} (it may have expired or been decided)"
+                ))
+            })
+    }
+
     /// Approves a pending interactive registration for `user` (`headscale auth register`):
     /// the node is created (or the machine's node for that user updated) and the waiting
     /// client is answered.
     pub async fn approve_registration(&self, auth_id: &str, user: UserId) -> Result<Node, Error> {
-        let Some(p) = self
-            .pending()
-            .get(auth_id)
-            .filter(|p| p.done.borrow().is_none())
-        else {
-            return Err(Error::Config(format!(
-                "no pending registration with auth ID {auth_id:?} (it may have expired or been decided)"
-            )));
-        };
+        let p = self.undecided(auth_id)?;
         if !self.ensure_user(user).await? {
             return Err(Error::Config(format!("user {} does not exist", user.get())));
         }
@@ -173,15 +177,7 @@ impl ControlState {
 
     /// Rejects a pending registration; the waiting client is told so.
     pub fn reject_registration(&self, auth_id: &str) -> Result<(), Error> {
-        let Some(p) = self
-            .pending()
-            .get(auth_id)
-            .filter(|p| p.done.borrow().is_none())
-        else {
-            return Err(Error::Config(format!(
-                "no pending registration with auth ID {auth_id:?}"
-            )));
-        };
+        let p = self.undecided(auth_id)?;
         p.done
             .send_replace(Some(Err("registration rejected".to_owned())));
         Ok(())
