@@ -10,6 +10,7 @@
 mod cli;
 mod cmd;
 mod config_file;
+mod goformat;
 mod logging;
 mod output;
 
@@ -21,10 +22,14 @@ use cli::{Cli, Command, GenerateCommand};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let format = cli.global.output;
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("Error: {e:#}");
+            // With `-o`, Go prints `{"error": "..."}` in that format instead.
+            if !output::failure(&format!("{e:#}"), format) {
+                eprintln!("Error: {e:#}");
+            }
             ExitCode::FAILURE
         }
     }

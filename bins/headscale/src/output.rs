@@ -1,14 +1,41 @@
-//! Printing command results in the format `-o` asks for, as Go Headscale's `SuccessOutput`
-//! does: the human text for the default, tab-indented JSON for `json`, one line for
-//! `json-line`, YAML for `yaml`.
+//! Printing command results in the format `-o` asks for, as Go Headscale 0.29.3's CLI does:
+//! the human text for the default, and for `json`, `json-line` and `yaml` the bytes Go's
+//! encoders produce for the same value ([`crate::goformat`]).
 
 use anyhow::Context as _;
 use serde::Serialize;
 
 use crate::cli::OutputFormat;
+use crate::goformat::GoValue;
 
 /// Prints `value` in `format`; `human` is what the default (table) format prints.
-pub(crate) fn success<T: Serialize>(
+pub(crate) fn success(value: &GoValue, human: &str, format: OutputFormat) -> anyhow::Result<()> {
+    let text = match format {
+        OutputFormat::Table => human.to_owned(),
+        OutputFormat::Json => value.to_json(true),
+        OutputFormat::JsonLine => value.to_json(false),
+        OutputFormat::Yaml => value.to_yaml(),
+    };
+    println!("{text}");
+    Ok(())
+}
+
+/// A failure as Go prints it with `-o`: `{"error": "..."}` in the asked format on stderr;
+/// false for the default format (the caller prints `Error: ...`).
+pub(crate) fn failure(message: &str, format: OutputFormat) -> bool {
+    let value = GoValue::Plain("error", message.to_owned());
+    let text = match format {
+        OutputFormat::Table => return false,
+        OutputFormat::Json => value.to_json(true),
+        OutputFormat::JsonLine => value.to_json(false),
+        OutputFormat::Yaml => value.to_yaml(),
+    };
+    eprintln!("{text}");
+    true
+}
+
+/// Prints a value that has no Go twin (our version information) with serde.
+pub(crate) fn success_serde<T: Serialize>(
     value: &T,
     human: &str,
     format: OutputFormat,

@@ -198,7 +198,8 @@ fn users_and_preauthkeys_through_the_unix_socket() {
         "json",
     ]);
     assert_eq!(key["reusable"], true);
-    assert_eq!(key["ephemeral"], false);
+    // Go's encoding/json omits false, as Go Headscale's CLI prints it.
+    assert!(key.get("ephemeral").is_none(), "{key}");
     assert_eq!(key["user"]["name"], "alice");
     let key_id = key["id"].as_u64().unwrap();
     let secret = key["key"].as_str().unwrap().to_owned();
@@ -213,9 +214,15 @@ fn users_and_preauthkeys_through_the_unix_socket() {
         .map(|u| u["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["alice", "bob"]);
+    // YAML keys are Go's lower-cased field names, and nothing is omitted.
     let yaml: serde_json::Value =
         serde_yaml_ng::from_str(&s.ok(&["user", "ls", "-o", "yaml"])).unwrap();
-    assert_eq!(yaml, users);
+    assert_eq!(yaml[1]["name"], "bob", "{yaml}");
+    assert_eq!(yaml[1]["displayname"], "", "{yaml}");
+    assert_eq!(
+        yaml[1]["createdat"]["seconds"], users[1]["created_at"]["seconds"],
+        "{yaml}"
+    );
     let one_line = s.ok(&["users", "list", "-n", "bob", "-o", "json-line"]);
     assert_eq!(one_line.trim().lines().count(), 1);
     let bob: serde_json::Value = serde_json::from_str(&one_line).unwrap();
@@ -235,10 +242,10 @@ fn users_and_preauthkeys_through_the_unix_socket() {
     // The key is listed (with its secret) and can be expired.
     let keys = s.json(&["preauthkeys", "list", "-o", "json"]);
     assert_eq!(keys[0]["id"].as_u64(), Some(key_id));
-    let exp_before = keys[0]["expiration"].as_str().unwrap().to_owned();
+    let exp_before = keys[0]["expiration"]["seconds"].as_i64().unwrap();
     s.ok(&["preauthkeys", "expire", "-i", &key_id.to_string()]);
     let keys = s.json(&["authkey", "list", "-o", "json"]);
-    let exp_after = keys[0]["expiration"].as_str().unwrap().to_owned();
+    let exp_after = keys[0]["expiration"]["seconds"].as_i64().unwrap();
     assert!(exp_after < exp_before, "{exp_after} !< {exp_before}");
 
     let renamed = s.json(&[
@@ -378,15 +385,9 @@ fn policy_get_set_check_in_database_mode() {
     assert!(err.contains("/nonexistent/p.hujson"), "{err}");
 
     s.ok(&["policy", "set", "-f", good.to_str().unwrap()]);
-    let got = s.json(&["policy", "get", "-o", "json"]);
-    assert!(
-        got["policy"]
-            .as_str()
-            .unwrap()
-            .contains("everyone may reach everyone"),
-        "{got}"
-    );
-    assert!(got["updated_at"].is_string());
+    // Go prints the document itself, whatever -o says.
+    let got = s.ok(&["policy", "get", "-o", "json"]);
+    assert!(got.contains("everyone may reach everyone"), "{got}");
 
     // The unix socket carries the configured permission bits.
     use std::os::unix::fs::PermissionsExt as _;
@@ -465,11 +466,8 @@ fn policy_bypass_uses_the_database_without_a_server() {
     );
     let out = offline_cli(&config, &["policy", "get", BYPASS, "--force", "-o", "json"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(
-        got["policy"].as_str().unwrap().contains("tag:seeded"),
-        "{got}"
-    );
+    let got = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(got.contains("tag:seeded"), "{got}");
 
     // A server started on the same config serves the stored policy.
     let (child, addr) = support::spawn_serve(&config);
@@ -479,8 +477,8 @@ fn policy_bypass_uses_the_database_without_a_server() {
         config: config.clone(),
         _dir: dir,
     };
-    let served = s.json(&["policy", "get", "-o", "json"]);
-    assert_eq!(served["policy"], got["policy"], "{served}");
+    let served = s.ok(&["policy", "get", "-o", "json"]);
+    assert_eq!(served.trim_end(), got.trim_end(), "{served}");
 }
 
 /// In file mode the bypass still stores the policy (that is how Go Headscale users seed the
@@ -655,12 +653,20 @@ fn debug_create_node_then_auth_register() {
     let nodes = s.json(&["nodes", "list", "-o", "json"]);
     let yaml: serde_json::Value =
         serde_yaml_ng::from_str(&s.ok(&["nodes", "list", "-o", "yaml"])).unwrap();
-    assert_eq!(yaml, nodes);
+    assert_eq!(
+        yaml.as_array().unwrap().len(),
+        nodes.as_array().unwrap().len()
+    );
+    assert_eq!(yaml[0]["givenname"], nodes[0]["given_name"], "{yaml}");
+    assert_eq!(
+        yaml[0]["registermethod"], nodes[0]["register_method"],
+        "{yaml}"
+    );
     let id = nodes[0]["id"].as_u64().unwrap().to_string();
     let renamed = s.json(&["nodes", "rename", "-i", &id, "renamed", "-o", "json"]);
     assert_eq!(renamed["given_name"], "renamed", "{renamed}");
     let expired = s.json(&["nodes", "expire", "-i", &id, "-o", "json"]);
-    assert!(expired["expiry"].is_string(), "{expired}");
+    assert!(expired["expiry"]["seconds"].is_i64(), "{expired}");
     s.ok(&["nodes", "delete", "-i", &id, "--force"]);
     let left = s.json(&["nodes", "list", "-o", "json"]);
     assert_eq!(left.as_array().unwrap().len(), 1, "{left}");

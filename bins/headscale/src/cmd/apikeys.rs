@@ -1,8 +1,8 @@
 //! `headscale apikeys`: create, list, expire and delete API keys for the remote admin API.
 
+use crate::goformat::GoValue;
 use clap::Subcommand;
 use hs_api::proto;
-use serde_json::{Value, json};
 
 use super::client::{self, apikey_json, block_on, status};
 use crate::cli::GlobalArgs;
@@ -74,7 +74,7 @@ pub(crate) fn run(global: &GlobalArgs, cmd: ApiKeysCommand) -> anyhow::Result<()
                     })
                     .collect();
                 let human = client::table(&["ID", "Prefix", "Expiration", "Created"], &rows);
-                let json: Vec<Value> = keys.iter().map(apikey_json).collect();
+                let json = GoValue::List(keys.iter().map(apikey_json).collect());
                 success(&json, human.trim_end(), global.output)
             }
             ApiKeysCommand::Create { expiration } => {
@@ -88,21 +88,21 @@ pub(crate) fn run(global: &GlobalArgs, cmd: ApiKeysCommand) -> anyhow::Result<()
                     .map_err(|s| status("creating an API key", s))?
                     .into_inner()
                     .api_key;
-                success(&json!(key), &key, global.output)
+                success(&GoValue::Str(key.clone()), &key, global.output)
             }
             ApiKeysCommand::Expire { prefix, id } => {
                 let (prefix, id) = selector(prefix, id)?;
                 c.expire_api_key(proto::ExpireApiKeyRequest { prefix, id })
                     .await
                     .map_err(|s| status("expiring the API key", s))?;
-                success(&Value::Null, "Key expired", global.output)
+                success(&client::empty(), "Key expired", global.output)
             }
             ApiKeysCommand::Delete { prefix, id } => {
                 let (prefix, id) = selector(prefix, id)?;
                 c.delete_api_key(proto::DeleteApiKeyRequest { prefix, id })
                     .await
                     .map_err(|s| status("deleting the API key", s))?;
-                success(&Value::Null, "Key deleted", global.output)
+                success(&client::empty(), "Key deleted", global.output)
             }
         }
     })

@@ -4,7 +4,6 @@
 use anyhow::Context as _;
 use clap::Subcommand;
 use hs_api::proto;
-use serde_json::Value;
 
 use super::client::{self, block_on, node_json, status};
 use crate::cli::GlobalArgs;
@@ -55,13 +54,13 @@ pub(crate) fn run(global: &GlobalArgs, cmd: AuthCommand) -> anyhow::Result<()> {
                 c.auth_approve(proto::AuthApproveRequest { auth_id })
                     .await
                     .map_err(|s| status("approving", s))?;
-                success(&Value::Null, "Request approved", global.output)
+                success(&client::empty(), "Auth request approved", global.output)
             }
             AuthCommand::Reject { auth_id } => {
                 c.auth_reject(proto::AuthRejectRequest { auth_id })
                     .await
                     .map_err(|s| status("rejecting", s))?;
-                success(&Value::Null, "Request rejected", global.output)
+                success(&client::empty(), "Auth request rejected", global.output)
             }
         }
     })

@@ -8,7 +8,8 @@ use anyhow::{Context as _, bail};
 use chrono::{DateTime, Utc};
 use hs_api::client::{self, Client, RemoteTls};
 use hs_api::proto;
-use serde_json::{Value, json};
+
+use crate::goformat::GoValue;
 
 use crate::cli::GlobalArgs;
 use crate::config_file;
@@ -52,13 +53,6 @@ pub(crate) fn block_on<T>(fut: impl Future<Output = anyhow::Result<T>>) -> anyho
 /// A gRPC status as an error naming what failed and why.
 pub(crate) fn status(what: &str, s: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{what}: {}", s.message())
-}
-
-/// A protobuf timestamp as RFC 3339 (UTC), or `None` when unset or out of range.
-pub(crate) fn time(t: Option<&prost_types::Timestamp>) -> Option<String> {
-    let t = t?;
-    let nanos = u32::try_from(t.nanos).ok()?;
-    DateTime::<Utc>::from_timestamp(t.seconds, nanos).map(|d| d.to_rfc3339())
 }
 
 /// A timestamp for the human tables: `YYYY-MM-DD HH:MM:SS`, or empty.
@@ -142,71 +136,83 @@ pub(crate) fn split_list(v: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// A user as the `-o` formats print it.
-pub(crate) fn user_json(u: &proto::User) -> Value {
-    json!({
-        "id": u.id,
-        "name": u.name,
-        "created_at": time(u.created_at.as_ref()),
-        "display_name": u.display_name,
-        "email": u.email,
-        "provider_id": u.provider_id,
-        "provider": u.provider,
-        "profile_pic_url": u.profile_pic_url,
-    })
+/// A user as the `-o` formats print it (Go's `v1.User`).
+pub(crate) fn user_json(u: &proto::User) -> GoValue {
+    GoValue::Struct(vec![
+        ("id", GoValue::Uint(u.id)),
+        ("name", GoValue::Str(u.name.clone())),
+        ("created_at", GoValue::time(u.created_at.as_ref())),
+        ("display_name", GoValue::Str(u.display_name.clone())),
+        ("email", GoValue::Str(u.email.clone())),
+        ("provider_id", GoValue::Str(u.provider_id.clone())),
+        ("provider", GoValue::Str(u.provider.clone())),
+        ("profile_pic_url", GoValue::Str(u.profile_pic_url.clone())),
+    ])
 }
 
-/// A pre-auth key as the `-o` formats print it.
-pub(crate) fn preauthkey_json(k: &proto::PreAuthKey) -> Value {
-    json!({
-        "user": k.user.as_ref().map(user_json),
-        "id": k.id,
-        "key": k.key,
-        "reusable": k.reusable,
-        "ephemeral": k.ephemeral,
-        "used": k.used,
-        "expiration": time(k.expiration.as_ref()),
-        "created_at": time(k.created_at.as_ref()),
-        "acl_tags": k.acl_tags,
-    })
+fn opt<T>(v: Option<&T>, f: impl Fn(&T) -> GoValue) -> GoValue {
+    v.map_or(GoValue::Null, f)
 }
 
-/// A node as the `-o` formats print it.
-pub(crate) fn node_json(n: &proto::Node) -> Value {
-    let method = proto::RegisterMethod::try_from(n.register_method)
-        .map(|m| m.as_str_name())
-        .unwrap_or("REGISTER_METHOD_UNSPECIFIED");
-    json!({
-        "id": n.id,
-        "machine_key": n.machine_key,
-        "node_key": n.node_key,
-        "disco_key": n.disco_key,
-        "ip_addresses": n.ip_addresses,
-        "name": n.name,
-        "user": n.user.as_ref().map(user_json),
-        "last_seen": time(n.last_seen.as_ref()),
-        "expiry": time(n.expiry.as_ref()),
-        "pre_auth_key": n.pre_auth_key.as_ref().map(preauthkey_json),
-        "created_at": time(n.created_at.as_ref()),
-        "register_method": method,
-        "given_name": n.given_name,
-        "online": n.online,
-        "approved_routes": n.approved_routes,
-        "available_routes": n.available_routes,
-        "subnet_routes": n.subnet_routes,
-        "tags": n.tags,
-    })
+/// A pre-auth key as the `-o` formats print it (Go's `v1.PreAuthKey`).
+pub(crate) fn preauthkey_json(k: &proto::PreAuthKey) -> GoValue {
+    GoValue::Struct(vec![
+        ("user", opt(k.user.as_ref(), user_json)),
+        ("id", GoValue::Uint(k.id)),
+        ("key", GoValue::Str(k.key.clone())),
+        ("reusable", GoValue::Bool(k.reusable)),
+        ("ephemeral", GoValue::Bool(k.ephemeral)),
+        ("used", GoValue::Bool(k.used)),
+        ("expiration", GoValue::time(k.expiration.as_ref())),
+        ("created_at", GoValue::time(k.created_at.as_ref())),
+        ("acl_tags", GoValue::strings(&k.acl_tags)),
+    ])
+}
+
+/// A node as the `-o` formats print it (Go's `v1.Node`; the register method as its number).
+pub(crate) fn node_json(n: &proto::Node) -> GoValue {
+    GoValue::Struct(vec![
+        ("id", GoValue::Uint(n.id)),
+        ("machine_key", GoValue::Str(n.machine_key.clone())),
+        ("node_key", GoValue::Str(n.node_key.clone())),
+        ("disco_key", GoValue::Str(n.disco_key.clone())),
+        ("ip_addresses", GoValue::strings(&n.ip_addresses)),
+        ("name", GoValue::Str(n.name.clone())),
+        ("user", opt(n.user.as_ref(), user_json)),
+        ("last_seen", GoValue::time(n.last_seen.as_ref())),
+        ("expiry", GoValue::time(n.expiry.as_ref())),
+        (
+            "pre_auth_key",
+            opt(n.pre_auth_key.as_ref(), preauthkey_json),
+        ),
+        ("created_at", GoValue::time(n.created_at.as_ref())),
+        (
+            "register_method",
+            GoValue::Int(i64::from(n.register_method)),
+        ),
+        ("given_name", GoValue::Str(n.given_name.clone())),
+        ("online", GoValue::Bool(n.online)),
+        ("approved_routes", GoValue::strings(&n.approved_routes)),
+        ("available_routes", GoValue::strings(&n.available_routes)),
+        ("subnet_routes", GoValue::strings(&n.subnet_routes)),
+        ("tags", GoValue::strings(&n.tags)),
+    ])
 }
 
 /// An API key (never its secret, which the server does not keep) as `-o` prints it.
-pub(crate) fn apikey_json(k: &proto::ApiKey) -> Value {
-    json!({
-        "id": k.id,
-        "prefix": k.prefix,
-        "expiration": time(k.expiration.as_ref()),
-        "created_at": time(k.created_at.as_ref()),
-        "last_seen": time(k.last_seen.as_ref()),
-    })
+pub(crate) fn apikey_json(k: &proto::ApiKey) -> GoValue {
+    GoValue::Struct(vec![
+        ("id", GoValue::Uint(k.id)),
+        ("prefix", GoValue::Str(k.prefix.clone())),
+        ("expiration", GoValue::time(k.expiration.as_ref())),
+        ("created_at", GoValue::time(k.created_at.as_ref())),
+        ("last_seen", GoValue::time(k.last_seen.as_ref())),
+    ])
+}
+
+/// An empty response message (`DeleteUserResponse{}` and the like): `{}`.
+pub(crate) fn empty() -> GoValue {
+    GoValue::Struct(Vec::new())
 }
 
 /// An 80-column table.
@@ -266,8 +272,7 @@ mod tests {
             seconds: 1_700_000_000,
             nanos: 0,
         };
-        assert_eq!(time(Some(&t)).unwrap(), "2023-11-14T22:13:20+00:00");
         assert_eq!(short_time(Some(&t)), "2023-11-14 22:13:20");
-        assert_eq!(time(None), None);
+        assert_eq!(short_time(None), "");
     }
 }

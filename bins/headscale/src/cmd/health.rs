@@ -1,8 +1,8 @@
 //! `headscale health`: asks the running server whether it and its database are healthy;
 //! exits 0 when they are, 1 otherwise.
 
+use crate::goformat::GoValue;
 use hs_api::proto;
-use serde_json::json;
 
 use super::client::{self, block_on, status};
 use crate::cli::GlobalArgs;
@@ -16,7 +16,10 @@ pub(crate) fn run(global: &GlobalArgs) -> anyhow::Result<()> {
             .await
             .map_err(|s| status("health check", s))?
             .into_inner();
-        let v = json!({ "database_connectivity": r.database_connectivity });
+        let v = GoValue::Struct(vec![(
+            "database_connectivity",
+            GoValue::Bool(r.database_connectivity),
+        )]);
         if !r.database_connectivity {
             anyhow::bail!("unhealthy: the server cannot reach its database");
         }

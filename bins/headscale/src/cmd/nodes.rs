@@ -1,9 +1,9 @@
 //! `headscale nodes`: list, expire, rename, delete, tag nodes and approve their routes.
 
+use crate::goformat::GoValue;
 use anyhow::Context as _;
 use clap::Subcommand;
 use hs_api::proto;
-use serde_json::{Value, json};
 
 use super::client::{self, block_on, node_json, status};
 use crate::cli::GlobalArgs;
@@ -118,7 +118,7 @@ pub(crate) fn run(global: &GlobalArgs, cmd: NodesCommand) -> anyhow::Result<()> 
                     ],
                     &rows,
                 );
-                let json: Vec<Value> = nodes.iter().map(node_json).collect();
+                let json = GoValue::List(nodes.iter().map(node_json).collect());
                 success(&json, human.trim_end(), out)
             }
             NodesCommand::ListRoutes { id } => {
@@ -147,7 +147,7 @@ pub(crate) fn run(global: &GlobalArgs, cmd: NodesCommand) -> anyhow::Result<()> 
                     &["ID", "Hostname", "Approved", "Available", "Serving"],
                     &rows,
                 );
-                let json: Vec<Value> = nodes.iter().map(node_json).collect();
+                let json = GoValue::List(nodes.iter().map(node_json).collect());
                 success(&json, human.trim_end(), out)
             }
             NodesCommand::Expire {
@@ -209,7 +209,11 @@ pub(crate) fn run(global: &GlobalArgs, cmd: NodesCommand) -> anyhow::Result<()> 
                 c.delete_node(proto::DeleteNodeRequest { node_id: id })
                     .await
                     .map_err(|s| status(&format!("deleting node {id}"), s))?;
-                success(&Value::Null, "Node deleted", out)
+                success(
+                    &GoValue::Map(vec![("Result".into(), "Node deleted".into())]),
+                    "Node deleted",
+                    out,
+                )
             }
             NodesCommand::Tag { id, tags } => {
                 let node = c
@@ -251,7 +255,7 @@ pub(crate) fn run(global: &GlobalArgs, cmd: NodesCommand) -> anyhow::Result<()> 
                     .map_err(|s| status("backfilling addresses", s))?
                     .into_inner()
                     .changes;
-                success(&json!(changes), &changes.join("\n"), out)
+                success(&GoValue::strings(&changes), &changes.join("\n"), out)
             }
         }
     })

@@ -10,7 +10,6 @@ use clap::{Args, Subcommand};
 use hs_api::proto;
 use hs_db::Db;
 use hs_types::config::PolicyMode;
-use serde_json::{Value, json};
 
 use super::client::{self, block_on, status};
 use crate::cli::GlobalArgs;
@@ -82,25 +81,23 @@ pub(crate) fn run(global: &GlobalArgs, cmd: PolicyCommand) -> anyhow::Result<()>
                     .await
                     .map_err(|s| status("reading the policy", s))?
                     .into_inner();
-                let v = json!({
-                    "policy": r.policy,
-                    "updated_at": client::time(r.updated_at.as_ref()),
-                });
-                success(&v, &r.policy, global.output)
+                // Go prints the document itself whatever `-o` says.
+                println!("{}", r.policy);
+                Ok(())
             }
             PolicyCommand::Set { file, .. } => {
                 let policy = read(&file)?;
                 c.set_policy(proto::SetPolicyRequest { policy })
                     .await
                     .map_err(|s| status("setting the policy", s))?;
-                success(&Value::Null, "Policy updated.", global.output)
+                policy_updated()
             }
             PolicyCommand::Check { file, .. } => {
                 let policy = read(&file)?;
                 c.check_policy(proto::CheckPolicyRequest { policy })
                     .await
                     .map_err(|s| status(&format!("policy {}", file.display()), s))?;
-                success(&Value::Null, "Policy is valid", global.output)
+                success(&client::empty(), "Policy is valid", global.output)
             }
         }
     })
@@ -129,11 +126,8 @@ fn run_direct(global: &GlobalArgs, cmd: PolicyCommand) -> anyhow::Result<()> {
                 .tx(|c| c.get_policy())
                 .context("loading policy from database")?
                 .context("loading policy from database: acl policy not found")?;
-            let v = json!({
-                "policy": row.data,
-                "updated_at": row.updated_at.to_rfc3339(),
-            });
-            success(&v, &row.data, global.output)
+            println!("{}", row.data);
+            Ok(())
         }
         (PolicyCommand::Set { file, .. }, Some(text)) => {
             check_against(&db, &text, &file)?;
@@ -147,11 +141,11 @@ fn run_direct(global: &GlobalArgs, cmd: PolicyCommand) -> anyhow::Result<()> {
             let now = client::now();
             db.tx(|c| c.set_policy(&text, now))
                 .context("setting ACL policy")?;
-            success(&Value::Null, "Policy updated.", global.output)
+            policy_updated()
         }
         (PolicyCommand::Check { file, .. }, Some(text)) => {
             check_against(&db, &text, &file)?;
-            success(&Value::Null, "Policy is valid", global.output)
+            success(&client::empty(), "Policy is valid", global.output)
         }
         (PolicyCommand::Set { .. } | PolicyCommand::Check { .. }, None) => {
             anyhow::bail!("internal error: policy file not read")
@@ -167,4 +161,14 @@ fn check_against(db: &Db, text: &str, file: &Path) -> anyhow::Result<()> {
         .context("loading users and nodes for policy validation")?;
     hs_api::policy_check::check_policy_text(text, &users, &nodes)
         .map_err(|e| anyhow::anyhow!("parsing policy file {}: {e}", file.display()))
+}
+
+/// What Go prints after `policy set`, whatever `-o` says.
+#[allow(
+    clippy::unnecessary_wraps,
+    reason = "the command arms it ends return a Result"
+)]
+fn policy_updated() -> anyhow::Result<()> {
+    println!("Policy updated.");
+    Ok(())
 }

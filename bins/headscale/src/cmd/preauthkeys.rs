@@ -1,9 +1,9 @@
 //! `headscale preauthkeys`: create, list, expire and delete pre-authentication keys.
 
+use crate::goformat::GoValue;
 use anyhow::Context as _;
 use clap::Subcommand;
 use hs_api::proto;
-use serde_json::Value;
 
 use super::client::{self, block_on, preauthkey_json, status};
 use crate::cli::GlobalArgs;
@@ -87,7 +87,7 @@ pub(crate) fn run(global: &GlobalArgs, cmd: PreAuthKeysCommand) -> anyhow::Resul
                     ],
                     &rows,
                 );
-                let json: Vec<Value> = keys.iter().map(preauthkey_json).collect();
+                let json = GoValue::List(keys.iter().map(preauthkey_json).collect());
                 success(&json, human.trim_end(), global.output)
             }
             PreAuthKeysCommand::Create {
@@ -118,13 +118,13 @@ pub(crate) fn run(global: &GlobalArgs, cmd: PreAuthKeysCommand) -> anyhow::Resul
                 c.expire_pre_auth_key(proto::ExpirePreAuthKeyRequest { id })
                     .await
                     .map_err(|s| status(&format!("expiring pre-auth key {id}"), s))?;
-                success(&Value::Null, "Key expired", global.output)
+                success(&client::empty(), "Key expired", global.output)
             }
             PreAuthKeysCommand::Delete { id } => {
                 c.delete_pre_auth_key(proto::DeletePreAuthKeyRequest { id })
                     .await
                     .map_err(|s| status(&format!("deleting pre-auth key {id}"), s))?;
-                success(&Value::Null, "Key deleted", global.output)
+                success(&client::empty(), "Key deleted", global.output)
             }
         }
     })

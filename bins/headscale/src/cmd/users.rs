@@ -1,9 +1,9 @@
 //! `headscale users`: create, list, rename and destroy users through the admin API.
 
+use crate::goformat::GoValue;
 use anyhow::Context as _;
 use clap::Subcommand;
 use hs_api::proto;
-use serde_json::Value;
 
 use super::client::{self, block_on, require_one, status, user_json};
 use crate::cli::GlobalArgs;
@@ -114,7 +114,7 @@ pub(crate) fn run(global: &GlobalArgs, cmd: UsersCommand) -> anyhow::Result<()> 
                     })
                     .collect();
                 let human = client::table(&["ID", "Name", "Username", "Email", "Created"], &rows);
-                let json: Vec<Value> = users.iter().map(user_json).collect();
+                let json = GoValue::List(users.iter().map(user_json).collect());
                 success(&json, human.trim_end(), global.output)
             }
             UsersCommand::Destroy { id, name } => {
@@ -130,7 +130,7 @@ pub(crate) fn run(global: &GlobalArgs, cmd: UsersCommand) -> anyhow::Result<()> 
                 c.delete_user(proto::DeleteUserRequest { id: user.id })
                     .await
                     .map_err(|s| status(&format!("deleting user {:?}", user.name), s))?;
-                success(&Value::Null, "User destroyed", global.output)
+                success(&client::empty(), "User destroyed", global.output)
             }
             UsersCommand::Rename { id, name, new_name } => {
                 let user = find(&mut c, id, name.as_deref()).await?;

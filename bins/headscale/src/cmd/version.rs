@@ -8,5 +8,5 @@ use crate::output;
 pub(crate) fn run(global: &GlobalArgs) -> anyhow::Result<()> {
     let info = VersionInfo::current();
     let human = info.to_string();
-    output::success(&info, human.trim_end(), global.output)
+    output::success_serde(&info, human.trim_end(), global.output)
 }
