@@ -20,6 +20,9 @@ pub(crate) enum GoValue {
     Null,
     /// A slice.
     List(Vec<GoValue>),
+    /// A nil slice: what a repeated field decoded from an empty gRPC answer is. JSON `null`
+    /// at the top, YAML `[]`.
+    NilList,
     /// A generated protobuf struct: fields in declaration order, named by their proto name
     /// (`created_at`), every one `omitempty` in JSON.
     Struct(Vec<(&'static str, GoValue)>),
@@ -40,6 +43,15 @@ impl GoValue {
         })
     }
 
+    /// A repeated field as gRPC decoded it: nil when empty.
+    pub(crate) fn repeated(v: Vec<GoValue>) -> Self {
+        if v.is_empty() {
+            Self::NilList
+        } else {
+            Self::List(v)
+        }
+    }
+
     /// A `[]string`.
     pub(crate) fn strings(v: &[String]) -> Self {
         Self::List(v.iter().cloned().map(Self::Str).collect())
@@ -48,7 +60,7 @@ impl GoValue {
     /// Whether `encoding/json`'s `omitempty` drops it.
     fn is_empty(&self) -> bool {
         match self {
-            Self::Uint(0) | Self::Int(0) | Self::Bool(false) | Self::Null => true,
+            Self::Uint(0) | Self::Int(0) | Self::Bool(false) | Self::Null | Self::NilList => true,
             Self::Str(s) => s.is_empty(),
             Self::List(v) => v.is_empty(),
             _ => false,
@@ -68,7 +80,7 @@ impl GoValue {
             Self::Int(n) => out.push_str(&n.to_string()),
             Self::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
             Self::Str(s) => json_string(out, s),
-            Self::Null => out.push_str("null"),
+            Self::Null | Self::NilList => out.push_str("null"),
             Self::List(items) => {
                 let items: Vec<(Option<String>, &GoValue)> =
                     items.iter().map(|v| (None, v)).collect();
@@ -99,10 +111,12 @@ impl GoValue {
         }
     }
 
-    /// `yaml.Marshal(v)` of gopkg.in/yaml.v3, without its final newline.
+    /// `yaml.Marshal(v)` of gopkg.in/yaml.v3 (ending in a newline, to which Go's CLI adds
+    /// another when it prints it).
     pub(crate) fn to_yaml(&self) -> String {
         let mut out = String::new();
         match self {
+            Self::NilList => out.push_str("[]\n"),
             Self::List(items) if items.is_empty() => out.push_str("[]\n"),
             Self::List(items) => yaml_seq(&mut out, items, 0),
             Self::Struct(fields) if fields.is_empty() => out.push_str("{}\n"),
@@ -114,7 +128,7 @@ impl GoValue {
                 out.push('\n');
             }
         }
-        out.trim_end_matches('\n').to_owned()
+        out
     }
 
     /// A mapping's keys (Go field names lower-cased, or map keys) and values.
@@ -234,6 +248,7 @@ fn yaml_map(
                 out.push('\n');
                 yaml_map(out, &v.yaml_entries(), logical + 4, logical + 4, false);
             }
+            GoValue::NilList => out.push_str(" []\n"),
             GoValue::List(items) if items.is_empty() => out.push_str(" []\n"),
             GoValue::List(items) => {
                 out.push('\n');

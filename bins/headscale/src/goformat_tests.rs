@@ -219,7 +219,11 @@ fn json_json_line_and_yaml_match_go() {
             want[&format!("{name} json-line")],
             "{name} json-line"
         );
-        assert_eq!(v.to_yaml(), want[&format!("{name} yaml")], "{name} yaml");
+        assert_eq!(
+            v.to_yaml(),
+            format!("{}\n", want[&format!("{name} yaml")]),
+            "{name} yaml"
+        );
     }
 }
 
@@ -234,7 +238,7 @@ fn nested_sequences_and_string_quoting_match_go() {
         ("ip_addresses", strs(&["1.2.3.4"])),
         ("pre_auth_key", pak(1, "", false, Null, Null, &["tag:x"], u)),
     ]);
-    assert_eq!(List(vec![n]).to_yaml(), want["nodes yaml"]);
+    assert_eq!(List(vec![n]).to_yaml(), format!("{}\n", want["nodes yaml"]));
     let samples = [
         "",
         "123",
@@ -292,12 +296,15 @@ fn nested_sequences_and_string_quoting_match_go() {
         "=",
         "<<",
     ];
-    assert_eq!(strs(&samples).to_yaml(), want["strings yaml"]);
+    assert_eq!(
+        strs(&samples).to_yaml(),
+        format!("{}\n", want["strings yaml"])
+    );
 }
 
 #[test]
 fn maps_are_printed_whole() {
     let m = Map(vec![("Result".into(), "Node deleted".into())]);
     assert_eq!(m.to_json(true), "{\n\t\"Result\": \"Node deleted\"\n}");
-    assert_eq!(m.to_yaml(), "Result: Node deleted");
+    assert_eq!(m.to_yaml(), "Result: Node deleted\n");
 }

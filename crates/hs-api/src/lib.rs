@@ -34,6 +34,7 @@ pub mod proto;
 pub mod rest;
 pub mod serve;
 mod service;
+mod socket_authority;
 mod store;
 
 pub use error::{ApiError, Error};

@@ -206,6 +206,7 @@ pub async fn serve_unix(
     admin: Admin,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    let listener = crate::socket_authority::AuthorityFilter { inner: listener };
     axum::serve(listener, app(admin, false))
         .with_graceful_shutdown(shutdown)
         .await

@@ -74,7 +74,7 @@ pub(crate) fn run(global: &GlobalArgs, cmd: ApiKeysCommand) -> anyhow::Result<()
                     })
                     .collect();
                 let human = client::table(&["ID", "Prefix", "Expiration", "Created"], &rows);
-                let json = GoValue::List(keys.iter().map(apikey_json).collect());
+                let json = GoValue::repeated(keys.iter().map(apikey_json).collect());
                 success(&json, human.trim_end(), global.output)
             }
             ApiKeysCommand::Create { expiration } => {

@@ -118,7 +118,7 @@ pub(crate) fn run(global: &GlobalArgs, cmd: NodesCommand) -> anyhow::Result<()> 
                     ],
                     &rows,
                 );
-                let json = GoValue::List(nodes.iter().map(node_json).collect());
+                let json = GoValue::repeated(nodes.iter().map(node_json).collect());
                 success(&json, human.trim_end(), out)
             }
             NodesCommand::ListRoutes { id } => {
@@ -147,7 +147,7 @@ pub(crate) fn run(global: &GlobalArgs, cmd: NodesCommand) -> anyhow::Result<()> 
                     &["ID", "Hostname", "Approved", "Available", "Serving"],
                     &rows,
                 );
-                let json = GoValue::List(nodes.iter().map(node_json).collect());
+                let json = GoValue::repeated(nodes.iter().map(node_json).collect());
                 success(&json, human.trim_end(), out)
             }
             NodesCommand::Expire {
@@ -255,7 +255,11 @@ pub(crate) fn run(global: &GlobalArgs, cmd: NodesCommand) -> anyhow::Result<()> 
                     .map_err(|s| status("backfilling addresses", s))?
                     .into_inner()
                     .changes;
-                success(&GoValue::strings(&changes), &changes.join("\n"), out)
+                success(
+                    &GoValue::repeated(changes.iter().cloned().map(GoValue::Str).collect()),
+                    &changes.join("\n"),
+                    out,
+                )
             }
         }
     })

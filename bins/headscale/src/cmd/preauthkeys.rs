@@ -87,7 +87,7 @@ pub(crate) fn run(global: &GlobalArgs, cmd: PreAuthKeysCommand) -> anyhow::Resul
                     ],
                     &rows,
                 );
-                let json = GoValue::List(keys.iter().map(preauthkey_json).collect());
+                let json = GoValue::repeated(keys.iter().map(preauthkey_json).collect());
                 success(&json, human.trim_end(), global.output)
             }
             PreAuthKeysCommand::Create {

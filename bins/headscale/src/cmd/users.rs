@@ -114,7 +114,7 @@ pub(crate) fn run(global: &GlobalArgs, cmd: UsersCommand) -> anyhow::Result<()> 
                     })
                     .collect();
                 let human = client::table(&["ID", "Name", "Username", "Email", "Created"], &rows);
-                let json = GoValue::List(users.iter().map(user_json).collect());
+                let json = GoValue::repeated(users.iter().map(user_json).collect());
                 success(&json, human.trim_end(), global.output)
             }
             UsersCommand::Destroy { id, name } => {
