@@ -232,3 +232,74 @@ fn the_go_cli_works_over_the_socket_and_prints_what_ours_prints() {
     let gone = s.go(&["users", "destroy", "-i", "2", "--force", "-o", "json"]);
     assert_eq!(String::from_utf8_lossy(&gone.stdout), "{}\n");
 }
+
+/// A database Go Headscale 0.29.3 created from scratch (gormigrate's `SCHEMA_INIT` beside
+/// every migration id of that release) opens here, with what Go stored in it.
+#[test]
+fn a_database_go_created_opens_here() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "server_url: http://127.0.0.1:8080
+listen_addr: 127.0.0.1:0
+grpc_listen_addr: \"\"
+unix_socket: {dir}/headscale.sock
+noise:
+  private_key_path: {dir}/noise_private.key
+prefixes:
+  v4: 100.64.0.0/10
+database:
+  type: sqlite
+  sqlite:
+    path: {dir}/db.sqlite
+dns:
+  magic_dns: false
+  base_domain: example.com
+  override_local_dns: false
+derp:
+  urls: []
+policy:
+  mode: database
+",
+            dir = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let policy = dir.path().join("policy.hujson");
+    std::fs::write(&policy, "{\"tagOwners\": {\"tag:made-by-go\": []}}\n").unwrap();
+    let policy = policy.to_str().unwrap();
+    let flag = "--bypass-grpc-and-access-database-directly";
+    let go = run(
+        &go_headscale(),
+        &config,
+        &["policy", "set", "-f", policy, flag, "--force"],
+    );
+    assert!(
+        go.status.success(),
+        "{}",
+        String::from_utf8_lossy(&go.stderr)
+    );
+
+    let ours = Path::new(env!("CARGO_BIN_EXE_headscale"));
+    let read = run(ours, &config, &["policy", "get", flag, "--force"]);
+    assert!(
+        read.status.success(),
+        "{}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+    assert!(String::from_utf8_lossy(&read.stdout).contains("tag:made-by-go"));
+    // And it serves: a user made here is listed.
+    let (mut child, _) = support::spawn_serve(&config);
+    let made = run(ours, &config, &["users", "create", "alice"]);
+    let listed = run(ours, &config, &["users", "list", "-o", "json"]);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("\"alice\""));
+}

@@ -40,9 +40,9 @@ impl std::fmt::Debug for ParsedKey<'_> {
 pub fn parse_api_key(text: &str) -> Result<ParsedKey<'_>, KeyFormatError> {
     match secret::parse_key(text, API_KEY_PREFIX) {
         DbParsed::Hashed { prefix, secret } => Ok(ParsedKey { prefix, secret }),
-        DbParsed::Legacy(_) if text.starts_with(API_KEY_PREFIX) => {
-            Err(KeyFormatError("expected hskey-api-<12 hex>-<64 hex>"))
-        }
+        DbParsed::Legacy(_) if text.starts_with(API_KEY_PREFIX) => Err(KeyFormatError(
+            "expected hskey-api-<12 characters>-<64 characters>",
+        )),
         DbParsed::Legacy(full) => match full.split_once('.') {
             Some((prefix, secret)) if prefix.len() == LEGACY_PREFIX_LEN && !secret.is_empty() => {
                 Ok(ParsedKey { prefix, secret })
@@ -87,6 +87,15 @@ mod tests {
         assert!(parse_api_key("toolongprefix.secret").is_err());
         let legacy = parse_api_key("abcdefg.secretsecret").unwrap();
         assert_eq!((legacy.prefix, legacy.secret), ("abcdefg", "secretsecret"));
+    }
+
+    #[test]
+    fn go_made_keys_parse() {
+        let full = format!("hskey-api-aB3-_x9Zq-Lm-{}", "Zx_9-".repeat(12) + "abcd");
+        let p = parse_api_key(&full).unwrap();
+        assert_eq!(p.prefix, "aB3-_x9Zq-Lm");
+        assert_eq!(p.secret.len(), 64);
+        assert_eq!(display_prefix(&full), "aB3-_x9Zq-Lm");
     }
 
     #[test]

@@ -31,6 +31,10 @@ const GO_LEGACY_IDS: &[&str] = &[
     "202409271400",
 ];
 
+/// What gormigrate records when Go Headscale creates a database from its full schema (it
+/// lists every migration id of that release beside it).
+const GO_SCHEMA_INIT: &str = "SCHEMA_INIT";
+
 /// The oldest Go migration we can import from (Go Headscale 0.25.0).
 const GO_BASELINE: &str = "202501221827";
 
@@ -190,7 +194,11 @@ fn detect(conn: &mut Conn<'_>) -> Result<Found> {
         let ids = conn.go_migration_ids()?;
         let unknown: Vec<&String> = ids
             .iter()
-            .filter(|id| !GO_IDS.contains(&id.as_str()) && !GO_LEGACY_IDS.contains(&id.as_str()))
+            .filter(|id| {
+                !GO_IDS.contains(&id.as_str())
+                    && !GO_LEGACY_IDS.contains(&id.as_str())
+                    && id.as_str() != GO_SCHEMA_INIT
+            })
             .collect();
         if !unknown.is_empty() {
             return Err(Error::NewerGo {

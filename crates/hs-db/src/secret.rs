@@ -13,8 +13,10 @@ pub const API_KEY_PREFIX: &str = "hskey-api-";
 /// price and we verify its.
 pub const BCRYPT_COST: u32 = 10;
 
-const PREFIX_HEX_LEN: usize = 12;
-const SECRET_HEX_LEN: usize = 64;
+/// Go Headscale's `apiKeyPrefixLength` / `authKeyPrefixLength`.
+const PREFIX_LEN: usize = 12;
+/// Go Headscale's `apiKeyHashLength` / `authKeyLength`.
+const SECRET_LEN: usize = 64;
 
 /// A freshly generated key: the full text to show the operator once, and what is stored.
 pub struct NewSecret {
@@ -59,8 +61,10 @@ impl std::fmt::Debug for ParsedKey<'_> {
 }
 
 fn generate<R: RngCore + CryptoRng>(rng: &mut R, head: &str) -> Result<NewSecret> {
-    let mut p = [0u8; PREFIX_HEX_LEN / 2];
-    let mut s = [0u8; SECRET_HEX_LEN / 2];
+    // Hex: a subset of what Go's parser accepts, so keys made here work there after a
+    // rollback.
+    let mut p = [0u8; PREFIX_LEN / 2];
+    let mut s = [0u8; SECRET_LEN / 2];
     rng.fill_bytes(&mut p);
     rng.fill_bytes(&mut s);
     let prefix = hex::encode(p);
@@ -98,13 +102,21 @@ pub fn verify_secret(secret: &str, hash: &[u8]) -> bool {
         .unwrap_or(false)
 }
 
-/// Splits a presented key with the given head (`hskey-auth-` / `hskey-api-`).
+/// Splits a presented key with the given head (`hskey-auth-` / `hskey-api-`). As Go
+/// Headscale parses them: a fixed 12-character prefix, `-`, and a 64-character secret, both
+/// URL-safe base64 characters (Go 0.27+ generates base64url; the hex this server generated
+/// before is a subset). The prefix may itself contain `-`, so the split is by position.
 pub fn parse_key<'a>(full: &'a str, head: &str) -> ParsedKey<'a> {
-    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
-    if let Some((prefix, secret)) = full.strip_prefix(head).and_then(|r| r.split_once('-'))
-        && hex(prefix, PREFIX_HEX_LEN)
-        && hex(secret, SECRET_HEX_LEN)
+    let url_safe = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    if let Some(rest) = full.strip_prefix(head)
+        && rest.len() == PREFIX_LEN + 1 + SECRET_LEN
+        && rest.as_bytes()[PREFIX_LEN] == b'-'
+        && url_safe(rest)
     {
+        let (prefix, secret) = (&rest[..PREFIX_LEN], &rest[PREFIX_LEN + 1..]);
         return ParsedKey::Hashed { prefix, secret };
     }
     ParsedKey::Legacy(full)
@@ -134,6 +146,33 @@ mod tests {
             parse_key(&k.full, API_KEY_PREFIX),
             ParsedKey::Legacy(k.full.as_str())
         );
+    }
+
+    /// Keys as Go Headscale 0.27+ makes them (URL-safe base64, a `-` possible inside the
+    /// prefix and the secret) split by position, as Go's parser does.
+    #[test]
+    fn go_base64url_keys_parse() {
+        let prefix = "aB3-_x9Zq-Lm";
+        let secret = "Zx_9-aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789-_abcdefghijklmnopqrstu";
+        assert_eq!(secret.len(), 64);
+        for head in [PRE_AUTH_KEY_PREFIX, API_KEY_PREFIX] {
+            let full = format!("{head}{prefix}-{secret}");
+            assert_eq!(
+                parse_key(&full, head),
+                ParsedKey::Hashed { prefix, secret },
+                "{full}"
+            );
+            // Wrong lengths, a missing separator or other characters are not this format.
+            let short = format!("{head}{prefix}-{}", &secret[1..]);
+            assert!(matches!(parse_key(&short, head), ParsedKey::Legacy(_)));
+            let no_dash = format!("{head}{prefix}x{secret}");
+            assert!(matches!(parse_key(&no_dash, head), ParsedKey::Legacy(_)));
+            let bad = format!("{head}{prefix}-{}!", &secret[1..]);
+            assert!(matches!(parse_key(&bad, head), ParsedKey::Legacy(_)));
+        }
+        // A Go-made key's secret is verified against its bcrypt hash like ours.
+        let hash = hash_secret(secret).unwrap();
+        assert!(verify_secret(secret, &hash));
     }
 
     #[test]

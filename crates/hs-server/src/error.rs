@@ -7,7 +7,7 @@ pub enum Error {
     #[error("{0}")]
     Config(String),
     /// The database could not be opened or migrated.
-    #[error("opening the database: {0}")]
+    #[error("opening the database")]
     Db(#[from] hs_db::Error),
     /// The control plane failed to load or serve.
     #[error(transparent)]
