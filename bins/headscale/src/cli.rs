@@ -108,6 +108,12 @@ pub(crate) enum Command {
         #[command(subcommand)]
         what: GenerateCommand,
     },
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish), as Go's
+    /// `headscale completion SHELL` does.
+    Completion {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// `generate` subcommands.

@@ -52,5 +52,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Generate {
             what: GenerateCommand::PrivateKey,
         } => cmd::generate::private_key(&global),
+        Command::Completion { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "headscale", &mut script);
+            match std::io::Write::write_all(&mut std::io::stdout().lock(), &script) {
+                // `headscale completion bash | head` is not an error.
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+                _ => Ok(()),
+            }
+        }
     }
 }

@@ -25,6 +25,14 @@ pub(crate) fn validate(p: &Policy, _users: &[PolicyUser]) -> Result<(), PolicyEr
             )));
         }
     }
+    // A host that names no address would silently match nothing; refuse it by name.
+    for (name, value) in &p.hosts {
+        if parse_addr(value.trim()).is_none() {
+            return Err(invalid(format!(
+                "hosts[{name:?}]: {value:?} is not an IP address or prefix"
+            )));
+        }
+    }
     // Reported like the hosted service: the last group (in name order) holding a group.
     for (name, members) in p.groups.iter().rev() {
         for m in members.as_deref().unwrap_or(&[]) {
@@ -84,5 +92,21 @@ mod tests {
         assert!(valid_tag_name("tag:server-1"));
         assert!(!valid_tag_name("tag:1server"));
         assert!(!valid_tag_name("tag:сервер"));
+    }
+
+    #[test]
+    fn hosts_must_name_addresses() {
+        for bad in ["10.0.0.300", "banana", "::/129", "10.0.0.1/33", ""] {
+            let text = format!(r#"{{"hosts": {{"h": "{bad}"}}}}"#);
+            let err = Policy::parse(&text)
+                .and_then(|p| validate(&p, &[]).map(|()| p))
+                .unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.contains("hosts[\"h\"]") && msg.contains(bad), "{msg}");
+        }
+        for good in ["10.0.0.1", "10.0.0.0/8", "fd7a::/48", "::1"] {
+            let text = format!(r#"{{"hosts": {{"h": "{good}"}}}}"#);
+            validate(&Policy::parse(&text).unwrap(), &[]).unwrap();
+        }
     }
 }

@@ -15,14 +15,14 @@ pub(crate) enum ApiKeysCommand {
     #[command(visible_aliases = ["ls", "show"])]
     List,
     /// Create an API key and print it (the only time it is shown).
-    #[command(visible_alias = "c")]
+    #[command(visible_aliases = ["c", "new"])]
     Create {
         /// How long the key stays valid (e.g. `90d`).
         #[arg(short = 'e', long, default_value = "90d")]
         expiration: String,
     },
     /// Expire an API key (by prefix or ID).
-    #[command(visible_alias = "revoke")]
+    #[command(visible_aliases = ["revoke", "exp", "e"])]
     Expire {
         /// The key's prefix.
         #[arg(short = 'p', long)]
@@ -32,7 +32,7 @@ pub(crate) enum ApiKeysCommand {
         id: Option<u64>,
     },
     /// Delete an API key (by prefix or ID).
-    #[command(visible_alias = "remove")]
+    #[command(visible_aliases = ["remove", "del"])]
     Delete {
         /// The key's prefix.
         #[arg(short = 'p', long)]

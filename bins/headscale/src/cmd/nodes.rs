@@ -57,6 +57,7 @@ pub(crate) enum NodesCommand {
         new_name: String,
     },
     /// Delete a node.
+    #[command(visible_alias = "del")]
     Delete {
         /// The node's ID.
         #[arg(short = 'i', long = "identifier")]

@@ -16,7 +16,7 @@ pub(crate) enum PreAuthKeysCommand {
     #[command(visible_aliases = ["ls", "show"])]
     List,
     /// Create a pre-auth key.
-    #[command(visible_alias = "c")]
+    #[command(visible_aliases = ["c", "new"])]
     Create {
         /// The ID of the user who will own nodes registered with the key.
         #[arg(short = 'u', long)]
@@ -35,14 +35,14 @@ pub(crate) enum PreAuthKeysCommand {
         tags: Vec<String>,
     },
     /// Expire a pre-auth key.
-    #[command(visible_alias = "revoke")]
+    #[command(visible_aliases = ["revoke", "exp", "e"])]
     Expire {
         /// The key's ID.
         #[arg(short = 'i', long = "id")]
         id: u64,
     },
     /// Delete a pre-auth key.
-    #[command(visible_aliases = ["rm", "d"])]
+    #[command(visible_aliases = ["del", "rm", "d"])]
     Delete {
         /// The key's ID.
         #[arg(short = 'i', long = "id")]

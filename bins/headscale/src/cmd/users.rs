@@ -13,6 +13,7 @@ use crate::output::success;
 #[derive(Debug, Subcommand)]
 pub(crate) enum UsersCommand {
     /// Create a user.
+    #[command(visible_aliases = ["c", "new"])]
     Create {
         /// The user's name.
         name: String,

@@ -122,3 +122,38 @@ fn unknown_output_format_is_refused() {
     let out = run(headscale().args(["version", "-o", "xml"]));
     assert!(!out.status.success());
 }
+
+/// Go Headscale's short command names work here too (`users c`, `apikeys exp`, `nodes del`,
+/// `preauthkeys del`), and `completion` prints a script for each shell cobra supports.
+#[test]
+fn go_aliases_and_completion() {
+    let bin = env!("CARGO_BIN_EXE_headscale");
+    for args in [
+        &["users", "c", "--help"][..],
+        &["users", "new", "--help"],
+        &["apikeys", "new", "--help"],
+        &["apikeys", "exp", "--help"],
+        &["apikeys", "e", "--help"],
+        &["apikeys", "del", "--help"],
+        &["preauthkeys", "new", "--help"],
+        &["preauthkeys", "exp", "--help"],
+        &["preauthkeys", "del", "--help"],
+        &["nodes", "del", "--help"],
+    ] {
+        let out = std::process::Command::new(bin).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for shell in ["bash", "zsh", "fish", "powershell"] {
+        let out = std::process::Command::new(bin)
+            .args(["completion", shell])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{shell}");
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(script.contains("preauthkeys"), "{shell}: {script}");
+    }
+}

@@ -12,15 +12,7 @@ pub fn zero_instant() -> DateTime<Utc> {
 }
 
 pub(super) fn validate_user_name(name: &str) -> Result<(), ApiError> {
-    if name.trim().is_empty() {
-        return Err(ApiError::bad_request("user name must not be empty"));
-    }
-    if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(ApiError::bad_request(format!(
-            "user name {name:?} must not contain whitespace"
-        )));
-    }
-    Ok(())
+    hs_control::check_user_name(name).map_err(ApiError::bad_request)
 }
 
 /// A tag is `tag:` followed by ASCII letters, digits, `-` or `_`.

@@ -193,7 +193,7 @@ async fn malformed_json_body_is_400_not_500() {
         "/api/v1/user",
         Some(r#"{"name":""}"#),
         400,
-        "empty",
+        "at least 2 characters",
     )
     .await;
 }

@@ -14,7 +14,7 @@ pub(crate) mod registration;
 mod users;
 mod write;
 
-pub use users::USER_HAS_NODES;
+pub use users::{USER_HAS_NODES, check_user_name};
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};

@@ -15,9 +15,43 @@ use crate::error::Error;
 /// word for word: scripts match on it.
 pub const USER_HAS_NODES: &str = "user not empty: node(s) found";
 
+/// Go Headscale 0.29.3's rule for user names (`ValidateUsername`): at least 2 bytes, a first
+/// byte that is a letter (Go reads it as a Latin-1 rune), then letters, digits, `-`, `.`,
+/// `_` and at most one `@`. The message names the value (shortened when long).
+pub fn check_user_name(name: &str) -> Result<(), String> {
+    let shown = || {
+        let mut s: String = name.chars().take(40).collect();
+        if s.len() < name.len() {
+            s.push('…');
+        }
+        format!("{s:?}")
+    };
+    let why = if name.len() < 2 {
+        Some("username must be at least 2 characters long".to_owned())
+    } else if !name
+        .bytes()
+        .next()
+        .is_some_and(|b| char::from(b).is_alphabetic())
+    {
+        Some("username must start with a letter".to_owned())
+    } else if name.matches('@').count() > 1 {
+        Some("username cannot contain more than one '@'".to_owned())
+    } else {
+        name.chars()
+            .find(|&c| !(c.is_alphabetic() || c.is_numeric() || "-._@".contains(c)))
+            .map(|c| format!("username contains invalid character: {c:?}"))
+    };
+    match why {
+        None => Ok(()),
+        Some(why) => Err(format!("invalid user name {}: {why}", shown())),
+    }
+}
+
 impl ControlState {
-    /// Creates a user; a taken name is a conflict.
+    /// Creates a user; a taken name is a conflict, a name Go Headscale would refuse is
+    /// refused.
     pub async fn create_user(&self, new: NewUser) -> Result<User, Error> {
+        check_user_name(&new.name).map_err(Error::Invalid)?;
         let t = now();
         let (user, _) = self
             .write(
@@ -40,6 +74,7 @@ impl ControlState {
 
     /// Renames a user; every connected node sees the new name in its user profiles.
     pub async fn rename_user(&self, id: UserId, name: String) -> Result<User, Error> {
+        check_user_name(&name).map_err(Error::Invalid)?;
         let t = now();
         let (user, _) = self
             .write(
@@ -103,4 +138,44 @@ impl ControlState {
 fn user_row(c: &mut hs_db::Conn<'_>, id: UserId) -> Result<User, Error> {
     c.get_user(id)?
         .ok_or_else(|| Error::NotFound(format!("user with id {} not found", id.get())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_user_name;
+
+    #[test]
+    fn user_names_follow_go_headscale() {
+        for ok in [
+            "alice",
+            "alice@example.com",
+            "bob.smith-2",
+            "Zoë",
+            "a_b",
+            "ab",
+        ] {
+            check_user_name(ok).unwrap();
+        }
+        let long = "a".repeat(100_001);
+        for (bad, why) in [
+            ("a", "at least 2"),
+            ("1alice", "start with a letter"),
+            ("alice 🦀", "invalid character"),
+            ("ali\u{200b}ce", "invalid character"),
+            ("ali\u{202e}ce", "invalid character"),
+            ("a@b@c", "more than one '@'"),
+            ("al ice", "invalid character"),
+        ] {
+            let msg = check_user_name(bad).unwrap_err();
+            assert!(msg.contains(why), "{bad:?}: {msg}");
+            assert!(
+                msg.contains(&bad[..1]),
+                "the message names the value: {msg}"
+            );
+        }
+        // Go sets no upper bound; a long name is accepted, and an error never echoes it whole.
+        check_user_name(&long).unwrap();
+        let msg = check_user_name(&format!("1{long}")).unwrap_err();
+        assert!(msg.len() < 200, "{}", msg.len());
+    }
 }
