@@ -570,10 +570,15 @@ pub(crate) fn cli_json(e: &Env, ctx: &Ctx, args: &[&str]) -> anyhow::Result<serd
 
 fn user_names(e: &Env, ctx: &Ctx) -> anyhow::Result<Vec<String>> {
     let v = cli_json(e, ctx, &["users", "list"])?;
+    // Go's CLI (and ours) prints `null` for no users.
+    ensure!(
+        v.is_array() || v.is_null(),
+        "users list is not an array: {v}"
+    );
     let mut names: Vec<String> = v
         .as_array()
-        .context("users list is not an array")?
-        .iter()
+        .into_iter()
+        .flatten()
         .filter_map(|u| u["name"].as_str().map(str::to_owned))
         .collect();
     names.sort();

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
-use hs_types::config::{Config, Warning};
+use hs_config::{Config, Warning};
 
 /// Where the configuration came from.
 #[derive(Debug, Clone)]

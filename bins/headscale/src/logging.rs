@@ -3,7 +3,7 @@
 
 use std::io::IsTerminal as _;
 
-use hs_types::config::{LogConfig, LogFormat};
+use hs_config::{LogConfig, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 /// Go Headscale's zerolog level names mapped to tracing's.

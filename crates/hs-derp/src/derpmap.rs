@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use hs_types::config::DerpServerConfig;
+use hs_config::DerpServerConfig;
 use hs_types::tailcfg::{DERPHomeParams, DERPMap, DERPNode, DERPRegion};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 #[cfg(feature = "test-fault")]
 use std::sync::OnceLock;
 
-use hs_types::config::{DnsConfig, ExtraRecord};
+use hs_config::{DnsConfig, ExtraRecord};
 use hs_types::tailcfg::{DERPMap, DNSConfig, DNSRecord, DNSResolver};
 
 use crate::error::Error;

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
+use hs_config::{Config, PolicyMode};
 use hs_control::ControlState;
-use hs_types::config::{Config, PolicyMode};
 use tokio::sync::watch;
 
 use crate::error::Error;

@@ -3,8 +3,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use hs_config::Config;
 use hs_control::{ControlState, Server, keyfile};
-use hs_types::config::Config;
 use tokio::sync::watch;
 
 use crate::error::Error;

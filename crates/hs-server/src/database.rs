@@ -4,9 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use hs_config::{DatabaseConfig, DatabaseKind};
 use hs_control::HealthProbe;
 use hs_db::{Db, DbConfig};
-use hs_types::config::{DatabaseConfig, DatabaseKind};
 
 use crate::error::Error;
 

@@ -8,10 +8,10 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::response::Response;
 use axum::routing::any;
+use hs_config::{Config, DerpServerConfig};
 use hs_control::ControlState;
 use hs_derp::refresh::{self, DerpMapLoader};
 use hs_derp::{ClientVerifier, DerpServer, ServerOptions, derpmap};
-use hs_types::config::{Config, DerpServerConfig};
 use hs_types::key::NodePrivate;
 use hs_types::tailcfg::DERPMap;
 

@@ -2,8 +2,8 @@
 //! what changed to every node. A policy file that no longer loads leaves the old policy in
 //! force.
 
+use hs_config::{DnsConfig, PolicyConfig, PolicyMode};
 use hs_control::ControlState;
-use hs_types::config::{DnsConfig, PolicyConfig, PolicyMode};
 
 /// Listens for SIGHUP for as long as the process runs.
 pub(crate) fn spawn_sighup(state: ControlState, dns: DnsConfig, policy: PolicyConfig) {

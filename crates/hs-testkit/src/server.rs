@@ -4,9 +4,9 @@
 
 use std::net::SocketAddr;
 
+use hs_config::Config;
 use hs_control::ControlState;
 use hs_server::App;
-use hs_types::config::Config;
 use tokio::sync::oneshot;
 
 /// A running server; dropping it stops the server.

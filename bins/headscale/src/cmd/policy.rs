@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use hs_api::proto;
+use hs_config::PolicyMode;
 use hs_db::Db;
-use hs_types::config::PolicyMode;
 
 use super::client::{self, block_on, status};
 use crate::cli::GlobalArgs;

@@ -3,7 +3,7 @@
 //! theirs with [`Server::with_routes`] before [`Server::serve`].
 //!
 //! ```no_run
-//! # async fn run(config: &hs_types::config::Config) -> Result<(), hs_control::Error> {
+//! # async fn run(config: &hs_config::Config) -> Result<(), hs_control::Error> {
 //! let server = hs_control::Server::bind(config).await?;
 //! server.serve(hs_control::shutdown_signal()).await
 //! # }
@@ -13,7 +13,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 use axum::Router;
-use hs_types::config::Config;
+use hs_config::Config;
 use tokio::net::TcpListener;
 
 use super::web::{self, HealthProbe};

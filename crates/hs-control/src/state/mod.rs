@@ -20,11 +20,11 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use hs_config::{Config, DnsConfig, IpAllocation};
 use hs_db::{AllocationStrategy, Db, IpAllocator};
 use hs_mapper::{Mapper, MapperConfig};
 use hs_nodestore::{AllowAll, Applied, NodePatch, NodeStore, Op};
 use hs_types::NodeId;
-use hs_types::config::{Config, DnsConfig, IpAllocation};
 use hs_types::model::Node;
 use hs_types::tailcfg::DERPMap;
 use tokio::sync::{mpsc, oneshot};

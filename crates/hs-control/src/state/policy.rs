@@ -6,11 +6,11 @@
 
 use std::sync::Arc;
 
+use hs_config::{PolicyConfig, PolicyMode};
 use hs_db::PolicyRow;
 use hs_nodestore::{AllowAll, Op, PolicyView, Snapshot};
 use hs_policy::Policy;
 use hs_types::NodeId;
-use hs_types::config::{PolicyConfig, PolicyMode};
 use ipnet::IpNet;
 use tokio::sync::oneshot;
 

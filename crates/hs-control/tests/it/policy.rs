@@ -5,8 +5,8 @@
 use std::collections::BTreeSet;
 
 use chrono::Utc;
+use hs_config::{PolicyConfig, PolicyMode};
 use hs_db::NewUser;
-use hs_types::config::{PolicyConfig, PolicyMode};
 use hs_types::model::Node;
 use tokio::io::AsyncRead;
 

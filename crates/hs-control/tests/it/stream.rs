@@ -1,7 +1,7 @@
 //! The map stream at the byte level: zstd frames, DNS pushed on reload, a second stream
 //! replacing the first, and streams ended cleanly on shutdown.
 
-use hs_types::config::DnsConfig;
+use hs_config::DnsConfig;
 use tokio::io::AsyncReadExt as _;
 
 use crate::harness::{Client, Harness, open_map, post_map, read_frame};

@@ -13,6 +13,7 @@ mod duration;
 mod error;
 mod keys;
 mod load;
+mod sections;
 mod source;
 mod types;
 

@@ -4,7 +4,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_main};
-use hs_types::config::Config;
+use hs_config::Config;
 
 fn load_example(c: &mut Criterion) {
     let path = concat!(
