@@ -1,6 +1,6 @@
 //! No lost update: operator commands (rename, tags, approved routes, expiry) and the
 //! clients' own map requests (endpoints, Hostinfo) hit the same nodes concurrently, a few
-//! thousand writes in all, and afterwards the NodeStore holds exactly what the database
+//! thousand writes in all (4 operators and 3 clients, 400 each), and afterwards the NodeStore holds exactly what the database
 //! holds, which is the last value each writer wrote.
 //!
 //! The map requests come over the Tailscale Rust client's own Noise session.
@@ -14,7 +14,7 @@ use tokio::io::AsyncReadExt as _;
 
 use crate::harness::{Client, Harness, post_map};
 
-const ROUNDS: u16 = 250;
+const ROUNDS: u16 = 400;
 
 fn routes() -> Vec<IpNet> {
     vec![
