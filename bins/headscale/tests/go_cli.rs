@@ -228,6 +228,23 @@ fn the_go_cli_works_over_the_socket_and_prints_what_ours_prints() {
         s.same(&["users", "list", "-o", "yaml"])
             .contains("name: robert")
     );
+    // Failures: the same `Error: <what>: rpc error: code = … desc = …` on stderr, and exit 1.
+    for args in [
+        &["users", "create", "1bad"][..],
+        &["nodes", "delete", "-i", "99", "--force"],
+        &["nodes", "expire", "-i", "99"],
+        &["nodes", "rename", "-i", "99", "newname"],
+        &["nodes", "tag", "-i", "99", "-t", "tag:x"],
+        &["preauthkeys", "expire", "-i", "99"],
+        &["preauthkeys", "delete", "-i", "99"],
+        &["apikeys", "expire", "-p", "nope"],
+        &["apikeys", "delete", "-p", "nope"],
+    ] {
+        s.same(args);
+        let mut json = args.to_vec();
+        json.extend(["-o", "json"]);
+        s.same(&json);
+    }
     // A user who owns nothing is destroyed by either; both print `{}`.
     let gone = s.go(&["users", "destroy", "-i", "2", "--force", "-o", "json"]);
     assert_eq!(String::from_utf8_lossy(&gone.stdout), "{}\n");

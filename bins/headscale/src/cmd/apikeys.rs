@@ -59,7 +59,7 @@ pub(crate) fn run(global: &GlobalArgs, cmd: ApiKeysCommand) -> anyhow::Result<()
                 let keys = c
                     .list_api_keys(proto::ListApiKeysRequest {})
                     .await
-                    .map_err(|s| status("listing API keys", s))?
+                    .map_err(|s| status("listing api keys", s))?
                     .into_inner()
                     .api_keys;
                 let rows: Vec<Vec<String>> = keys
@@ -85,7 +85,7 @@ pub(crate) fn run(global: &GlobalArgs, cmd: ApiKeysCommand) -> anyhow::Result<()
                 let key = c
                     .create_api_key(req)
                     .await
-                    .map_err(|s| status("creating an API key", s))?
+                    .map_err(|s| status("creating api key", s))?
                     .into_inner()
                     .api_key;
                 success(&GoValue::Str(key.clone()), &key, global.output)
@@ -94,14 +94,14 @@ pub(crate) fn run(global: &GlobalArgs, cmd: ApiKeysCommand) -> anyhow::Result<()
                 let (prefix, id) = selector(prefix, id)?;
                 c.expire_api_key(proto::ExpireApiKeyRequest { prefix, id })
                     .await
-                    .map_err(|s| status("expiring the API key", s))?;
+                    .map_err(|s| status("expiring api key", s))?;
                 success(&client::empty(), "Key expired", global.output)
             }
             ApiKeysCommand::Delete { prefix, id } => {
                 let (prefix, id) = selector(prefix, id)?;
                 c.delete_api_key(proto::DeleteApiKeyRequest { prefix, id })
                     .await
-                    .map_err(|s| status("deleting the API key", s))?;
+                    .map_err(|s| status("deleting api key", s))?;
                 success(&client::empty(), "Key deleted", global.output)
             }
         }

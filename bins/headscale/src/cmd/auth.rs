@@ -43,7 +43,7 @@ pub(crate) fn run(global: &GlobalArgs, cmd: AuthCommand) -> anyhow::Result<()> {
                 let node = c
                     .auth_register(proto::AuthRegisterRequest { user, auth_id })
                     .await
-                    .map_err(|s| status("registering the node", s))?
+                    .map_err(|s| status("registering node", s))?
                     .into_inner()
                     .node
                     .context("the server returned no node")?;
@@ -53,13 +53,13 @@ pub(crate) fn run(global: &GlobalArgs, cmd: AuthCommand) -> anyhow::Result<()> {
             AuthCommand::Approve { auth_id } => {
                 c.auth_approve(proto::AuthApproveRequest { auth_id })
                     .await
-                    .map_err(|s| status("approving", s))?;
+                    .map_err(|s| status("approving auth request", s))?;
                 success(&client::empty(), "Auth request approved", global.output)
             }
             AuthCommand::Reject { auth_id } => {
                 c.auth_reject(proto::AuthRejectRequest { auth_id })
                     .await
-                    .map_err(|s| status("rejecting", s))?;
+                    .map_err(|s| status("rejecting auth request", s))?;
                 success(&client::empty(), "Auth request rejected", global.output)
             }
         }

@@ -52,7 +52,12 @@ pub(crate) fn block_on<T>(fut: impl Future<Output = anyhow::Result<T>>) -> anyho
 
 /// A gRPC status as an error naming what failed and why.
 pub(crate) fn status(what: &str, s: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!("{what}: {}", s.message())
+    // grpc-go's status text, which Go Headscale's CLI prints behind the same prefixes.
+    anyhow::anyhow!(
+        "{what}: rpc error: code = {:?} desc = {}",
+        s.code(),
+        s.message()
+    )
 }
 
 /// A timestamp for the human tables: `YYYY-MM-DD HH:MM:SS`, or empty.

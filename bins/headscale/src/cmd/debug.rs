@@ -48,7 +48,7 @@ pub(crate) fn run(global: &GlobalArgs, cmd: DebugCommand) -> anyhow::Result<()> 
                         routes: client::split_list(&routes),
                     })
                     .await
-                    .map_err(|s| status("creating the debug node", s))?
+                    .map_err(|s| status("creating node", s))?
                     .into_inner()
                     .node
                     .context("the server returned no node")?;

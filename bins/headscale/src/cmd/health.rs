@@ -14,7 +14,7 @@ pub(crate) fn run(global: &GlobalArgs) -> anyhow::Result<()> {
         let r = c
             .health(proto::HealthRequest {})
             .await
-            .map_err(|s| status("health check", s))?
+            .map_err(|s| status("checking health", s))?
             .into_inner();
         let v = GoValue::Struct(vec![(
             "database_connectivity",

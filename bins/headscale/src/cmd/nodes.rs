@@ -171,7 +171,7 @@ pub(crate) fn run(global: &GlobalArgs, cmd: NodesCommand) -> anyhow::Result<()> 
                         disable_expiry: disable,
                     })
                     .await
-                    .map_err(|s| status(&format!("expiring node {id}"), s))?
+                    .map_err(|s| status("expiring node", s))?
                     .into_inner()
                     .node
                     .context("the server returned no node")?;
@@ -181,7 +181,7 @@ pub(crate) fn run(global: &GlobalArgs, cmd: NodesCommand) -> anyhow::Result<()> 
                 let node = c
                     .register_node(proto::RegisterNodeRequest { user, key })
                     .await
-                    .map_err(|s| status("registering the node", s))?
+                    .map_err(|s| status("registering node", s))?
                     .into_inner()
                     .node
                     .context("the server returned no node")?;
@@ -195,21 +195,29 @@ pub(crate) fn run(global: &GlobalArgs, cmd: NodesCommand) -> anyhow::Result<()> 
                         new_name,
                     })
                     .await
-                    .map_err(|s| status(&format!("renaming node {id}"), s))?
+                    .map_err(|s| status("renaming node", s))?
                     .into_inner()
                     .node
                     .context("the server returned no node")?;
                 success(&node_json(&node), "Node renamed", out)
             }
             NodesCommand::Delete { id } => {
+                // As Go's CLI: look the node up first (its name goes in the question).
+                let node = c
+                    .get_node(proto::GetNodeRequest { node_id: id })
+                    .await
+                    .map_err(|s| status("getting node", s))?
+                    .into_inner()
+                    .node
+                    .unwrap_or_default();
                 if !global.force
-                    && !super::confirm(&format!("Do you want to remove the node {id}?"))?
+                    && !super::confirm(&format!("Do you want to remove the node {}?", node.name))?
                 {
                     anyhow::bail!("node not deleted: not confirmed (use --force)");
                 }
                 c.delete_node(proto::DeleteNodeRequest { node_id: id })
                     .await
-                    .map_err(|s| status(&format!("deleting node {id}"), s))?;
+                    .map_err(|s| status("deleting node", s))?;
                 success(
                     &GoValue::Map(vec![("Result".into(), "Node deleted".into())]),
                     "Node deleted",
@@ -223,7 +231,7 @@ pub(crate) fn run(global: &GlobalArgs, cmd: NodesCommand) -> anyhow::Result<()> 
                         tags: client::split_list(&tags),
                     })
                     .await
-                    .map_err(|s| status(&format!("tagging node {id}"), s))?
+                    .map_err(|s| status("setting tags", s))?
                     .into_inner()
                     .node
                     .context("the server returned no node")?;
@@ -236,7 +244,7 @@ pub(crate) fn run(global: &GlobalArgs, cmd: NodesCommand) -> anyhow::Result<()> 
                         routes: client::split_list(&routes),
                     })
                     .await
-                    .map_err(|s| status(&format!("approving routes of node {id}"), s))?
+                    .map_err(|s| status("setting approved routes", s))?
                     .into_inner()
                     .node
                     .context("the server returned no node")?;
@@ -253,7 +261,7 @@ pub(crate) fn run(global: &GlobalArgs, cmd: NodesCommand) -> anyhow::Result<()> 
                 let changes = c
                     .backfill_node_i_ps(proto::BackfillNodeIPsRequest { confirmed: true })
                     .await
-                    .map_err(|s| status("backfilling addresses", s))?
+                    .map_err(|s| status("backfilling IPs", s))?
                     .into_inner()
                     .changes;
                 success(

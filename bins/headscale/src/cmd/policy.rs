@@ -79,7 +79,7 @@ pub(crate) fn run(global: &GlobalArgs, cmd: PolicyCommand) -> anyhow::Result<()>
                 let r = c
                     .get_policy(proto::GetPolicyRequest {})
                     .await
-                    .map_err(|s| status("reading the policy", s))?
+                    .map_err(|s| status("loading ACL policy", s))?
                     .into_inner();
                 // Go prints the document itself whatever `-o` says.
                 println!("{}", r.policy);
@@ -89,7 +89,7 @@ pub(crate) fn run(global: &GlobalArgs, cmd: PolicyCommand) -> anyhow::Result<()>
                 let policy = read(&file)?;
                 c.set_policy(proto::SetPolicyRequest { policy })
                     .await
-                    .map_err(|s| status("setting the policy", s))?;
+                    .map_err(|s| status("setting ACL policy", s))?;
                 policy_updated()
             }
             PolicyCommand::Check { file, .. } => {

@@ -58,7 +58,7 @@ pub(crate) fn run(global: &GlobalArgs, cmd: PreAuthKeysCommand) -> anyhow::Resul
                 let keys = c
                     .list_pre_auth_keys(proto::ListPreAuthKeysRequest {})
                     .await
-                    .map_err(|s| status("listing pre-auth keys", s))?
+                    .map_err(|s| status("listing preauthkeys", s))?
                     .into_inner()
                     .pre_auth_keys;
                 let rows: Vec<Vec<String>> = keys
@@ -108,7 +108,7 @@ pub(crate) fn run(global: &GlobalArgs, cmd: PreAuthKeysCommand) -> anyhow::Resul
                 let key = c
                     .create_pre_auth_key(req)
                     .await
-                    .map_err(|s| status("creating a pre-auth key", s))?
+                    .map_err(|s| status("creating preauthkey", s))?
                     .into_inner()
                     .pre_auth_key
                     .context("the server returned no key")?;
@@ -117,13 +117,13 @@ pub(crate) fn run(global: &GlobalArgs, cmd: PreAuthKeysCommand) -> anyhow::Resul
             PreAuthKeysCommand::Expire { id } => {
                 c.expire_pre_auth_key(proto::ExpirePreAuthKeyRequest { id })
                     .await
-                    .map_err(|s| status(&format!("expiring pre-auth key {id}"), s))?;
+                    .map_err(|s| status("expiring preauthkey", s))?;
                 success(&client::empty(), "Key expired", global.output)
             }
             PreAuthKeysCommand::Delete { id } => {
                 c.delete_pre_auth_key(proto::DeletePreAuthKeyRequest { id })
                     .await
-                    .map_err(|s| status(&format!("deleting pre-auth key {id}"), s))?;
+                    .map_err(|s| status("deleting preauthkey", s))?;
                 success(&client::empty(), "Key deleted", global.output)
             }
         }

@@ -84,7 +84,7 @@ pub(crate) fn run(global: &GlobalArgs, cmd: UsersCommand) -> anyhow::Result<()> 
                 let user = c
                     .create_user(req)
                     .await
-                    .map_err(|s| status(&format!("creating user {name:?}"), s))?
+                    .map_err(|s| status("creating user", s))?
                     .into_inner()
                     .user
                     .context("the server returned no user")?;
@@ -130,7 +130,7 @@ pub(crate) fn run(global: &GlobalArgs, cmd: UsersCommand) -> anyhow::Result<()> 
                 }
                 c.delete_user(proto::DeleteUserRequest { id: user.id })
                     .await
-                    .map_err(|s| status(&format!("deleting user {:?}", user.name), s))?;
+                    .map_err(|s| status("destroying user", s))?;
                 success(&client::empty(), "User destroyed", global.output)
             }
             UsersCommand::Rename { id, name, new_name } => {
@@ -141,7 +141,7 @@ pub(crate) fn run(global: &GlobalArgs, cmd: UsersCommand) -> anyhow::Result<()> 
                         new_name: new_name.clone(),
                     })
                     .await
-                    .map_err(|s| status(&format!("renaming user {:?}", user.name), s))?
+                    .map_err(|s| status("renaming user", s))?
                     .into_inner()
                     .user
                     .context("the server returned no user")?;
@@ -166,7 +166,7 @@ async fn find(
     let users = c
         .list_users(req)
         .await
-        .map_err(|s| status("looking up the user", s))?
+        .map_err(|s| status("listing users", s))?
         .into_inner()
         .users;
     let shown = match (id, name) {
