@@ -463,3 +463,96 @@ derp:
     assert_eq!(nodes[0]["user"]["name"], "gouser", "{nodes}");
     assert_eq!(nodes[0]["given_name"], "rust-client", "{nodes}");
 }
+
+/// Remote gRPC over TLS with an API key (`cli.address`, `cli.api_key`, `cli.insecure`): Go's
+/// CLI lists what ours lists. The certificate is a throwaway self-signed one (openssl).
+#[test]
+fn the_go_cli_works_over_remote_grpc() {
+    let dir = tempfile::tempdir().unwrap();
+    let (crt, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .output()
+        .expect("openssl (part of this project's machines)");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let grpc = free_port();
+    let d = dir.path().display();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "server_url: http://127.0.0.1:8080
+listen_addr: 127.0.0.1:0
+grpc_listen_addr: 127.0.0.1:{grpc}
+tls_cert_path: {d}/tls.crt
+tls_key_path: {d}/tls.key
+unix_socket: {d}/headscale.sock
+noise:
+  private_key_path: {d}/noise.key
+prefixes:
+  v4: 100.64.0.0/10
+database:
+  type: sqlite
+  sqlite:
+    path: {d}/db.sqlite
+dns:
+  magic_dns: false
+  base_domain: example.com
+  override_local_dns: false
+derp:
+  urls: []
+"
+        ),
+    )
+    .unwrap();
+    let (mut server, _) = support::spawn_serve(&config);
+    let ours = Path::new(env!("CARGO_BIN_EXE_headscale"));
+    assert!(
+        run(ours, &config, &["users", "create", "alice"])
+            .status
+            .success()
+    );
+    let api_key = String::from_utf8(run(ours, &config, &["apikeys", "create", "-e", "1h"]).stdout)
+        .unwrap()
+        .trim()
+        .to_owned();
+    let remote = |bin: &Path| {
+        Command::new(bin)
+            .arg("-c")
+            .arg(&config)
+            .args(["users", "list", "-o", "json"])
+            .env("HEADSCALE_CLI_ADDRESS", format!("127.0.0.1:{grpc}"))
+            .env("HEADSCALE_CLI_API_KEY", &api_key)
+            .env("HEADSCALE_CLI_INSECURE", "true")
+            .output()
+            .unwrap()
+    };
+    let (go, rs) = (remote(&go_headscale()), remote(ours));
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(
+        go.status.success(),
+        "{}",
+        String::from_utf8_lossy(&go.stderr)
+    );
+    let text = String::from_utf8_lossy(&go.stdout);
+    assert!(text.contains("\"alice\""), "{text}");
+    assert_eq!(text, String::from_utf8_lossy(&rs.stdout));
+}
