@@ -74,6 +74,30 @@ pub(crate) fn build(src: &mut Source<'_>, warnings: &mut Vec<Warning>) -> Config
     }
 }
 
+/// Why `addr` (`host:port`, `:port` or `[v6]:port`; empty means "off") cannot be bound.
+fn bad_listen_addr(addr: &str) -> Option<String> {
+    if addr.is_empty() {
+        return None;
+    }
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return Some(format!("{addr:?} has no port (e.g. \"127.0.0.1:8080\")"));
+    };
+    if port.parse::<u16>().is_err() {
+        return Some(format!(
+            "{addr:?}: {port:?} is not a TCP/UDP port (0-65535)"
+        ));
+    }
+    match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) if v6.parse::<std::net::Ipv6Addr>().is_err() => {
+            Some(format!("{addr:?}: {v6:?} is not an IPv6 address"))
+        }
+        None if host.contains(':') => Some(format!(
+            "{addr:?}: too many colons; an IPv6 address goes in brackets, [::1]:8080"
+        )),
+        _ => None,
+    }
+}
+
 pub(crate) fn parse_net(s: &str) -> Option<IpNet> {
     s.parse::<IpNet>()
         .ok()
@@ -184,6 +208,20 @@ pub(crate) fn validate(c: &Config, facts: InputFacts, problems: &mut Vec<Problem
             "listen_addr",
             "is required (e.g. \"127.0.0.1:8080\")".into(),
         );
+    }
+    // What `serve` would refuse when it binds, configtest refuses now.
+    for (key, addr) in [
+        ("listen_addr", &c.listen_addr),
+        ("metrics_listen_addr", &c.metrics_listen_addr),
+        ("grpc_listen_addr", &c.grpc_listen_addr),
+        (
+            "derp.server.stun_listen_addr",
+            &c.derp.server.stun_listen_addr,
+        ),
+    ] {
+        if let Some(why) = bad_listen_addr(addr) {
+            p(key, why);
+        }
     }
     if c.noise_private_key_path.as_os_str().is_empty() {
         p(
@@ -401,6 +439,25 @@ mod tests {
             "https://server.subdomain.headscale.com",
             "headscale.com"
         ));
+    }
+
+    #[test]
+    fn listen_addresses_must_be_bindable() {
+        assert_eq!(bad_listen_addr(""), None);
+        assert_eq!(bad_listen_addr("127.0.0.1:8080"), None);
+        assert_eq!(bad_listen_addr(":50443"), None);
+        assert_eq!(bad_listen_addr("[::1]:0"), None);
+        assert_eq!(
+            bad_listen_addr("localhost:http"),
+            Some("\"localhost:http\": \"http\" is not a TCP/UDP port (0-65535)".into())
+        );
+        assert!(
+            bad_listen_addr("127.0.0.1:99999")
+                .unwrap()
+                .contains("99999")
+        );
+        assert!(bad_listen_addr("127.0.0.1").unwrap().contains("no port"));
+        assert!(bad_listen_addr("::1:8080").unwrap().contains("brackets"));
     }
 
     #[test]
