@@ -16,8 +16,18 @@ pub(crate) fn success(value: &GoValue, human: &str, format: OutputFormat) -> any
         OutputFormat::JsonLine => value.to_json(false),
         OutputFormat::Yaml => value.to_yaml(),
     };
-    println!("{text}");
-    Ok(())
+    line(&text)
+}
+
+/// Prints `text` and a newline on stdout. A reader that went away (`headscale policy get |
+/// head -1`) is not an error: the output was for it, and nothing else is to be done.
+pub(crate) fn line(text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }
 
 /// A failure as Go prints it with `-o`: `{"error": "..."}` in the asked format on stderr;
@@ -41,8 +51,7 @@ pub(crate) fn success_serde<T: Serialize>(
     format: OutputFormat,
 ) -> anyhow::Result<()> {
     let text = render(value, human, format)?;
-    println!("{text}");
-    Ok(())
+    line(&text)
 }
 
 fn render<T: Serialize>(value: &T, human: &str, format: OutputFormat) -> anyhow::Result<String> {

@@ -82,8 +82,7 @@ pub(crate) fn run(global: &GlobalArgs, cmd: PolicyCommand) -> anyhow::Result<()>
                     .map_err(|s| status("loading ACL policy", s))?
                     .into_inner();
                 // Go prints the document itself whatever `-o` says.
-                println!("{}", r.policy);
-                Ok(())
+                crate::output::line(&r.policy)
             }
             PolicyCommand::Set { file, .. } => {
                 let policy = read(&file)?;
@@ -126,8 +125,7 @@ fn run_direct(global: &GlobalArgs, cmd: PolicyCommand) -> anyhow::Result<()> {
                 .tx(|c| c.get_policy())
                 .context("loading policy from database")?
                 .context("loading policy from database: acl policy not found")?;
-            println!("{}", row.data);
-            Ok(())
+            crate::output::line(&row.data)
         }
         (PolicyCommand::Set { file, .. }, Some(text)) => {
             check_against(&db, &text, &file)?;
@@ -164,11 +162,6 @@ fn check_against(db: &Db, text: &str, file: &Path) -> anyhow::Result<()> {
 }
 
 /// What Go prints after `policy set`, whatever `-o` says.
-#[allow(
-    clippy::unnecessary_wraps,
-    reason = "the command arms it ends return a Result"
-)]
 fn policy_updated() -> anyhow::Result<()> {
-    println!("Policy updated.");
-    Ok(())
+    crate::output::line("Policy updated.")
 }

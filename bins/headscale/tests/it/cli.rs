@@ -157,3 +157,60 @@ fn go_aliases_and_completion() {
         assert!(script.contains("preauthkeys"), "{shell}: {script}");
     }
 }
+
+/// `headscale policy get | head -1`: a reader that leaves early is not a failure (it was a
+/// panic, exit 101). The document is larger than a pipe's buffer, so the write does hit the
+/// closed pipe.
+#[test]
+fn a_closed_pipe_is_not_a_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "server_url: http://127.0.0.1:8080
+listen_addr: 127.0.0.1:0
+noise:
+  private_key_path: {d}/noise.key
+prefixes:
+  v4: 100.64.0.0/10
+database:
+  type: sqlite
+  sqlite:
+    path: {d}/db.sqlite
+dns:
+  magic_dns: false
+  override_local_dns: false
+policy:
+  mode: database
+"
+        ),
+    )
+    .unwrap();
+    let policy = dir.path().join("big.hujson");
+    std::fs::write(&policy, format!("{{\n// {}\n}}\n", "x".repeat(200_000))).unwrap();
+    let bypass = "--bypass-server-and-access-database-directly";
+    let set = run(headscale()
+        .arg("-c")
+        .arg(&config)
+        .args(["policy", "set", "--force", bypass, "-f"])
+        .arg(&policy));
+    assert!(set.status.success(), "{}", stderr(&set));
+    let mut child = headscale()
+        .arg("-c")
+        .arg(&config)
+        .args(["policy", "get", "--force", bypass])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Read as _;
+        let mut first = [0u8; 16];
+        child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+        // The read end is dropped here, with most of the document unread.
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
