@@ -21,11 +21,12 @@ use crate::service::Admin;
 use crate::{auth, grpc, rest};
 
 /// REST and gRPC on one router. With `authenticated`, every API call needs a valid bearer
-/// key; the OpenAPI document stays public either way.
+/// key; the OpenAPI document stays public either way. The key is checked on the routes that
+/// exist (`route_layer`), so an unknown path is a plain 404 rather than a 401.
 pub fn app(admin: Admin, authenticated: bool) -> Router {
     let api = rest::router(admin.clone()).merge(grpc::router(admin.clone()));
     let api = if authenticated {
-        api.layer(axum::middleware::from_fn_with_state(
+        api.route_layer(axum::middleware::from_fn_with_state(
             admin,
             auth::require_api_key,
         ))
@@ -38,7 +39,7 @@ pub fn app(admin: Admin, authenticated: bool) -> Router {
 /// The `/api/v1` router (with API-key auth and the public OpenAPI document) that hs-control
 /// merges into the main HTTP listener.
 pub fn http_router(admin: Admin) -> Router {
-    let api = rest::router(admin.clone()).layer(axum::middleware::from_fn_with_state(
+    let api = rest::router(admin.clone()).route_layer(axum::middleware::from_fn_with_state(
         admin,
         auth::require_api_key,
     ));

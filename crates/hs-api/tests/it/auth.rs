@@ -42,6 +42,26 @@ async fn missing_key_is_refused() {
     assert_eq!(body["status"], 401);
 }
 
+/// A path no route serves is a 404 with or without a key; the key guards what exists (the
+/// same path with a key is not a way to probe either).
+#[tokio::test]
+async fn unknown_paths_are_404_not_401() {
+    let f = Fixture::new().await;
+    let key = f.admin.create_api_key(Some(later())).await.unwrap();
+    for path in ["/nonexistent", "/api/v1/nonexistent", "/machine/register"] {
+        for bearer in [None, Some(key.as_str())] {
+            let router = hs_api::serve::http_router(f.admin.clone());
+            let (status, _, body) = call(router, "GET", path, None, bearer).await;
+            assert_eq!(status, 404, "{path} {bearer:?}: {body}");
+        }
+    }
+    // Every real route still wants the key.
+    assert_eq!(status_with(&f, None).await.0, 401);
+    let router = hs_api::serve::app(f.admin.clone(), true);
+    let (status, _, _) = call(router, "GET", "/api/v1/node", None, None).await;
+    assert_eq!(status, 401);
+}
+
 #[tokio::test]
 async fn wrong_and_malformed_keys_are_refused() {
     let f = Fixture::new().await;
