@@ -107,12 +107,10 @@ impl Db {
                 cfg.path
             ))
         })?;
-        if let Some(dir) = cfg.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-                path: path_str.to_owned(),
-                source,
-            })?;
-        }
+        create_private(&cfg.path).map_err(|source| Error::Io {
+            path: path_str.to_owned(),
+            source,
+        })?;
         let mut conn = SqliteConnection::establish(path_str).map_err(|e| Error::Connect {
             backend: "sqlite",
             message: format!("{path_str}: {e}"),
@@ -241,4 +239,28 @@ fn sqlite_pragmas(cfg: &SqliteConfig) -> String {
         ));
     }
     s
+}
+
+/// Creates a new SQLite file (and the directories above it) readable by this user only: the
+/// database holds the whole tailnet. SQLite gives its `-wal` and `-shm` files the database
+/// file's mode. An existing file or directory keeps the mode its operator chose.
+fn create_private(path: &std::path::Path) -> std::io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        && !dir.exists()
+    {
+        let mut b = std::fs::DirBuilder::new();
+        b.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+        b.create(dir)?;
+    }
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    match o.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
 }

@@ -3,6 +3,7 @@
 
 mod crash;
 mod dumps;
+mod files;
 mod refuse;
 mod repo;
 mod support;
