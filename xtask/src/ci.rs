@@ -94,8 +94,12 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     )
 }
 
+/// The workspace this run belongs to: `cargo run` sets `CARGO_MANIFEST_DIR` at run time, and
+/// the compile-time value may name another checkout whose build of xtask sits in the shared
+/// target directory (CI must test its own clone, not that one).
 pub(crate) fn project_root() -> PathBuf {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
     manifest.parent().map(Path::to_path_buf).unwrap_or(manifest)
 }
 

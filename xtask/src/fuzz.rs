@@ -62,8 +62,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
 }
 
 fn root() -> PathBuf {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().map(Path::to_path_buf).unwrap_or(manifest)
+    crate::ci::project_root()
 }
 
 fn ensure_cargo_fuzz() -> Result<()> {

@@ -6,9 +6,13 @@
 //! `~/.cache/hs-integration/go-headscale-0.29.3` (`HS_GO_HEADSCALE` names another), as the
 //! integration harness caches the Tailscale clients; Go is installed on this project's
 //! machines, and its absence fails the test rather than skipping it.
+//!
+//! [`database`]: the same database served by Go, then here, then by Go again.
 
 #![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used)]
 
+#[path = "go_cli/database.rs"]
+mod database;
 mod support;
 
 use std::path::{Path, PathBuf};
@@ -328,140 +332,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// One plain HTTP/1.1 GET with a bearer key; status and body.
-fn get(port: u16, path: &str, key: &str) -> (u16, String) {
-    use std::io::{Read as _, Write as _};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let status = out.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
-
-/// Go Headscale 0.29.3 serves a fresh database and makes a user, an API key and a pre-auth
-/// key (URL-safe base64, as Go makes them); this server then takes over the same config and
-/// database: Go's API key lists Go's user over REST, and Tailscale's Rust client registers
-/// with Go's pre-auth key.
-#[test]
-fn keys_go_made_work_here() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().display();
-    let (http, metrics, grpc, stun) = (free_port(), free_port(), free_port(), free_port());
-    let config = dir.path().join("config.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "server_url: http://127.0.0.1:{http}
-listen_addr: 127.0.0.1:{http}
-metrics_listen_addr: 127.0.0.1:{metrics}
-grpc_listen_addr: 127.0.0.1:{grpc}
-unix_socket: {d}/headscale.sock
-noise:
-  private_key_path: {d}/noise.key
-prefixes:
-  v4: 100.64.0.0/10
-  v6: fd7a:115c:a1e0::/48
-database:
-  type: sqlite
-  sqlite:
-    path: {d}/db.sqlite
-dns:
-  magic_dns: false
-  base_domain: example.com
-  override_local_dns: false
-derp:
-  urls: []
-  server:
-    enabled: true
-    region_id: 999
-    region_code: hs
-    region_name: hs
-    stun_listen_addr: 127.0.0.1:{stun}
-    private_key_path: {d}/derp.key
-"
-        ),
-    )
-    .unwrap();
-    let go = go_headscale();
-    let mut go_server = Command::new(&go)
-        .arg("-c")
-        .arg(&config)
-        .arg("serve")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let socket = dir.path().join("headscale.sock");
-    for _ in 0..300 {
-        if socket.exists() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    let made = |args: &[&str]| {
-        let out = run(&go, &config, args);
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
-    };
-    made(&["users", "create", "gouser"]);
-    let api_key = made(&["apikeys", "create", "-e", "1h"]);
-    let auth_key = made(&["preauthkeys", "create", "-u", "1", "-e", "1h", "--reusable"]);
-    let _ = go_server.kill();
-    let _ = go_server.wait();
-    assert!(api_key.starts_with("hskey-api-") && auth_key.starts_with("hskey-auth-"));
-
-    let (mut ours, _) = support::spawn_serve(&config);
-    let (status, body) = get(http, "/api/v1/user", &api_key);
-    assert_eq!(status, 200, "Go's API key refused: {body}");
-    assert!(body.contains("\"gouser\""), "{body}");
-
-    let url: url::Url = format!("http://127.0.0.1:{http}").parse().unwrap();
-    let registered = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async {
-            let keys = ts_keys::NodeState::generate();
-            let conn = ts_control::client::connect(&url, &keys.machine_keys)
-                .await
-                .map_err(|e| format!("{e:?}"))?;
-            let cfg = ts_control::Config {
-                server_url: url.clone(),
-                hostname: Some("rust-client".into()),
-                client_name: None,
-                tags: Vec::new(),
-                ephemeral: false,
-            };
-            ts_control::register(&cfg, &url, Some(&auth_key), None, &keys, &conn)
-                .await
-                .map_err(|e| format!("{e:?}"))
-        });
-    let nodes = run(
-        Path::new(env!("CARGO_BIN_EXE_headscale")),
-        &config,
-        &["nodes", "list", "-o", "json"],
-    );
-    let _ = ours.kill();
-    let _ = ours.wait();
-    registered.expect("registering with Go's pre-auth key");
-    let nodes: serde_json::Value = serde_json::from_slice(&nodes.stdout).unwrap();
-    assert_eq!(nodes[0]["user"]["name"], "gouser", "{nodes}");
-    assert_eq!(nodes[0]["given_name"], "rust-client", "{nodes}");
 }
 
 /// Remote gRPC over TLS with an API key (`cli.address`, `cli.api_key`, `cli.insecure`): Go's

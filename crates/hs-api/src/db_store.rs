@@ -43,7 +43,6 @@ impl Store for Db {
             ephemeral: k.ephemeral,
             tags: k.tags,
             expiration: k.expiration,
-            description: String::new(),
         };
         self.tx(|c| c.insert_pre_auth_key(&new, &k.prefix, &k.hash, now))
             .map_err(map)
@@ -68,7 +67,6 @@ impl Store for Db {
     fn create_api_key(&self, k: NewApiKey, now: DateTime<Utc>) -> StoreResult<ApiKey> {
         let new = hs_db::NewApiKey {
             expiration: k.expiration,
-            user_id: None,
         };
         self.tx(|c| c.insert_api_key(&new, &k.prefix, &k.hash, now))
             .map_err(map)

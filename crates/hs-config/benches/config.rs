@@ -7,10 +7,13 @@ use criterion::{Criterion, criterion_main};
 use hs_config::Config;
 
 fn load_example(c: &mut Criterion) {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/headscale-compat/config/config-example.yaml"
-    );
+    // Read at run time: the compile-time value may name another checkout.
+    let path = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(
+            || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+            std::path::PathBuf::from,
+        )
+        .join("../../../shared/headscale-compat/config/config-example.yaml");
     let text = std::fs::read_to_string(path).expect("config-example.yaml");
     let no_env = |_: &str| None;
     c.bench_function("config/from_yaml_str/config-example", |b| {

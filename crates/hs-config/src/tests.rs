@@ -7,12 +7,17 @@ use std::time::Duration;
 
 use super::*;
 
+/// This crate's directory, read when the test runs: `cargo test` sets it, and the
+/// compile-time value may name another checkout that built this binary into the shared
+/// target directory.
+fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+}
+
 fn fixture(name: &str) -> String {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/headscale-compat/config/"
-    );
-    std::fs::read_to_string(format!("{path}{name}")).unwrap()
+    let path = manifest_dir().join("../../../shared/headscale-compat/config/");
+    std::fs::read_to_string(path.join(name)).unwrap()
 }
 
 fn no_env(_: &str) -> Option<String> {

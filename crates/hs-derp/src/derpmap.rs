@@ -423,10 +423,13 @@ mod tests {
 
     #[test]
     fn the_shipped_yaml_example_parses() {
-        let text = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../../shared/headscale-compat/config/derp-example.yaml"
-        ))
+        // Read at run time: the compile-time value may name another checkout that built this
+        // binary into the shared target directory.
+        let dir = std::env::var_os("CARGO_MANIFEST_DIR")
+            .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+        let text = std::fs::read_to_string(
+            dir.join("../../../shared/headscale-compat/config/derp-example.yaml"),
+        )
         .unwrap();
         let s = parse_yaml("derp-example.yaml", &text).unwrap();
         assert_eq!(s.regions.get(&1), Some(&None));

@@ -15,12 +15,17 @@ use conformance_support::{Outcome, run_scenario};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
+/// This crate's directory, read when the test runs: `cargo test` sets it, and the
+/// compile-time value may name another checkout that built this binary into the shared
+/// target directory.
+fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut dir = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/conformance/tailscale-saas"
-    ));
+    let mut dir = manifest_dir().join("../../../shared/conformance/tailscale-saas");
     let mut verbose = false;
     let mut only: Option<String> = None;
     let mut i = 0;
@@ -135,10 +140,7 @@ fn main() {
 
 /// `id  # reason` per line; blank lines and lines starting with `#` are ignored.
 fn load_known_failures() -> BTreeMap<String, String> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/conformance-known-failures.txt"
-    );
+    let path = manifest_dir().join("tests/conformance-known-failures.txt");
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let mut out = BTreeMap::new();
     for line in text.lines() {

@@ -1,13 +1,14 @@
 //! Dev-only test support shared by the workspace's tests: the whole server in-process
 //! ([`TestServer`], what `headscale serve` runs), a real control plane over a database a test
 //! opened ([`control`]), fixture builders for users, nodes and pending registrations
-//! ([`fixtures`]), and tracing set-up for tests.
+//! ([`fixtures`]), a throwaway PostgreSQL server ([`pg`]), and tracing set-up for tests.
 //!
 //! Nothing here is a stand-in: the control state is hs-control's own, over SQLite or
 //! PostgreSQL, so what a test sees is what `headscale serve` does.
 
 pub mod control;
 pub mod fixtures;
+pub mod pg;
 pub mod server;
 
 pub use control::{

@@ -212,8 +212,6 @@ pub struct PreAuthKey {
     pub legacy_key: Option<String>,
     /// Owner; `None` for a key that registers tagged nodes.
     pub user_id: Option<UserId>,
-    /// Free-text description, possibly empty.
-    pub description: String,
     /// Whether the key may register more than one node.
     pub reusable: bool,
     /// Whether nodes registered with it are ephemeral (deleted when they go offline).
@@ -224,8 +222,6 @@ pub struct PreAuthKey {
     pub tags: Vec<String>,
     /// When the key stops working; `None` means never.
     pub expiration: Option<DateTime<Utc>>,
-    /// Whether an operator revoked the key.
-    pub revoked: bool,
     /// When the key was created.
     pub created_at: DateTime<Utc>,
 }
@@ -236,10 +232,10 @@ impl PreAuthKey {
         self.expiration.is_some_and(|e| e <= now)
     }
 
-    /// Whether the key may register a node at `now`: not revoked, not expired, and either
+    /// Whether the key may register a node at `now`: not expired, and either
     /// reusable or not used yet.
     pub fn is_usable(&self, now: DateTime<Utc>) -> bool {
-        !self.revoked && !self.is_expired(now) && (self.reusable || !self.used)
+        !self.is_expired(now) && (self.reusable || !self.used)
     }
 
     /// Whether nodes registered with this key are tagged.
@@ -264,8 +260,6 @@ pub struct ApiKey {
     pub last_seen: Option<DateTime<Utc>>,
     /// When the key was created.
     pub created_at: DateTime<Utc>,
-    /// The user the key acts for, if any.
-    pub user_id: Option<UserId>,
 }
 
 impl ApiKey {
@@ -300,20 +294,18 @@ mod tests {
             .expect("valid timestamp")
     }
 
-    fn key(reusable: bool, used: bool, revoked: bool, exp: Option<i64>) -> PreAuthKey {
+    fn key(reusable: bool, used: bool, exp: Option<i64>) -> PreAuthKey {
         PreAuthKey {
             id: 1,
             prefix: "0123456789ab".into(),
             hash: vec![1, 2, 3],
             legacy_key: None,
             user_id: Some(UserId(1)),
-            description: String::new(),
             reusable,
             ephemeral: false,
             used,
             tags: vec![],
             expiration: exp.map(t),
-            revoked,
             created_at: t(0),
         }
     }
@@ -343,12 +335,11 @@ mod tests {
     #[test]
     fn pre_auth_key_usability() {
         let now = t(100);
-        assert!(key(false, false, false, None).is_usable(now));
-        assert!(!key(false, true, false, None).is_usable(now));
-        assert!(key(true, true, false, None).is_usable(now));
-        assert!(!key(true, false, true, None).is_usable(now));
-        assert!(!key(true, false, false, Some(100)).is_usable(now));
-        assert!(key(true, false, false, Some(101)).is_usable(now));
+        assert!(key(false, false, None).is_usable(now));
+        assert!(!key(false, true, None).is_usable(now));
+        assert!(key(true, true, None).is_usable(now));
+        assert!(!key(true, false, Some(100)).is_usable(now));
+        assert!(key(true, false, Some(101)).is_usable(now));
     }
 
     fn node(user: Option<u64>, tags: &[&str], expiry: Option<i64>) -> Node {
@@ -405,7 +396,6 @@ mod tests {
             expiration: None,
             last_seen: None,
             created_at: t(0),
-            user_id: None,
         };
         let json = serde_json::to_value(&k).expect("serialize");
         assert_eq!(json["hash"], "dead");

@@ -9,13 +9,19 @@ mod serve;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
+/// This crate's directory, read when the test runs: `cargo test` sets it, and the
+/// compile-time value may name another checkout that built this binary into the shared
+/// target directory.
+fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+}
+
 /// The shared compatibility fixtures, relative to this crate.
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/headscale-compat/config/"
-    ))
-    .join(name)
+    manifest_dir()
+        .join("../../../shared/headscale-compat/config/")
+        .join(name)
 }
 
 /// The binary with an environment that cannot leak the developer's settings into a test.

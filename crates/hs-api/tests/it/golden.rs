@@ -7,10 +7,19 @@ use serde_json::Value;
 
 use super::support::{AUTH_ID, Fixture, now};
 
-const GOLDEN_DIR: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/headscale-compat/apiv1-golden"
-);
+/// This crate's directory, read when the test runs: `cargo test` sets it, and the
+/// compile-time value may name another checkout that built this binary into the shared
+/// target directory.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
+        || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+        std::path::PathBuf::from,
+    )
+}
+
+fn golden_dir() -> std::path::PathBuf {
+    manifest_dir().join("../../../shared/headscale-compat/apiv1-golden")
+}
 
 const POLICY: &str = r#"{"acls":[{"action":"accept","src":["*"],"dst":["*:*"]}]}"#;
 
@@ -41,8 +50,8 @@ fn normalise(v: &mut Value) {
 }
 
 async fn check(name: &str, f: &Fixture, method: &str, uri: &str, body: Option<&str>) {
-    let path = format!("{GOLDEN_DIR}/{name}.json");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let path = golden_dir().join(format!("{name}.json"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let golden: Value = serde_json::from_str(&text).unwrap();
     let want_status = golden["status"].as_u64().unwrap();
     let (status, ct, mut got) = f.call(method, uri, body).await;
@@ -868,7 +877,7 @@ golden!(
 fn every_golden_is_covered() {
     let this = include_str!("golden.rs");
     let mut missing = vec![];
-    for e in std::fs::read_dir(GOLDEN_DIR).unwrap() {
+    for e in std::fs::read_dir(golden_dir()).unwrap() {
         let name = e.unwrap().file_name().into_string().unwrap();
         let stem = name.trim_end_matches(".json");
         if !this.contains(&format!("\"{stem}\"")) {

@@ -13,11 +13,19 @@ use hs_api::serve::GrpcSecurity;
 
 use super::support::{AUTH_ID, Fixture, later};
 
+/// This crate's directory, read when the test runs: `cargo test` sets it, and the
+/// compile-time value may name another checkout that built this binary into the shared
+/// target directory.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
+        || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+        std::path::PathBuf::from,
+    )
+}
+
 /// Auth ids of later pending registrations (each registration has its own).
 const PHONE_AUTH_ID: &str = "hskey-authreq-0123456789abcdef01234567";
 const X_AUTH_ID: &str = "hskey-authreq-76543210fedcba9876543210";
-
-const TESTDATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/testdata");
 
 const T: Duration = Duration::from_secs(10);
 
@@ -431,10 +439,10 @@ async fn grpc_listener_serves_tls_with_api_key_auth() {
 
     let f = Fixture::new().await;
     let key = f.admin.create_api_key(Some(later())).await.unwrap();
-    let cert = std::path::Path::new(TESTDATA).join("tls.crt");
+    let cert = manifest_dir().join("tests/testdata/tls.crt");
     let security = hs_api::serve::grpc_security(
         Some(&cert),
-        Some(&std::path::Path::new(TESTDATA).join("tls.key")),
+        Some(&manifest_dir().join("tests/testdata/tls.key")),
         false,
     )
     .unwrap()

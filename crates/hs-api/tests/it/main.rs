@@ -8,6 +8,5 @@ mod auth;
 mod bad_input;
 mod golden;
 mod grpc;
-mod pg;
 mod preauth;
 mod support;

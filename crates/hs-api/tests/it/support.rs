@@ -38,7 +38,7 @@ pub fn node(seed: u8, name: &str, user: Option<UserId>) -> Node {
 /// A database (SQLite in a temp dir, or a fresh PostgreSQL database) with an [`Admin`] over it.
 pub struct Fixture {
     pub _dir: tempfile::TempDir,
-    pub _pg: Option<Arc<super::pg::PgServer>>,
+    pub _pg: Option<Arc<hs_testkit::pg::PgServer>>,
     pub db: Db,
     pub state: ControlState,
     pub admin: Admin,
@@ -57,7 +57,7 @@ impl Fixture {
 
     /// The same fixture on a fresh PostgreSQL database.
     pub async fn postgres() -> Self {
-        let pg = super::pg::PgServer::get();
+        let pg = hs_testkit::pg::PgServer::get();
         let cfg = pg.fresh_db();
         let dir = tempfile::tempdir().unwrap();
         let mut f = Self::open(dir, &cfg, PolicyMode::Database).await;
@@ -112,7 +112,6 @@ impl Fixture {
             ephemeral,
             tags: tags.iter().map(|t| (*t).to_owned()).collect(),
             expiration,
-            description: String::new(),
         };
         let prefix = format!("{:012x}", rand::random::<u64>());
         self.db
@@ -138,10 +137,7 @@ impl Fixture {
     }
 
     pub fn api_key_row(&self, expiration: Option<DateTime<Utc>>) -> hs_types::model::ApiKey {
-        let k = hs_db::NewApiKey {
-            expiration,
-            user_id: None,
-        };
+        let k = hs_db::NewApiKey { expiration };
         let prefix = format!("{:012x}", rand::random::<u64>());
         self.db
             .tx(|c| c.insert_api_key(&k, &prefix, b"$2a$10$notarealhash", now()))

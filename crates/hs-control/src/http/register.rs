@@ -350,9 +350,7 @@ pub(crate) fn new_expiry(
 }
 
 fn key_refusal(k: &PreAuthKey, t: DateTime<Utc>) -> Option<&'static str> {
-    if k.revoked {
-        Some("authkey revoked")
-    } else if k.is_expired(t) {
+    if k.is_expired(t) {
         Some("authkey expired")
     } else if !k.reusable && k.used {
         Some("authkey already used")

@@ -28,8 +28,6 @@ pub struct NewPreAuthKey {
     pub tags: Vec<String>,
     /// When it stops working.
     pub expiration: Option<DateTime<Utc>>,
-    /// Free text.
-    pub description: String,
 }
 
 /// What it takes to create an API key.
@@ -37,8 +35,6 @@ pub struct NewPreAuthKey {
 pub struct NewApiKey {
     /// When it stops working.
     pub expiration: Option<DateTime<Utc>>,
-    /// The user it acts for, if any.
-    pub user_id: Option<UserId>,
 }
 
 #[derive(diesel::QueryableByName)]
@@ -53,16 +49,12 @@ struct PakRow {
     hash: Option<Vec<u8>>,
     #[diesel(sql_type = Nullable<BigInt>)]
     user_id: Option<i64>,
-    #[diesel(sql_type = Nullable<Text>)]
-    description: Option<String>,
     #[diesel(sql_type = Nullable<Bool>)]
     reusable: Option<bool>,
     #[diesel(sql_type = Nullable<Bool>)]
     ephemeral: Option<bool>,
     #[diesel(sql_type = Nullable<Bool>)]
     used: Option<bool>,
-    #[diesel(sql_type = Nullable<Bool>)]
-    revoked: Option<bool>,
     #[diesel(sql_type = Nullable<Text>)]
     tags: Option<String>,
     #[diesel(sql_type = Nullable<HsTime>)]
@@ -71,7 +63,8 @@ struct PakRow {
     created_at: Option<DbTime>,
 }
 
-const PAK_COLS: &str = "id, key, prefix, hash, user_id, description, reusable, ephemeral, used, revoked, tags, expiration, created_at";
+const PAK_COLS: &str =
+    "id, key, prefix, hash, user_id, reusable, ephemeral, used, tags, expiration, created_at";
 
 impl TryFrom<PakRow> for PreAuthKey {
     type Error = Error;
@@ -83,13 +76,11 @@ impl TryFrom<PakRow> for PreAuthKey {
             hash: r.hash.unwrap_or_default(),
             legacy_key: r.key.filter(|k| !k.is_empty()),
             user_id: r.user_id.map(|u| UserId(id_u64(u))),
-            description: r.description.unwrap_or_default(),
             reusable: r.reusable.unwrap_or(false),
             ephemeral: r.ephemeral.unwrap_or(false),
             used: r.used.unwrap_or(false),
             tags: json_strings("pre_auth_keys", "tags", r.id, r.tags.as_deref())?,
             expiration: exact_time(r.expiration),
-            revoked: r.revoked.unwrap_or(false),
             created_at: req_time(r.created_at),
         })
     }
@@ -109,11 +100,9 @@ struct ApiRow {
     last_seen: Option<DbTime>,
     #[diesel(sql_type = Nullable<HsTime>)]
     created_at: Option<DbTime>,
-    #[diesel(sql_type = Nullable<BigInt>)]
-    user_id: Option<i64>,
 }
 
-const API_COLS: &str = "id, prefix, hash, expiration, last_seen, created_at, user_id";
+const API_COLS: &str = "id, prefix, hash, expiration, last_seen, created_at";
 
 impl From<ApiRow> for ApiKey {
     fn from(r: ApiRow) -> Self {
@@ -124,7 +113,6 @@ impl From<ApiRow> for ApiKey {
             expiration: exact_time(r.expiration),
             last_seen: opt_time(r.last_seen),
             created_at: req_time(r.created_at),
-            user_id: r.user_id.map(|u| UserId(id_u64(u))),
         }
     }
 }
@@ -141,8 +129,8 @@ impl Conn<'_> {
         let user = k.user_id.map(|u| id_i64("users", u.get())).transpose()?;
         let tags = to_json(&k.tags);
         let row: IdRow = dispatch!(self, |c| diesel::sql_query(
-            "INSERT INTO pre_auth_keys (prefix, hash, user_id, reusable, ephemeral, used, tags, expiration, created_at, description, revoked) \
-             VALUES ($1, $2, $3, $4, $5, false, $6, $7, $8, $9, false) RETURNING id"
+            "INSERT INTO pre_auth_keys (prefix, hash, user_id, reusable, ephemeral, used, tags, expiration, created_at) \
+             VALUES ($1, $2, $3, $4, $5, false, $6, $7, $8) RETURNING id"
         )
         .bind::<Text, _>(prefix)
         .bind::<Binary, _>(hash)
@@ -152,7 +140,6 @@ impl Conn<'_> {
         .bind::<Text, _>(&tags)
         .bind::<Nullable<HsTime>, _>(k.expiration.map(DbTime))
         .bind::<HsTime, _>(DbTime(now))
-        .bind::<Text, _>(&k.description)
         .get_result(c))
         .map_err(|e| Error::conflict_as(e, || format!("pre-auth key prefix {prefix}")))?;
         self.get_pre_auth_key(id_u64(row.id))?
@@ -247,15 +234,6 @@ impl Conn<'_> {
         )
     }
 
-    /// Revokes a key.
-    pub fn revoke_pre_auth_key(&mut self, id: u64) -> Result<()> {
-        self.pak_update(
-            "UPDATE pre_auth_keys SET revoked = true WHERE id = $1",
-            id,
-            None,
-        )
-    }
-
     /// Deletes a key; nodes registered with it keep existing, unlinked.
     pub fn delete_pre_auth_key(&mut self, id: u64) -> Result<()> {
         let iid = id_i64("pre_auth_keys", id)?;
@@ -275,15 +253,13 @@ impl Conn<'_> {
         hash: &[u8],
         now: DateTime<Utc>,
     ) -> Result<ApiKey> {
-        let user = k.user_id.map(|u| id_i64("users", u.get())).transpose()?;
         let row: IdRow = dispatch!(self, |c| diesel::sql_query(
-            "INSERT INTO api_keys (prefix, hash, expiration, created_at, user_id) VALUES ($1, $2, $3, $4, $5) RETURNING id"
+            "INSERT INTO api_keys (prefix, hash, expiration, created_at) VALUES ($1, $2, $3, $4) RETURNING id"
         )
         .bind::<Text, _>(prefix)
         .bind::<Binary, _>(hash)
         .bind::<Nullable<HsTime>, _>(k.expiration.map(DbTime))
         .bind::<HsTime, _>(DbTime(now))
-        .bind::<Nullable<BigInt>, _>(user)
         .get_result(c))
         .map_err(|e| Error::conflict_as(e, || format!("API key prefix {prefix}")))?;
         self.get_api_key(id_u64(row.id))?

@@ -52,21 +52,6 @@ fn newer_go_database() {
 }
 
 #[test]
-fn newer_headscale_rs_database() {
-    let f = support::sqlite_db();
-    drop(support::open(&f.config()));
-    let st = Command::new("sqlite3")
-        .arg(&f.path)
-        .arg("INSERT INTO __diesel_schema_migrations (version) VALUES ('29991231000000')")
-        .status()
-        .expect("sqlite3");
-    assert!(st.success());
-    let e = Db::open(&f.config()).expect_err("must refuse");
-    assert!(matches!(e, Error::NewerOurs { .. }), "{e:?}");
-    assert!(e.to_string().contains("29991231000000"), "{e}");
-}
-
-#[test]
 fn unrelated_database() {
     let (_f, r) = sqlite_with("CREATE TABLE invoices (id integer PRIMARY KEY);");
     let e = r.expect_err("must refuse");
@@ -159,15 +144,14 @@ fn postgres_go_0_26_import() {
     assert_eq!(nodes[1].tags, ["tag:web"]);
     assert_eq!(nodes[1].user_id, None);
     assert!(nodes[1].disco_key.is_zero());
-    assert_eq!(
-        nodes[1].expiry.map(|e| e.to_rfc3339()),
-        Some("2030-01-01T00:00:00+00:00".into())
-    );
+    // A tagged node never expires: Go 0.29.3's last migration clears what an old logout
+    // stamped on it, and so does the import.
+    assert_eq!(nodes[1].expiry, None);
     let k = db
         .find_pre_auth_key("legacykey0123456789")
         .expect("find")
         .expect("legacy key kept");
-    assert!(k.reusable && k.used && !k.revoked);
+    assert!(k.reusable && k.used);
     // New rows get fresh ids past the imported ones.
     let n = db
         .tx(|c| {

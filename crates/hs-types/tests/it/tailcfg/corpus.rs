@@ -7,15 +7,23 @@
 //! without values"; see `CapMap`), a `null` capability map as `{}` and a `null` DNS route list
 //! as `[]` (see `DNSConfig::routes`).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use hs_types::tailcfg::{CapMap, DNSConfig, FilterRule, SSHPolicy};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+/// This crate's directory, read when the test runs: `cargo test` sets it, and the
+/// compile-time value may name another checkout that built this binary into the shared
+/// target directory.
+fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+}
+
 fn corpus_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance/tailscale-saas")
+    manifest_dir().join("../../../shared/conformance/tailscale-saas")
 }
 
 /// Replaces `null` value lists of a capability map with `[]`, and a `null` map with `{}`.

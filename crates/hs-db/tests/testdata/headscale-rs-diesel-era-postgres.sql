@@ -1,6 +1,6 @@
--- Baseline: Go Headscale's schema as of migration 202606201200-pre-auth-key-revoked, so a
--- database created here can be opened by Go Headscale and an imported Go database (brought
--- to this point by the import step in src/migrate) passes through unchanged.
+-- A database as headscale-rs wrote it before its schema became Go Headscale 0.29.3's: the
+-- schema below is that build's migration (crates/hs-db/migrations/postgres/2026-11-21-000000_baseline,
+-- removed since), with diesel's version table beside Go's, plus a few rows of each kind.
 CREATE TABLE IF NOT EXISTS migrations(id text, PRIMARY KEY(id));
 
 CREATE TABLE IF NOT EXISTS users(
@@ -89,8 +89,6 @@ CREATE TABLE IF NOT EXISTS database_versions(
   updated_at timestamptz
 );
 
--- The Go migration ids this schema is equivalent to, so Go Headscale pointed at this
--- database runs only the steps after them.
 INSERT INTO migrations(id) VALUES
   ('202501221827'), ('202501311657'), ('202502070949'), ('202502131714'), ('202502171819'),
   ('202505091439'), ('202505141324'), ('202507021200'), ('202510311551'),
@@ -101,3 +99,27 @@ INSERT INTO migrations(id) VALUES
   ('202606191500-api-key-user-id'), ('202606191501-pre-auth-key-description'),
   ('202606201200-pre-auth-key-revoked')
 ON CONFLICT(id) DO NOTHING;
+
+CREATE TABLE __diesel_schema_migrations (
+  version VARCHAR(50) PRIMARY KEY NOT NULL,
+  run_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP
+);
+INSERT INTO __diesel_schema_migrations (version) VALUES ('20261121000000');
+
+INSERT INTO users (id, name, display_name, email, created_at, updated_at)
+  VALUES (1, 'alice', 'Alice', 'alice@example.com', '2026-11-22 10:00:00+00:00', '2026-11-22 10:00:00+00:00');
+-- A revoked reusable key, a live one, a revoked tagged one with an expiry of its own.
+INSERT INTO pre_auth_keys (id, prefix, hash, user_id, reusable, ephemeral, used, tags, expiration, created_at, description, revoked)
+  VALUES (1, 'aaaaaaaaaaaa', '\x2432'::bytea, 1, true, false, true, '[]', NULL, '2026-11-22 10:00:00+00:00', '', true),
+         (2, 'bbbbbbbbbbbb', '\x2432'::bytea, 1, false, false, false, '[]', '2027-01-01 00:00:00+00:00', '2026-11-22 11:00:00+00:00', 'ci', false),
+         (3, 'cccccccccccc', '\x2432'::bytea, NULL, true, false, false, '["tag:ci"]', '2026-11-20 00:00:00+00:00', '2026-11-19 00:00:00+00:00', '', true);
+INSERT INTO api_keys (id, prefix, hash, expiration, created_at, user_id)
+  VALUES (1, 'dddddddddddd', '\x2432'::bytea, '2027-11-22 10:00:00+00:00', '2026-11-22 10:00:00+00:00', NULL);
+INSERT INTO nodes (id, machine_key, node_key, disco_key, endpoints, host_info, ipv4, ipv6, hostname, given_name,
+  user_id, register_method, tags, auth_key_id, last_seen, expiry, approved_routes, created_at, updated_at)
+  VALUES (1, 'mkey:0101010101010101010101010101010101010101010101010101010101010101',
+  'nodekey:0202020202020202020202020202020202020202020202020202020202020202',
+  'discokey:0303030303030303030303030303030303030303030303030303030303030303',
+  '[]', '{}', '100.64.0.1', 'fd7a:115c:a1e0::1', 'laptop', 'laptop', 1, 'authkey', '[]', 1,
+  '2026-11-23 00:00:00+00:00', NULL, '[]', '2026-11-22 10:00:00+00:00', '2026-11-22 10:00:00+00:00');
+INSERT INTO policies (id, data, created_at, updated_at) VALUES (1, '{"acls":[]}', '2026-11-22 10:00:00+00:00', '2026-11-22 10:00:00+00:00');

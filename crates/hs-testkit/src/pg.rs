@@ -1,7 +1,12 @@
-//! A throwaway PostgreSQL server for running the API suite on the second backend: Debian's
+//! A throwaway PostgreSQL server for tests on the second backend: Debian's
 //! server binaries, `initdb` into a temp dir (as the `postgres` user when we are root, since
 //! initdb refuses root), listening on 127.0.0.1 only, one fresh database per test. The server
 //! lives while any test holds it and is stopped when the last one drops it.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test set-up: a PostgreSQL that does not start is the test's failure"
+)]
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -12,7 +17,8 @@ use std::time::Duration;
 
 use hs_db::{DbConfig, PostgresConfig};
 
-pub(crate) struct PgServer {
+/// One running PostgreSQL server; stopped when dropped.
+pub struct PgServer {
     child: Mutex<Child>,
     port: u16,
     bin: PathBuf,
@@ -54,7 +60,7 @@ impl PgServer {
     fn start() -> Self {
         let bin = bin_dir();
         let dir = tempfile::Builder::new()
-            .prefix("hsapi-pg")
+            .prefix("hstest-pg")
             .tempdir()
             .unwrap();
         let data = dir.path().join("data");
@@ -120,7 +126,10 @@ impl PgServer {
     }
 
     /// The shared server, started on first use.
-    pub(crate) fn get() -> Arc<Self> {
+    ///
+    /// # Panics
+    /// When PostgreSQL is not installed or does not start.
+    pub fn get() -> Arc<Self> {
         let mut slot = SERVER.lock().unwrap();
         if let Some(s) = slot.upgrade() {
             return s;
@@ -130,10 +139,15 @@ impl PgServer {
         s
     }
 
+    /// The loopback port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// A fresh, empty database on this server.
-    pub(crate) fn fresh_db(&self) -> DbConfig {
+    pub fn fresh_db(&self) -> DbConfig {
         let name = format!(
-            "api_{}_{}",
+            "hs_{}_{}",
             std::process::id(),
             NEXT_DB.fetch_add(1, Ordering::Relaxed)
         );
