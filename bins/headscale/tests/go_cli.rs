@@ -13,6 +13,8 @@
 
 #[path = "go_cli/database.rs"]
 mod database;
+#[path = "go_cli/script.rs"]
+mod script;
 mod support;
 
 use std::path::{Path, PathBuf};
@@ -339,29 +341,7 @@ fn free_port() -> u16 {
 #[test]
 fn the_go_cli_works_over_remote_grpc() {
     let dir = tempfile::tempdir().unwrap();
-    let (crt, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
-    let made = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-        ])
-        .args(["-nodes", "-days", "1", "-subj", "/CN=localhost"])
-        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&crt)
-        .output()
-        .expect("openssl (part of this project's machines)");
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
+    self_signed(dir.path());
     let grpc = free_port();
     let d = dir.path().display();
     let config = dir.path().join("config.yaml");
@@ -425,4 +405,33 @@ derp:
     let text = String::from_utf8_lossy(&go.stdout);
     assert!(text.contains("\"alice\""), "{text}");
     assert_eq!(text, String::from_utf8_lossy(&rs.stdout));
+}
+
+/// A throwaway self-signed certificate for `localhost` and 127.0.0.1 (openssl), written as
+/// `tls.crt` and `tls.key` in `dir`.
+fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
+    let (crt, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .output()
+        .expect("openssl (part of this project's machines)");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    (crt, key)
 }

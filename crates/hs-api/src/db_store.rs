@@ -92,10 +92,6 @@ impl Store for Db {
         self.tx(|c| c.delete_api_key(id)).map_err(map)
     }
 
-    fn touch_api_key(&self, id: u64, at: DateTime<Utc>) -> StoreResult<()> {
-        self.tx(|c| c.touch_api_key(id, at)).map_err(map)
-    }
-
     fn node(&self, id: NodeId) -> StoreResult<Option<Node>> {
         self.tx(|c| c.get_node(id)).map_err(map)
     }

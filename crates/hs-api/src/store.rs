@@ -115,8 +115,6 @@ pub trait Store: Send + Sync + 'static {
     fn expire_api_key(&self, id: u64, at: DateTime<Utc>) -> StoreResult<()>;
     /// Deletes an API key.
     fn delete_api_key(&self, id: u64) -> StoreResult<()>;
-    /// Records that an API key was just used.
-    fn touch_api_key(&self, id: u64, at: DateTime<Utc>) -> StoreResult<()>;
 
     /// One node by id.
     fn node(&self, id: NodeId) -> StoreResult<Option<Node>>;

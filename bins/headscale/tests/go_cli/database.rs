@@ -49,7 +49,17 @@ fn get(port: u16, path: &str, key: &str) -> (u16, String) {
 }
 
 /// A config both servers read, with `database` as given (`{dir}` stands for `dir`).
-fn write_config(dir: &Path, http: u16, database: &str) -> std::path::PathBuf {
+pub(super) fn write_config(dir: &Path, http: u16, database: &str) -> std::path::PathBuf {
+    write_config_with(dir, http, database, "").0
+}
+
+/// As [`write_config`], with `extra` top-level keys; also returns the gRPC port.
+pub(super) fn write_config_with(
+    dir: &Path,
+    http: u16,
+    database: &str,
+    extra: &str,
+) -> (std::path::PathBuf, u16) {
     let (metrics, grpc, stun) = (free_port(), free_port(), free_port());
     let d = dir.display();
     let database = database.replace("{dir}", &d.to_string());
@@ -83,16 +93,16 @@ derp:
     private_key_path: {d}/derp.key
 policy:
   mode: database
-"
+{extra}"
         ),
     )
     .unwrap();
-    config
+    (config, grpc)
 }
 
 /// Go's `serve`, waited for until its HTTP port answers; its log goes to `log` so a refusal
 /// to start (a schema it does not accept) is reported with Go's own words.
-fn go_serve(config: &Path, http: u16, log: &Path) -> Child {
+pub(super) fn go_serve(config: &Path, http: u16, log: &Path) -> Child {
     let mut child = Command::new(go_headscale())
         .arg("-c")
         .arg(config)
@@ -118,7 +128,7 @@ fn go_serve(config: &Path, http: u16, log: &Path) -> Child {
     panic!("Go Headscale did not start");
 }
 
-fn stop(mut c: Child) {
+pub(super) fn stop(mut c: Child) {
     let _ = c.kill();
     let _ = c.wait();
 }
@@ -140,7 +150,7 @@ fn json(bin: &Path, config: &Path, args: &[&str]) -> serde_json::Value {
 }
 
 /// Tailscale's Rust client registers with `auth_key` at the server on `http`.
-fn register(http: u16, auth_key: &str, hostname: &str) -> Result<(), String> {
+pub(super) fn register(http: u16, auth_key: &str, hostname: &str) -> Result<(), String> {
     let url: url::Url = format!("http://127.0.0.1:{http}").parse().unwrap();
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

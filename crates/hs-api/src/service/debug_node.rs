@@ -1,7 +1,6 @@
 //! `headscale debug create-node`: a made-up client (random keys, `TestOS`) waiting under an
 //! auth id for `auth register`, as Go Headscale's debug command makes one.
 
-use chrono::{DateTime, Utc};
 use hs_control::ControlState;
 use hs_types::model::{Node, RegisterMethod, User};
 use hs_types::tailcfg::{Hostinfo, RegisterRequest};
@@ -36,7 +35,9 @@ pub(super) fn pending(
     control
         .debug_pending_registration(auth_id, machine, req)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let t = DateTime::<Utc>::UNIX_EPOCH;
+    // Go prints the cached registration as it stands: no name given yet, no method, and
+    // Go's zero time in every time field.
+    let t = super::validate::zero_instant();
     Ok(Node {
         id: NodeId(0),
         machine_key: machine,
@@ -47,13 +48,13 @@ pub(super) fn pending(
         ipv4: None,
         ipv6: None,
         hostname: name.to_owned(),
-        given_name: name.to_owned(),
+        given_name: String::new(),
         user_id: Some(user.id),
-        register_method: RegisterMethod::Cli,
+        register_method: RegisterMethod::Unspecified,
         tags: Vec::new(),
         auth_key_id: None,
-        expiry: None,
-        last_seen: None,
+        expiry: Some(t),
+        last_seen: Some(t),
         approved_routes: Vec::new(),
         created_at: t,
         updated_at: t,

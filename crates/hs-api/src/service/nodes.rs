@@ -61,7 +61,7 @@ impl Admin {
     async fn node_required(&self, id: NodeId) -> Result<Node, ApiError> {
         self.db("looking up node", move |s| s.node(id))
             .await?
-            .ok_or_else(|| ApiError::not_found(format!("node with id {} not found", id.get())))
+            .ok_or_else(|| ApiError::not_found("node not found".to_owned()))
     }
 
     /// One node.
@@ -181,7 +181,7 @@ impl Admin {
             return Ok(());
         }
         Err(ApiError::bad_request(format!(
-            "setting tags: requested tags [{}] are invalid or not permitted",
+            "requested tags [{}] are invalid or not permitted",
             undefined.join(" ")
         )))
     }
@@ -254,8 +254,11 @@ impl Admin {
             })?);
         }
         let u = self.user_by_name(user).await?;
-        let node = super::debug_node::pending(&self.control, auth_id, &u, name, parsed)?;
-        self.view_one(node).await
+        let node = super::debug_node::pending(&self.control, auth_id, &u, name, parsed.clone())?;
+        let mut view = self.view_one(node).await?;
+        // Not connected, so not in the NodeStore: the routes are the ones it will announce.
+        view.available_routes = parsed;
+        Ok(view)
     }
 
     /// Approves a pending authentication (an SSH check or re-authentication). This server

@@ -19,7 +19,7 @@ async fn status_with(f: &Fixture, key: Option<&str>) -> (u16, String, serde_json
 }
 
 #[tokio::test]
-async fn valid_key_is_accepted_and_last_seen_recorded() {
+async fn valid_key_is_accepted_and_its_use_not_written() {
     let f = Fixture::new().await;
     let key = f.admin.create_api_key(Some(later())).await.unwrap();
     assert!(key.starts_with("hskey-api-"));
@@ -27,7 +27,7 @@ async fn valid_key_is_accepted_and_last_seen_recorded() {
     assert_eq!(status, 200, "{body}");
     let keys = f.admin.list_api_keys().await.unwrap();
     assert_eq!(keys.len(), 1);
-    assert_eq!(keys[0].last_seen, Some(now()));
+    assert_eq!(keys[0].last_seen, None, "as Go 0.29.3, use is not recorded");
     // Only a hash is stored: the secret part appears nowhere in the row.
     let secret = key.rsplit('-').next().unwrap();
     assert!(!String::from_utf8_lossy(&keys[0].hash).contains(secret));

@@ -305,7 +305,10 @@ async fn every_method_through_the_generated_client() {
         .into_inner()
         .api_keys;
     assert_eq!(keys.len(), 2);
-    assert!(keys[0].last_seen.is_some(), "the key in use is marked seen");
+    assert!(
+        keys[0].last_seen.is_none(),
+        "as Go 0.29.3, use is not recorded"
+    );
     c.expire_api_key(pb::ExpireApiKeyRequest {
         prefix: keys[1].prefix.clone(),
         id: 0,

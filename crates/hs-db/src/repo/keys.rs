@@ -328,15 +328,6 @@ impl Conn<'_> {
         )
     }
 
-    /// Records a use of an API key.
-    pub fn touch_api_key(&mut self, id: u64, now: DateTime<Utc>) -> Result<()> {
-        self.api_update(
-            "UPDATE api_keys SET last_seen = $1 WHERE id = $2",
-            id,
-            Some(now),
-        )
-    }
-
     /// Deletes an API key.
     pub fn delete_api_key(&mut self, id: u64) -> Result<()> {
         self.api_update("DELETE FROM api_keys WHERE id = $1", id, None)
