@@ -10,7 +10,7 @@ use crate::error::ApiError;
 use crate::service::Admin;
 
 /// Middleware: lets the request through when it carries `Authorization: Bearer <valid key>`,
-/// otherwise answers 401 (problem+json, or `UNAUTHENTICATED` for gRPC calls).
+/// otherwise answers 401 (plain `Unauthorized`, as Go does, or `UNAUTHENTICATED` for gRPC calls).
 pub async fn require_api_key(State(admin): State<Admin>, req: Request, next: Next) -> Response {
     let is_grpc = req
         .headers()

@@ -1,5 +1,6 @@
-//! The crate's errors and their one mapping to the wire: RFC 7807 `application/problem+json`
-//! for REST and a `tonic::Status` code for gRPC. Only this file decides status codes.
+//! The crate's errors and their one mapping to the wire: grpc-gateway's
+//! `{"code","message","details"}` JSON for REST (as Go Headscale 0.29.3 answers) and a
+//! `tonic::Status` for gRPC, with the same code. Only this file decides status codes.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -85,48 +86,64 @@ impl ApiError {
     }
 }
 
-/// The RFC 7807 body Headscale's Huma-based API answers with.
+/// The body grpc-gateway answers errors with in Go Headscale 0.29.3: the gRPC code's number,
+/// the message, and an empty details list.
 #[derive(Serialize)]
-struct Problem<'a> {
-    title: &'a str,
-    status: u16,
-    detail: &'a str,
+struct GatewayError<'a> {
+    code: i32,
+    message: &'a str,
+    details: [(); 0],
+}
+
+impl ApiError {
+    /// The gRPC code this error carries on both surfaces.
+    pub fn grpc_code(&self) -> tonic::Code {
+        match self {
+            Self::BadRequest(_) => tonic::Code::InvalidArgument,
+            Self::Unauthorized(_) => tonic::Code::Unauthenticated,
+            Self::NotFound(_) => tonic::Code::NotFound,
+            Self::MethodNotAllowed(_) => tonic::Code::Unimplemented,
+            Self::Conflict(_) => tonic::Code::AlreadyExists,
+            Self::Internal(_) => tonic::Code::Internal,
+        }
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let detail = self.to_string();
-        let body = Problem {
-            title: status.canonical_reason().unwrap_or("Error"),
-            status: status.as_u16(),
-            detail: &detail,
+        if status == StatusCode::UNAUTHORIZED {
+            // Go's API-key check answers before grpc-gateway, in plain text; the reason
+            // stays in our log, not in the answer.
+            tracing::debug!(reason = %self, "admin API request refused");
+            let mut resp = (status, "Unauthorized").into_response();
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return resp;
+        }
+        let message = self.to_string();
+        let body = GatewayError {
+            code: self.grpc_code() as i32,
+            message: &message,
+            details: [],
         };
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
         let mut resp = (status, bytes).into_response();
         resp.headers_mut().insert(
             header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
+            HeaderValue::from_static("application/json"),
         );
-        if status == StatusCode::UNAUTHORIZED {
-            resp.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
         resp
     }
 }
 
 impl From<ApiError> for tonic::Status {
     fn from(e: ApiError) -> Self {
-        let msg = e.to_string();
-        match e {
-            ApiError::BadRequest(_) => Self::invalid_argument(msg),
-            ApiError::Unauthorized(_) => Self::unauthenticated(msg),
-            ApiError::NotFound(_) => Self::not_found(msg),
-            ApiError::MethodNotAllowed(_) => Self::unimplemented(msg),
-            ApiError::Conflict(_) => Self::already_exists(msg),
-            ApiError::Internal(_) => Self::internal(msg),
-        }
+        Self::new(e.grpc_code(), e.to_string())
     }
 }
 

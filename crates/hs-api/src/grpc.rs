@@ -34,7 +34,7 @@ impl GrpcApi {
 /// The gRPC routes as an axum router (no authentication; see [`crate::auth`]).
 pub fn router(admin: Admin) -> axum::Router {
     // Routed by path prefix rather than through tonic's own router, whose catch-all fallback
-    // could not coexist with the REST router's problem+json fallback.
+    // could not coexist with the REST router's JSON 404 fallback.
     axum::Router::new().route_service(
         "/headscale.v1.HeadscaleService/{*method}",
         GrpcApi::new(admin).into_server(),

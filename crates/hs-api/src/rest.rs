@@ -1,7 +1,7 @@
 //! REST `/api/v1`: Headscale 0.30's paths, bodies and status codes on an axum router.
 //!
 //! Inputs are parsed by hand rather than with axum's extractors so that every malformed id,
-//! query or body gets a problem+json 400 naming the field, instead of axum's plain-text
+//! query or body gets a 400 (grpc-gateway's error JSON) naming the field, instead of axum's plain-text
 //! rejections.
 
 use std::collections::HashMap;
@@ -129,8 +129,9 @@ pub fn docs_router() -> Router {
     )
 }
 
+/// grpc-gateway's words, as Go Headscale 0.29.3 answers an unknown path.
 async fn not_found() -> ApiError {
-    ApiError::not_found("no such API endpoint")
+    ApiError::not_found("Not Found")
 }
 
 async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {

@@ -30,7 +30,7 @@ fn ours_bin() -> &'static Path {
 }
 
 /// One plain HTTP/1.1 GET with a bearer key; status and body.
-fn get(port: u16, path: &str, key: &str) -> (u16, String) {
+pub(super) fn get(port: u16, path: &str, key: &str) -> (u16, String) {
     use std::io::{Read as _, Write as _};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     write!(

@@ -328,11 +328,41 @@ fn compare(extra: &str, remote: bool) {
     }
     let p = policy(gd.path());
     run_script(&go_side, &ours_side, p.to_str().unwrap());
+    if !remote {
+        rest_errors_match(&go_side, &ours_side);
+    }
 }
 
 #[test]
 fn every_command_prints_what_go_prints_over_the_socket() {
     compare("", false);
+}
+
+/// REST errors: the same status and the same grpc-gateway body (`code`, `message`,
+/// `details`), or Go's plain `Unauthorized`.
+fn rest_errors_match(go_side: &Side, ours_side: &Side) {
+    let key = |side: &Side| {
+        let made = side.cli(&["apikeys", "create", "-e", "1h"]);
+        assert!(made.status.success(), "{}", text(&made.stderr));
+        String::from_utf8(made.stdout).unwrap().trim().to_owned()
+    };
+    let (gk, ok) = (key(go_side), key(ours_side));
+    for (path, with_key) in [
+        ("/api/v1/node/99", true),
+        ("/api/v1/nope", true),
+        ("/api/v1/user", false),
+    ] {
+        let pick = |k: &str| {
+            if with_key {
+                k.to_owned()
+            } else {
+                String::new()
+            }
+        };
+        let g = super::database::get(go_side.http, path, &pick(&gk));
+        let o = super::database::get(ours_side.http, path, &pick(&ok));
+        assert_eq!(g, o, "GET {path}");
+    }
 }
 
 #[test]

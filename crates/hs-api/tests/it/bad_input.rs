@@ -1,4 +1,5 @@
-//! Bad input gets a 4xx problem+json naming what is wrong, never a 500.
+//! Bad input gets a 4xx with grpc-gateway's error JSON (`code`, `message`, `details`, as Go
+//! Headscale 0.29.3 answers) naming what is wrong, never a 500.
 
 use super::support::{Fixture, call};
 
@@ -12,11 +13,21 @@ async fn expect(
 ) {
     let (got, ct, json) = f.call(method, uri, body).await;
     assert_eq!(got, status, "{method} {uri}: {json}");
-    assert_eq!(ct, "application/problem+json", "{method} {uri}");
-    let detail = json["detail"].as_str().unwrap_or_default();
+    assert_eq!(ct, "application/json", "{method} {uri}");
+    let code = json["code"].as_i64().unwrap_or_default();
+    let want = match status {
+        400 => 3,
+        404 => 5,
+        405 => 12,
+        409 => 6,
+        _ => 13,
+    };
+    assert_eq!(code, want, "{method} {uri}: {json}");
+    assert_eq!(json["details"], serde_json::json!([]), "{method} {uri}");
+    let message = json["message"].as_str().unwrap_or_default();
     assert!(
-        detail.contains(needle),
-        "{method} {uri}: detail {detail:?} lacks {needle:?}"
+        message.contains(needle),
+        "{method} {uri}: message {message:?} lacks {needle:?}"
     );
 }
 
@@ -287,9 +298,9 @@ async fn only_tagged_nodes_are_listed_as_tagged_devices() {
 }
 
 #[tokio::test]
-async fn unknown_path_is_problem_json_404() {
+async fn unknown_path_is_grpc_gateway_404() {
     let f = Fixture::new().await;
-    let (status, ct, _) = call(
+    let (status, ct, body) = call(
         hs_api::serve::app(f.admin.clone(), false),
         "GET",
         "/api/v1/nope",
@@ -298,7 +309,12 @@ async fn unknown_path_is_problem_json_404() {
     )
     .await;
     assert_eq!(status, 404);
-    assert_eq!(ct, "application/problem+json");
+    assert_eq!(ct, "application/json");
+    // Byte for byte what Go 0.29.3 answers.
+    assert_eq!(
+        body,
+        serde_json::json!({"code": 5, "message": "Not Found", "details": []})
+    );
     expect(&f, "PATCH", "/api/v1/user", None, 405, "PATCH").await;
 }
 
@@ -340,7 +356,7 @@ async fn node_shows_advertised_and_serving_routes() {
 async fn file_mode_get_reads_the_policy_file() {
     let mut f = Fixture::with(hs_api::PolicyMode::File).await;
     let (status, ct, _) = f.call("GET", "/api/v1/policy", None).await;
-    assert_eq!((status, ct.as_str()), (500, "application/problem+json"));
+    assert_eq!((status, ct.as_str()), (500, "application/json"));
     let path = f._dir.path().join("policy.hujson");
     std::fs::write(&path, "{ // from the file\n}").unwrap();
     f.admin = f.admin.clone().with_policy_file(&path);

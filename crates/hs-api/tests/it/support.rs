@@ -188,6 +188,9 @@ pub async fn call(
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
     let json = if bytes.is_empty() {
         serde_json::Value::Null
+    } else if ct.starts_with("text/plain") {
+        // The 401 answer, plain text as Go's.
+        serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
     } else {
         serde_json::from_slice(&bytes).unwrap_or_else(|e| {
             panic!(
