@@ -192,6 +192,8 @@ fn script(policy: &str) -> Vec<Step> {
         Same(format!(
             "debug create-node --name pending-node -u alice -k {authreq} -o json"
         )),
+        Same(format!("auth approve --auth-id {authreq}")),
+        Same("auth approve --auth-id hskey-authreq-NobodyNobodyNobodyNobody".into()),
         Same(format!("auth reject --auth-id {authreq}")),
         Node("nodes delete -i 1 --force -o json".into()),
         Same("nodes list -o json".into()),

@@ -261,12 +261,21 @@ impl Admin {
         Ok(view)
     }
 
-    /// Approves a pending authentication (an SSH check or re-authentication). This server
-    /// files none of those yet, so every id is unknown.
+    /// Approves a pending authentication. Of those this server files only registrations,
+    /// and approving one is accepted and changes nothing, as in Go Headscale 0.29.3 (whose
+    /// empty verdict does not make a node): it still waits for `auth register` to say whose
+    /// node it becomes, or for `auth reject`.
     pub fn auth_approve(&self, auth_id: &str) -> Result<(), ApiError> {
         validate_auth_id(auth_id)?;
+        if self.control.is_registration_pending(auth_id) {
+            return Ok(());
+        }
+        let shown = match auth_id.strip_prefix(super::AUTH_ID_PREFIX) {
+            Some(_) => auth_id.to_owned(),
+            None => format!("{}{auth_id}", super::AUTH_ID_PREFIX),
+        };
         Err(ApiError::not_found(format!(
-            "no pending authentication with auth id {auth_id:?}"
+            "no pending auth session for auth_id {shown}"
         )))
     }
 

@@ -175,6 +175,11 @@ impl ControlState {
         Ok(())
     }
 
+    /// Whether a registration waits undecided under `auth_id` (either form).
+    pub fn is_registration_pending(&self, auth_id: &str) -> bool {
+        self.undecided(auth_id).is_ok()
+    }
+
     /// Rejects a pending registration; the waiting client is told so.
     pub fn reject_registration(&self, auth_id: &str) -> Result<(), Error> {
         let p = self.undecided(auth_id)?;
