@@ -36,9 +36,9 @@ pub fn check_policy_text(text: &str, users: &[User], nodes: &[Node]) -> Result<(
     let policy = Policy::parse(text).map_err(|e| e.to_string())?;
     let users: Vec<PolicyUser> = users.iter().map(policy_user).collect();
     let nodes: Vec<PolicyNode> = nodes.iter().map(policy_node).collect();
-    CompiledPolicy::compile(&policy, &users, &nodes)
+    CompiledPolicy::compile_and_test(&policy, &users, &nodes)
         .map(drop)
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.detailed())
 }
 
 /// The tags `text` lets be set on a node: those with an entry in `tagOwners`.

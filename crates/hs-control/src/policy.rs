@@ -82,6 +82,11 @@ impl CompiledView {
         Ok(Self::new(CompiledPolicy::compile(policy, &users, &nodes)?))
     }
 
+    /// Runs the policy's `tests` and `sshTests` (see [`CompiledPolicy::check_tests`]).
+    pub fn check_tests(&self) -> Result<(), PolicyError> {
+        self.compiled.check_tests()
+    }
+
     /// Wraps a policy already compiled.
     pub fn new(compiled: CompiledPolicy) -> Self {
         let n = compiled.nodes().len();

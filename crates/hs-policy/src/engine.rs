@@ -167,7 +167,29 @@ impl CompiledPolicy {
             .iter()
             .map(|rule| c.dst_nodes_of(rule, true))
             .collect();
-        crate::tests::run_tests(&c)?;
+        Ok(c)
+    }
+
+    /// Runs the policy's `tests` and `sshTests` against this compiled form; any failure is
+    /// [`PolicyError::TestsFailed`] naming each failing entry.
+    ///
+    /// Separate from [`CompiledPolicy::compile`] on purpose: tests judge an operator's write
+    /// (a `policy set`, a reload, `policy check`), as in Tailscale and Go Headscale. A
+    /// recompile because a node or user changed must not run them, or deleting the last node
+    /// an `sshTests` entry names would take the policy out of force.
+    pub fn check_tests(&self) -> Result<(), PolicyError> {
+        crate::tests::run_tests(self)
+    }
+
+    /// [`CompiledPolicy::compile`] then [`CompiledPolicy::check_tests`]: what an operator's
+    /// write of `policy` must pass.
+    pub fn compile_and_test(
+        policy: &Policy,
+        users: &[PolicyUser],
+        nodes: &[PolicyNode],
+    ) -> Result<Self, PolicyError> {
+        let c = Self::compile(policy, users, nodes)?;
+        c.check_tests()?;
         Ok(c)
     }
 

@@ -21,6 +21,19 @@ pub enum PolicyError {
     TestsFailed(Vec<String>),
 }
 
+impl PolicyError {
+    /// The message with everything known about it: for failed tests, which entries failed
+    /// and why (the plain message is the hosted service's terse "test(s) failed").
+    pub fn detailed(&self) -> String {
+        match self {
+            Self::TestsFailed(which) if !which.is_empty() => {
+                format!("{self}: {}", which.join("; "))
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
 pub(crate) fn invalid(msg: impl Into<String>) -> PolicyError {
     PolicyError::Invalid(msg.into())
 }

@@ -24,7 +24,10 @@ pub(crate) fn spawn_sighup(state: ControlState, dns: DnsConfig, policy: PolicyCo
             }
             if policy.mode == PolicyMode::File {
                 tracing::info!("received SIGHUP, reloading the policy file");
-                if let Err(e) = state.load_policy(&policy).await {
+                if let Err(e) = state
+                    .load_policy(&policy, hs_control::PolicyLoad::Reload)
+                    .await
+                {
                     tracing::error!(error = %e, "policy reload failed; keeping the policy in force");
                 }
             }

@@ -14,6 +14,7 @@ pub(crate) mod registration;
 mod users;
 mod write;
 
+pub use policy::PolicyLoad;
 pub use users::{USER_HAS_NODES, check_user_name};
 
 use std::collections::HashSet;
@@ -127,7 +128,7 @@ impl ControlState {
         .await?;
         // A configured policy that does not load stops the server, as in Go Headscale: serving
         // allow-all instead would silently open the tailnet.
-        state.load_policy(&config.policy).await?;
+        state.load_policy(&config.policy, PolicyLoad::Boot).await?;
         state.start_ha_probes(
             config.node.routes_ha_probe_interval,
             config.node.routes_ha_probe_timeout,

@@ -20,12 +20,33 @@ use crate::clock::now;
 use crate::error::Error;
 use crate::policy::CompiledView;
 
+/// Why a policy is being loaded from its configured source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PolicyLoad {
+    /// At start-up. A policy whose `tests` or `sshTests` fail is put in force anyway with a
+    /// warning, as Go Headscale does: refusing to start over a test that a node's deletion
+    /// made fail would take the whole tailnet down.
+    Boot,
+    /// An operator's reload (SIGHUP). Failing tests refuse the new policy, and so does a
+    /// blank policy file while a policy is in force: an empty file is far more likely a
+    /// truncated write than an intent to allow everything.
+    Reload,
+}
+
+/// What a policy's tests decide when it is put in force.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tests {
+    Enforce,
+    Warn,
+}
+
 impl ControlState {
     /// Reads the configured policy (the `policy.path` file in file mode, the newest policy
     /// row in database mode), compiles it against the tailnet and puts it in force, pushing
-    /// new maps to connected nodes. No policy configured (or an empty document) means allow
-    /// all. On any error the policy in force stays and the error names the source.
-    pub async fn load_policy(&self, cfg: &PolicyConfig) -> Result<(), Error> {
+    /// new maps to connected nodes. No policy configured (or, at boot, an empty document)
+    /// means allow all. On any error the policy in force stays and the error names the
+    /// source; `why` decides what failing tests and a blank document do.
+    pub async fn load_policy(&self, cfg: &PolicyConfig, why: PolicyLoad) -> Result<(), Error> {
         let (source, text) = match cfg.mode {
             PolicyMode::File if cfg.path.is_empty() => ("no policy file".to_owned(), None),
             PolicyMode::File => {
@@ -39,19 +60,39 @@ impl ControlState {
                 ("the database policy".to_owned(), row.map(|r| r.data))
             }
         };
-        self.set_policy_text(&source, text.as_deref()).await
+        let blank = text.as_deref().is_some_and(|t| t.trim().is_empty());
+        if blank && why == PolicyLoad::Reload && self.policy().await?.is_some() {
+            return Err(Error::Config(format!(
+                "{source} is empty; keeping the policy in force. An empty policy would allow \
+                 every node to reach every node: to mean that, write a rule that accepts \
+                 \"*\" to \"*:*\""
+            )));
+        }
+        let tests = match why {
+            PolicyLoad::Boot => Tests::Warn,
+            PolicyLoad::Reload => Tests::Enforce,
+        };
+        self.put_text(&source, text.as_deref(), tests).await
     }
 
     /// Parses and compiles policy text and puts it in force (`None` or blank: allow all);
-    /// `source` names where it came from in errors and logs. A bad policy changes nothing.
+    /// `source` names where it came from in errors and logs. The policy's tests must pass.
+    /// A bad policy changes nothing.
     pub async fn set_policy_text(&self, source: &str, text: Option<&str>) -> Result<(), Error> {
+        self.put_text(source, text, Tests::Enforce).await
+    }
+
+    async fn put_text(&self, source: &str, text: Option<&str>, tests: Tests) -> Result<(), Error> {
         let policy = parse(source, text)?;
         let allow_all = policy.is_none();
-        self.put_policy(policy, None)
+        self.put_policy(policy, None, tests)
             .await
             .map_err(|e| Error::Config(format!("{source}: {e}")))?;
         if allow_all {
-            tracing::info!("no policy configured; every node may reach every node");
+            tracing::warn!(
+                source,
+                "no policy in force; every node may reach every node"
+            );
         } else {
             tracing::info!(source, "policy in force");
         }
@@ -59,11 +100,19 @@ impl ControlState {
     }
 
     /// Stores `text` as the database policy (`policy.mode: database`) and puts it in force,
-    /// in one transaction with the approvals it causes. A policy that does not parse or
-    /// compile against the tailnet is refused and nothing is written.
+    /// in one transaction with the approvals it causes. A policy that does not parse, does
+    /// not compile against the tailnet or fails its own tests is refused, and so is a blank
+    /// one (it would allow everything); nothing is written then.
     pub async fn store_policy(&self, text: String) -> Result<PolicyRow, Error> {
+        if text.trim().is_empty() {
+            return Err(Error::Invalid(
+                "the new policy is empty; an empty policy would allow every node to reach \
+                 every node: to mean that, write a rule that accepts \"*\" to \"*:*\""
+                    .into(),
+            ));
+        }
         let policy = parse("the new policy", Some(&text))?;
-        let row = self.put_policy(policy, Some(text)).await?;
+        let row = self.put_policy(policy, Some(text), Tests::Enforce).await?;
         tracing::info!("policy stored and in force");
         row.ok_or_else(|| Error::Task("the stored policy row was not returned".into()))
     }
@@ -71,7 +120,9 @@ impl ControlState {
     /// Puts a parsed policy in force (`None`: allow all). Test helper kept public for
     /// embedders that build policies in code.
     pub async fn set_policy(&self, policy: Option<Policy>) -> Result<(), Error> {
-        self.put_policy(policy, None).await.map(|_| ())
+        self.put_policy(policy, None, Tests::Enforce)
+            .await
+            .map(|_| ())
     }
 
     /// The policy in force (`None` when none is configured: allow all), as the coordinator
@@ -92,6 +143,7 @@ impl ControlState {
         &self,
         policy: Option<Policy>,
         store: Option<String>,
+        tests: Tests,
     ) -> Result<Option<PolicyRow>, Error> {
         let state = self.clone();
         let policy = policy.map(Arc::new);
@@ -100,9 +152,19 @@ impl ControlState {
             let snap = state.synced_snapshot()?;
             let view: Arc<dyn PolicyView> = match &policy {
                 None => Arc::new(AllowAll::new()),
-                Some(p) => Arc::new(
-                    CompiledView::compile(p, &snap).map_err(|e| Error::Config(e.to_string()))?,
-                ),
+                Some(p) => {
+                    let v = CompiledView::compile(p, &snap)
+                        .map_err(|e| Error::Config(e.to_string()))?;
+                    match (v.check_tests(), tests) {
+                        (Ok(()), _) => {}
+                        (Err(e), Tests::Enforce) => return Err(Error::Config(e.detailed())),
+                        (Err(e), Tests::Warn) => tracing::warn!(
+                            error = %e.detailed(),
+                            "the policy's tests fail; it is in force anyway (fix the policy or its tests)"
+                        ),
+                    }
+                    Arc::new(v)
+                }
             };
             let approvals = approvals(view.as_ref(), &snap);
             let t = now();

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 
 use chrono::Utc;
 use hs_config::{PolicyConfig, PolicyMode};
+use hs_control::PolicyLoad;
 use hs_db::NewUser;
 use hs_types::model::Node;
 use tokio::io::AsyncRead;
@@ -216,7 +217,7 @@ async fn file_reload_and_database_policy() {
         mode: PolicyMode::File,
         path: path.display().to_string(),
     };
-    h.st.load_policy(&file).await.unwrap();
+    h.st.load_policy(&file, PolicyLoad::Reload).await.unwrap();
     va.until("a loses b", |v| {
         !v.peers.contains(&b.id.get()) && !v.sources().contains("*")
     })
@@ -224,14 +225,34 @@ async fn file_reload_and_database_policy() {
 
     // SIGHUP with a broken file: error names the file, the policy in force stays.
     std::fs::write(&path, "{ \"acls\": [ nope ] }").unwrap();
-    let e = h.st.load_policy(&file).await.unwrap_err();
+    let e =
+        h.st.load_policy(&file, PolicyLoad::Reload)
+            .await
+            .unwrap_err();
     assert!(e.to_string().contains(&path.display().to_string()), "{e}");
     let snap = h.st.store().load_full();
     assert_eq!(snap.peers_of(a.id).count(), 0);
 
+    // SIGHUP with a blank file (a truncated write, most likely): refused, the policy in
+    // force stays; it would otherwise open the tailnet to everyone.
+    for blank in ["", "  \n\t\n"] {
+        std::fs::write(&path, blank).unwrap();
+        let e =
+            h.st.load_policy(&file, PolicyLoad::Reload)
+                .await
+                .unwrap_err();
+        assert!(e.to_string().contains("is empty"), "{e}");
+        let snap = h.st.store().load_full();
+        assert_eq!(snap.peers_of(a.id).count(), 0, "still apart");
+    }
+    // Storing a blank policy (database mode) is refused too, and nothing is written.
+    let e = h.st.store_policy("  ".into()).await.unwrap_err();
+    assert!(e.to_string().contains("empty"), "{e}");
+    assert!(h.db.tx(|c| c.get_policy()).unwrap().is_none());
+
     // SIGHUP with a fixed file: clients get the new policy.
     std::fs::write(&path, ALICE_TO_BOB_SSH).unwrap();
-    h.st.load_policy(&file).await.unwrap();
+    h.st.load_policy(&file, PolicyLoad::Reload).await.unwrap();
     va.until("a sees b again", |v| v.peers.contains(&b.id.get()))
         .await;
 
@@ -241,7 +262,9 @@ async fn file_reload_and_database_policy() {
         mode: PolicyMode::Database,
         path: String::new(),
     };
-    h.st.load_policy(&db_mode).await.unwrap();
+    h.st.load_policy(&db_mode, PolicyLoad::Reload)
+        .await
+        .unwrap();
     va.until("a loses b (database policy)", |v| {
         !v.peers.contains(&b.id.get())
     })
@@ -356,4 +379,83 @@ fn compiled_view_answers_ssh_node_attrs_and_shares_equal_filters() {
     let d = DenyAll::new();
     assert!(!d.can_see(n1, n3));
     assert_eq!(&*d.packet_filter(n3), "[]");
+}
+
+/// alice's nodes see each other; alice may SSH to `tag:server` as root, and an `sshTests`
+/// entry says so.
+const SSH_TESTED: &str = r#"{
+  "tagOwners": {"tag:server": ["alice@"]},
+  "acls": [
+    {"action": "accept", "src": ["alice@"], "dst": ["alice@:*", "tag:server:22"]},
+  ],
+  "ssh": [{"action": "accept", "src": ["alice@"], "dst": ["tag:server"], "users": ["root"]}],
+  "sshTests": [{"src": "alice@", "dst": ["tag:server"], "accept": ["root"]}],
+}"#;
+
+/// A policy's tests judge the operator's write, not later churn: deleting the last node an
+/// `sshTests` entry names leaves the policy in force (it used to switch the tailnet to
+/// deny-all), while putting the same policy in force again is refused with the failing test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_churn_never_takes_a_tested_policy_out_of_force() {
+    let h = Harness::start().await;
+    let (ca, a) = h.join_as("a", h.user).await;
+    let (_ca2, a2) = h.join_as("a2", h.user).await;
+    let server_key = h.key_with(hs_db::NewPreAuthKey {
+        tags: vec!["tag:server".into()],
+        ..hs_db::NewPreAuthKey::default()
+    });
+    let _cs = Client::registered(&h, "server", &server_key).await;
+    let server =
+        h.db.tx(|c| c.list_nodes())
+            .unwrap()
+            .into_iter()
+            .find(|n| n.hostname == "server")
+            .unwrap();
+    h.st.set_policy_text("tested policy", Some(SSH_TESTED))
+        .await
+        .unwrap();
+    let mut va = View::open(&ca, &h).await;
+    va.until("a sees a2 and the server", |v| {
+        v.peers.contains(&a2.id.get()) && v.peers.contains(&server.id.get())
+    })
+    .await;
+
+    h.st.delete_node(server.id).await.unwrap();
+    va.until("the server is gone", |v| {
+        !v.peers.contains(&server.id.get())
+    })
+    .await;
+    let snap = h.st.store().load_full();
+    assert!(
+        snap.peers_of(a.id).any(|p| p.node.id == a2.id),
+        "the policy stays in force: a still sees a2"
+    );
+    assert!(h.st.policy().await.unwrap().is_some());
+
+    // The same policy written again now fails its test, naming it, and changes nothing.
+    let e =
+        h.st.set_policy_text("tested policy", Some(SSH_TESTED))
+            .await
+            .unwrap_err();
+    assert!(e.to_string().contains("sshTests[0]"), "{e}");
+    let snap = h.st.store().load_full();
+    assert!(snap.peers_of(a.id).any(|p| p.node.id == a2.id));
+
+    // Stored, it is loaded at boot with a warning (Go's behaviour: a server that refused to
+    // start would take the tailnet down) and refused by a reload.
+    h.db.tx(|c| c.set_policy(SSH_TESTED, Utc::now())).unwrap();
+    let db_mode = PolicyConfig {
+        mode: PolicyMode::Database,
+        path: String::new(),
+    };
+    let e = h
+        .st
+        .load_policy(&db_mode, PolicyLoad::Reload)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("sshTests[0]"), "{e}");
+    h.st.set_policy_text("other", Some(APART)).await.unwrap();
+    h.st.load_policy(&db_mode, PolicyLoad::Boot).await.unwrap();
+    let in_force = h.st.policy().await.unwrap().unwrap();
+    assert_eq!(in_force.ssh_tests.len(), 1, "the stored policy is in force");
 }

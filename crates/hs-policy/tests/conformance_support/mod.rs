@@ -239,7 +239,7 @@ pub(crate) fn run_scenario(s: &Value) -> ScenarioResult {
     let (users, nodes, names) = tailnet(&s["topology"], &s["captures"]);
     let roles = roles(&nodes, &names, &s["captures"]);
     let compiled = Policy::parse(&policy_text)
-        .and_then(|p| CompiledPolicy::compile(&p, &users, &nodes))
+        .and_then(|p| CompiledPolicy::compile_and_test(&p, &users, &nodes))
         .map(|mut c| {
             c.set_roles(roles);
             c
