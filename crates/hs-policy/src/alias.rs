@@ -101,6 +101,11 @@ pub fn split_alias_ports(s: &str) -> Result<(&str, &str), String> {
     if let Some(rest) = s.strip_prefix('[')
         && let Some((addr, ports)) = rest.split_once("]:")
     {
+        if addr.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(format!(
+                "dst={s:?}: square brackets are only valid around IPv6 addresses"
+            ));
+        }
         return Ok((addr, ports));
     }
     s.rsplit_once(':')
@@ -133,6 +138,12 @@ pub fn parse_ports(s: &str) -> Result<Vec<Ports>, String> {
         };
         if last < first {
             return Err(format!("port range {part:?}: first greater than last"));
+        }
+        // Port 0 is no port; "every port" is written `*`.
+        if first == 0 {
+            return Err(format!(
+                "port range {part:?}: first port must be >0, or use '*' for wildcard"
+            ));
         }
         out.push((first, last));
     }

@@ -137,6 +137,11 @@ fn src_error(r: &Resolver<'_>, field: &str, a: &Alias) -> Result<(), PolicyError
         Alias::Group(g) if !r.policy.groups.contains_key(g) => {
             Err(invalid(format!("{field}=group not found: {g:?}")))
         }
+        // The internet is somewhere traffic goes (through an exit node), never where it
+        // comes from.
+        Alias::Internet => Err(invalid(format!(
+            "{field}=\"autogroup:internet\": autogroup:internet can only be used as a destination"
+        ))),
         _ => Ok(()),
     }
 }
@@ -238,6 +243,7 @@ pub(crate) fn compile_acls(
         for d in &acl.dst {
             let (alias, ports) = split_alias_ports(d).map_err(invalid)?;
             let ports = parse_ports(ports).map_err(|e| invalid(format!("dst={d:?}: {e}")))?;
+            check_ports_allowed(acl.proto.as_ref(), &protos, &ports)?;
             let a = r
                 .parse(alias)
                 .map_err(|e| invalid(format!("dst={alias:?}: {e}")))?;
@@ -291,6 +297,27 @@ const ALLOWED_TS_CAPS: &[&str] = &[
     "tailscale.com/cap/tsidp",
     "tailscale.com/cap/golink",
 ];
+
+/// Only TCP, UDP and SCTP have ports: another protocol's rule must use `*`.
+fn check_ports_allowed(
+    written: Option<&Value>,
+    protos: &[u8],
+    ports: &[Ports],
+) -> Result<(), PolicyError> {
+    const WITH_PORTS: [u8; 3] = [6, 17, 132];
+    let all_ports = ports.iter().all(|p| *p == (0, 65535));
+    if protos.is_empty() || all_ports || protos.iter().all(|p| WITH_PORTS.contains(p)) {
+        return Ok(());
+    }
+    let shown = match written {
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None => String::new(),
+    };
+    Err(invalid(format!(
+        "protocol does not support specific ports: {shown:?}, only \"*\" is allowed"
+    )))
+}
 
 fn parse_ip_cap(s: &str) -> Result<(Vec<u8>, Vec<Ports>), String> {
     if s == "*" {
@@ -377,6 +404,9 @@ pub(crate) fn compile_grants(
         let mut by_proto: Vec<(Vec<u8>, Vec<Ports>)> = Vec::new();
         for ip in &g.ip {
             let (protos, ports) = parse_ip_cap(ip).map_err(invalid)?;
+            if let Some((written, _)) = ip.split_once(':') {
+                check_ports_allowed(Some(&Value::String(written.to_owned())), &protos, &ports)?;
+            }
             match by_proto.iter_mut().find(|(p, _)| *p == protos) {
                 Some((_, ps)) => ps.extend(ports),
                 None => by_proto.push((protos, ports)),

@@ -122,12 +122,48 @@ fn domain_known(r: &Resolver<'_>, domain: &str) -> bool {
 const NOT_ASSOC: &str =
     "is not associated with this Tailnet and cannot be used in user:*@<domain> expressions";
 
+/// Tailscale's SSH model: tagged sources never reach user-owned devices, and a user's own
+/// devices are reached only by that user (others use `autogroup:self` or tags).
+fn check_src_dst(r: &Resolver<'_>, rule: &crate::ast::SshRule) -> Result<(), PolicyError> {
+    let srcs: Vec<Alias> = rule.src.iter().filter_map(|s| r.parse(s).ok()).collect();
+    let tagged = srcs
+        .iter()
+        .any(|a| matches!(a, Alias::Tag(_) | Alias::Tagged));
+    for d in &rule.dst {
+        match r.parse(d) {
+            Ok(Alias::User(u)) => {
+                if tagged {
+                    return Err(invalid(format!(
+                        "dst={d:?}: tags in SSH source cannot access user-owned devices"
+                    )));
+                }
+                let only_that_user = matches!(srcs.as_slice(), [Alias::User(s)] if *s == u);
+                if !only_that_user {
+                    return Err(invalid(format!(
+                        "dst={d:?}: user destination requires source to contain only that same user"
+                    )));
+                }
+            }
+            Ok(Alias::Member) if tagged => {
+                return Err(invalid(format!(
+                    "dst={d:?}: tags in SSH source cannot access user-owned devices"
+                )));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Validates and resolves the `ssh` section.
 pub(crate) fn compile_ssh(r: &Resolver<'_>, p: &Policy) -> Result<Vec<CSsh>, PolicyError> {
     let mut out = Vec::new();
     for rule in &p.ssh {
         let action = match rule.action.as_deref() {
             None | Some("") => return Err(invalid("action must be specified")),
+            Some("accept") if rule.check_period.is_some() => {
+                return Err(invalid("checkPeriod is only valid with action \"check\""));
+            }
             Some("accept") => SshAction::Accept,
             Some("check") => {
                 let period_secs = match rule.check_period.as_deref() {
@@ -194,14 +230,19 @@ pub(crate) fn compile_ssh(r: &Resolver<'_>, p: &Policy) -> Result<Vec<CSsh>, Pol
             {
                 return Err(invalid(format!("src=tag not found: {t:?}")));
             }
+            if a == Alias::Internet {
+                return Err(invalid(format!("invalid src {s:?}")));
+            }
             src_nodes.union_with(&r.source(&a).nodes);
         }
+        check_src_dst(r, rule)?;
         let mut dsts = Vec::new();
         for d in &rule.dst {
             let a = r.parse(d).map_err(invalid)?;
             match a {
                 Alias::SelfNodes => dsts.push(SshDst::SelfNodes),
-                Alias::Host(_) | Alias::Addr(_) => {
+                // SSH reaches devices: not addresses, not everything, not the internet.
+                Alias::Host(_) | Alias::Addr(_) | Alias::Wildcard | Alias::Internet => {
                     return Err(invalid(format!("invalid dst {d:?}")));
                 }
                 Alias::Tag(ref t) if !r.tag_defined(t) => {

@@ -43,7 +43,89 @@ pub(crate) fn validate(p: &Policy, _users: &[PolicyUser]) -> Result<(), PolicyEr
             }
         }
     }
+    for (name, members) in &p.groups {
+        if !name.starts_with("group:") || name.len() == "group:".len() {
+            return Err(invalid(format!(
+                "groups[{name:?}]: group names must start with 'group:'"
+            )));
+        }
+        // Groups hold users (by login or email); tags and autogroups are not people.
+        for m in members.as_deref().unwrap_or(&[]) {
+            if !is_user(m.trim()) {
+                return Err(invalid(format!(
+                    "groups[{name:?}]: {m:?}: group members must be users (user@domain)"
+                )));
+            }
+        }
+    }
+    for name in p.hosts.keys() {
+        if !valid_host_name(name) {
+            return Err(invalid(format!(
+                "hosts[{name:?}]: invalid host name: a host name is a word without ':' or '@'"
+            )));
+        }
+    }
+    for (tag, owners) in &p.tag_owners {
+        for o in owners.as_deref().unwrap_or(&[]) {
+            check_owner(p, &format!("tagOwners[{tag:?}]"), o.trim())?;
+        }
+    }
+    for (route, approvers) in &p.auto_approvers.routes {
+        if route.trim().parse::<ipnet::IpNet>().is_err() {
+            return Err(invalid(format!(
+                "autoApprovers.routes[{route:?}]: invalid prefix"
+            )));
+        }
+        for a in approvers {
+            check_owner(p, &format!("autoApprovers.routes[{route:?}]"), a.trim())?;
+        }
+    }
+    for a in &p.auto_approvers.exit_node {
+        check_owner(p, "autoApprovers.exitNode", a.trim())?;
+    }
     Ok(())
+}
+
+/// A user: a login (`odin@`) or an email, not a tag, group or autogroup.
+fn is_user(s: &str) -> bool {
+    s.contains('@') && !s.contains(':') && !s.chars().any(char::is_whitespace)
+}
+
+fn valid_host_name(s: &str) -> bool {
+    !s.is_empty() && !s.contains(':') && !s.contains('@') && !s.chars().any(char::is_whitespace)
+}
+
+/// Who may own a tag or approve a route: a user, a defined group, a defined tag, or one of
+/// the role autogroups. Anything else (a host, an address, an undefined name) is refused by
+/// name instead of matching nobody.
+fn check_owner(p: &Policy, place: &str, o: &str) -> Result<(), PolicyError> {
+    if o.starts_with("group:") {
+        if !p.groups.contains_key(o) {
+            return Err(invalid(format!("{place}: group not found: {o:?}")));
+        }
+        return Ok(());
+    }
+    if o.starts_with("tag:") {
+        if !p.tag_owners.contains_key(o) {
+            return Err(invalid(format!("{place}: tag not found: {o:?}")));
+        }
+        return Ok(());
+    }
+    if matches!(
+        o,
+        "autogroup:admin"
+            | "autogroup:owner"
+            | "autogroup:it-admin"
+            | "autogroup:network-admin"
+            | "autogroup:member"
+            | "autogroup:tagged"
+    ) || is_user(o)
+    {
+        return Ok(());
+    }
+    Err(invalid(format!(
+        "{place}: {o:?} is not a user, group, tag or role autogroup"
+    )))
 }
 
 /// Checks `nodeAttrs` targets and pools.
@@ -57,6 +139,13 @@ pub(crate) fn validate_node_attrs(r: &Resolver<'_>, p: &Policy) -> Result<(), Po
                 Ok(Alias::SelfNodes) => return Err(invalid("internal server error")),
                 Ok(Alias::Tag(tag)) if !r.tag_defined(&tag) => {
                     return Err(invalid(format!("tag not found: {tag:?}")));
+                }
+                Ok(Alias::Group(g)) if !r.policy.groups.contains_key(&g) => {
+                    return Err(invalid(format!("group not found: {g:?}")));
+                }
+                // Attributes belong to devices; the internet is none.
+                Ok(Alias::Internet | Alias::DangerAll) => {
+                    return Err(invalid(format!("{t:?}: not a valid nodeAttrs target")));
                 }
                 Ok(_) => {}
                 Err(e) => return Err(invalid(e)),
@@ -92,6 +181,75 @@ mod tests {
         assert!(valid_tag_name("tag:server-1"));
         assert!(!valid_tag_name("tag:1server"));
         assert!(!valid_tag_name("tag:сервер"));
+    }
+
+    fn refusal(text: &str) -> String {
+        let p = Policy::parse(text).unwrap();
+        validate(&p, &[]).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn groups_hold_users_under_group_names() {
+        let m = refusal(r#"{"groups": {"eng": ["a@example.com"]}}"#);
+        assert!(
+            m.contains("groups[\"eng\"]") && m.contains("'group:'"),
+            "{m}"
+        );
+        for member in ["tag:x", "alice", "autogroup:member"] {
+            let m = refusal(&format!(r#"{{"groups": {{"group:eng": ["{member}"]}}}}"#));
+            assert!(m.contains(member) && m.contains("must be users"), "{m}");
+        }
+        let ok = r#"{"groups": {"group:eng": ["alice@", "bob@example.com"]}}"#;
+        validate(&Policy::parse(ok).unwrap(), &[]).unwrap();
+    }
+
+    #[test]
+    fn host_names_are_words() {
+        for name in ["a:b", "tag:z", "a@b", ""] {
+            let m = refusal(&format!(r#"{{"hosts": {{"{name}": "10.0.0.1"}}}}"#));
+            assert!(m.contains("invalid host name"), "{name}: {m}");
+        }
+    }
+
+    #[test]
+    fn owners_and_approvers_must_exist() {
+        let cases = [
+            (
+                r#"{"tagOwners": {"tag:x": ["group:nope"]}}"#,
+                "group not found: \"group:nope\"",
+            ),
+            (
+                r#"{"tagOwners": {"tag:x": ["tag:nope"]}}"#,
+                "tag not found: \"tag:nope\"",
+            ),
+            (
+                r#"{"autoApprovers": {"routes": {"10.0.0.0/8": ["tag:nope"]}}}"#,
+                "tag not found",
+            ),
+            (
+                r#"{"autoApprovers": {"exitNode": ["group:nope"]}}"#,
+                "group not found",
+            ),
+            (
+                r#"{"hosts": {"web": "10.0.0.1"}, "autoApprovers": {"exitNode": ["web"]}}"#,
+                "\"web\" is not a user",
+            ),
+            (
+                r#"{"autoApprovers": {"routes": {"banana": ["a@b.c"]}}}"#,
+                "invalid prefix",
+            ),
+            (
+                r#"{"autoApprovers": {"routes": {"10.0.0.0/33": ["a@b.c"]}}}"#,
+                "invalid prefix",
+            ),
+        ];
+        for (text, want) in cases {
+            let m = refusal(text);
+            assert!(m.contains(want), "{text}: {m}");
+        }
+        let ok = r#"{"groups": {"group:ops": ["a@b.c"]}, "tagOwners": {"tag:x": ["group:ops", "autogroup:admin"], "tag:y": ["tag:x"]},
+            "autoApprovers": {"routes": {"10.0.0.0/8": ["tag:x", "a@b.c"]}, "exitNode": ["group:ops", "autogroup:member"]}}"#;
+        validate(&Policy::parse(ok).unwrap(), &[]).unwrap();
     }
 
     #[test]

@@ -448,11 +448,10 @@ async fn node_churn_never_takes_a_tested_policy_out_of_force() {
         mode: PolicyMode::Database,
         path: String::new(),
     };
-    let e = h
-        .st
-        .load_policy(&db_mode, PolicyLoad::Reload)
-        .await
-        .unwrap_err();
+    let e =
+        h.st.load_policy(&db_mode, PolicyLoad::Reload)
+            .await
+            .unwrap_err();
     assert!(e.to_string().contains("sshTests[0]"), "{e}");
     h.st.set_policy_text("other", Some(APART)).await.unwrap();
     h.st.load_policy(&db_mode, PolicyLoad::Boot).await.unwrap();
