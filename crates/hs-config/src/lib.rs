@@ -9,6 +9,7 @@
 //! only need a section. Finding the file, reading it and reading the environment are the
 //! caller's job: this crate does no I/O.
 
+mod depth;
 mod duration;
 mod error;
 mod keys;
@@ -71,6 +72,12 @@ impl Config {
         text: &str,
         env: EnvLookup<'_>,
     ) -> Result<(Value, Config, Vec<Warning>, Vec<Problem>), ConfigError> {
+        if let Some(line) = depth::too_deep(text, depth::MAX_FLOW_DEPTH) {
+            return Err(ConfigError::Syntax(format!(
+                "line {line}: brackets nest deeper than {} levels",
+                depth::MAX_FLOW_DEPTH
+            )));
+        }
         let root: Value = if text.trim().is_empty() {
             Value::Mapping(Default::default())
         } else {

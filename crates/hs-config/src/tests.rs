@@ -363,6 +363,18 @@ fn yaml_syntax_errors_are_reported() {
     assert!(matches!(err, ConfigError::Syntax(_)));
     let err = Config::parse("- just\n- a list\n", &no_env).unwrap_err();
     assert!(matches!(err, ConfigError::Syntax(_)));
+    // A hostile nesting is refused before the parser spends minutes on it.
+    let deep = format!(
+        "server_url: x\nacl: {}{}\n",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let err = Config::parse(&deep, &no_env).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("line 2: brackets nest deeper than 64 levels"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -29,7 +29,7 @@ mod version;
 
 pub use error::Error;
 pub use http::routes::{control_routes, noise_router};
-pub use http::server::{Server, shutdown_signal};
+pub use http::server::{HEADER_READ_TIMEOUT, Server, shutdown_signal};
 pub use http::web::{HealthProbe, always_healthy};
 pub use keycache::SecretCache;
 pub use lifecycle::EXPIRY_SWEEP_INTERVAL;

@@ -11,14 +11,24 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use axum::Router;
 use hs_config::Config;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
 use super::web::{self, HealthProbe};
 use crate::error::Error;
 use crate::version::VersionInfo;
+
+/// How long a client may take to send a request's headers, as Go Headscale's 30 s read
+/// timeout: a connection that dribbles its headers (slowloris) is closed instead of holding
+/// a socket and a task forever. Long-polls are unaffected: their headers arrive at once.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A bound listener and the routes it will serve.
 pub struct Server {
@@ -27,6 +37,7 @@ pub struct Server {
     routes: Router,
     health: HealthProbe,
     version: VersionInfo,
+    header_read_timeout: Duration,
 }
 
 /// Go's listen syntax allows an empty host (`":8080"`) for "every interface".
@@ -58,7 +69,15 @@ impl Server {
             routes: Router::new(),
             health: web::always_healthy(),
             version: VersionInfo::current(),
+            header_read_timeout: HEADER_READ_TIMEOUT,
         })
+    }
+
+    /// Sets how long a client may take to send a request's headers (default
+    /// [`HEADER_READ_TIMEOUT`]).
+    pub fn with_header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.header_read_timeout = timeout;
+        self
     }
 
     /// The address actually bound.
@@ -85,17 +104,49 @@ impl Server {
             .layer(axum::middleware::map_response(web::security_headers))
     }
 
-    /// Serves until `shutdown` completes, then stops accepting and lets open requests finish.
+    /// Serves until `shutdown` completes, then stops accepting and lets open requests finish
+    /// (long-polls end when the control plane closes their streams).
     pub async fn serve<F>(self, shutdown: F) -> Result<(), Error>
     where
         F: Future<Output = ()> + Send + 'static,
     {
         let app = Self::router(self.routes, self.health, self.version);
         tracing::info!(addr = %self.local_addr, "listening for HTTP");
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(Error::Serve)?;
+        let mut builder = Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.header_read_timeout);
+        let graceful = GracefulShutdown::new();
+        tokio::pin!(shutdown);
+        loop {
+            let (tcp, peer) = tokio::select! {
+                () = &mut shutdown => break,
+                r = self.listener.accept() => match r {
+                    Ok(c) => c,
+                    Err(e) => {
+                        // Out of file descriptors and the like: the listener itself is fine;
+                        // pause so a full table does not spin the loop, and keep serving.
+                        tracing::warn!(error = %e, "accepting an HTTP connection");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = tcp.set_nodelay(true);
+            let service = TowerToHyperService::new(app.clone());
+            let conn = builder
+                .serve_connection_with_upgrades(TokioIo::new(tcp), service)
+                .into_owned();
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
+                }
+            });
+        }
+        drop(self.listener);
+        graceful.shutdown().await;
         tracing::info!("HTTP server stopped");
         Ok(())
     }

@@ -134,3 +134,39 @@ async fn bind_failure_names_the_address() {
     };
     assert!(err.to_string().contains(&taken), "{err}");
 }
+
+/// Slowloris: connections that dribble their headers are closed when the header-read
+/// timeout passes, while a client that sends a whole request is served meanwhile.
+#[tokio::test]
+async fn slow_headers_are_cut_off_and_others_are_served() {
+    let server = Server::bind_addr("127.0.0.1:0")
+        .await
+        .unwrap()
+        .with_header_read_timeout(std::time::Duration::from_millis(500));
+    let (addr, stop, task) = start(server).await;
+
+    let mut slow = Vec::new();
+    for _ in 0..50 {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: 1")
+            .await
+            .unwrap();
+        slow.push(s);
+    }
+    assert_eq!(get_path(addr, "/health").await.status, 200);
+    for mut s in slow {
+        // The server closes it (possibly after a 408): reading ends, well before the test's
+        // own deadline.
+        let mut buf = Vec::new();
+        let read =
+            tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+        assert!(read.is_ok(), "a slow connection was still open after 10 s");
+        let text = String::from_utf8_lossy(&buf);
+        assert!(
+            text.is_empty() || text.starts_with("HTTP/1.1 408"),
+            "{text}"
+        );
+    }
+    stop.send(()).unwrap();
+    task.await.unwrap();
+}
