@@ -1,5 +1,5 @@
-//! `cargo xtask fuzz`: builds and runs the cargo-fuzz targets of hs-noise (the record and
-//! handshake parsers). cargo-fuzz needs a nightly compiler: `+nightly` when rustup has one,
+//! `cargo xtask fuzz`: builds and runs the cargo-fuzz targets: hs-noise's record and
+//! handshake parsers, and the policy and config parsers (`crates/hs-policy/fuzz`). cargo-fuzz needs a nightly compiler: `+nightly` when rustup has one,
 //! otherwise the stable compiler with `RUSTC_BOOTSTRAP=1`. cargo-fuzz itself is installed
 //! with `cargo install cargo-fuzz --locked` when missing.
 //!
@@ -14,9 +14,13 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-/// The fuzz project and its targets.
-const FUZZ_DIR: &str = "crates/hs-noise/fuzz";
-const TARGETS: &[&str] = &["frame", "handshake"];
+/// Each target and the cargo-fuzz project it lives in.
+const TARGETS: &[(&str, &str)] = &[
+    ("frame", "crates/hs-noise/fuzz"),
+    ("handshake", "crates/hs-noise/fuzz"),
+    ("policy", "crates/hs-policy/fuzz"),
+    ("config", "crates/hs-policy/fuzz"),
+];
 
 /// Parses `[target] [--seconds N] [--build-only]` and runs.
 pub(crate) fn run(args: &[String]) -> Result<()> {
@@ -33,10 +37,16 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
                     .parse()
                     .with_context(|| format!("--seconds: {v:?} is not a whole number"))?;
             }
-            t if TARGETS.contains(&t) => targets.push(t),
+            t if TARGETS.iter().any(|(name, _)| *name == t) => {
+                targets.extend(TARGETS.iter().filter(|(name, _)| *name == t));
+            }
             other => bail!(
                 "xtask fuzz: unknown argument {other:?} (targets: {})",
-                TARGETS.join(", ")
+                TARGETS
+                    .iter()
+                    .map(|(name, _)| *name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         }
     }
@@ -47,17 +57,75 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     ensure_cargo_fuzz()?;
     let nightly = has_nightly();
     if build_only {
-        return cargo_fuzz(&root, nightly, &["build", "--fuzz-dir", FUZZ_DIR]);
+        let mut dirs: Vec<&str> = TARGETS.iter().map(|(_, dir)| *dir).collect();
+        dirs.dedup();
+        for dir in dirs {
+            cargo_fuzz(&root, nightly, &["build", "--fuzz-dir", dir])?;
+        }
+        return Ok(());
     }
-    for t in targets {
+    for (t, dir) in targets {
+        seed(&root, t, dir)?;
         let limit = format!("-max_total_time={seconds}");
         println!("xtask fuzz: {t} for {seconds} s");
-        cargo_fuzz(
-            &root,
-            nightly,
-            &["run", "--fuzz-dir", FUZZ_DIR, t, "--", &limit],
-        )?;
+        cargo_fuzz(&root, nightly, &["run", "--fuzz-dir", dir, t, "--", &limit])?;
     }
+    Ok(())
+}
+
+/// Starts an empty corpus from the shared fixtures, so the fuzzer mutates real inputs rather
+/// than discovering JSON or YAML from random bytes: every conformance scenario's policy text
+/// for `policy`, Headscale's example and fixture configs for `config`.
+fn seed(root: &Path, target: &str, dir: &str) -> Result<()> {
+    let corpus = root.join(dir).join("corpus").join(target);
+    let empty = std::fs::read_dir(&corpus).map_or(true, |mut d| d.next().is_none());
+    if !empty {
+        return Ok(());
+    }
+    let shared = root.join("../shared");
+    let mut seeds: Vec<(String, Vec<u8>)> = Vec::new();
+    match target {
+        "policy" => {
+            let base = shared.join("conformance/tailscale-saas");
+            for category in std::fs::read_dir(&base).with_context(|| base.display().to_string())? {
+                let category = category?.path();
+                if !category.is_dir() {
+                    continue;
+                }
+                for f in std::fs::read_dir(&category)? {
+                    let f = f?.path();
+                    let text = std::fs::read_to_string(&f)?;
+                    let v: serde_json::Value = serde_json::from_str(&text)
+                        .with_context(|| format!("{}: not JSON", f.display()))?;
+                    if let Some(p) = v["policy_hujson"].as_str() {
+                        let name = f
+                            .file_stem()
+                            .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+                        seeds.push((name, p.as_bytes().to_vec()));
+                    }
+                }
+            }
+        }
+        "config" => {
+            let base = shared.join("headscale-compat/config");
+            for f in std::fs::read_dir(&base).with_context(|| base.display().to_string())? {
+                let f = f?.path();
+                let name = f
+                    .file_name()
+                    .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+                seeds.push((name, std::fs::read(&f)?));
+            }
+        }
+        _ => return Ok(()),
+    }
+    std::fs::create_dir_all(&corpus)?;
+    for (name, bytes) in &seeds {
+        std::fs::write(corpus.join(name), bytes)?;
+    }
+    println!(
+        "xtask fuzz: seeded {target} with {} inputs from ../shared",
+        seeds.len()
+    );
     Ok(())
 }
 
