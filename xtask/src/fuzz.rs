@@ -169,10 +169,19 @@ fn cargo_fuzz(root: &Path, nightly: bool, args: &[&str]) -> Result<()> {
         println!("xtask fuzz: no nightly toolchain, using RUSTC_BOOTSTRAP=1 on stable");
         cmd.env("RUSTC_BOOTSTRAP", "1");
     }
-    cmd.arg("fuzz").args(args).current_dir(root);
-    // A fixed target dir under the fuzz project keeps sanitizer builds out of the shared
-    // target dir (different flags would rebuild everything there).
+    let (sub, rest) = args
+        .split_first()
+        .context("cargo fuzz needs a subcommand")?;
+    cmd.arg("fuzz").arg(sub).current_dir(root);
+    // Sanitizer builds get a target dir of their own (different flags would rebuild
+    // everything in the shared one), kept in the user's cache so a fresh clone (CI) does not
+    // rebuild every dependency.
     cmd.env_remove("CARGO_TARGET_DIR");
+    if let Some(home) = std::env::var_os("HOME") {
+        cmd.arg("--target-dir")
+            .arg(Path::new(&home).join(".cache/headscale-rs/fuzz-target"));
+    }
+    cmd.args(rest);
     let status = cmd
         .status()
         .with_context(|| format!("running cargo fuzz {}", args.join(" ")))?;
