@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod cli;
+mod secrets;
 mod serve;
 
 use std::path::PathBuf;
