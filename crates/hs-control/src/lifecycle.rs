@@ -253,7 +253,7 @@ mod tests {
     }
 
     /// The JSON of the next frame on a plain (uncompressed) stream.
-    async fn next_json(rx: &mut tokio::sync::mpsc::Receiver<bytes::Bytes>) -> serde_json::Value {
+    async fn next_json(rx: &mut crate::state::queue::QueueRx) -> serde_json::Value {
         // A hang guard in virtual time (a missing push fails instead of waiting forever).
         let f = tokio::time::timeout(Duration::from_secs(3600), rx.recv())
             .await
@@ -348,5 +348,15 @@ mod tests {
             "a full buffer, then closed"
         );
         assert!(bytes_sent() - sent_before >= queued_bytes);
+        let text = st.metrics().render();
+        assert!(
+            text.contains("headscale_mapresponse_streams_closed_behind_total 1\n"),
+            "{text}"
+        );
+        assert_eq!(
+            st.metrics().stream_queued_bytes(),
+            0,
+            "all read or released"
+        );
     }
 }

@@ -180,6 +180,9 @@ pub struct Metrics {
     endpoint_updates_ok: AtomicU64,
     endpoint_updates_err: AtomicU64,
     ended_done: AtomicU64,
+    /// Bytes queued for map streams and not yet taken by their readers, across streams.
+    pub(crate) stream_queued_bytes: Arc<AtomicUsize>,
+    closed_behind: AtomicU64,
     registrations: [[AtomicU64; 3]; 4],
     store_ops: [AtomicU64; 4],
     store_op_duration: [Histogram; 4],
@@ -202,6 +205,8 @@ impl Default for Metrics {
             endpoint_updates_ok: AtomicU64::new(0),
             endpoint_updates_err: AtomicU64::new(0),
             ended_done: AtomicU64::new(0),
+            stream_queued_bytes: Arc::new(AtomicUsize::new(0)),
+            closed_behind: AtomicU64::new(0),
             registrations: Default::default(),
             store_ops: Default::default(),
             store_op_duration: StoreOp::ALL.map(|_| Histogram::new(&DEF_BUCKETS)),
@@ -239,6 +244,16 @@ impl Metrics {
             &self.endpoint_updates_err
         };
         c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A map stream closed because its reader fell behind.
+    pub(crate) fn stream_closed_behind(&self) {
+        self.closed_behind.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Bytes queued for map streams right now.
+    pub fn stream_queued_bytes(&self) -> usize {
+        self.stream_queued_bytes.load(Ordering::Relaxed)
     }
 
     pub(crate) fn stream_ended(&self) {
@@ -307,6 +322,21 @@ impl Metrics {
             "counter",
             "total count of map response streams ended",
             &[(r#"{reason="done"}"#, l(&self.ended_done))],
+        );
+        metric(
+            "headscale_mapresponse_streams_closed_behind_total",
+            "counter",
+            "map streams closed because the client fell behind (it redials for a full map)",
+            &[("", l(&self.closed_behind))],
+        );
+        metric(
+            "headscale_mapresponse_queued_bytes",
+            "gauge",
+            "bytes of map frames queued for clients and not yet written, across streams",
+            &[(
+                "",
+                u64::try_from(self.stream_queued_bytes.load(Ordering::Relaxed)).unwrap_or(0),
+            )],
         );
         metric(
             "headscale_mapresponse_bytes_sent_total",

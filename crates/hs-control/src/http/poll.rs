@@ -23,7 +23,6 @@ use hs_types::tailcfg::MapRequest;
 use http::StatusCode;
 use hyper::body::Frame;
 use rand::Rng as _;
-use tokio::sync::mpsc;
 
 use crate::error::Error;
 use crate::state::{ControlState, plain_frame};
@@ -177,7 +176,7 @@ fn next_keepalive() -> Duration {
 /// offline grace period.
 struct MapBody {
     first: Option<Bytes>,
-    rx: mpsc::Receiver<Bytes>,
+    rx: crate::state::queue::QueueRx,
     keepalive: Bytes,
     sleep: Pin<Box<tokio::time::Sleep>>,
     guard: Option<StreamGuard>,

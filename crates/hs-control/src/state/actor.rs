@@ -14,13 +14,10 @@ use hs_policy::Policy;
 use hs_types::NodeId;
 use tokio::sync::{mpsc, oneshot};
 
+use super::queue::{QueueRx, QueueTx, Refused, STREAM_BUFFER, STREAM_BUFFER_BYTES, queue};
 use crate::clock::now;
 use crate::metrics::Metrics;
 use crate::policy::CompiledView;
-
-/// How many frames may wait for a slow client before its stream is closed (it reconnects and
-/// gets a fresh full map, which is cheaper than buffering without bound).
-pub(crate) const STREAM_BUFFER: usize = 256;
 
 /// At most this many queued writers share one batch, so one fan-out stays short.
 const MAX_COALESCED: usize = 64;
@@ -42,7 +39,7 @@ struct Conn {
     /// Whether the client asked for zstd (`Compress: "zstd"`); otherwise frames carry plain
     /// JSON, which is what Tailscale's Rust client reads.
     zstd: bool,
-    tx: mpsc::Sender<Bytes>,
+    tx: QueueTx,
 }
 
 /// A new stream: its id, its first (full) map, framed for the client, and the channel later
@@ -53,7 +50,7 @@ pub(crate) struct Subscription {
     /// The framed full map.
     pub(crate) first: Bytes,
     /// Incremental frames.
-    pub(crate) rx: mpsc::Receiver<Bytes>,
+    pub(crate) rx: QueueRx,
 }
 
 /// What the coordinator can be asked to do.
@@ -422,7 +419,13 @@ impl Actor {
         let (session, first) = self.framed_full_map(node, zstd)?;
         let id = self.next_conn;
         self.next_conn += 1;
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        // A client that falls behind (frames or bytes) is closed and redials for one fresh
+        // full map, which is cheaper than buffering without bound.
+        let (tx, rx) = queue(
+            STREAM_BUFFER,
+            STREAM_BUFFER_BYTES,
+            self.metrics.stream_queued_bytes.clone(),
+        );
         // Dropping the old sender ends the old stream: a node has one stream at a time.
         if self
             .conns
@@ -551,14 +554,19 @@ impl Actor {
             return false;
         };
         self.metrics.add_bytes(frame.len());
-        if c.tx.try_send(frame).is_err() {
-            tracing::info!(
-                node = node.get(),
-                "map stream is not keeping up (or is gone); closing it"
-            );
-            self.conns.remove(&node);
-            return false;
+        match c.tx.push(frame) {
+            Ok(()) => true,
+            Err(why) => {
+                if why == Refused::Behind {
+                    self.metrics.stream_closed_behind();
+                    tracing::info!(
+                        node = node.get(),
+                        "map stream is not keeping up; closing it (the client redials)"
+                    );
+                }
+                self.conns.remove(&node);
+                false
+            }
         }
-        true
     }
 }

@@ -10,6 +10,7 @@ mod addresses;
 mod nodes;
 pub(crate) mod pending;
 mod policy;
+pub(crate) mod queue;
 pub(crate) mod registration;
 mod users;
 mod write;
@@ -35,10 +36,10 @@ use crate::error::Error;
 use crate::metrics::Metrics;
 use pending::PendingAuths;
 
-#[cfg(test)]
-pub(crate) use actor::STREAM_BUFFER;
 use actor::{Actor, Cmd};
 pub(crate) use actor::{Subscription, plain_frame};
+#[cfg(test)]
+pub(crate) use queue::STREAM_BUFFER;
 
 /// What the coordinator needs from the configuration.
 #[derive(Debug, Clone)]
