@@ -170,14 +170,18 @@ impl CompiledPolicy {
         Ok(c)
     }
 
-    /// Runs the policy's `tests` and `sshTests` against this compiled form; any failure is
-    /// [`PolicyError::TestsFailed`] naming each failing entry.
+    /// The checks that depend on the tailnet as well as the policy: the SSH section's
+    /// `user:*@domain` expressions must name the tailnet's domain, and the `tests` and
+    /// `sshTests` must pass (a failure is [`PolicyError::TestsFailed`] naming each entry).
     ///
-    /// Separate from [`CompiledPolicy::compile`] on purpose: tests judge an operator's write
+    /// Separate from [`CompiledPolicy::compile`] on purpose: they judge an operator's write
     /// (a `policy set`, a reload, `policy check`), as in Tailscale and Go Headscale. A
     /// recompile because a node or user changed must not run them, or deleting the last node
-    /// an `sshTests` entry names would take the policy out of force.
+    /// an `sshTests` entry names would take the policy out of force. Whether `compile`
+    /// accepts a policy depends on the policy alone.
     pub fn check_tests(&self) -> Result<(), PolicyError> {
+        let r = Resolver::new(&self.policy, &self.users, &self.nodes);
+        crate::ssh::check_domains(&r, &self.policy)?;
         crate::tests::run_tests(self)
     }
 

@@ -122,6 +122,31 @@ fn domain_known(r: &Resolver<'_>, domain: &str) -> bool {
 const NOT_ASSOC: &str =
     "is not associated with this Tailnet and cannot be used in user:*@<domain> expressions";
 
+/// The `user:*@domain` and `localpart:*@domain` expressions of the `ssh` section must name the
+/// tailnet's domain. That depends on the users, so it is judged when an operator writes the
+/// policy (with its tests), never when the tailnet changes under a policy in force; meanwhile
+/// an expression for another domain matches nobody.
+pub(crate) fn check_domains(r: &Resolver<'_>, p: &Policy) -> Result<(), PolicyError> {
+    for rule in &p.ssh {
+        for u in rule.users.as_deref().unwrap_or(&[]) {
+            if let Some(rest) = u.trim().strip_prefix("localpart:*@")
+                && !rest.is_empty()
+                && !domain_known(r, rest)
+            {
+                return Err(invalid(format!("{rest} {NOT_ASSOC}")));
+            }
+        }
+        for s in &rule.src {
+            if let Some(domain) = s.trim().strip_prefix("user:*@")
+                && !domain_known(r, domain)
+            {
+                return Err(invalid(format!("[ssh] {domain} {NOT_ASSOC}")));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Tailscale's SSH model: tagged sources never reach user-owned devices, and a user's own
 /// devices are reached only by that user (others use `autogroup:self` or tags).
 fn check_src_dst(r: &Resolver<'_>, rule: &crate::ast::SshRule) -> Result<(), PolicyError> {
@@ -197,12 +222,6 @@ pub(crate) fn compile_ssh(r: &Resolver<'_>, p: &Policy) -> Result<Vec<CSsh>, Pol
             if u.is_empty() || u == "*" {
                 return Err(invalid(format!("user {u:?} is not valid")));
             }
-            if let Some(rest) = u.strip_prefix("localpart:*@")
-                && !rest.is_empty()
-                && !domain_known(r, rest)
-            {
-                return Err(invalid(format!("{rest} {NOT_ASSOC}")));
-            }
         }
         if let Some(env) = &rule.accept_env
             && env.iter().any(|e| e.is_empty())
@@ -212,9 +231,6 @@ pub(crate) fn compile_ssh(r: &Resolver<'_>, p: &Policy) -> Result<Vec<CSsh>, Pol
         let mut src_nodes = NodeSet::new(r.nodes.len());
         for s in &rule.src {
             if let Some(domain) = s.trim().strip_prefix("user:*@") {
-                if !domain_known(r, domain) {
-                    return Err(invalid(format!("[ssh] {domain} {NOT_ASSOC}")));
-                }
                 for u in r.users.iter().filter(|u| {
                     u.email
                         .rsplit_once('@')

@@ -2,7 +2,8 @@
 //! compilation is deterministic; adding an accept rule never removes access; peer visibility
 //! agrees with the packet filter; `update_node` reports every viewer whose output changed;
 //! the same for grants (via, app capabilities with companions), and a viewer sees each
-//! routed prefix on one router at most.
+//! routed prefix on one router at most; and whether a policy (valid or not) is accepted
+//! never depends on the tailnet it is compiled against.
 
 #![allow(clippy::unwrap_used)]
 
@@ -344,5 +345,70 @@ proptest! {
                 prop_assert!(delta.peers_changed.contains(&id), "peers of {i} changed unreported");
             }
         }
+    }
+}
+
+/// Rule fragments, valid and not: undefined tags and groups, bad ports and protocols, SSH
+/// shapes the model refuses, nodeAttrs targets.
+const FRAGMENTS: &[&str] = &[
+    r#""acls": [{"action": "accept", "src": ["tag:t0"], "dst": ["tag:t1:22"]}]"#,
+    r#""acls": [{"action": "accept", "src": ["tag:nope"], "dst": ["*:*"]}]"#,
+    r#""acls": [{"action": "accept", "src": ["*"], "dst": ["tag:t0:0"]}]"#,
+    r#""acls": [{"action": "accept", "src": ["*"], "proto": "icmp", "dst": ["tag:t0:22"]}]"#,
+    r#""acls": [{"action": "accept", "src": ["group:g0"], "dst": ["autogroup:self:*"]}]"#,
+    r#""acls": [{"action": "accept", "src": ["tag:t0"], "dst": ["autogroup:self:*"]}]"#,
+    r#""grants": [{"src": ["autogroup:member"], "dst": ["tag:t1"], "ip": ["tcp:443"]}]"#,
+    r#""grants": [{"src": ["*"], "dst": ["10.0.0.0/24"], "ip": ["*"], "via": ["tag:t0"]}]"#,
+    r#""grants": [{"src": ["*"], "dst": ["tag:t0"]}]"#,
+    r#""ssh": [{"action": "accept", "src": ["autogroup:member"], "dst": ["autogroup:self"], "users": ["root"]}]"#,
+    r#""ssh": [{"action": "accept", "src": ["tag:t0"], "dst": ["autogroup:member"], "users": ["root"]}]"#,
+    r#""ssh": [{"action": "accept", "src": ["group:g0"], "dst": ["user0@example.com"], "users": ["root"]}]"#,
+    r#""ssh": [{"action": "accept", "src": ["user:*@example.com"], "dst": ["autogroup:self"], "users": ["root"]}]"#,
+    r#""ssh": [{"action": "accept", "src": ["autogroup:member"], "dst": ["autogroup:self"], "users": ["localpart:*@example.com"]}]"#,
+    r#""nodeAttrs": [{"target": ["tag:t1"], "attr": ["funnel"]}]"#,
+    r#""nodeAttrs": [{"target": ["group:nope"], "attr": ["funnel"]}]"#,
+    r#""autoApprovers": {"routes": {"10.0.0.0/24": ["tag:t0"]}, "exitNode": ["group:g0"]}"#,
+    r#""autoApprovers": {"exitNode": ["tag:nope"]}"#,
+];
+
+fn fragment_policy(picks: &[usize]) -> Option<Policy> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut parts = vec![
+        r#""groups": {"group:g0": ["user0@example.com", "user2@"]}"#.to_owned(),
+        r#""tagOwners": {"tag:t0": [], "tag:t1": []}"#.to_owned(),
+    ];
+    for &i in picks {
+        let f = FRAGMENTS[i];
+        // One fragment per top-level key: a second would be a duplicate field.
+        let key = f.split(':').next().unwrap_or_default().to_owned();
+        if seen.insert(key) {
+            parts.push(f.to_owned());
+        }
+    }
+    Policy::parse(&format!("{{{}}}", parts.join(",\n"))).ok()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Whether a policy is valid depends on the policy alone, never on the tailnet it is
+    /// compiled against: so a node or user joining or leaving can never take a policy out of
+    /// force, and a refusal is the same refusal on any tailnet.
+    #[test]
+    fn validity_does_not_depend_on_the_tailnet(
+        picks in prop::collection::vec(0..FRAGMENTS.len(), 1..5),
+        (n1, s1) in (0usize..10, any::<u64>()),
+        (n2, s2) in (0usize..10, any::<u64>()),
+    ) {
+        let p = fragment_policy(&picks);
+        prop_assume!(p.is_some(), "the fragments always parse");
+        let p = p.unwrap();
+        let (u1, t1) = tailnet(n1, s1);
+        let (u2, t2) = tailnet(n2, s2);
+        let a = CompiledPolicy::compile(&p, &u1, &t1).map(drop).map_err(|e| e.to_string());
+        let b = CompiledPolicy::compile(&p, &u2, &t2).map(drop).map_err(|e| e.to_string());
+        let c = CompiledPolicy::compile(&p, &[], &[]).map(drop).map_err(|e| e.to_string());
+        prop_assert_eq!(&a, &b);
+        prop_assert_eq!(&a, &c);
     }
 }
