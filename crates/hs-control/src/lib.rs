@@ -16,6 +16,7 @@
 //! - [`Metrics`] holds the Prometheus metrics.
 
 mod clock;
+pub mod debug;
 mod error;
 mod ha;
 mod http;

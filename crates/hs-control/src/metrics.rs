@@ -446,8 +446,14 @@ impl Metrics {
     }
 }
 
-/// Serves `GET /metrics` on `addr` (`metrics_listen_addr`) until `shutdown` completes.
-pub async fn serve_metrics<F>(addr: &str, metrics: Arc<Metrics>, shutdown: F) -> Result<(), Error>
+/// Serves `GET /metrics` and `extra` (the [`crate::debug`] routes) on `addr`
+/// (`metrics_listen_addr`) until `shutdown` completes.
+pub async fn serve_metrics<F>(
+    addr: &str,
+    metrics: Arc<Metrics>,
+    extra: Router,
+    shutdown: F,
+) -> Result<(), Error>
 where
     F: Future<Output = ()> + Send + 'static,
 {
@@ -462,37 +468,44 @@ where
             source,
         })?;
     tracing::info!(addr = %target, "serving metrics");
-    serve_metrics_on(listener, metrics, shutdown).await
+    serve_metrics_on(listener, metrics, extra, shutdown).await
 }
 
-/// Serves `GET /metrics` on an already bound listener until `shutdown` completes.
+/// As [`serve_metrics`], on an already bound listener.
 pub async fn serve_metrics_on<F>(
     listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
+    extra: Router,
     shutdown: F,
 ) -> Result<(), Error>
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    let app = Router::new().route(
-        "/metrics",
-        get(move || {
-            let m = Arc::clone(&metrics);
-            async move {
-                (
-                    [(
-                        http::header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4; charset=utf-8",
-                    )],
-                    m.render(),
-                )
-            }
-        }),
-    );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(Error::Serve)
+    let app = Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let m = Arc::clone(&metrics);
+                async move {
+                    (
+                        [(
+                            http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        m.render(),
+                    )
+                }
+            }),
+        )
+        .merge(extra);
+    // The debug routes check the peer's address.
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .map_err(Error::Serve)
 }
 
 #[cfg(test)]

@@ -73,13 +73,14 @@ impl App {
         if !c.metrics_listen_addr.is_empty() {
             let mut rx = stop_rx.clone();
             let metrics = Arc::clone(state.metrics());
+            let debug = hs_control::debug::routes(state.clone());
             let addr = c.metrics_listen_addr.clone();
             tokio::spawn(async move {
                 let stop = async move {
                     let _ = rx.wait_for(|s| *s).await;
                 };
                 // A busy metrics port must not take the control server down with it.
-                if let Err(e) = hs_control::serve_metrics(&addr, metrics, stop).await {
+                if let Err(e) = hs_control::serve_metrics(&addr, metrics, debug, stop).await {
                     tracing::warn!(error = %e, "metrics listener not started");
                 }
             });

@@ -1,6 +1,6 @@
 //! A scrape of the metrics listener after real clients registered and polled: Headscale's
 //! `headscale_nodestore_*` set and what a dashboard needs (connected nodes, registrations by
-//! method and outcome, map bytes sent).
+//! method and outcome, map bytes sent), and the `/debug` endpoints beside them.
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -43,6 +43,7 @@ async fn a_scrape_reports_nodestore_connections_registrations_and_bytes() {
     let server = tokio::spawn(hs_control::serve_metrics_on(
         listener,
         std::sync::Arc::clone(h.st.metrics()),
+        hs_control::debug::routes(h.st.clone()),
         async move {
             let _ = stopped.await;
         },
@@ -77,6 +78,78 @@ async fn a_scrape_reports_nodestore_connections_registrations_and_bytes() {
     assert!(value(&text, "headscale_mapresponse_bytes_sent_total") > 0.0);
     assert!(text.contains("# TYPE headscale_nodestore_batch_size histogram\n"));
 
+    // The debug endpoints on the same listener, asked from loopback.
+    let overview = get(addr, "/debug/overview", "").await;
+    assert!(
+        overview.contains("nodes: 2 (1 online, 0 tagged)"),
+        "{overview}"
+    );
+    let o: serde_json::Value =
+        serde_json::from_str(&get(addr, "/debug/overview", "application/json").await).unwrap();
+    assert_eq!(o["nodes"]["total"], 2, "{o}");
+    assert_eq!(o["policy"], "none (every node may reach every node)");
+    let nodes: serde_json::Value =
+        serde_json::from_str(&get(addr, "/debug/nodestore", "").await).unwrap();
+    let names: Vec<&str> = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["given_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["alpha", "bravo"]);
+    assert_eq!(nodes[0]["online"], true);
+    let filters: serde_json::Value =
+        serde_json::from_str(&get(addr, "/debug/filter", "").await).unwrap();
+    assert_eq!(
+        filters.as_object().unwrap().len(),
+        2,
+        "one filter per node: {filters}"
+    );
+    for path in ["/debug/ssh", "/debug/routes", "/debug/registration-cache"] {
+        let v: serde_json::Value = serde_json::from_str(&get(addr, path, "").await).unwrap();
+        assert!(v.is_object(), "{path}: {v}");
+    }
+    assert!(get(addr, "/debug/", "").await.contains("/debug/nodestore"));
+
     let _ = stop.send(());
     server.await.unwrap().unwrap();
+}
+
+/// One GET with an `Accept` header; the body of a 200.
+async fn get(addr: std::net::SocketAddr, path: &str, accept: &str) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nAccept: {accept}\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{path}: {out}");
+    out.split_once("\r\n\r\n").unwrap().1.to_owned()
+}
+
+/// Debug endpoints answer only loopback, private and tailnet addresses: the same router
+/// asked "from" a public address (the peer address is what the listener reports) is 403.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_endpoints_refuse_public_addresses() {
+    use tower::ServiceExt as _;
+    let h = Harness::start().await;
+    for (peer, want) in [
+        ("203.0.113.7:5555", 403),
+        ("10.0.0.5:5555", 200),
+        ("[::1]:5555", 200),
+    ] {
+        let peer: std::net::SocketAddr = peer.parse().unwrap();
+        let router = hs_control::debug::routes(h.st.clone())
+            .layer(axum::extract::connect_info::MockConnectInfo(peer));
+        let resp = router
+            .oneshot(
+                http::Request::get("/debug/nodestore")
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), want, "{peer}");
+    }
 }

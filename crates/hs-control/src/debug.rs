@@ -1,0 +1,256 @@
+//! `/debug/…` on the metrics listener, as Go Headscale serves it: what the control plane
+//! holds right now, for an operator who is looking into a problem. Read-only, from one
+//! NodeStore snapshot per request; no secret appears (auth IDs, keys' private halves and
+//! tokens are never shown). Answered only to loopback, private (RFC 1918 / RFC 4193) and
+//! tailnet (CGNAT, Tailscale ULA) addresses; anyone else gets 403, as in Go.
+//!
+//! Endpoints: `overview` (text, or JSON with `Accept: application/json`), `nodestore`,
+//! `filter` and `ssh` (per node, as the node is sent them), `routes` (primary routers),
+//! `registration-cache` (registrations waiting for an operator). `/debug/` lists them.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::Router;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Value, json};
+
+use crate::clock::now;
+use crate::state::ControlState;
+
+const ENDPOINTS: &[(&str, &str)] = &[
+    ("overview", "State overview"),
+    ("nodestore", "NodeStore information"),
+    ("filter", "Packet filter of each node"),
+    ("ssh", "SSH policy of each node"),
+    ("routes", "Primary routes"),
+    (
+        "registration-cache",
+        "Registrations waiting for an operator",
+    ),
+];
+
+/// The `/debug` routes over `st`, behind the address check. Serve them with
+/// `into_make_service_with_connect_info::<SocketAddr>()` so the check sees the peer.
+pub fn routes(st: ControlState) -> Router {
+    Router::new()
+        .route("/debug", get(index))
+        .route("/debug/", get(index))
+        .route("/debug/overview", get(overview))
+        .route("/debug/nodestore", get(nodestore))
+        .route("/debug/filter", get(filter))
+        .route("/debug/ssh", get(ssh))
+        .route("/debug/routes", get(primary_routes))
+        .route("/debug/registration-cache", get(registration_cache))
+        .layer(middleware::from_fn(only_local))
+        .with_state(st)
+}
+
+/// Loopback, RFC 1918 / RFC 4193 private, and the tailnet's own ranges.
+pub fn debug_allowed(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            v4.is_loopback() || v4.is_private() || (o[0] == 100 && (o[1] & 0xc0) == 64)
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return debug_allowed(IpAddr::V4(v4));
+            }
+            let s = v6.segments();
+            v6.is_loopback() || (s[0] & 0xfe00) == 0xfc00
+        }
+    }
+}
+
+async fn only_local(req: Request, next: Next) -> Response {
+    // The listener's view of the peer (axum's test stand-in counts too).
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .or_else(|| {
+            req.extensions()
+                .get::<axum::extract::connect_info::MockConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip())
+        });
+    match peer {
+        Some(ip) if debug_allowed(ip) => next.run(req).await,
+        _ => (StatusCode::FORBIDDEN, "debug access denied\n").into_response(),
+    }
+}
+
+fn json_response(v: &Value) -> Response {
+    let body = serde_json::to_string_pretty(v).unwrap_or_default();
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn wants_json(h: &HeaderMap) -> bool {
+    h.get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/json"))
+}
+
+async fn index() -> Response {
+    let mut html = String::from(
+        "<!doctype html><meta charset=utf-8><title>headscale debug</title><h1>headscale debug</h1><ul>",
+    );
+    for (path, what) in ENDPOINTS {
+        html.push_str(&format!(
+            "<li><a href=\"/debug/{path}\">{path}</a>: {what}</li>"
+        ));
+    }
+    html.push_str("</ul>");
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
+}
+
+async fn overview(State(st): State<ControlState>, headers: HeaderMap) -> Response {
+    let snap = st.store().load_full();
+    let nodes = snap.len();
+    let online = snap.nodes().filter(|e| e.online).count();
+    let tagged = snap.nodes().filter(|e| e.node.is_tagged()).count();
+    let users = snap.users().count();
+    let routes = snap.routes().count();
+    let pending = st.pending().lock().len();
+    let policy = match st.policy().await {
+        Ok(Some(_)) => "in force",
+        Ok(None) => "none (every node may reach every node)",
+        Err(_) => "unknown (the coordinator is stopping)",
+    };
+    if wants_json(&headers) {
+        return json_response(&json!({
+            "nodes": {"total": nodes, "online": online, "tagged": tagged},
+            "users": users,
+            "primary_routes": routes,
+            "pending_registrations": pending,
+            "policy": policy,
+            "snapshot_version": snap.version(),
+        }));
+    }
+    let text = format!(
+        "nodes: {nodes} ({online} online, {tagged} tagged)\nusers: {users}\nprimary routes: {routes}\n\
+         pending registrations: {pending}\npolicy: {policy}\nsnapshot version: {}\n",
+        snap.version()
+    );
+    ([(header::CONTENT_TYPE, "text/plain")], text).into_response()
+}
+
+async fn nodestore(State(st): State<ControlState>) -> Response {
+    let snap = st.store().load_full();
+    let nodes: Vec<Value> = snap
+        .nodes()
+        .map(|e| {
+            let n = &e.node;
+            json!({
+                "id": n.id.get(),
+                "given_name": n.given_name,
+                "hostname": n.hostname,
+                "user": n.user_id.map(|u| u.get()),
+                "tags": n.tags,
+                "ipv4": n.ipv4,
+                "ipv6": n.ipv6,
+                "machine_key": n.machine_key.to_string(),
+                "node_key": n.node_key.to_string(),
+                "online": e.online,
+                "logged_out": e.logged_out,
+                "home_derp": e.home_derp,
+                "announced_routes": e.announced_routes,
+                "approved_routes": n.approved_routes,
+                "primary_routes": e.primary_routes,
+                "expiry": n.expiry,
+                "last_seen": n.last_seen,
+            })
+        })
+        .collect();
+    json_response(&Value::Array(nodes))
+}
+
+/// Per node, `f` of the node as the policy in force answers it, parsed from its wire form.
+fn per_node(
+    st: &ControlState,
+    f: impl Fn(&dyn hs_nodestore::PolicyView, &hs_types::model::Node) -> Option<Value>,
+) -> Response {
+    let snap = st.store().load_full();
+    let mut out = serde_json::Map::new();
+    for e in snap.nodes() {
+        let v = f(snap.policy().as_ref(), &e.node).unwrap_or(Value::Null);
+        out.insert(e.node.id.get().to_string(), v);
+    }
+    json_response(&Value::Object(out))
+}
+
+async fn filter(State(st): State<ControlState>) -> Response {
+    per_node(&st, |p, n| serde_json::from_str(&p.packet_filter(n)).ok())
+}
+
+async fn ssh(State(st): State<ControlState>) -> Response {
+    per_node(&st, |p, n| {
+        p.ssh_policy(n).and_then(|s| serde_json::from_str(&s).ok())
+    })
+}
+
+async fn primary_routes(State(st): State<ControlState>) -> Response {
+    let snap = st.store().load_full();
+    let mut out = serde_json::Map::new();
+    for (prefix, _) in snap.routes() {
+        out.insert(
+            prefix.to_string(),
+            json!(snap.primary_route(prefix).map(|id| id.get())),
+        );
+    }
+    json_response(&Value::Object(out))
+}
+
+async fn registration_cache(State(st): State<ControlState>) -> Response {
+    let t = now();
+    let entries: Vec<Value> = st
+        .pending()
+        .lock()
+        .values()
+        .map(|p| {
+            // The auth ID is what completes a registration: never shown.
+            json!({
+                "hostname": p.req.hostinfo.as_ref().map(|h| h.hostname.clone()),
+                "machine_key": p.machine.to_string(),
+                "node_key": p.req.node_key.to_string(),
+                "age_seconds": (t - p.created).num_seconds(),
+                "decided": p.done.borrow().is_some(),
+            })
+        })
+        .collect();
+    json_response(&json!({"count": entries.len(), "entries": entries}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_is_for_local_private_and_tailnet_addresses() {
+        for ok in [
+            "127.0.0.1",
+            "::1",
+            "10.1.2.3",
+            "192.168.0.9",
+            "172.16.5.5",
+            "100.64.0.1",
+            "100.127.255.254",
+            "fd7a:115c:a1e0::1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(debug_allowed(ok.parse().expect("ip")), "{ok}");
+        }
+        for no in [
+            "8.8.8.8",
+            "100.128.0.1",
+            "2001:db8::1",
+            "::ffff:1.1.1.1",
+            "172.32.0.1",
+        ] {
+            assert!(!debug_allowed(no.parse().expect("ip")), "{no}");
+        }
+    }
+}
