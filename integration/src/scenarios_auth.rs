@@ -177,13 +177,15 @@ pub(crate) fn web_flow_ping_all(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
     e.wait_all_peers_online()?;
     let n = e.ping_all(&by_ip, None)?;
     ensure!(n == 4 * 3 * 2, "expected 24 successful pings, got {n}");
-    let methods: Vec<String> = list_nodes(&e, ctx, None)?
+    // `-o json` prints the enum's number, as Go Headscale's CLI does (encoding/json of the
+    // protobuf struct): 2 is REGISTER_METHOD_CLI.
+    let methods: Vec<Value> = list_nodes(&e, ctx, None)?
         .iter()
-        .map(|n| n["register_method"].as_str().unwrap_or_default().to_owned())
+        .map(|n| n["register_method"].clone())
         .collect();
     ensure!(
-        methods.len() == 4 && methods.iter().all(|m| m == "REGISTER_METHOD_CLI"),
-        "nodes registered through auth register should say REGISTER_METHOD_CLI: {methods:?}"
+        methods.len() == 4 && methods.iter().all(|m| m.as_u64() == Some(2)),
+        "nodes registered through auth register should say REGISTER_METHOD_CLI (2): {methods:?}"
     );
     println!("  {name}: {n} pings succeeded");
     Ok(())
