@@ -4,9 +4,10 @@
 //! tokens are never shown). Answered only to loopback, private (RFC 1918 / RFC 4193) and
 //! tailnet (CGNAT, Tailscale ULA) addresses; anyone else gets 403, as in Go.
 //!
-//! Endpoints: `overview` (text, or JSON with `Accept: application/json`), `nodestore`,
-//! `filter` and `ssh` (per node, as the node is sent them), `routes` (primary routers),
-//! `registration-cache` (registrations waiting for an operator). `/debug/` lists them.
+//! Endpoints: `overview` (text, or JSON with `Accept: application/json`), `config` (the
+//! configuration in force, secrets masked), `nodestore`, `filter` and `ssh` (per node, as the
+//! node is sent them), `routes` (primary routers), `registration-cache` (registrations
+//! waiting for an operator). `/debug/` lists them.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -23,6 +24,7 @@ use crate::state::ControlState;
 
 const ENDPOINTS: &[(&str, &str)] = &[
     ("overview", "State overview"),
+    ("config", "Current configuration (secrets masked)"),
     ("nodestore", "NodeStore information"),
     ("filter", "Packet filter of each node"),
     ("ssh", "SSH policy of each node"),
@@ -33,10 +35,20 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ),
 ];
 
-/// The `/debug` routes over `st`, behind the address check. Serve them with
-/// `into_make_service_with_connect_info::<SocketAddr>()` so the check sees the peer.
-pub fn routes(st: ControlState) -> Router {
+/// The `/debug` routes over `st` and the configuration in force, behind the address check.
+/// Serve them with `into_make_service_with_connect_info::<SocketAddr>()` so the check sees
+/// the peer.
+pub fn routes(st: ControlState, config: &hs_config::Config) -> Router {
+    // The config's Debug form masks every secret (keys, client secrets, passwords).
+    let config_text: std::sync::Arc<str> = format!("{config:#?}\n").into();
     Router::new()
+        .route(
+            "/debug/config",
+            get(move || {
+                let text = config_text.clone();
+                async move { ([(header::CONTENT_TYPE, "text/plain")], text.to_string()) }
+            }),
+        )
         .route("/debug", get(index))
         .route("/debug/", get(index))
         .route("/debug/overview", get(overview))

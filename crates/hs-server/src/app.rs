@@ -73,7 +73,7 @@ impl App {
         if !c.metrics_listen_addr.is_empty() {
             let mut rx = stop_rx.clone();
             let metrics = Arc::clone(state.metrics());
-            let debug = hs_control::debug::routes(state.clone());
+            let debug = hs_control::debug::routes(state.clone(), c);
             let addr = c.metrics_listen_addr.clone();
             tokio::spawn(async move {
                 let stop = async move {

@@ -43,7 +43,7 @@ async fn a_scrape_reports_nodestore_connections_registrations_and_bytes() {
     let server = tokio::spawn(hs_control::serve_metrics_on(
         listener,
         std::sync::Arc::clone(h.st.metrics()),
-        hs_control::debug::routes(h.st.clone()),
+        hs_control::debug::routes(h.st.clone(), &debug_config()),
         async move {
             let _ = stopped.await;
         },
@@ -110,6 +110,9 @@ async fn a_scrape_reports_nodestore_connections_registrations_and_bytes() {
         assert!(v.is_object(), "{path}: {v}");
     }
     assert!(get(addr, "/debug/", "").await.contains("/debug/nodestore"));
+    let config = get(addr, "/debug/config", "").await;
+    assert!(config.contains("https://hs.example.com"), "{config}");
+    assert!(!config.contains("TOPSECRET"), "a secret is shown: {config}");
 
     let _ = stop.send(());
     server.await.unwrap().unwrap();
@@ -140,7 +143,7 @@ async fn debug_endpoints_refuse_public_addresses() {
         ("[::1]:5555", 200),
     ] {
         let peer: std::net::SocketAddr = peer.parse().unwrap();
-        let router = hs_control::debug::routes(h.st.clone())
+        let router = hs_control::debug::routes(h.st.clone(), &debug_config())
             .layer(axum::extract::connect_info::MockConnectInfo(peer));
         let resp = router
             .oneshot(
@@ -152,4 +155,32 @@ async fn debug_endpoints_refuse_public_addresses() {
             .unwrap();
         assert_eq!(resp.status().as_u16(), want, "{peer}");
     }
+}
+
+/// A configuration with secrets in it, for `/debug/config`.
+fn debug_config() -> hs_config::Config {
+    let yaml = "server_url: https://hs.example.com
+listen_addr: 127.0.0.1:8080
+noise:
+  private_key_path: /tmp/noise.key
+prefixes:
+  v4: 100.64.0.0/10
+database:
+  type: postgres
+  postgres:
+    host: localhost
+    name: hs
+    user: hs
+    pass: TOPSECRET-db
+oidc:
+  issuer: https://idp.example.com
+  client_id: hs
+  client_secret: TOPSECRET-oidc
+cli:
+  api_key: hskey-api-TOPSECRET
+dns:
+  magic_dns: false
+  override_local_dns: false
+";
+    hs_config::Config::from_yaml_str(yaml, &|_| None).unwrap().0
 }
