@@ -16,6 +16,7 @@ pub struct App {
     server: Server,
     state: ControlState,
     admin: hs_api::Admin,
+    tls: Option<hs_tls::Tls>,
     stop: watch::Sender<bool>,
 }
 
@@ -54,6 +55,10 @@ impl App {
         let ts2021 = Arc::new(hs_noise::Ts2021::new(Arc::new(noise)));
 
         let admin = admin::service(c, &db, state.clone());
+        let (stop, stop_rx) = watch::channel(false);
+        let tls = hs_tls::Tls::start(&c.tls, &c.server_url, &c.listen_addr, stop_rx.clone())
+            .await
+            .map_err(|e| Error::Config(e.to_string()))?;
         let mut server = Server::bind(c)
             .await?
             .with_health(database::health_probe(db))
@@ -68,7 +73,9 @@ impl App {
             tracing::info!(public_key = %relay.public_key(), "embedded DERP relay on /derp");
             server = server.with_routes(derp::routes(relay, known));
         }
-        let (stop, stop_rx) = watch::channel(false);
+        if let Some(tls) = &tls {
+            server = server.with_tls(tls.acceptor());
+        }
         admin::spawn_listeners(c, &admin, &stop_rx).await?;
         if !c.metrics_listen_addr.is_empty() {
             let mut rx = stop_rx.clone();
@@ -85,11 +92,12 @@ impl App {
                 }
             });
         }
-        reload::spawn_sighup(state.clone(), c.dns.clone(), c.policy.clone());
+        reload::spawn_sighup(state.clone(), c.dns.clone(), c.policy.clone(), tls.clone());
         Ok(Self {
             server,
             state,
             admin,
+            tls,
             stop,
         })
     }
@@ -97,6 +105,11 @@ impl App {
     /// The main listener's address (the port actually bound when the config says 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.server.local_addr()
+    }
+
+    /// TLS on the main listener, when configured.
+    pub fn tls(&self) -> Option<&hs_tls::Tls> {
+        self.tls.as_ref()
     }
 
     /// The control plane, for embedders and tests.

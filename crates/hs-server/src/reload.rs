@@ -1,12 +1,17 @@
-//! SIGHUP: re-reads `dns.extra_records_path` and, in file mode, the policy file, and pushes
-//! what changed to every node. A policy file that no longer loads leaves the old policy in
-//! force.
+//! SIGHUP: re-reads `dns.extra_records_path`, in file mode the policy file, and the manual
+//! TLS certificate files, and pushes what changed to every node. A policy file or a
+//! certificate that no longer loads leaves the old one in force.
 
 use hs_config::{DnsConfig, PolicyConfig, PolicyMode};
 use hs_control::ControlState;
 
 /// Listens for SIGHUP for as long as the process runs.
-pub(crate) fn spawn_sighup(state: ControlState, dns: DnsConfig, policy: PolicyConfig) {
+pub(crate) fn spawn_sighup(
+    state: ControlState,
+    dns: DnsConfig,
+    policy: PolicyConfig,
+    tls: Option<hs_tls::Tls>,
+) {
     #[cfg(unix)]
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
@@ -18,6 +23,9 @@ pub(crate) fn spawn_sighup(state: ControlState, dns: DnsConfig, policy: PolicyCo
             }
         };
         while hup.recv().await.is_some() {
+            if let Some(tls) = &tls {
+                tls.reload();
+            }
             tracing::info!("received SIGHUP, reloading DNS extra records");
             if let Err(e) = state.reload_dns(&dns).await {
                 tracing::error!(error = %e, "reload failed; keeping the previous DNS config");
@@ -34,5 +42,5 @@ pub(crate) fn spawn_sighup(state: ControlState, dns: DnsConfig, policy: PolicyCo
         }
     });
     #[cfg(not(unix))]
-    let _ = (state, dns, policy);
+    let _ = (state, dns, policy, tls);
 }

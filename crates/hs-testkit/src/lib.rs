@@ -1,15 +1,18 @@
 //! Dev-only test support shared by the workspace's tests: the whole server in-process
 //! ([`TestServer`], what `headscale serve` runs), a real control plane over a database a test
 //! opened ([`control`]), fixture builders for users, nodes and pending registrations
-//! ([`fixtures`]), a throwaway PostgreSQL server ([`pg`]), and tracing set-up for tests.
+//! ([`fixtures`]), a throwaway PostgreSQL server ([`pg`]), a test CA and an HTTPS probe
+//! ([`tls`]), Let's Encrypt's test CA Pebble ([`pebble`]), and tracing set-up for tests.
 //!
 //! Nothing here is a stand-in: the control state is hs-control's own, over SQLite or
 //! PostgreSQL, so what a test sees is what `headscale serve` does.
 
 pub mod control;
 pub mod fixtures;
+pub mod pebble;
 pub mod pg;
 pub mod server;
+pub mod tls;
 
 pub use control::{
     Prefixes, TEST_SERVER_URL, control_state, control_state_with, default_prefixes, test_config,

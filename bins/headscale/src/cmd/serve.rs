@@ -39,7 +39,8 @@ async fn serve(loaded: config_file::Loaded) -> anyhow::Result<()> {
     let app = hs_server::App::build(c).await?;
     // Tests and scripts wait for this line; it carries the address actually bound.
     println!(
-        "headscale: listening on http://{} (server_url {})",
+        "headscale: listening on {}://{} (server_url {})",
+        if app.tls().is_some() { "https" } else { "http" },
         app.local_addr(),
         c.server_url
     );

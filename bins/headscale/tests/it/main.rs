@@ -6,6 +6,7 @@
 mod cli;
 mod secrets;
 mod serve;
+mod tls;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

@@ -36,7 +36,11 @@ pub(crate) fn spawn_serve(config: &Path) -> (Child, String) {
     loop {
         match rx.recv_timeout(START_TIMEOUT) {
             Ok(line) => {
-                if let Some(rest) = line.strip_prefix("headscale: listening on http://") {
+                // https:// when a certificate is configured (the remote-gRPC tests set one).
+                let rest = line
+                    .strip_prefix("headscale: listening on http://")
+                    .or_else(|| line.strip_prefix("headscale: listening on https://"));
+                if let Some(rest) = rest {
                     let addr = rest.split_whitespace().next().unwrap().to_owned();
                     return (child, addr);
                 }

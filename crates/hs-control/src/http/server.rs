@@ -19,7 +19,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 use super::web::{self, HealthProbe};
 use crate::error::Error;
@@ -38,6 +40,7 @@ pub struct Server {
     health: HealthProbe,
     version: VersionInfo,
     header_read_timeout: Duration,
+    tls: Option<TlsAcceptor>,
 }
 
 /// Go's listen syntax allows an empty host (`":8080"`) for "every interface".
@@ -70,6 +73,7 @@ impl Server {
             health: web::always_healthy(),
             version: VersionInfo::current(),
             header_read_timeout: HEADER_READ_TIMEOUT,
+            tls: None,
         })
     }
 
@@ -77,6 +81,14 @@ impl Server {
     /// [`HEADER_READ_TIMEOUT`]).
     pub fn with_header_read_timeout(mut self, timeout: Duration) -> Self {
         self.header_read_timeout = timeout;
+        self
+    }
+
+    /// Serves TLS with `acceptor` (see the `hs-tls` crate) instead of plain HTTP. The
+    /// handshake must finish within the header read timeout; a TLS-ALPN-01 validation
+    /// (`acme-tls/1`) ends after its handshake.
+    pub fn with_tls(mut self, acceptor: TlsAcceptor) -> Self {
+        self.tls = Some(acceptor);
         self
     }
 
@@ -111,7 +123,8 @@ impl Server {
         F: Future<Output = ()> + Send + 'static,
     {
         let app = Self::router(self.routes, self.health, self.version);
-        tracing::info!(addr = %self.local_addr, "listening for HTTP");
+        let scheme = if self.tls.is_some() { "HTTPS" } else { "HTTP" };
+        tracing::info!(addr = %self.local_addr, "listening for {scheme}");
         let mut builder = Builder::new(TokioExecutor::new());
         builder
             .http1()
@@ -135,20 +148,65 @@ impl Server {
             };
             let _ = tcp.set_nodelay(true);
             let service = TowerToHyperService::new(app.clone());
-            let conn = builder
-                .serve_connection_with_upgrades(TokioIo::new(tcp), service)
-                .into_owned();
-            let conn = graceful.watch(conn);
+            let builder = builder.clone();
+            let watcher = graceful.watcher();
+            let tls = self.tls.clone();
+            let handshake_timeout = self.header_read_timeout;
             tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
+                let Some(acceptor) = tls else {
+                    serve_conn(&builder, watcher, tcp, service, peer).await;
+                    return;
+                };
+                let stream =
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                if stream.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN) {
+                    // A CA validating TLS-ALPN-01: the handshake was the whole answer.
+                    return;
                 }
+                serve_conn(&builder, watcher, stream, service, peer).await;
             });
         }
         drop(self.listener);
         graceful.shutdown().await;
         tracing::info!("HTTP server stopped");
         Ok(())
+    }
+}
+
+/// RFC 8737's ALPN protocol name.
+const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+
+async fn serve_conn<S, Svc>(
+    builder: &Builder<TokioExecutor>,
+    watcher: hyper_util::server::graceful::Watcher,
+    io: S,
+    service: Svc,
+    peer: SocketAddr,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    Svc: hyper::service::Service<
+            http::Request<hyper::body::Incoming>,
+            Response = http::Response<axum::body::Body>,
+        > + Send
+        + 'static,
+    Svc::Future: Send + 'static,
+    Svc::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let conn = builder
+        .serve_connection_with_upgrades(TokioIo::new(io), service)
+        .into_owned();
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
     }
 }
 
