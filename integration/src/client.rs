@@ -50,6 +50,8 @@ pub(crate) struct Client {
     ns_name: Option<String>,
     env: Vec<(String, String)>,
     proc: Option<Proc>,
+    /// The control server's URL (`--login-server`).
+    pub(crate) login_server: String,
 }
 
 impl Client {
@@ -98,6 +100,7 @@ impl Client {
             ns_name: ns.name().map(str::to_owned),
             env,
             proc: None,
+            login_server: format!("http://{CONTROL_ADDR}"),
         };
         c.spawn_daemon(state_dir)?;
         Ok(c)
@@ -209,7 +212,7 @@ impl Client {
     pub(crate) fn up(&self, auth_key: &str) -> anyhow::Result<()> {
         self.cli_ok(&[
             "up",
-            &format!("--login-server=http://{CONTROL_ADDR}"),
+            &format!("--login-server={}", self.login_server),
             &format!("--auth-key={auth_key}"),
             &format!("--hostname={}", self.name),
             "--accept-dns=false",
@@ -225,7 +228,7 @@ impl Client {
         cmd.arg(format!("--socket={}", self.socket.display()))
             .args([
                 "up",
-                &format!("--login-server=http://{CONTROL_ADDR}"),
+                &format!("--login-server={}", self.login_server),
                 &format!("--hostname={}", self.name),
                 "--accept-dns=false",
                 "--force-reauth",

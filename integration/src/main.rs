@@ -29,6 +29,7 @@ mod scenarios_tsrs;
 mod selfcheck;
 mod server;
 mod tcp;
+mod tlsca;
 mod topology;
 mod tsrs;
 

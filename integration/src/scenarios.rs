@@ -173,14 +173,22 @@ impl Env {
         name: &str,
         extra_env: &[(&str, &str)],
     ) -> anyhow::Result<()> {
-        let c = Client::start(
+        let root = self.server.tls_root().map(|p| p.display().to_string());
+        let mut env = extra_env.to_vec();
+        if let Some(root) = &root {
+            // Trust the scenario's CA, and reach DERP over TLS as clients do in production.
+            env.push(("SSL_CERT_FILE", root));
+            env.push(("TS_DEBUG_USE_DERP_HTTP", "0"));
+        }
+        let mut c = Client::start(
             name,
             &self.bins,
             &self.ns,
             &self.state_root.join(name),
             &self.dir.join(name),
-            extra_env,
+            &env,
         )?;
+        c.login_server = self.server.url();
         self.clients.push(c);
         Ok(())
     }
@@ -497,9 +505,14 @@ fn ephemeral(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// As Headscale's: every client relays through the embedded DERP server, and (as Headscale
+/// runs it) over TLS: `listen_addr` serves a certificate from a throwaway CA, the clients log
+/// in to `https://` trusting that CA and dial `/derp` over TLS (no `TS_DEBUG_USE_DERP_HTTP`).
 fn derp_server_scenario(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
     let env = [("TS_DEBUG_ALWAYS_USE_DERP", "1")];
-    let (mut e, _) = two_users(ctx, name, 2, KeyOpts::default(), &env, true)?;
+    let (mut e, _) = two_users_with(ctx, name, 2, KeyOpts::default(), &env, true, &|e| {
+        e.server.enable_tls()
+    })?;
     let n = e.ping_all(&by_ip, Some("via DERP(headscale)"))?;
     println!("  {name}: {n} pings relayed via DERP");
     Ok(())

@@ -35,6 +35,10 @@ pub(crate) struct Server {
     ns_name: Option<String>,
     /// Holds the admin unix socket; removed on drop.
     sock_dir: PathBuf,
+    /// With [`Server::enable_tls`], the test CA's root (PEM file) clients must trust.
+    tls_root: Option<PathBuf>,
+    /// The address in `server_url` (`IP:PORT`).
+    control_addr: String,
     /// With `--postgres`, the scenario's cluster (dropped after the process, declared last).
     pg: Option<Pg>,
 }
@@ -148,8 +152,63 @@ impl Server {
             env: Vec::new(),
             ns_name: None,
             sock_dir,
+            tls_root: None,
+            control_addr: control_addr.to_owned(),
             pg,
         })
+    }
+
+    /// Serves `listen_addr` over TLS with a certificate for the control IP from a throwaway
+    /// CA (`server_url` becomes https). Clients then trust the CA through `SSL_CERT_FILE` and
+    /// reach the embedded relay over TLS. Only before [`Server::start`].
+    pub(crate) fn enable_tls(&mut self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.proc.is_none(),
+            "TLS must be set before the server starts"
+        );
+        let ip = self
+            .control_addr
+            .rsplit_once(':')
+            .map_or(self.control_addr.as_str(), |(ip, _)| ip)
+            .to_owned();
+        let ca = crate::tlsca::TestCa::new()?;
+        let (chain, key) = ca.issue(&ip)?;
+        let (root, cert_path, key_path) = (
+            self.dir.join("ca.pem"),
+            self.dir.join("tls.crt"),
+            self.dir.join("tls.key"),
+        );
+        std::fs::write(&root, ca.root_pem()).context("writing the CA")?;
+        std::fs::write(&cert_path, chain).context("writing the certificate")?;
+        std::fs::write(&key_path, key).context("writing the key")?;
+        let cfg = std::fs::read_to_string(&self.config_path).context("reading the config")?;
+        let cfg = cfg.replacen("server_url: http://", "server_url: https://", 1);
+        std::fs::write(
+            &self.config_path,
+            format!(
+                "{cfg}tls_cert_path: {}\ntls_key_path: {}\n",
+                cert_path.display(),
+                key_path.display()
+            ),
+        )
+        .context("writing the config")?;
+        self.tls_root = Some(root);
+        Ok(())
+    }
+
+    /// The URL clients log in to.
+    pub(crate) fn url(&self) -> String {
+        let scheme = if self.tls_root.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.control_addr)
+    }
+
+    /// The CA clients must trust, when TLS is on.
+    pub(crate) fn tls_root(&self) -> Option<&Path> {
+        self.tls_root.as_deref()
     }
 
     /// Opens the server's database (SQLite or PostgreSQL) for a direct look, e.g. counting
