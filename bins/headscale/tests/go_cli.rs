@@ -8,9 +8,12 @@
 //! machines, and its absence fails the test rather than skipping it.
 //!
 //! [`database`]: the same database served by Go, then here, then by Go again.
+//! [`acme`]: the same Let's Encrypt cache used by Go, then here, and the other way round.
 
 #![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used)]
 
+#[path = "go_cli/acme.rs"]
+mod acme;
 #[path = "go_cli/database.rs"]
 mod database;
 #[path = "go_cli/script.rs"]

@@ -1,8 +1,10 @@
 //! Pebble, Let's Encrypt's ACME test server, as a child process on loopback: a real ACME CA
-//! that validates HTTP-01 and TLS-ALPN-01 by connecting back to the name it is asked for
-//! (tests use `localhost`, so every validation stays on this machine). Built from the Go
-//! module proxy on first use and cached in `~/.cache/hs-integration/pebble-v2.10.3`
-//! (`HS_PEBBLE` names another binary), like the Tailscale clients.
+//! that validates HTTP-01 and TLS-ALPN-01 by connecting back to the name it is asked for.
+//! Its resolver is Pebble's own mock DNS server (`pebble-challtestsrv`, also on loopback),
+//! which answers every name with 127.0.0.1 and no IPv6 address, so any hostname a test picks
+//! is validated on this machine and nothing else is ever contacted. Both are built from the Go
+//! module proxy on first use and cached in `~/.cache/hs-integration/pebble-v2.10.3`, like the
+//! Tailscale clients.
 
 #![allow(
     clippy::unwrap_used,
@@ -25,6 +27,7 @@ const MODULE: &str = "github.com/letsencrypt/pebble/v2";
 /// A running Pebble; killed when dropped.
 pub struct Pebble {
     child: Child,
+    dns: Child,
     /// The ACME directory (`acme_url`).
     pub directory_url: String,
     /// The CA that signed Pebble's own HTTPS certificate: what the ACME client must trust
@@ -36,8 +39,10 @@ pub struct Pebble {
 
 impl Drop for Pebble {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        for c in [&mut self.child, &mut self.dns] {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 
@@ -76,19 +81,17 @@ fn module_dir() -> PathBuf {
     PathBuf::from(dir)
 }
 
-fn binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("HS_PEBBLE") {
-        return PathBuf::from(p);
-    }
+/// `pebble` or `pebble-challtestsrv`, built once per machine.
+fn binary(name: &str) -> PathBuf {
     let home = std::env::var_os("HOME").expect("HOME");
     let dir = Path::new(&home).join(format!(".cache/hs-integration/pebble-{VERSION}"));
-    let bin = dir.join("pebble");
+    let bin = dir.join(name);
     if !bin.exists() {
-        let st = go(&["install", &format!("{MODULE}/cmd/pebble@{VERSION}")])
+        let st = go(&["install", &format!("{MODULE}/cmd/{name}@{VERSION}")])
             .env("GOBIN", &dir)
             .status()
             .expect("running go install");
-        assert!(st.success(), "building Pebble {VERSION}");
+        assert!(st.success(), "building {name} {VERSION}");
     }
     bin
 }
@@ -132,10 +135,22 @@ impl Pebble {
             ),
         ]);
         std::fs::write(&config, cfg).unwrap();
+        let dns_port = free_port();
+        let dns_log = std::fs::File::create(dir.path().join("dns.log")).unwrap();
+        let dns = Command::new(binary("pebble-challtestsrv"))
+            .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
+            .args(["-dnsserver", &format!("127.0.0.1:{dns_port}")])
+            .args(["-management", &format!("127.0.0.1:{}", free_port())])
+            .args(["-http01", "", "-https01", "", "-tlsalpn01", "", "-doh", ""])
+            .stdout(Stdio::from(dns_log.try_clone().unwrap()))
+            .stderr(Stdio::from(dns_log))
+            .spawn()
+            .expect("starting pebble-challtestsrv");
         let log = std::fs::File::create(dir.path().join("pebble.log")).unwrap();
-        let child = Command::new(binary())
+        let child = Command::new(binary("pebble"))
             .arg("-config")
             .arg(&config)
+            .args(["-dnsserver", &format!("127.0.0.1:{dns_port}")])
             .env("PEBBLE_VA_NOSLEEP", "1")
             .env("PEBBLE_WFE_NONCEREJECT", "0")
             .stdout(Stdio::from(log.try_clone().unwrap()))
@@ -145,12 +160,14 @@ impl Pebble {
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(("127.0.0.1", port)).is_err()
             || TcpStream::connect(("127.0.0.1", management_port)).is_err()
+            || TcpStream::connect(("127.0.0.1", dns_port)).is_err()
         {
             assert!(Instant::now() < deadline, "Pebble did not start listening");
             std::thread::sleep(Duration::from_millis(50));
         }
         Self {
             child,
+            dns,
             directory_url: format!("https://127.0.0.1:{port}/dir"),
             api_root: src.join("test/certs/pebble.minica.pem"),
             management_port,
