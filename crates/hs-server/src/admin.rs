@@ -27,6 +27,7 @@ pub(crate) fn service(c: &Config, db: &hs_db::Db, state: ControlState) -> hs_api
 pub(crate) async fn spawn_listeners(
     c: &Config,
     admin: &hs_api::Admin,
+    tls: Option<&hs_tls::Tls>,
     stop: &watch::Receiver<bool>,
 ) -> Result<(), Error> {
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -47,12 +48,15 @@ pub(crate) async fn spawn_listeners(
     if c.grpc_listen_addr.is_empty() {
         return Ok(());
     }
-    let security = hs_api::serve::grpc_security(
-        c.tls.cert_path.as_deref(),
-        c.tls.key_path.as_deref(),
-        c.grpc_allow_insecure,
-    )
-    .map_err(|e| Error::Config(format!("grpc_listen_addr: {e}")))?;
+    // With TLS on the main listener, gRPC serves the same certificate (files or ACME), as Go.
+    let security = match tls {
+        Some(tls) => Some(hs_api::serve::GrpcSecurity::Tls(
+            tls.grpc_acceptor()
+                .map_err(|e| Error::Config(format!("grpc_listen_addr: {e}")))?,
+        )),
+        None => hs_api::serve::grpc_security(None, None, c.grpc_allow_insecure)
+            .map_err(|e| Error::Config(format!("grpc_listen_addr: {e}")))?,
+    };
     let Some(security) = security else {
         return Ok(());
     };

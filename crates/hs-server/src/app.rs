@@ -76,7 +76,7 @@ impl App {
         if let Some(tls) = &tls {
             server = server.with_tls(tls.acceptor());
         }
-        admin::spawn_listeners(c, &admin, &stop_rx).await?;
+        admin::spawn_listeners(c, &admin, tls.as_ref(), &stop_rx).await?;
         if !c.metrics_listen_addr.is_empty() {
             let mut rx = stop_rx.clone();
             let metrics = Arc::clone(state.metrics());

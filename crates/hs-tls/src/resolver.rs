@@ -61,6 +61,15 @@ impl Resolver {
     /// upgrades to /ts2021 and /derp need it, and Go Headscale offers only it) and the
     /// TLS-ALPN-01 protocol.
     pub fn server_config(self: &Arc<Self>) -> Result<ServerConfig, crate::Error> {
+        self.server_config_with_alpn(&[b"http/1.1", ACME_TLS_ALPN])
+    }
+
+    /// A rustls server config over this resolver offering `alpn` (the gRPC listener offers
+    /// `h2` and `http/1.1`).
+    pub fn server_config_with_alpn(
+        self: &Arc<Self>,
+        alpn: &[&[u8]],
+    ) -> Result<ServerConfig, crate::Error> {
         let mut cfg = ServerConfig::builder_with_provider(Arc::new(
             tokio_rustls::rustls::crypto::ring::default_provider(),
         ))
@@ -68,7 +77,7 @@ impl Resolver {
         .map_err(|e| crate::Error::invalid("tls", e.to_string()))?
         .with_no_client_auth()
         .with_cert_resolver(Arc::clone(self) as Arc<dyn ResolvesServerCert>);
-        cfg.alpn_protocols = vec![b"http/1.1".to_vec(), ACME_TLS_ALPN.to_vec()];
+        cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Ok(cfg)
     }
 }

@@ -128,6 +128,15 @@ impl Tls {
         self.acceptor.clone()
     }
 
+    /// An acceptor over the same certificate for the gRPC listener (HTTP/2 and HTTP/1.1), so
+    /// it follows reloads and renewals too, as Go serves gRPC with its TLS config.
+    pub fn grpc_acceptor(&self) -> Result<TlsAcceptor, Error> {
+        let cfg = self
+            .resolver
+            .server_config_with_alpn(&[b"h2", b"http/1.1"])?;
+        Ok(TlsAcceptor::from(Arc::new(cfg)))
+    }
+
     /// The certificate slot (for embedders and tests).
     pub fn resolver(&self) -> &Arc<Resolver> {
         &self.resolver

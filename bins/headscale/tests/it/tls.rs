@@ -59,9 +59,11 @@ impl Serve {
     }
 }
 
-/// A config for `port` with `tls` (the `tls_*`/`acme_*` lines) added.
+/// A config for `port` with `tls` (the `tls_*`/`acme_*` lines) added; the gRPC listener on
+/// `grpc_port(port)`.
 fn write_config(dir: &Path, port: u16, tls: &str) -> PathBuf {
     let d = dir.display();
+    let grpc = grpc_port(dir);
     let path = dir.join("config.yaml");
     std::fs::write(
         &path,
@@ -83,12 +85,22 @@ dns:
   magic_dns: false
   override_local_dns: false
 {tls}
-",
-            grpc = free_port()
+"
         ),
     )
     .unwrap();
     path
+}
+
+/// The gRPC port of the config in `dir`, chosen once.
+fn grpc_port(dir: &Path) -> u16 {
+    let f = dir.join("grpc.port");
+    if let Ok(p) = std::fs::read_to_string(&f) {
+        return p.parse().unwrap();
+    }
+    let p = free_port();
+    std::fs::write(&f, p.to_string()).unwrap();
+    p
 }
 
 fn serve(config: &Path, env: &[(&str, &Path)]) -> Serve {
@@ -341,6 +353,9 @@ fn lets_encrypt_tls_alpn01_validates_on_the_main_listener() {
     });
     let cached = std::fs::read_to_string(dir.path().join("acme/localhost")).unwrap();
     assert_eq!(leaf_der(&cached), leaf);
+    // The remote gRPC listener serves the same certificate, as Go's does.
+    let grpc = https_get(grpc_port(dir.path()), "localhost", &root, "/health").unwrap();
+    assert_eq!(grpc.leaf, leaf, "gRPC listener certificate");
     // Nothing answers on Pebble's HTTP-01 port (the challenge listener runs only for
     // HTTP-01), so the name was proven on the main listener.
     assert!(
