@@ -5,7 +5,8 @@
 //! tailnet (CGNAT, Tailscale ULA) addresses; anyone else gets 403, as in Go.
 //!
 //! Endpoints: `overview` (text, or JSON with `Accept: application/json`), `config` (the
-//! configuration in force, secrets masked), `nodestore`, `filter` and `ssh` (per node, as the
+//! configuration in force, secrets masked), `policy` (the policy in force, as parsed), `derp`
+//! (the DERP map, as nodes get it), `nodestore`, `filter` and `ssh` (per node, as the
 //! node is sent them), `routes` (primary routers), `registration-cache` (registrations
 //! waiting for an operator). `/debug/` lists them.
 
@@ -25,6 +26,8 @@ use crate::state::ControlState;
 const ENDPOINTS: &[(&str, &str)] = &[
     ("overview", "State overview"),
     ("config", "Current configuration (secrets masked)"),
+    ("policy", "Policy in force (as parsed)"),
+    ("derp", "DERP map as nodes are sent it"),
     ("nodestore", "NodeStore information"),
     ("filter", "Packet filter of each node"),
     ("ssh", "SSH policy of each node"),
@@ -52,6 +55,8 @@ pub fn routes(st: ControlState, config: &hs_config::Config) -> Router {
         .route("/debug", get(index))
         .route("/debug/", get(index))
         .route("/debug/overview", get(overview))
+        .route("/debug/policy", get(policy))
+        .route("/debug/derp", get(derp))
         .route("/debug/nodestore", get(nodestore))
         .route("/debug/filter", get(filter))
         .route("/debug/ssh", get(ssh))
@@ -117,6 +122,29 @@ async fn index() -> Response {
     }
     html.push_str("</ul>");
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
+}
+
+async fn policy(State(st): State<ControlState>) -> Response {
+    let text = match st.policy().await {
+        Ok(Some(p)) => format!("{p:#?}\n"),
+        Ok(None) => "no policy in force: every node may reach every node\n".to_owned(),
+        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
+    };
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
+}
+
+async fn derp(State(st): State<ControlState>) -> Response {
+    match st.derp_map().await {
+        Ok(text) => match serde_json::from_str::<Value>(&text) {
+            Ok(v) => json_response(&v),
+            Err(_) => (
+                [(header::CONTENT_TYPE, "application/json")],
+                text.to_string(),
+            )
+                .into_response(),
+        },
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
+    }
 }
 
 async fn overview(State(st): State<ControlState>, headers: HeaderMap) -> Response {

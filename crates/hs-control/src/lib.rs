@@ -13,7 +13,7 @@
 //!   [`noise_router`] inside the tunnel) and the `/register/<auth_id>` page.
 //! - [`policy`] adapts the operator's compiled policy to the NodeStore; the state recompiles
 //!   it on every identity change and on [`ControlState::set_policy`].
-//! - [`Metrics`] holds the Prometheus metrics.
+//! - [`Metrics`] holds the Prometheus metrics; [`process_metrics`] adds Go's `process_*` ones.
 
 mod clock;
 pub mod debug;
@@ -25,6 +25,7 @@ pub mod keyfile;
 mod lifecycle;
 mod metrics;
 pub mod policy;
+pub mod process_metrics;
 mod state;
 mod version;
 

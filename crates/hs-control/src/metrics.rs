@@ -487,12 +487,16 @@ where
             get(move || {
                 let m = Arc::clone(&metrics);
                 async move {
+                    let mut body = m.render();
+                    if let Some(p) = crate::process_metrics::read() {
+                        crate::process_metrics::render(&p, &mut body);
+                    }
                     (
                         [(
                             http::header::CONTENT_TYPE,
                             "text/plain; version=0.0.4; charset=utf-8",
                         )],
-                        m.render(),
+                        body,
                     )
                 }
             }),

@@ -37,6 +37,16 @@ async fn serve(loaded: config_file::Loaded) -> anyhow::Result<()> {
         }
     }
     let app = hs_server::App::build(c).await?;
+    if matches!(loaded.origin, Origin::Embedded { .. }) {
+        // A first run with no config: say how to get a first node on.
+        println!(
+            "headscale: next steps, in another terminal:\n  \
+             headscale users create <name>\n  \
+             headscale preauthkeys create --user <id from `headscale users list`>\n  \
+             tailscale up --login-server {} --authkey <the key>",
+            c.server_url
+        );
+    }
     // Tests and scripts wait for this line; it carries the address actually bound.
     println!(
         "headscale: listening on {}://{} (server_url {})",

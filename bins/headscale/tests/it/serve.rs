@@ -151,6 +151,18 @@ fn serve_without_config_uses_the_embedded_default_and_says_where() {
         "{:?}",
         running.lines
     );
+    // What a first-time user does next is printed, with this server's URL.
+    for hint in [
+        "headscale users create",
+        "headscale preauthkeys create --user",
+        "tailscale up --login-server http",
+    ] {
+        assert!(
+            running.lines.iter().any(|l| l.contains(hint)),
+            "no {hint:?} hint in {:?}",
+            running.lines
+        );
+    }
     let (status, _) = http_get(&running.addr, "/health");
     assert_eq!(status, 200);
     assert!(data_dir.join("noise_private.key").is_file());

@@ -98,6 +98,8 @@ pub(crate) enum Cmd {
     Policy {
         reply: oneshot::Sender<Option<Arc<Policy>>>,
     },
+    /// The DERP map in force (JSON), for `/debug/derp`.
+    Derp { reply: oneshot::Sender<Arc<str>> },
     /// Apply every held write now and answer with the snapshot then published.
     Sync {
         reply: oneshot::Sender<Arc<hs_nodestore::Snapshot>>,
@@ -241,6 +243,9 @@ impl Actor {
             }
             Cmd::Policy { reply } => {
                 let _ = reply.send(self.policy.clone());
+            }
+            Cmd::Derp { reply } => {
+                let _ = reply.send(Arc::clone(&self.mapper.config().derp_map));
             }
             Cmd::Sync { reply } => {
                 let _ = reply.send(Arc::clone(self.writer.current()));

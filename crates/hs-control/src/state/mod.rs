@@ -375,6 +375,16 @@ impl ControlState {
         Ok(rx.await.map_err(|_| Error::Stopped)??)
     }
 
+    /// The DERP map in force, as the nodes are sent it (JSON).
+    pub async fn derp_map(&self) -> Result<Arc<str>, Error> {
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .cmd
+            .send(Cmd::Derp { reply })
+            .map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)
+    }
+
     /// Ends every map stream cleanly (their bodies finish), for graceful shutdown.
     pub fn close_all_streams(&self) {
         let _ = self.inner.cmd.send(Cmd::CloseAll);

@@ -77,6 +77,10 @@ async fn a_scrape_reports_nodestore_connections_registrations_and_bytes() {
     );
     assert!(value(&text, "headscale_mapresponse_bytes_sent_total") > 0.0);
     assert!(text.contains("# TYPE headscale_nodestore_batch_size histogram\n"));
+    // Go's process metrics, under its names.
+    assert!(value(&text, "process_open_fds") > 0.0);
+    assert!(value(&text, "process_resident_memory_bytes") > 0.0);
+    assert!(text.contains("# TYPE process_cpu_seconds_total counter\n"));
 
     // The debug endpoints on the same listener, asked from loopback.
     let overview = get(addr, "/debug/overview", "").await;
@@ -110,6 +114,11 @@ async fn a_scrape_reports_nodestore_connections_registrations_and_bytes() {
         assert!(v.is_object(), "{path}: {v}");
     }
     assert!(get(addr, "/debug/", "").await.contains("/debug/nodestore"));
+    let derp: serde_json::Value =
+        serde_json::from_str(&get(addr, "/debug/derp", "").await).unwrap();
+    assert!(derp["Regions"].is_object(), "{derp}");
+    let policy = get(addr, "/debug/policy", "").await;
+    assert!(policy.starts_with("no policy in force"), "{policy}");
     let config = get(addr, "/debug/config", "").await;
     assert!(config.contains("https://hs.example.com"), "{config}");
     assert!(!config.contains("TOPSECRET"), "a secret is shown: {config}");
