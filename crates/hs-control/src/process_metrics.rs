@@ -26,8 +26,9 @@ pub struct ProcessStats {
     pub virtual_max_bytes: Option<f64>,
     /// Resident set size, bytes.
     pub resident_bytes: f64,
-    /// Start time, seconds since the Unix epoch.
-    pub start_time_seconds: f64,
+    /// Start time, seconds since the Unix epoch; unknown when `/proc/stat` is hidden (systemd's
+    /// `ProcSubset=pid`, which the packaged unit sets).
+    pub start_time_seconds: Option<f64>,
     /// Bytes received on every interface of the process's network namespace.
     pub network_receive_bytes: f64,
     /// Bytes sent on every interface of the process's network namespace.
@@ -45,8 +46,8 @@ pub struct ProcFiles<'a> {
     pub limits: &'a str,
     /// `/proc/self/net/dev`.
     pub net_dev: &'a str,
-    /// `/proc/stat` (for `btime`).
-    pub system_stat: &'a str,
+    /// `/proc/stat` (for `btime`), when readable.
+    pub system_stat: Option<&'a str>,
     /// Entries in `/proc/self/fd`.
     pub open_fds: u64,
 }
@@ -58,13 +59,10 @@ pub fn parse(f: ProcFiles<'_>) -> Option<ProcessStats> {
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // After the name: state is field 3 (index 0 here); utime 14, stime 15, starttime 22, vsize 23.
     let field = |n: usize| -> Option<f64> { fields.get(n - 3)?.parse().ok() };
-    let btime: f64 = f
+    let btime: Option<f64> = f
         .system_stat
-        .lines()
-        .find_map(|l| l.strip_prefix("btime "))?
-        .trim()
-        .parse()
-        .ok()?;
+        .and_then(|t| t.lines().find_map(|l| l.strip_prefix("btime ")))
+        .and_then(|v| v.trim().parse().ok());
     let rss_kb: f64 = f
         .status
         .lines()
@@ -90,7 +88,7 @@ pub fn parse(f: ProcFiles<'_>) -> Option<ProcessStats> {
         virtual_bytes: field(23)?,
         virtual_max_bytes: soft_limit(f.limits, "Max address space"),
         resident_bytes: rss_kb * 1024.0,
-        start_time_seconds: btime + field(22)? / USER_HZ,
+        start_time_seconds: btime.map(|b| b + field(22).unwrap_or(0.0) / USER_HZ),
         network_receive_bytes: rx,
         network_transmit_bytes: tx,
     })
@@ -108,19 +106,19 @@ fn soft_limit(limits: &str, name: &str) -> Option<f64> {
 pub fn read() -> Option<ProcessStats> {
     let r = |p: &str| std::fs::read_to_string(p).ok();
     let open_fds = std::fs::read_dir("/proc/self/fd").ok()?.count() as u64;
-    let (stat, status, limits, system_stat) = (
+    let (stat, status, limits) = (
         r("/proc/self/stat")?,
         r("/proc/self/status")?,
         r("/proc/self/limits")?,
-        r("/proc/stat")?,
     );
+    let system_stat = r("/proc/stat");
     let net_dev = r("/proc/self/net/dev").unwrap_or_default();
     parse(ProcFiles {
         stat: &stat,
         status: &status,
         limits: &limits,
         net_dev: &net_dev,
-        system_stat: &system_stat,
+        system_stat: system_stat.as_deref(),
         open_fds,
     })
 }
@@ -168,12 +166,14 @@ pub fn render(p: &ProcessStats, s: &mut String) {
         "Resident memory size in bytes.",
         p.resident_bytes,
     );
-    one(
-        "process_start_time_seconds",
-        "gauge",
-        "Start time of the process since unix epoch in seconds.",
-        p.start_time_seconds,
-    );
+    if let Some(t) = p.start_time_seconds {
+        one(
+            "process_start_time_seconds",
+            "gauge",
+            "Start time of the process since unix epoch in seconds.",
+            t,
+        );
+    }
     one(
         "process_virtual_memory_bytes",
         "gauge",
@@ -207,14 +207,14 @@ mod tests {
             status: "Name:\thead\nVmRSS:\t   45288 kB\n",
             limits: LIMITS,
             net_dev: NET_DEV,
-            system_stat: "cpu 1 2 3\nbtime 1796360000\n",
+            system_stat: Some("cpu 1 2 3\nbtime 1796360000\n"),
             open_fds: 20,
         })
         .unwrap();
         assert_eq!(p.cpu_seconds, 4.0);
         assert_eq!(p.virtual_bytes, 1_799_192_576.0);
         assert_eq!(p.resident_bytes, 45_288.0 * 1024.0);
-        assert_eq!(p.start_time_seconds, 1_796_360_000.0 + 1234.0);
+        assert_eq!(p.start_time_seconds, Some(1_796_360_000.0 + 1234.0));
         assert_eq!(p.max_fds, Some(20_000.0));
         assert_eq!(p.virtual_max_bytes, Some(u64::MAX as f64));
         assert_eq!(
@@ -226,7 +226,8 @@ mod tests {
     #[test]
     fn this_process_reads_and_renders_every_go_name() {
         let p = read().unwrap();
-        assert!(p.resident_bytes > 0.0 && p.open_fds > 0 && p.start_time_seconds > 1.0e9);
+        assert!(p.resident_bytes > 0.0 && p.open_fds > 0);
+        assert!(p.start_time_seconds.is_some_and(|t| t > 1.0e9));
         let mut s = String::new();
         render(&p, &mut s);
         // What Go Headscale 0.29.3's /metrics lists under process_ (scraped from its binary).
