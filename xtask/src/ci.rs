@@ -35,6 +35,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     if !skip_install {
         ensure_toolchain_components()?;
         ensure_system_packages()?;
+        ensure_cargo_deb()?;
     }
     step(&root, "fmt", &["fmt", "--all", "--", "--check"])?;
     step(
@@ -153,6 +154,37 @@ fn ensure_toolchain_components() -> Result<()> {
         .context("running rustup (install rustfmt and clippy by hand if rustup is absent)")?;
     if !st.success() {
         bail!("rustup component add {} failed", missing.join(" "));
+    }
+    Ok(())
+}
+
+/// The Debian package test (`bins/headscale/tests/it/package.rs`) packs with cargo-deb.
+const CARGO_DEB_VERSION: &str = "3.8.0";
+
+fn ensure_cargo_deb() -> Result<()> {
+    let have = Command::new(env!("CARGO"))
+        .args(["deb", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if have {
+        return Ok(());
+    }
+    println!("xtask ci: installing cargo-deb {CARGO_DEB_VERSION} (once per machine)");
+    let st = Command::new(env!("CARGO"))
+        .args([
+            "install",
+            "--locked",
+            "cargo-deb",
+            "--version",
+            CARGO_DEB_VERSION,
+        ])
+        // A throwaway build directory: cargo-deb's dependencies have no place in the shared
+        // one the workspace builds into.
+        .env_remove("CARGO_TARGET_DIR")
+        .status()
+        .context("running cargo install cargo-deb")?;
+    if !st.success() {
+        bail!("cargo install cargo-deb failed");
     }
     Ok(())
 }
