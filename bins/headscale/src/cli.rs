@@ -5,10 +5,15 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// What `--version` prints after the name: the version `headscale version` reports (Go's
+/// binary has no `--version`; this one keeps clap's, agreeing with the subcommand).
+static VERSION: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| hs_control::VersionInfo::current().version);
+
 /// headscale-rs: a self-hosted Tailscale control server, compatible with Go Headscale's config
 /// file, CLI, database and HTTP surface.
 #[derive(Debug, Parser)]
-#[command(name = "headscale", version)]
+#[command(name = "headscale", version = VERSION.as_str())]
 pub(crate) struct Cli {
     #[command(flatten)]
     pub(crate) global: GlobalArgs,

@@ -93,6 +93,16 @@ fn version_json_and_text() {
 
     let out = run(headscale().arg("version"));
     assert!(stdout(&out).starts_with("headscale version "));
+
+    // `--version` and `version` name the same version.
+    let sub = stdout(&out);
+    let version = sub
+        .lines()
+        .next()
+        .unwrap()
+        .trim_start_matches("headscale version ");
+    let flag = run(headscale().arg("--version"));
+    assert_eq!(stdout(&flag).trim(), format!("headscale {version}"));
 }
 
 #[test]
