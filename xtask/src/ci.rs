@@ -207,6 +207,10 @@ fn ensure_system_packages() -> Result<()> {
     if !have_libpq {
         missing.push("libpq-dev");
     }
+    // The page tests render in headless Chromium (crates/hs-server/tests/it/pages.rs).
+    if !which("chromium") {
+        missing.push("chromium");
+    }
     if missing.is_empty() {
         return Ok(());
     }

@@ -90,27 +90,50 @@ pub(crate) async fn followup(
     }
 }
 
-/// `GET /register/{auth_id}`: tells the operator the command to run.
+/// `GET /register/{auth_id}`: tells the operator the command to run; once the machine is
+/// registered, says so (a second visit is not an error); an unknown or expired ID gets 404
+/// with what to do.
 pub(crate) async fn page(State(st): State<ControlState>, Path(id): Path<String>) -> Response {
-    if !well_formed(&id)
-        || st
-            .pending()
-            .get(&id)
-            .is_none_or(|p| p.done.borrow().is_some())
-    {
-        return (
+    use super::page::{escape, html};
+    // None: unknown; Some(None): waiting; Some(Some(true)): approved; Some(Some(false)): refused.
+    let state = well_formed(&id)
+        .then(|| st.pending().get(&id))
+        .flatten()
+        .map(|p| p.done.borrow().as_ref().map(Result::is_ok));
+    match state {
+        None => (
             StatusCode::NOT_FOUND,
-            "unknown or expired registration; run `tailscale up` again",
+            Html(html(
+                "Registration not found",
+                "<p class=\"bad\">This registration link is unknown or has expired.</p>\n\
+                 <p>Run <code>tailscale up</code> again on the machine to get a new link.</p>",
+            )),
         )
-            .into_response();
+            .into_response(),
+        Some(Some(false)) => Html(html(
+            "Registration refused",
+            "<p class=\"bad\">The server's operator did not add this machine.</p>\n\
+             <p>Ask them, then run <code>tailscale up</code> again.</p>",
+        ))
+        .into_response(),
+        Some(Some(true)) => Html(html(
+            "Machine registered",
+            "<p class=\"ok\">This machine has been added to the network.</p>\n\
+             <p>You can close this page; Tailscale on the machine connects by itself.</p>",
+        ))
+        .into_response(),
+        Some(None) => Html(html(
+            "Machine registration",
+            &format!(
+                "<p>Run this command on the headscale server to add the machine to your network, \
+                 with the user who should own it:</p>\n\
+                 <pre><code>headscale auth register --auth-id {} --user USERNAME</code></pre>\n\
+                 <p>This page shows when it is done once reloaded.</p>",
+                escape(&id)
+            ),
+        ))
+        .into_response(),
     }
-    Html(format!(
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Registration - Headscale</title></head>\n\
-         <body><h1>headscale</h1><h2>Machine registration</h2>\n\
-         <p>Run the command below on the headscale server to add this machine to your network:</p>\n\
-         <pre><code>headscale auth register --auth-id {id} --user USERNAME</code></pre>\n</body></html>\n"
-    ))
-    .into_response()
 }
 
 #[cfg(test)]

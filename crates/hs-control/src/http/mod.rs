@@ -3,6 +3,7 @@
 //! client sent and answer it; every change they cause is a command of `crate::state`.
 
 pub(crate) mod interactive;
+pub(crate) mod page;
 pub(crate) mod pages;
 pub(crate) mod poll;
 pub(crate) mod register;

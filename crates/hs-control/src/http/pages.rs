@@ -19,32 +19,33 @@ pub(crate) fn routes(st: ControlState) -> Router {
         .with_state(st)
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
+use super::page::{escape, html};
 
 async fn windows(State(st): State<ControlState>) -> Html<String> {
     let url = escape(&st.config().server_url);
-    Html(format!(
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>headscale - Windows</title></head><body>\n\
-         <h1>headscale: Windows configuration</h1>\n\
-         <p>Install Tailscale for Windows, then in a terminal run:</p>\n\
-         <pre><code>tailscale login --login-server {url}</code></pre>\n</body></html>\n"
+    Html(html(
+        "Windows",
+        &format!(
+            "<p>Install Tailscale for Windows, then run this in a terminal:</p>\n\
+             <pre><code>tailscale login --login-server {url}</code></pre>\n\
+             <p>Or set the server in the registry (as an administrator) and restart Tailscale:</p>\n\
+             <pre><code>reg add \"HKLM\\Software\\Tailscale IPN\" /v LoginURL /t REG_SZ /d {url} /f</code></pre>"
+        ),
     ))
 }
 
 async fn apple(State(st): State<ControlState>) -> Html<String> {
     let url = escape(&st.config().server_url);
-    Html(format!(
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>headscale - Apple</title></head><body>\n\
-         <h1>headscale: macOS and iOS configuration</h1>\n\
-         <p>Command line (macOS): <code>tailscale login --login-server {url}</code></p>\n\
-         <p>Configuration profiles: <a href=\"/apple/macos-app-store\">macOS (App Store)</a>, \
-         <a href=\"/apple/macos-standalone\">macOS (standalone)</a>, <a href=\"/apple/ios\">iOS</a>.</p>\n\
-         </body></html>\n"
+    Html(html(
+        "macOS and iOS",
+        &format!(
+            "<p>On a Mac, from a terminal:</p>\n\
+             <pre><code>tailscale login --login-server {url}</code></pre>\n\
+             <p>Or install a configuration profile that points the Tailscale app at this server:</p>\n\
+             <ul><li><a href=\"/apple/macos-app-store\">macOS, App Store app</a></li>\
+             <li><a href=\"/apple/macos-standalone\">macOS, standalone app</a></li>\
+             <li><a href=\"/apple/ios\">iPhone and iPad</a></li></ul>"
+        ),
     ))
 }
 

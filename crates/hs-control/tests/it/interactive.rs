@@ -107,8 +107,11 @@ async fn interactive_login_is_approved_by_the_operator_for_a_user_created_later(
         stored[0].node_key.to_string(),
         c.keys.node_keys.public.to_string()
     );
-    // The auth ID is spent.
+    // The auth ID is spent; its page now says the machine is registered (not an error).
     assert!(h.st.approve_registration(&auth_id, bob).await.is_err());
+    let page = http_get(&h, &format!("/register/{auth_id}")).await;
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(page.contains("Machine registered"), "{page}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

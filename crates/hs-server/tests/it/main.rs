@@ -8,6 +8,8 @@
     reason = "test code; the server reads the clock"
 )]
 
+mod pages;
+
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
