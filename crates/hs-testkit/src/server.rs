@@ -33,13 +33,16 @@ impl std::fmt::Debug for TestServer {
 }
 
 /// Overrides of the embedded default that keep a test server on loopback and out of the
-/// way of other tests: a free port, no metrics, remote gRPC or STUN listeners.
+/// way of other tests: free ports for the main listener and STUN, no metrics or remote gRPC
+/// listener.
 fn test_env(key: &str) -> Option<String> {
     match key {
-        "HEADSCALE_LISTEN_ADDR" => Some("127.0.0.1:0".into()),
-        "HEADSCALE_METRICS_LISTEN_ADDR"
-        | "HEADSCALE_GRPC_LISTEN_ADDR"
-        | "HEADSCALE_DERP_SERVER_STUN_LISTEN_ADDR" => Some(String::new()),
+        // STUN on a free port: an empty value would fall back to the file's 127.0.0.1:3478,
+        // which two test servers cannot share.
+        "HEADSCALE_LISTEN_ADDR" | "HEADSCALE_DERP_SERVER_STUN_LISTEN_ADDR" => {
+            Some("127.0.0.1:0".into())
+        }
+        "HEADSCALE_METRICS_LISTEN_ADDR" | "HEADSCALE_GRPC_LISTEN_ADDR" => Some(String::new()),
         _ => None,
     }
 }

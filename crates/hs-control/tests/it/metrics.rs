@@ -82,6 +82,30 @@ async fn a_scrape_reports_nodestore_connections_registrations_and_bytes() {
     assert!(value(&text, "process_resident_memory_bytes") > 0.0);
     assert!(text.contains("# TYPE process_cpu_seconds_total counter\n"));
 
+    // Every metric the example dashboard (docs/dashboards/headscale.json) queries is exported.
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
+        || env!("CARGO_MANIFEST_DIR").into(),
+        std::path::PathBuf::from,
+    );
+    let dashboard =
+        std::fs::read_to_string(manifest.join("../../docs/dashboards/headscale.json")).unwrap();
+    let mut queried = std::collections::BTreeSet::new();
+    for word in dashboard.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+        if word.starts_with("headscale_") || word.starts_with("process_") {
+            queried.insert(word.trim_end_matches("_bucket").to_owned());
+        }
+    }
+    assert!(
+        queried.len() >= 10,
+        "too few metrics found in the dashboard: {queried:?}"
+    );
+    for name in &queried {
+        assert!(
+            text.contains(&format!("# TYPE {name} ")),
+            "the dashboard queries {name}, which the scrape lacks"
+        );
+    }
+
     // The debug endpoints on the same listener, asked from loopback.
     let overview = get(addr, "/debug/overview", "").await;
     assert!(
