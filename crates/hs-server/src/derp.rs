@@ -57,7 +57,12 @@ pub(crate) fn routes(server: Arc<DerpServer>, known: ClientVerifier) -> Router {
 }
 
 async fn handle(State(d): State<Derp>, req: Request) -> Response {
-    hs_derp::http::handle(req, d.server, Some(d.known), None)
+    // The main listener records each connection's peer.
+    let remote = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0);
+    hs_derp::http::handle(req, d.server, Some(d.known), remote)
         .await
         .map(axum::body::Body::new)
 }

@@ -147,7 +147,15 @@ impl Server {
                 },
             };
             let _ = tcp.set_nodelay(true);
-            let service = TowerToHyperService::new(app.clone());
+            // Handlers see the TCP peer as axum's `ConnectInfo` (the DERP relay logs it).
+            let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+                app.clone(),
+                move |mut req: http::Request<hyper::body::Incoming>| {
+                    req.extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
+                    req
+                },
+            ));
             let builder = builder.clone();
             let watcher = graceful.watcher();
             let tls = self.tls.clone();

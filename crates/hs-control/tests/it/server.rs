@@ -170,3 +170,33 @@ async fn slow_headers_are_cut_off_and_others_are_served() {
     stop.send(()).unwrap();
     task.await.unwrap();
 }
+
+/// Handlers on the main listener see the TCP peer as axum's `ConnectInfo`.
+#[tokio::test]
+async fn handlers_see_the_peer_address() {
+    let server = Server::bind_addr("127.0.0.1:0")
+        .await
+        .unwrap()
+        .with_routes(Router::new().route(
+        "/peer",
+        get(
+            |axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>| async move {
+                peer.to_string()
+            },
+        ),
+    ));
+    let (addr, stop, task) = start(server).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let local = s.local_addr().unwrap();
+    let req = format!("GET /peer HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).await.unwrap();
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    assert!(
+        raw.ends_with(&local.to_string()),
+        "{raw} (connected from {local})"
+    );
+    stop.send(()).unwrap();
+    task.await.unwrap();
+}
