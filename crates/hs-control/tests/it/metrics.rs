@@ -188,6 +188,27 @@ async fn debug_endpoints_refuse_public_addresses() {
             .unwrap();
         assert_eq!(resp.status().as_u16(), want, "{peer}");
     }
+    // A public peer that claims a loopback or private origin in forwarding headers is still
+    // refused: only the TCP peer counts.
+    let public: std::net::SocketAddr = "203.0.113.7:5555".parse().unwrap();
+    for (name, value) in [
+        ("x-forwarded-for", "127.0.0.1"),
+        ("x-real-ip", "10.0.0.5"),
+        ("forwarded", "for=127.0.0.1"),
+    ] {
+        let router = hs_control::debug::routes(h.st.clone(), &debug_config())
+            .layer(axum::extract::connect_info::MockConnectInfo(public));
+        let resp = router
+            .oneshot(
+                http::Request::get("/debug/nodestore")
+                    .header(name, value)
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 403, "{name}: {value}");
+    }
 }
 
 /// A configuration with secrets in it, for `/debug/config`.
