@@ -21,6 +21,8 @@ mod script;
 mod support;
 
 use std::path::{Path, PathBuf};
+
+use hs_testkit::free_port;
 use std::process::{Child, Command, Output};
 
 const GO_VERSION: &str = "v0.29.3";
@@ -328,15 +330,6 @@ policy:
         String::from_utf8_lossy(&made.stderr)
     );
     assert!(String::from_utf8_lossy(&listed.stdout).contains("\"alice\""));
-}
-
-/// A free loopback port (bound, then released for the server to take).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Remote gRPC over TLS with an API key (`cli.address`, `cli.api_key`, `cli.insecure`): Go's

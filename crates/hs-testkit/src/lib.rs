@@ -20,6 +20,21 @@ pub use control::{
 pub use fixtures::{new_user, node, pending_registration};
 pub use server::TestServer;
 
+/// A free loopback port: bound, then released for a server under test to take.
+///
+/// # Panics
+/// When no port can be bound (a test set-up error).
+#[allow(
+    clippy::expect_used,
+    reason = "test set-up: a failure is the test's error"
+)]
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("binding a loopback port")
+        .port()
+}
+
 /// Installs a test tracing subscriber once (`RUST_LOG` picks the level; quiet by default).
 pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()

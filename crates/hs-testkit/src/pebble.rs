@@ -16,10 +16,12 @@
     reason = "a bounded wait for a child process to listen"
 )]
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::free_port;
 
 const VERSION: &str = "v2.10.3";
 const MODULE: &str = "github.com/letsencrypt/pebble/v2";
@@ -44,14 +46,6 @@ impl Drop for Pebble {
             let _ = c.wait();
         }
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn go(args: &[&str]) -> Command {

@@ -13,14 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use super::manifest_dir;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use hs_testkit::free_port;
 
 fn ok(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));

@@ -10,14 +10,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use super::headscale;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use hs_testkit::free_port;
 
 fn get(port: u16, path: &str, bearer: &str) -> u16 {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();

@@ -21,14 +21,7 @@ use hs_testkit::pebble::Pebble;
 use hs_testkit::tls::{TestCa, https_get, leaf_der};
 
 use super::headscale;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use hs_testkit::free_port;
 
 struct Serve {
     child: Child,
