@@ -75,6 +75,13 @@ pub enum Error {
     /// 2^64-1 records went one way; the session must end.
     #[error("nonce counter exhausted")]
     NonceExhausted,
+    /// The server answered the initiation with an error message (client side).
+    #[error("server refused the handshake: {0}")]
+    Refused(String),
+
+    /// The server's handshake response is malformed (client side).
+    #[error("malformed handshake response: {0}")]
+    BadResponse(&'static str),
     /// The peer did not finish the handshake in time.
     #[error("handshake timed out after {0:?}")]
     HandshakeTimeout(Duration),

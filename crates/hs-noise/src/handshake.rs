@@ -127,13 +127,13 @@ impl std::fmt::Debug for Accepted {
 }
 
 /// The Noise symmetric state (`h`, `ck`) during the handshake.
-struct Symmetric {
-    h: [u8; HASH_LEN],
-    ck: [u8; HASH_LEN],
+pub(crate) struct Symmetric {
+    pub(crate) h: [u8; HASH_LEN],
+    pub(crate) ck: [u8; HASH_LEN],
 }
 
 impl Symmetric {
-    fn new(prologue: &str, responder_static: &[u8; 32]) -> Self {
+    pub(crate) fn new(prologue: &str, responder_static: &[u8; 32]) -> Self {
         // The name is 33 bytes, longer than HASHLEN, so the spec hashes it.
         let h = hash(&[PROTOCOL_NAME.as_bytes()]);
         let mut s = Self { h, ck: h };
@@ -142,12 +142,12 @@ impl Symmetric {
         s
     }
 
-    fn mix_hash(&mut self, data: &[u8]) {
+    pub(crate) fn mix_hash(&mut self, data: &[u8]) {
         self.h = hash(&[&self.h, data]);
     }
 
     /// MixKey; returns the one-shot cipher key (used once at nonce 0).
-    fn mix_key(&mut self, dh: &[u8; 32]) -> Result<Aead, Error> {
+    pub(crate) fn mix_key(&mut self, dh: &[u8; 32]) -> Result<Aead, Error> {
         // A low-order peer point yields an all-zero secret; Go's X25519 refuses it too.
         if dh.iter().all(|b| *b == 0) {
             return Err(Error::HandshakeDecrypt);
@@ -159,7 +159,12 @@ impl Symmetric {
         Ok(aead)
     }
 
-    fn decrypt_and_hash(&mut self, k: &Aead, ct: &[u8], out: &mut [u8]) -> Result<(), Error> {
+    pub(crate) fn decrypt_and_hash(
+        &mut self,
+        k: &Aead,
+        ct: &[u8],
+        out: &mut [u8],
+    ) -> Result<(), Error> {
         let (body, tag) = ct.split_at(ct.len() - TAG_LEN);
         out.copy_from_slice(body);
         if !k.open(0, &self.h, out, tag) {
@@ -169,7 +174,15 @@ impl Symmetric {
         Ok(())
     }
 
-    fn encrypt_and_hash_empty(&mut self, k: &Aead) -> [u8; TAG_LEN] {
+    /// EncryptAndHash of `plain` into `out` (`plain.len() + TAG_LEN` bytes).
+    pub(crate) fn encrypt_and_hash(&mut self, k: &Aead, plain: &[u8], out: &mut [u8]) {
+        let (body, tag) = out.split_at_mut(plain.len());
+        body.copy_from_slice(plain);
+        tag.copy_from_slice(&k.seal(0, &self.h, body));
+        self.mix_hash(out);
+    }
+
+    pub(crate) fn encrypt_and_hash_empty(&mut self, k: &Aead) -> [u8; TAG_LEN] {
         let tag = k.seal(0, &self.h, &mut []);
         self.mix_hash(&tag);
         tag

@@ -3,6 +3,7 @@
 //! server runs on.
 //!
 //! - [`handshake`]: parse the 101-byte initiation, [`respond`] with the 51-byte response.
+//! - [`Initiator`]: the client half, for tools that speak ts2021 themselves (load tests).
 //! - [`record`]: [`Transport`] (seal/open with the big-endian counter) and [`parse_frame`].
 //! - [`NoiseStream`]: `AsyncRead`/`AsyncWrite` over records with bounded buffers.
 //! - [`Ts2021`]: the `/key` answer, the `/ts2021` upgrade and HTTP/2 inside the tunnel,
@@ -11,6 +12,7 @@
 mod crypto;
 mod error;
 pub mod handshake;
+mod initiator;
 pub mod record;
 mod server;
 mod stream;
@@ -18,6 +20,7 @@ mod ws;
 
 pub use error::Error;
 pub use handshake::{Accepted, Initiation, respond};
+pub use initiator::Initiator;
 pub use record::{Opener, Sealer, Transport, parse_frame};
 pub use server::{
     DEFAULT_HANDSHAKE_TIMEOUT, EARLY_NOISE_CAPABILITY_VERSION, EARLY_PAYLOAD_MAGIC,
