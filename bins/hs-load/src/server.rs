@@ -110,7 +110,10 @@ log:
                     std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default()
                 );
             }
-            if tokio::net::TcpStream::connect(self.addr).await.is_ok() {
+            // Both listeners: the CLI needs the unix socket, which may come up later.
+            if self.dir.path().join("headscale.sock").exists()
+                && tokio::net::TcpStream::connect(self.addr).await.is_ok()
+            {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -20,20 +20,47 @@ pub const KEEPALIVE_JITTER_MAX: Duration = Duration::from_secs(9);
 
 /// Compresses `json` into one frame: `u32 LE length ‖ zstd frame` (with a content checksum,
 /// as Tailscale's encoder writes).
+///
+/// The frame is allocated at its exact size: frames wait in stream queues and are shared
+/// across viewers, so a buffer sized for the worst case (as large as the JSON) would hold
+/// ten times the bytes sent. The compressor context and its scratch buffer are kept per
+/// thread, so a storm of full maps does not allocate a context per map.
 pub fn encode_frame(json: &[u8]) -> Result<Vec<u8>, Error> {
-    let mut c = zstd::bulk::Compressor::new(ZSTD_LEVEL).map_err(Error::Compress)?;
-    c.include_checksum(true).map_err(Error::Compress)?;
-    c.include_contentsize(true).map_err(Error::Compress)?;
-    let bound = zstd::zstd_safe::compress_bound(json.len());
-    let mut out = vec![0u8; 4 + bound];
-    let n = c
-        .compress_to_buffer(json, &mut out[4..])
-        .map_err(Error::Compress)?;
-    let len = u32::try_from(n).map_err(|_| Error::TooLarge(n))?;
-    out[..4].copy_from_slice(&len.to_le_bytes());
-    out.truncate(4 + n);
-    Ok(out)
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Option<(zstd::bulk::Compressor<'static>, Vec<u8>)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    SCRATCH.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let (c, buf) = match &mut *slot {
+            Some(s) => s,
+            None => {
+                let mut c = zstd::bulk::Compressor::new(ZSTD_LEVEL).map_err(Error::Compress)?;
+                c.include_checksum(true).map_err(Error::Compress)?;
+                c.include_contentsize(true).map_err(Error::Compress)?;
+                slot.insert((c, Vec::new()))
+            }
+        };
+        let bound = zstd::zstd_safe::compress_bound(json.len());
+        buf.clear();
+        buf.resize(bound, 0);
+        let n = c
+            .compress_to_buffer(json, &mut buf[..])
+            .map_err(Error::Compress)?;
+        let len = u32::try_from(n).map_err(|_| Error::TooLarge(n))?;
+        let mut out = Vec::with_capacity(4 + n);
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&buf[..n]);
+        // A thread that once compressed a huge map does not keep that much scratch.
+        if buf.capacity() > SCRATCH_KEEP {
+            *buf = Vec::new();
+        }
+        Ok(out)
+    })
 }
+
+/// Scratch kept per thread between frames (larger maps allocate their own, once).
+const SCRATCH_KEEP: usize = 1 << 20;
 
 /// Splits one frame off the front of `buf` and decompresses it; returns the JSON and the
 /// rest of the buffer. The inverse of [`encode_frame`], for tests and diagnostics.
@@ -87,6 +114,21 @@ mod tests {
         let (b, rest) = decode_frame(rest).unwrap();
         assert_eq!(b, KEEPALIVE_JSON);
         assert!(rest.is_empty());
+    }
+
+    #[test]
+    fn a_frame_holds_only_its_compressed_bytes() {
+        // 2 MB of map-like JSON compresses to a small fraction; the frame must not keep a
+        // buffer sized for the JSON.
+        let peer = br#"{"ID":1,"Name":"node.example.com.","Addresses":["100.64.0.1/32"]},"#;
+        let json: Vec<u8> = peer.iter().copied().cycle().take(2 << 20).collect();
+        let f = encode_frame(&json).unwrap();
+        assert!(f.len() < json.len() / 10, "{} bytes", f.len());
+        assert_eq!(f.capacity(), f.len());
+        // Frames from the reused context stand alone.
+        let g = encode_frame(b"{}").unwrap();
+        assert_eq!(decode_frame(&f).unwrap().0, json);
+        assert_eq!(decode_frame(&g).unwrap().0, b"{}");
     }
 
     #[test]

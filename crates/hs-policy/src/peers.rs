@@ -9,11 +9,38 @@ use ipnet::IpNet;
 impl CompiledPolicy {
     /// True when `a` and `b` see each other as peers.
     pub fn can_see(&self, a: usize, b: usize) -> bool {
-        a != b && self.peers(a).iter().any(|p| p.index == b)
+        a != b && self.peer_set(a).contains(b)
     }
 
     /// The peers node `n` sees, in node order.
     pub fn peers(&self, n: usize) -> Vec<PeerView> {
+        self.peer_set(n)
+            .iter()
+            .map(|i| self.shown_peer(n, i))
+            .collect()
+    }
+
+    /// How peer `i` is shown to `viewer` (which must see it): [`CompiledPolicy::peer_view`],
+    /// shown by its IPv6 address only when either side has the `disable-ipv4` attribute.
+    pub fn shown_peer(&self, viewer: usize, i: usize) -> PeerView {
+        let attr_used = self
+            .policy
+            .node_attrs
+            .iter()
+            .any(|na| na.attr.iter().any(|a| a == "disable-ipv4"));
+        let has_attr = |i: usize| attr_used && self.self_cap_map(i).contains_key("disable-ipv4");
+        let mut v = self.peer_view(viewer, i);
+        if has_attr(viewer) || has_attr(i) {
+            v.allowed_ips
+                .retain(|a| !(a.addr().is_ipv4() && a.prefix_len() == 32));
+        }
+        v
+    }
+
+    /// Which nodes `n` sees, as a bit set over node indices: a few hundred bytes however
+    /// many peers, where [`CompiledPolicy::peers`] allocates a view per peer. Holders of
+    /// every viewer's peers (a whole tailnet's worth) keep these.
+    pub fn peer_set(&self, n: usize) -> NodeSet {
         let mut set = NodeSet::new(self.nodes.len());
         let me = &self.nodes[n];
         let mine = |i: usize| {
@@ -46,25 +73,7 @@ impl CompiledPolicy {
             }
         }
         set.remove(n);
-        // With the disable-ipv4 attribute on either side, a peer is shown by its IPv6
-        // address only.
-        let attr_used = self
-            .policy
-            .node_attrs
-            .iter()
-            .any(|na| na.attr.iter().any(|a| a == "disable-ipv4"));
-        let has_attr = |i: usize| attr_used && self.self_cap_map(i).contains_key("disable-ipv4");
-        let me_no_v4 = has_attr(n);
-        set.iter()
-            .map(|i| {
-                let mut v = self.peer_view(n, i);
-                if me_no_v4 || has_attr(i) {
-                    v.allowed_ips
-                        .retain(|a| !(a.addr().is_ipv4() && a.prefix_len() == 32));
-                }
-                v
-            })
-            .collect()
+        set
     }
 
     /// True when some rule lets `viewer` reach `route` through router `p`.
