@@ -62,7 +62,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
 /// The workspace this run belongs to. `cargo run` sets `CARGO_MANIFEST_DIR` at run time; it
 /// is preferred over the compile-time value because the shared target directory may hold an
 /// xtask binary built from another checkout.
-fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));

@@ -6,6 +6,7 @@
 // xtask is a developer tool: it prints to the terminal and times its steps.
 #![allow(clippy::print_stdout, clippy::print_stderr, clippy::disallowed_methods)]
 
+mod bench_vs_go;
 mod ci;
 mod codegen;
 mod conformance;
@@ -22,6 +23,7 @@ fn main() -> Result<()> {
     };
     match cmd.as_str() {
         "ci" => ci::run(rest),
+        "bench-vs-go" => bench_vs_go::run(rest),
         "fuzz" => fuzz::run(rest),
         "conformance" => conformance::run(rest),
         "codegen" => codegen::run(rest),
@@ -41,7 +43,9 @@ fn print_help() {
     println!(
         "cargo xtask <command>\n\n\
          commands:\n  \
-         ci    fmt --check, clippy -D warnings, the whole test suite (installs what it needs)\n  \
+         bench-vs-go [--nodes N] [--users U] [--only allow-all|per-user] [-- HS_LOAD_ARGS]
+                 this server and Go Headscale 0.29.3 under the same hs-load scenarios, side by side
+           ci    fmt --check, clippy -D warnings, the whole test suite (installs what it needs)\n  \
          codegen [--check]  regenerate (or verify) crates/hs-api/src/generated from proto/\n  \
          integration [PATTERN] [--client-version V] [--timeout 900s] | integration doctor\n"
     );

@@ -293,6 +293,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let (Some(a), Some(b)) = (a, sampler.stat()) {
         rep.phase("steady", "server CPU, s", b.cpu_s - a.cpu_s);
         rep.phase("steady", "server RSS, MB", mb(b.rss));
+        rep.phase("steady", "server threads", b.threads as f64);
     }
     rep.phase("steady", "load tool CPU, s", self_cpu() - me0);
 
@@ -371,6 +372,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 &format!("server RSS {} s after, MB", args.settle_secs),
                 mb(a.rss),
             );
+            rep.phase("storm", "server threads after", a.threads as f64);
         }
     }
     if let Some(e) = lock(&sh.last_error).clone() {

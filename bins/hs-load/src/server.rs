@@ -208,11 +208,12 @@ fn spawn(bin: &Path, config: &Path, dir: &Path) -> anyhow::Result<Child> {
         .with_context(|| format!("starting {}", bin.display()))
 }
 
-/// A process's CPU seconds (user + system) and resident set, from `/proc`.
+/// A process's CPU seconds (user + system), resident set and threads, from `/proc`.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct ProcStat {
     pub(crate) cpu_s: f64,
     pub(crate) rss: u64,
+    pub(crate) threads: u64,
 }
 
 /// Clock ticks per second for `/proc/<pid>/stat` (`getconf CLK_TCK`, 100 on Linux).
@@ -244,8 +245,14 @@ pub(crate) fn proc_stat(pid: u32, ticks: f64) -> Option<ProcStat> {
         .trim()
         .parse()
         .ok()?;
+    let threads = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(0);
     Some(ProcStat {
         cpu_s: (utime + stime) / ticks,
         rss: rss_kb * 1024,
+        threads,
     })
 }
