@@ -8,12 +8,16 @@
 //! configuration in force, secrets masked), `policy` (the policy in force, as parsed), `derp`
 //! (the DERP map, as nodes get it), `nodestore`, `filter` and `ssh` (per node, as the
 //! node is sent them), `routes` (primary routers), `registration-cache` (registrations
-//! waiting for an operator). `/debug/` lists them.
+//! waiting for an operator), `mapresponses` (the full map a node would get now, built as
+//! for a one-shot poll; Go serves dumps written under `HEADSCALE_DEBUG_DUMP_MAPRESPONSE_PATH`
+//! instead), `batcher` (open map streams: per node, its stream, the snapshot version it is
+//! at and the bytes queued for it), `policy-manager` (per node: how many peers it sees,
+//! its packet filter rules, whether it has an SSH policy). `/debug/` lists them.
 
 use std::net::{IpAddr, SocketAddr};
 
 use axum::Router;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -32,6 +36,12 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("filter", "Packet filter of each node"),
     ("ssh", "SSH policy of each node"),
     ("routes", "Primary routes"),
+    ("mapresponses", "The map each node would get now (?node=ID)"),
+    ("batcher", "Open map streams and what is queued for them"),
+    (
+        "policy-manager",
+        "Per node: peers it sees, filter rules, SSH policy",
+    ),
     (
         "registration-cache",
         "Registrations waiting for an operator",
@@ -62,6 +72,9 @@ pub fn routes(st: ControlState, config: &hs_config::Config) -> Router {
         .route("/debug/ssh", get(ssh))
         .route("/debug/routes", get(primary_routes))
         .route("/debug/registration-cache", get(registration_cache))
+        .route("/debug/mapresponses", get(mapresponses))
+        .route("/debug/batcher", get(batcher))
+        .route("/debug/policy-manager", get(policy_manager))
         .layer(middleware::from_fn(only_local))
         .with_state(st)
 }
@@ -262,6 +275,99 @@ async fn registration_cache(State(st): State<ControlState>) -> Response {
         })
         .collect();
     json_response(&json!({"count": entries.len(), "entries": entries}))
+}
+
+/// `?node=ID`.
+#[derive(Debug, serde::Deserialize)]
+struct NodeQuery {
+    node: Option<String>,
+}
+
+async fn mapresponses(State(st): State<ControlState>, Query(q): Query<NodeQuery>) -> Response {
+    let snap = st.store().load_full();
+    let Some(raw) = q.node else {
+        let nodes: Vec<Value> = snap
+            .nodes()
+            .map(|e| {
+                let id = e.node.id.get();
+                json!({"id": id, "given_name": e.node.given_name, "url": format!("/debug/mapresponses?node={id}")})
+            })
+            .collect();
+        return json_response(&json!({"nodes": nodes}));
+    };
+    let Ok(id) = raw.parse::<u64>() else {
+        return (
+            StatusCode::BAD_REQUEST,
+            format!("node={raw:?}: want a node ID (a number)\n"),
+        )
+            .into_response();
+    };
+    if snap.node(hs_types::NodeId(id)).is_none() {
+        return (StatusCode::NOT_FOUND, format!("no node with ID {id}\n")).into_response();
+    }
+    // Plain framing: a u32 length, then the JSON.
+    match st.one_shot(hs_types::NodeId(id), false).await {
+        Ok(frame) if frame.len() >= 4 => (
+            [(header::CONTENT_TYPE, "application/json")],
+            frame.slice(4..),
+        )
+            .into_response(),
+        Ok(_) => (StatusCode::INTERNAL_SERVER_ERROR, "empty map\n").into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
+    }
+}
+
+async fn batcher(State(st): State<ControlState>) -> Response {
+    let total = st.store().load().len();
+    let streams = st.streams().await;
+    let queued: usize = streams.iter().map(|s| s.queued_bytes).sum();
+    let list: Vec<Value> = streams
+        .iter()
+        .map(|s| {
+            json!({
+                "node": s.node.get(),
+                "stream": s.conn,
+                "zstd": s.zstd,
+                "version": s.version,
+                "queued_bytes": s.queued_bytes,
+            })
+        })
+        .collect();
+    json_response(&json!({
+        "total_nodes": total,
+        "connected_nodes": streams.len(),
+        "queued_bytes": queued,
+        "streams": list,
+    }))
+}
+
+async fn policy_manager(State(st): State<ControlState>) -> Response {
+    let snap = st.store().load_full();
+    let policy = snap.policy();
+    let mut out = serde_json::Map::new();
+    for v in snap.nodes() {
+        let peers = snap
+            .nodes()
+            .filter(|p| p.node.id != v.node.id && snap.can_see(v, p))
+            .count();
+        let rules = serde_json::from_str::<Value>(&policy.packet_filter(&v.node))
+            .ok()
+            .and_then(|f| f.as_array().map(Vec::len))
+            .unwrap_or(0);
+        out.insert(
+            v.node.id.get().to_string(),
+            json!({
+                "given_name": v.node.given_name,
+                "peers": peers,
+                "filter_rules": rules,
+                "ssh_policy": policy.ssh_policy(&v.node).is_some(),
+            }),
+        );
+    }
+    json_response(&json!({
+        "policy": if st.policy().await.ok().flatten().is_some() { "in force" } else { "none (every node may reach every node)" },
+        "nodes": out,
+    }))
 }
 
 #[cfg(test)]

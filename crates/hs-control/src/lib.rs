@@ -36,5 +36,7 @@ pub use http::web::{HealthProbe, always_healthy};
 pub use keycache::SecretCache;
 pub use lifecycle::EXPIRY_SWEEP_INTERVAL;
 pub use metrics::{Metrics, serve_metrics, serve_metrics_on};
-pub use state::{ControlState, PolicyLoad, StateConfig, USER_HAS_NODES, check_user_name};
+pub use state::{
+    ControlState, PolicyLoad, StateConfig, StreamInfo, USER_HAS_NODES, check_user_name,
+};
 pub use version::{ToolchainInfo, VersionInfo};

@@ -1,6 +1,6 @@
-//! The ts2021 control transport, server side: a sans-IO Noise IK responder and the
-//! record framing Tailscale uses (big-endian nonces), and a tokio adapter that the HTTP/2
-//! server runs on.
+//! The ts2021 control transport, server side: a sans-IO Noise IK responder (and the client
+//! half, for tools that speak the protocol themselves), the record framing Tailscale uses
+//! (big-endian nonces), and a tokio adapter that the HTTP/2 server runs on.
 //!
 //! - [`handshake`]: parse the 101-byte initiation, [`respond`] with the 51-byte response.
 //! - [`Initiator`]: the client half, for tools that speak ts2021 themselves (load tests).

@@ -42,6 +42,21 @@ struct Conn {
     tx: QueueTx,
 }
 
+/// One open map stream, as `/debug/batcher` shows it.
+#[derive(Debug, Clone)]
+pub struct StreamInfo {
+    /// The node.
+    pub node: NodeId,
+    /// The stream's id among the node's successive streams.
+    pub conn: u64,
+    /// Whether its frames are zstd-compressed.
+    pub zstd: bool,
+    /// The snapshot version the client has been brought to.
+    pub version: u64,
+    /// Bytes queued for the client and not yet taken by its connection.
+    pub queued_bytes: usize,
+}
+
 /// A new stream: its id, its first (full) map, framed for the client, and the channel later
 /// frames arrive on.
 pub(crate) struct Subscription {
@@ -82,6 +97,10 @@ pub(crate) enum Cmd {
     IsConnected {
         node: NodeId,
         reply: oneshot::Sender<bool>,
+    },
+    /// Every open stream, for `/debug/batcher`.
+    Streams {
+        reply: oneshot::Sender<Vec<StreamInfo>>,
     },
     /// Close every stream (graceful shutdown).
     CloseAll,
@@ -228,6 +247,21 @@ impl Actor {
             }
             Cmd::IsConnected { node, reply } => {
                 let _ = reply.send(self.conns.contains_key(&node));
+            }
+            Cmd::Streams { reply } => {
+                let mut v: Vec<StreamInfo> = self
+                    .conns
+                    .iter()
+                    .map(|(node, c)| StreamInfo {
+                        node: *node,
+                        conn: c.id,
+                        zstd: c.zstd,
+                        version: c.session.version(),
+                        queued_bytes: c.tx.queued(),
+                    })
+                    .collect();
+                v.sort_by_key(|s| s.node);
+                let _ = reply.send(v);
             }
             Cmd::CloseAll => self.conns.clear(),
             Cmd::SetPolicy {

@@ -36,6 +36,7 @@ use crate::error::Error;
 use crate::metrics::Metrics;
 use pending::PendingAuths;
 
+pub use actor::StreamInfo;
 use actor::{Actor, Cmd};
 pub(crate) use actor::{Subscription, plain_frame};
 #[cfg(test)]
@@ -300,6 +301,15 @@ impl ControlState {
             return false;
         }
         rx.await.unwrap_or(false)
+    }
+
+    /// Every open map stream, by node.
+    pub async fn streams(&self) -> Vec<StreamInfo> {
+        let (reply, rx) = oneshot::channel();
+        if self.inner.cmd.send(Cmd::Streams { reply }).is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
     }
 
     /// Whether a node holds a map stream.

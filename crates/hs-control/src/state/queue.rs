@@ -84,7 +84,6 @@ impl QueueTx {
     }
 
     /// Bytes waiting for this stream's reader.
-    #[cfg(test)]
     pub(crate) fn queued(&self) -> usize {
         self.queued.load(Ordering::Acquire)
     }

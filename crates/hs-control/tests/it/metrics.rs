@@ -138,6 +138,44 @@ async fn a_scrape_reports_nodestore_connections_registrations_and_bytes() {
         assert!(v.is_object(), "{path}: {v}");
     }
     assert!(get(addr, "/debug/", "").await.contains("/debug/nodestore"));
+    // The map a node would get now, the open streams, and what the policy gives each node.
+    let (alpha, bravo) = (
+        nodes[0]["id"].as_u64().unwrap(),
+        nodes[1]["id"].as_u64().unwrap(),
+    );
+    let list: serde_json::Value =
+        serde_json::from_str(&get(addr, "/debug/mapresponses", "").await).unwrap();
+    assert_eq!(list["nodes"].as_array().unwrap().len(), 2, "{list}");
+    let map: serde_json::Value =
+        serde_json::from_str(&get(addr, &format!("/debug/mapresponses?node={alpha}"), "").await)
+            .unwrap();
+    assert_eq!(map["Node"]["ID"], alpha, "{map}");
+    let peers: Vec<u64> = map["Peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["ID"].as_u64().unwrap())
+        .collect();
+    assert_eq!(peers, [bravo]);
+    assert!(
+        status(addr, "/debug/mapresponses?node=banana")
+            .await
+            .starts_with("HTTP/1.1 400")
+    );
+    assert!(
+        status(addr, "/debug/mapresponses?node=999999")
+            .await
+            .starts_with("HTTP/1.1 404")
+    );
+    let batcher: serde_json::Value =
+        serde_json::from_str(&get(addr, "/debug/batcher", "").await).unwrap();
+    assert_eq!(batcher["total_nodes"], 2, "{batcher}");
+    assert_eq!(batcher["connected_nodes"], 1, "{batcher}");
+    assert_eq!(batcher["streams"][0]["node"], alpha, "{batcher}");
+    let pm: serde_json::Value =
+        serde_json::from_str(&get(addr, "/debug/policy-manager", "").await).unwrap();
+    assert_eq!(pm["nodes"][alpha.to_string()]["peers"], 1, "{pm}");
+    assert_eq!(pm["nodes"][bravo.to_string()]["peers"], 1, "{pm}");
     let derp: serde_json::Value =
         serde_json::from_str(&get(addr, "/debug/derp", "").await).unwrap();
     assert!(derp["Regions"].is_object(), "{derp}");
@@ -149,6 +187,16 @@ async fn a_scrape_reports_nodestore_connections_registrations_and_bytes() {
 
     let _ = stop.send(());
     server.await.unwrap().unwrap();
+}
+
+/// One GET; the whole response (status line first).
+async fn status(addr: std::net::SocketAddr, path: &str) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
 }
 
 /// One GET with an `Accept` header; the body of a 200.
