@@ -7,6 +7,18 @@ use crate::cli::GlobalArgs;
 use crate::config_file::{self, Origin};
 use crate::logging;
 
+/// Threads for database work and other blocking calls: 32, or more when a PostgreSQL pool
+/// is larger, so every pooled connection can be in use at once.
+fn blocking_threads(db: &hs_config::DatabaseConfig) -> usize {
+    let pool = match db.kind {
+        hs_config::DatabaseKind::Postgres => {
+            usize::try_from(db.postgres.max_open_conns).unwrap_or(0)
+        }
+        hs_config::DatabaseKind::Sqlite => 0,
+    };
+    (pool + 8).max(32)
+}
+
 pub(crate) fn run(global: &GlobalArgs) -> anyhow::Result<()> {
     let loaded = config_file::load(global.config.as_deref())?;
     logging::init(&loaded.config.log);
@@ -15,6 +27,10 @@ pub(crate) fn run(global: &GlobalArgs) -> anyhow::Result<()> {
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Blocking threads run database work, and writes take one lock in turn, so a
+        // registration burst gains nothing from tokio's default of 512 threads; each idle one
+        // kept about a megabyte resident (docs/benchmarks.md).
+        .max_blocking_threads(blocking_threads(&loaded.config.database))
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(serve(loaded))
