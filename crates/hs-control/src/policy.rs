@@ -161,6 +161,23 @@ impl PolicyView for CompiledView {
         routes
     }
 
+    fn visible_ids(&self, viewer: &Node) -> Option<Vec<NodeId>> {
+        let Some(v) = self.slot(viewer) else {
+            return Some(Vec::new());
+        };
+        let nodes = self.compiled.nodes();
+        let mut ids: Vec<NodeId> = self.peers[v]
+            .get_or_init(|| self.compiled.peer_set(v))
+            .iter()
+            .map(|i| nodes[i].id)
+            .collect();
+        // The compiled nodes come in snapshot (ID) order; sort only if that ever changes.
+        if !ids.is_sorted() {
+            ids.sort_unstable();
+        }
+        Some(ids)
+    }
+
     fn packet_filter(&self, viewer: &Node) -> Arc<str> {
         let Some(v) = self.slot(viewer) else {
             return Arc::clone(&self.deny);

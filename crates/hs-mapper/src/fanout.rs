@@ -148,6 +148,30 @@ impl Plan {
     }
 }
 
+/// The elements in exactly one of two sorted lists.
+fn sorted_difference(a: &[NodeId], b: &[NodeId]) -> Vec<NodeId> {
+    let (mut i, mut j, mut out) = (0, 0, Vec::new());
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => {
+                out.push(a[i]);
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                out.push(b[j]);
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+    out
+}
+
 fn visible(snap: &Snapshot, viewer: Option<&Arc<NodeEntry>>, peer: NodeId) -> bool {
     match (viewer, snap.node(peer)) {
         (Some(v), Some(p)) => snap.can_see(v, p),
@@ -234,6 +258,21 @@ impl Mapper {
             })
             .collect();
 
+        // Nodes serving routes before or after: which of their routes a viewer may use
+        // depends on the policy, so a recompiled policy re-examines them for every viewer.
+        let routers: Vec<NodeId> = if policy_changed {
+            let mut r: Vec<NodeId> = prev
+                .nodes()
+                .chain(next.nodes())
+                .filter(|e| e.served_routes().next().is_some())
+                .map(|e| e.node.id)
+                .collect();
+            r.sort_unstable();
+            r.dedup();
+            r
+        } else {
+            Vec::new()
+        };
         let mut memo: HashMap<Plan, Bytes> = HashMap::new();
         let mut out = Vec::new();
         for s in sessions {
@@ -291,7 +330,26 @@ impl Mapper {
                     _ => {}
                 }
             };
-            if policy_changed || self_full {
+            let lists = match (policy_changed && !self_full, v_prev) {
+                (true, Some(vp)) => prev
+                    .policy()
+                    .visible_ids(&vp.node)
+                    .zip(policy.visible_ids(&v.node)),
+                _ => None,
+            };
+            if let Some((was, now)) = lists {
+                // A recompiled policy: only peers whose visibility flipped, peers that
+                // changed, and routers (whose routes this viewer may use can move) can need
+                // telling. Both lists are sorted, so their difference is one merge.
+                let mut pids = sorted_difference(&was, &now);
+                pids.extend(agg.keys().copied());
+                pids.extend(routers.iter().copied());
+                pids.sort_unstable();
+                pids.dedup();
+                for pid in pids {
+                    consider(pid, &mut plan, &mut users);
+                }
+            } else if policy_changed || self_full {
                 // What this viewer may see can have changed wholesale.
                 let ids: BTreeSet<NodeId> = prev
                     .nodes()

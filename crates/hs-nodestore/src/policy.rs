@@ -37,6 +37,15 @@ pub trait PolicyView: Send + Sync + fmt::Debug {
     /// same for both orders, but callers never rely on it.
     fn can_see(&self, viewer: &Node, peer: &Node) -> bool;
 
+    /// The IDs of every node `viewer` may see, sorted, when the policy can list them without
+    /// asking pair by pair; `None` (the default) makes callers use [`PolicyView::can_see`].
+    /// Must agree with `can_see`. The mapper diffs two of these lists when the policy is
+    /// recompiled, instead of re-asking every pair of the tailnet.
+    fn visible_ids(&self, viewer: &Node) -> Option<Vec<hs_types::NodeId>> {
+        let _ = viewer;
+        None
+    }
+
     /// The packet filter for `viewer` as a JSON array of `tailcfg.FilterRule`. An empty array
     /// (`[]`) means deny all inbound traffic. Return the same `Arc` for equal filters so
     /// the mapper can detect "unchanged" by pointer.

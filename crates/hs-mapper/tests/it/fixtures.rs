@@ -113,6 +113,53 @@ pub(crate) fn mapper() -> Mapper {
     Mapper::new(config())
 }
 
+/// Nodes see each other iff their IDs are equal modulo `m`; lists what a viewer sees
+/// ([`PolicyView::visible_ids`], over the IDs the tests use, 1 to 8), so switching between two
+/// of these takes the mapper's list-diffing path for a recompiled policy.
+#[derive(Debug)]
+pub(crate) struct Modulo {
+    m: u64,
+    filter: Arc<str>,
+}
+
+impl Modulo {
+    pub(crate) fn new(m: u64) -> Self {
+        Self {
+            m,
+            filter: Arc::from(format!(
+                r#"[{{"SrcIPs":["100.64.0.{m}"],"DstPorts":[{{"IP":"*","Ports":{{"First":0,"Last":65535}}}}]}}]"#
+            )),
+        }
+    }
+}
+
+impl PolicyView for Modulo {
+    fn can_see(&self, viewer: &Node, peer: &Node) -> bool {
+        viewer.id.0 % self.m == peer.id.0 % self.m
+    }
+
+    fn visible_ids(&self, viewer: &Node) -> Option<Vec<NodeId>> {
+        Some(
+            (1..=8)
+                .filter(|i| *i != viewer.id.0 && i % self.m == viewer.id.0 % self.m)
+                .map(NodeId)
+                .collect(),
+        )
+    }
+
+    fn packet_filter(&self, _viewer: &Node) -> Arc<str> {
+        Arc::clone(&self.filter)
+    }
+
+    fn ssh_policy(&self, _viewer: &Node) -> Option<Arc<str>> {
+        None
+    }
+
+    fn node_attrs(&self, _node: &Node) -> Vec<NodeAttr> {
+        Vec::new()
+    }
+}
+
 /// Nodes see each other iff they have the same owner; each owner group gets its own filter
 /// (shared `Arc` within the group), and user 0's group gets the deny-all filter `[]`.
 #[derive(Debug)]

@@ -11,7 +11,7 @@ use hs_types::{DiscoPublic, NodeId, NodePublic};
 use proptest::prelude::*;
 
 use crate::client::ClientModel;
-use crate::fixtures::{NOW, SameUser, json, mapper, node, t, user};
+use crate::fixtures::{Modulo, NOW, SameUser, json, mapper, node, t, user};
 
 #[derive(Debug, Clone)]
 enum Step {
@@ -41,7 +41,7 @@ fn arb_step() -> impl Strategy<Value = Step> {
         3 => (id.clone(), 0u64..3, prop::bool::weighted(0.2), prop::bool::weighted(0.7))
             .prop_map(|(i, u, tag, r)| Step::Upsert(i, u, tag, r)),
         1 => id.prop_map(Step::Remove),
-        1 => (0u8..3).prop_map(Step::Policy),
+        2 => (0u8..5).prop_map(Step::Policy),
         1 => (0u64..3, 0u8..3).prop_map(|(u, n)| Step::User(u, n)),
     ]
 }
@@ -50,7 +50,9 @@ fn policy(n: u8) -> Arc<dyn PolicyView> {
     match n {
         0 => Arc::new(AllowAll::new()),
         1 => Arc::new(SameUser::new(None)),
-        _ => Arc::new(SameUser::new(Some("funnel"))),
+        2 => Arc::new(SameUser::new(Some("funnel"))),
+        3 => Arc::new(Modulo::new(2)),
+        _ => Arc::new(Modulo::new(3)),
     }
 }
 
