@@ -20,6 +20,8 @@ const TARGETS: &[(&str, &str)] = &[
     ("handshake", "crates/hs-noise/fuzz"),
     ("policy", "crates/hs-policy/fuzz"),
     ("config", "crates/hs-policy/fuzz"),
+    ("derp_frame", "crates/hs-derp/fuzz"),
+    ("stun", "crates/hs-derp/fuzz"),
 ];
 
 /// Parses `[target] [--seconds N] [--build-only]` and runs.
