@@ -29,7 +29,15 @@ pub enum ApiError {
     /// Something failed on our side (500); details are logged, not returned.
     #[error("{0}")]
     Internal(String),
+    /// The database cannot be reached (503, gRPC `UNAVAILABLE`): the operator learns the
+    /// cause and that a retry can succeed; connection details stay in the log.
+    #[error("{0}")]
+    Unavailable(String),
 }
+
+/// What an operator is told when the database cannot be reached.
+const UNAVAILABLE: &str =
+    "the database is unavailable (see the server log); nothing was changed, retry when it is back";
 
 impl ApiError {
     /// A 400 with `msg`.
@@ -51,6 +59,7 @@ impl ApiError {
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -65,6 +74,10 @@ impl ApiError {
                 tracing::error!(error = %m, "{context}");
                 Self::Internal(format!("{context}: internal database error"))
             }
+            StoreError::Unavailable(m) => {
+                tracing::error!(error = %m, "{context}");
+                Self::Unavailable(format!("{context}: {UNAVAILABLE}"))
+            }
         }
     }
 }
@@ -78,6 +91,10 @@ impl ApiError {
             C::Conflict(m) | C::Db(hs_db::Error::Conflict(m)) => Self::Conflict(m),
             C::Invalid(m) | C::Config(m) => Self::BadRequest(format!("{context}: {m}")),
             C::NodeStore(e) => Self::BadRequest(format!("{context}: {e}")),
+            C::Db(e @ hs_db::Error::Connect { .. }) => {
+                tracing::error!(error = %e, "{context}");
+                Self::Unavailable(format!("{context}: {UNAVAILABLE}"))
+            }
             other => {
                 tracing::error!(error = %other, "{context}");
                 Self::Internal(format!("{context}: internal error"))
@@ -105,6 +122,7 @@ impl ApiError {
             Self::MethodNotAllowed(_) => tonic::Code::Unimplemented,
             Self::Conflict(_) => tonic::Code::AlreadyExists,
             Self::Internal(_) => tonic::Code::Internal,
+            Self::Unavailable(_) => tonic::Code::Unavailable,
         }
     }
 }

@@ -25,6 +25,9 @@ pub enum StoreError {
     /// The database failed (500); the message is logged, not shown to clients verbatim.
     #[error("database error: {0}")]
     Backend(String),
+    /// The database cannot be reached right now (503): retrying later can succeed.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// The result alias for [`Store`] methods.

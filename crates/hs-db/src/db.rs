@@ -5,6 +5,7 @@
 //! Headscale also runs SQLite with one connection); every [`Db::tx`] is an `IMMEDIATE`
 //! transaction, so a batch is all-or-nothing even if the process dies mid-way.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,7 +28,57 @@ pub struct Db {
 
 enum Backend {
     Sqlite(Mutex<SqliteConnection>),
-    Postgres(Pool<ConnectionManager<PgConnection>>),
+    Postgres(PgPool),
+}
+
+/// How long a checkout waits for a PostgreSQL connection while the server is reachable.
+/// Writes are serialised by the write lock, so the pool is rarely busy; a longer wait would
+/// only delay noticing that the server went away (the first checkout after it did waits
+/// this long).
+const PG_CHECKOUT: Duration = Duration::from_secs(5);
+/// How long a checkout waits once the last one failed to connect. Every write holds the
+/// write lock while it waits, so during an outage a 30 s wait per write would queue every
+/// client and operator behind one another; failing fast gives each a prompt error and the
+/// pool still dials in the background, so the first checkout after the server is back
+/// succeeds.
+const PG_CHECKOUT_WHILE_DOWN: Duration = Duration::from_millis(500);
+
+/// The PostgreSQL pool and whether its last checkout failed to connect.
+struct PgPool {
+    pool: Pool<ConnectionManager<PgConnection>>,
+    down: AtomicBool,
+}
+
+type PgPooled = diesel::r2d2::PooledConnection<ConnectionManager<PgConnection>>;
+
+impl PgPool {
+    /// A connection, waiting briefly while the database is known to be unreachable.
+    fn checkout(&self) -> Result<PgPooled> {
+        let was_down = self.down.load(Ordering::Relaxed);
+        let wait = if was_down {
+            PG_CHECKOUT_WHILE_DOWN
+        } else {
+            PG_CHECKOUT
+        };
+        match self.pool.get_timeout(wait) {
+            Ok(c) => {
+                if was_down {
+                    self.down.store(false, Ordering::Relaxed);
+                    tracing::warn!("PostgreSQL is reachable again");
+                }
+                Ok(c)
+            }
+            Err(e) => {
+                if !self.down.swap(true, Ordering::Relaxed) {
+                    tracing::error!(error = %e, "PostgreSQL is unreachable; writes fail until it is back");
+                }
+                Err(Error::Connect {
+                    backend: "postgres",
+                    message: e.to_string(),
+                })
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Db {
@@ -134,7 +185,7 @@ impl Db {
             .max_size(cfg.max_open_conns)
             .min_idle(Some(0))
             .idle_timeout(idle)
-            .connection_timeout(Duration::from_secs(30))
+            .connection_timeout(PG_CHECKOUT)
             .build_unchecked(manager);
         // Surface a bad host/password now, with libpq's own message.
         drop(pool.get().map_err(|e| Error::Connect {
@@ -146,7 +197,10 @@ impl Db {
         })?);
         tracing::info!(host = %cfg.host, dbname = %cfg.name, "opened PostgreSQL database");
         Ok(Self {
-            inner: Arc::new(Backend::Postgres(pool)),
+            inner: Arc::new(Backend::Postgres(PgPool {
+                pool,
+                down: AtomicBool::new(false),
+            })),
         })
     }
 
@@ -172,10 +226,7 @@ impl Db {
                 })
             }
             Backend::Postgres(pool) => {
-                let mut pc = pool.get().map_err(|e| Error::Connect {
-                    backend: "postgres",
-                    message: e.to_string(),
-                })?;
+                let mut pc = pool.checkout()?;
                 pc.transaction(|c| {
                     f(&mut Conn {
                         inner: ConnRef::Pg(c),
@@ -195,10 +246,7 @@ impl Db {
                 })
             }
             Backend::Postgres(pool) => {
-                let mut pc = pool.get().map_err(|e| Error::Connect {
-                    backend: "postgres",
-                    message: e.to_string(),
-                })?;
+                let mut pc = pool.checkout()?;
                 f(&mut Conn {
                     inner: ConnRef::Pg(&mut pc),
                 })

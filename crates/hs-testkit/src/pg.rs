@@ -22,7 +22,7 @@ pub struct PgServer {
     child: Mutex<Child>,
     port: u16,
     bin: PathBuf,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 static SERVER: Mutex<Weak<PgServer>> = Mutex::new(Weak::new());
@@ -54,6 +54,38 @@ fn as_postgres(bin: &Path) -> Command {
     } else {
         Command::new(bin)
     }
+}
+
+/// Starts `postgres` on `port` over `dir/data` and waits until it accepts connections;
+/// `None` when it exits first (e.g. the port was taken meanwhile) or is not ready in 10 s.
+fn spawn_ready(bin: &Path, dir: &Path, port: u16) -> Option<Child> {
+    let mut child = as_postgres(&bin.join("postgres"))
+        .arg("-D")
+        .arg(dir.join("data"))
+        .args(["-p", &port.to_string(), "-k"])
+        .arg(dir)
+        .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if child.try_wait().unwrap().is_some() {
+            return None;
+        }
+        let ready = Command::new(bin.join("pg_isready"))
+            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if ready {
+            return Some(child);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
 }
 
 impl PgServer {
@@ -90,39 +122,45 @@ impl PgServer {
                 .and_then(|l| l.local_addr())
                 .unwrap()
                 .port();
-            let mut child = as_postgres(&bin.join("postgres"))
-                .arg("-D")
-                .arg(&data)
-                .args(["-p", &port.to_string(), "-k"])
-                .arg(dir.path())
-                .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
-            for _ in 0..100 {
-                if child.try_wait().unwrap().is_some() {
-                    break;
-                }
-                let ready = Command::new(bin.join("pg_isready"))
-                    .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-                    .stdout(Stdio::null())
-                    .status()
-                    .is_ok_and(|s| s.success());
-                if ready {
-                    return Self {
-                        child: Mutex::new(child),
-                        port,
-                        bin,
-                        _dir: dir,
-                    };
-                }
-                std::thread::sleep(Duration::from_millis(100));
+            if let Some(child) = spawn_ready(&bin, dir.path(), port) {
+                return Self {
+                    child: Mutex::new(child),
+                    port,
+                    bin,
+                    dir,
+                };
             }
-            let _ = child.kill();
-            let _ = child.wait();
         }
         panic!("PostgreSQL did not start");
+    }
+
+    /// A server of the caller's own, for tests that stop and restart it; the shared one
+    /// ([`PgServer::get`]) must keep running for everyone else.
+    pub fn private() -> Self {
+        Self::start()
+    }
+
+    /// Stops the server the way an operator's `systemctl stop` does (fast shutdown: open
+    /// sessions are cut), and waits until it has exited.
+    pub fn stop(&self) {
+        let mut c = self.child.lock().unwrap();
+        let st = Command::new("kill")
+            .arg("-INT")
+            .arg(c.id().to_string())
+            .status()
+            .unwrap();
+        assert!(st.success());
+        c.wait().unwrap();
+    }
+
+    /// Starts the stopped server again on the same port and data.
+    ///
+    /// # Panics
+    /// When it does not come back.
+    pub fn resume(&self) {
+        let child = spawn_ready(&self.bin, self.dir.path(), self.port)
+            .expect("PostgreSQL did not restart on its port");
+        *self.child.lock().unwrap() = child;
     }
 
     /// The shared server, started on first use.
@@ -137,6 +175,11 @@ impl PgServer {
         let s = Arc::new(Self::start());
         *slot = Arc::downgrade(&s);
         s
+    }
+
+    /// The directory of the PostgreSQL binaries (`psql`, `pg_isready`) it runs.
+    pub fn bin(&self) -> &Path {
+        &self.bin
     }
 
     /// The loopback port it listens on.

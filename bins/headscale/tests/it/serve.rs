@@ -26,7 +26,19 @@ impl Drop for Running {
     }
 }
 
+/// Starts `cmd serve` and waits (bounded) for its address; for other test modules.
+pub(crate) fn start_with(cmd: &mut std::process::Command) -> (Child, String) {
+    let (child, addr, _) = launch(cmd);
+    (child, addr)
+}
+
 fn start(cmd: &mut std::process::Command) -> Running {
+    let (child, addr, lines) = launch(cmd);
+    Running { child, addr, lines }
+}
+
+/// The child, its address and the lines it printed up to the address.
+fn launch(cmd: &mut std::process::Command) -> (Child, String, Vec<String>) {
     let mut child = cmd
         .arg("serve")
         .stdout(Stdio::piped())
@@ -56,7 +68,7 @@ fn start(cmd: &mut std::process::Command) -> Running {
         if let Some(rest) = line.strip_prefix("headscale: listening on http://") {
             let addr = rest.split_whitespace().next().unwrap().to_owned();
             lines.push(line);
-            return Running { child, addr, lines };
+            return (child, addr, lines);
         }
         lines.push(line);
     }
@@ -102,6 +114,8 @@ database:
 dns:
   magic_dns: false
   override_local_dns: false
+derp:
+  urls: []
 ",
     )
     .unwrap();
