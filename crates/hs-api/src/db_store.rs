@@ -14,8 +14,10 @@ impl From<hs_db::Error> for StoreError {
         match e {
             hs_db::Error::NotFound(m) => Self::NotFound(m),
             hs_db::Error::Conflict(m) => Self::Conflict(m),
-            e @ hs_db::Error::Connect { .. } => Self::Unavailable(e.to_string()),
-            other => Self::Backend(other.to_string()),
+            e => match e.unavailable_reason() {
+                Some(why) => Self::Unavailable(why, e.to_string()),
+                None => Self::Backend(e.to_string()),
+            },
         }
     }
 }

@@ -35,9 +35,12 @@ pub enum ApiError {
     Unavailable(String),
 }
 
-/// What an operator is told when the database cannot be reached.
-const UNAVAILABLE: &str =
-    "the database is unavailable (see the server log); nothing was changed, retry when it is back";
+/// What an operator is told when the database cannot take writes: why, and what it means.
+fn unavailable(context: &str, why: &str) -> ApiError {
+    ApiError::Unavailable(format!(
+        "{context}: {why}; nothing was changed, retry once it is resolved (details in the server log)"
+    ))
+}
 
 impl ApiError {
     /// A 400 with `msg`.
@@ -74,9 +77,9 @@ impl ApiError {
                 tracing::error!(error = %m, "{context}");
                 Self::Internal(format!("{context}: internal database error"))
             }
-            StoreError::Unavailable(m) => {
+            StoreError::Unavailable(why, m) => {
                 tracing::error!(error = %m, "{context}");
-                Self::Unavailable(format!("{context}: {UNAVAILABLE}"))
+                unavailable(context, why)
             }
         }
     }
@@ -91,9 +94,9 @@ impl ApiError {
             C::Conflict(m) | C::Db(hs_db::Error::Conflict(m)) => Self::Conflict(m),
             C::Invalid(m) | C::Config(m) => Self::BadRequest(format!("{context}: {m}")),
             C::NodeStore(e) => Self::BadRequest(format!("{context}: {e}")),
-            C::Db(e @ hs_db::Error::Connect { .. }) => {
+            C::Db(e) if e.unavailable_reason().is_some() => {
                 tracing::error!(error = %e, "{context}");
-                Self::Unavailable(format!("{context}: {UNAVAILABLE}"))
+                unavailable(context, e.unavailable_reason().unwrap_or_default())
             }
             other => {
                 tracing::error!(error = %other, "{context}");

@@ -25,9 +25,10 @@ pub enum StoreError {
     /// The database failed (500); the message is logged, not shown to clients verbatim.
     #[error("database error: {0}")]
     Backend(String),
-    /// The database cannot be reached right now (503): retrying later can succeed.
-    #[error("database unavailable: {0}")]
-    Unavailable(String),
+    /// The database cannot take writes right now (503): why, for the operator, and the
+    /// driver's message, for the log. Retrying later can succeed.
+    #[error("database unavailable: {0}: {1}")]
+    Unavailable(&'static str, String),
 }
 
 /// The result alias for [`Store`] methods.

@@ -92,6 +92,34 @@ pub enum Error {
 }
 
 impl Error {
+    /// Why the database cannot take writes right now, when that is the cause and retrying
+    /// later can succeed: it cannot be reached, another process holds its lock, or its disk
+    /// is full. `None` for errors a retry will not cure.
+    pub fn unavailable_reason(&self) -> Option<&'static str> {
+        let message = match self {
+            Error::Connect { .. } => return Some("the database cannot be reached"),
+            Error::Query(diesel::result::Error::DatabaseError(_, info)) => info.message(),
+            Error::Query(diesel::result::Error::BrokenTransactionManager) => {
+                return Some("the database connection was lost");
+            }
+            _ => return None,
+        };
+        // The drivers' own wording (SQLite's result-code strings, PostgreSQL's messages).
+        let m = message.to_ascii_lowercase();
+        if m.contains("database is locked") || m.contains("database table is locked") {
+            Some("the database is locked by another process")
+        } else if m.contains("disk is full") || m.contains("no space left on device") {
+            Some("the disk holding the database is full")
+        } else if m.contains("server closed the connection")
+            || m.contains("terminating connection")
+            || m.contains("connection to server")
+        {
+            Some("the database connection was lost")
+        } else {
+            None
+        }
+    }
+
     /// Maps unique-constraint violations to [`Error::Conflict`] with `what` as context.
     pub(crate) fn conflict_as(e: diesel::result::Error, what: impl FnOnce() -> String) -> Self {
         match e {

@@ -52,12 +52,14 @@ pub fn open(c: &DatabaseConfig) -> Result<Db, Error> {
     Ok(Db::open(&db_config(c)?)?)
 }
 
-/// What `/health` checks: that the database answers `SELECT 1`.
+/// What `/health` checks: that the database answers `SELECT 1`, outside a transaction (as
+/// Go's ping): a write lock held by another process must not stall the probe for the busy
+/// timeout, and the database is still readable meanwhile.
 pub fn health_probe(db: Db) -> HealthProbe {
     Arc::new(move || {
         let db = db.clone();
         Box::pin(async move {
-            tokio::task::spawn_blocking(move || db.tx(|c| c.execute_raw("SELECT 1")))
+            tokio::task::spawn_blocking(move || db.ping())
                 .await
                 .map_err(|e| format!("health check task failed: {e}"))?
                 .map_err(|e| format!("database ping failed: {e}"))

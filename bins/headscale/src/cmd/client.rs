@@ -53,11 +53,22 @@ pub(crate) fn block_on<T>(fut: impl Future<Output = anyhow::Result<T>>) -> anyho
 /// A gRPC status as an error naming what failed and why.
 pub(crate) fn status(what: &str, s: tonic::Status) -> anyhow::Error {
     // grpc-go's status text, which Go Headscale's CLI prints behind the same prefixes.
-    anyhow::anyhow!(
+    let mut text = format!(
         "{what}: rpc error: code = {:?} desc = {}",
         s.code(),
         s.message()
-    )
+    );
+    // The client gave up, not the server: the bare "Timeout expired" does not say what to do.
+    if matches!(
+        s.code(),
+        tonic::Code::Cancelled | tonic::Code::DeadlineExceeded
+    ) {
+        text.push_str(
+            "\n(the server did not answer within cli.timeout; it may still be waiting on a locked \
+             or unreachable database, see its log; set cli.timeout to wait longer)",
+        );
+    }
+    anyhow::anyhow!(text)
 }
 
 /// A timestamp for the human tables: `YYYY-MM-DD HH:MM:SS`, or empty.

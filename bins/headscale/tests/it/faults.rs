@@ -460,7 +460,6 @@ pub(crate) fn node_ids(srv: &Server) -> Vec<u64> {
     ids
 }
 
-#[allow(dead_code, reason = "used by the disk and lock tests")]
 fn sqlite_section(path: &Path) -> String {
     format!(
         "database:
@@ -473,7 +472,173 @@ fn sqlite_section(path: &Path) -> String {
     )
 }
 
-#[allow(dead_code, reason = "kept for the wrapper-based tests")]
-fn quiet(cmd: &mut Command) -> &mut Command {
-    cmd.stdout(Stdio::null()).stderr(Stdio::null())
+/// Creates user `name`; whether the server acknowledged it, and its error output.
+fn create_user(srv: &Server, name: &str) -> (bool, String) {
+    let out = srv.cli(&["users", "create", name]);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The names of the users the server reports, sorted.
+fn user_names(srv: &Server) -> Vec<String> {
+    let mut names: Vec<String> = srv
+        .json(&["users", "list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["name"].as_str().unwrap().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The database lives on a 16 MiB tmpfs mounted in the server's own mount namespace
+/// (`unshare -m`, so nothing outside the test sees it); the test fills it with a file, and
+/// every write must then fail with an error that names the full disk, never a half-written
+/// row; the server keeps serving; once the file is removed, writes succeed again without a
+/// restart, nothing acknowledged is missing and SQLite's integrity check passes.
+#[test]
+fn disk_full_refuses_writes_clearly_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("data");
+    std::fs::create_dir(&mnt).unwrap();
+    let db = mnt.join("db.sqlite");
+    let config = write_config(dir.path(), &sqlite_section(&db));
+    let mount = "mount -t tmpfs -o size=16m hs-test-tmpfs \"$0\" && exec \"$@\"";
+    let mnt_arg = mnt.to_str().unwrap();
+    // Root may create a mount namespace directly; anyone else does it in a user namespace.
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    let unshare: &[&str] = if root {
+        &["unshare", "-m"]
+    } else {
+        &["unshare", "-rm"]
+    };
+    let mut wrap = unshare.to_vec();
+    wrap.extend(["sh", "-c", mount, mnt_arg]);
+    let srv = Server::start(&config, &wrap);
+    let pid = srv.child.id();
+    let ns = |script: &str| {
+        let nsenter_user: &[&str] = if root {
+            &[]
+        } else {
+            &["-U", "--preserve-credentials"]
+        };
+        let mut c = Command::new("nsenter");
+        c.args(["-t", &pid.to_string()]).args(nsenter_user);
+        c.args(["-m", "sh", "-c", script]).output().unwrap()
+    };
+
+    let mut acked: Vec<String> = Vec::new();
+    for i in 0..5 {
+        let name = format!("before{i}");
+        assert!(create_user(&srv, &name).0);
+        acked.push(name);
+    }
+    // Fill the disk (cat stops at ENOSPC).
+    let filler = format!("{mnt_arg}/filler");
+    ns(&format!("cat /dev/zero > {filler} 2>/dev/null; true"));
+    let df = ns(&format!("df -k {mnt_arg} | tail -1"));
+    let df = String::from_utf8_lossy(&df.stdout).into_owned();
+    assert!(
+        df.contains("hs-test-tmpfs"),
+        "the tmpfs is not mounted: {df}"
+    );
+
+    // SQLite may still fit a few writes in pages it already has; write until refused.
+    let mut refusal = None;
+    for i in 0..500 {
+        let name = format!("full{i}");
+        let (ok, err) = create_user(&srv, &name);
+        if ok {
+            acked.push(name);
+        } else {
+            refusal = Some(err);
+            break;
+        }
+    }
+    let refusal = refusal.expect("500 writes succeeded on a full disk");
+    assert!(
+        refusal.contains("disk holding the database is full"),
+        "the refusal does not name the cause: {refusal}"
+    );
+    // Still serving: health (the database is readable) and reads.
+    assert_eq!(srv.get("/health"), Some(200));
+    assert_eq!(user_names(&srv).len(), acked.len());
+
+    ns(&format!("rm -f {filler}"));
+    assert!(
+        create_user(&srv, "after").0,
+        "a write after space was freed"
+    );
+    acked.push("after".into());
+    acked.sort();
+    assert_eq!(user_names(&srv), acked, "acknowledged users lost or extra");
+    let check = ns(&format!(
+        "sqlite3 {} 'PRAGMA integrity_check'",
+        db.display()
+    ));
+    assert_eq!(
+        String::from_utf8_lossy(&check.stdout).trim(),
+        "ok",
+        "integrity check: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+}
+
+/// Another process (the `sqlite3` shell) holds the database's write lock: a write waits the
+/// busy timeout (10 s, as Go's) and is refused naming the lock, nothing is half-written, the
+/// server keeps answering; when the other process lets go, writes succeed again.
+#[test]
+fn sqlite_locked_by_another_process_refuses_then_recovers() {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db.sqlite");
+    // The CLI waits longer than the server's busy timeout, so the answer is the server's.
+    let section = format!("{}cli:\n  timeout: 30s\n", sqlite_section(&db));
+    let config = write_config(dir.path(), &section);
+    let srv = Server::start(&config, &[]);
+    assert!(create_user(&srv, "alice").0);
+
+    let mut holder = Command::new("sqlite3")
+        .arg(&db)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = holder.stdin.take().unwrap();
+    writeln!(stdin, "BEGIN EXCLUSIVE; SELECT 'locked';").unwrap();
+    stdin.flush().unwrap();
+    let mut line = String::new();
+    BufReader::new(holder.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "locked");
+
+    let (ok, err) = create_user(&srv, "bob");
+    assert!(!ok, "a write succeeded while another process held the lock");
+    assert!(
+        err.contains("locked by another process"),
+        "the refusal does not name the cause: {err}"
+    );
+    assert_eq!(srv.get("/health"), Some(200));
+
+    drop(stdin);
+    holder.wait().unwrap();
+    assert!(
+        create_user(&srv, "bob").0,
+        "a write after the lock was released"
+    );
+    assert_eq!(user_names(&srv), ["alice", "bob"]);
+    let check = Command::new("sqlite3")
+        .arg(&db)
+        .arg("PRAGMA integrity_check")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&check.stdout).trim(), "ok");
 }
