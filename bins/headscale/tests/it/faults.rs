@@ -19,7 +19,7 @@ use super::headscale;
 
 /// A running `headscale serve` with its config; killed when dropped.
 pub(crate) struct Server {
-    child: Child,
+    pub(crate) child: Child,
     pub(crate) addr: String,
     pub(crate) config: PathBuf,
 }
@@ -29,6 +29,19 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The `database:` section for an SQLite file.
+pub(crate) fn sqlite_section(path: &Path) -> String {
+    format!(
+        "database:
+  type: sqlite
+  sqlite:
+    path: {}
+    write_ahead_log: true
+",
+        path.display()
+    )
 }
 
 /// Writes a loopback-only config (no DERP URL is fetched) with `database` as its database
@@ -184,10 +197,16 @@ pub(crate) struct Client {
 
 impl Client {
     pub(crate) async fn join(url: &url::Url, key: &str, host: &str) -> Self {
+        Self::try_join(url, key, host).await.unwrap()
+    }
+
+    /// Registers a new node with `key`; the error as text when the server refused it or the
+    /// connection failed.
+    pub(crate) async fn try_join(url: &url::Url, key: &str, host: &str) -> Result<Self, String> {
         let keys = ts_keys::NodeState::generate();
         let conn = ts_control::client::connect(url, &keys.machine_keys)
             .await
-            .unwrap();
+            .map_err(|e| format!("{e:?}"))?;
         let cfg = ts_control::Config {
             server_url: url.clone(),
             hostname: Some(host.to_owned()),
@@ -197,13 +216,26 @@ impl Client {
         };
         ts_control::register(&cfg, url, Some(key), None, &keys, &conn)
             .await
-            .unwrap();
-        Self {
+            .map_err(|e| format!("{e:?}"))?;
+        Ok(Self {
             keys,
             conn,
             cfg,
             url: url.clone(),
-        }
+        })
+    }
+
+    /// The same node, over a new Noise connection to `url` (a restarted server).
+    pub(crate) async fn reconnect(&self, url: &url::Url) -> Result<Self, String> {
+        let conn = ts_control::client::connect(url, &self.keys.machine_keys)
+            .await
+            .map_err(|e| format!("{e:?}"))?;
+        Ok(Self {
+            keys: self.keys.clone(),
+            conn,
+            cfg: self.cfg.clone(),
+            url: url.clone(),
+        })
     }
 
     pub(crate) async fn stream(
@@ -458,18 +490,6 @@ pub(crate) fn node_ids(srv: &Server) -> Vec<u64> {
         .collect();
     ids.sort_unstable();
     ids
-}
-
-fn sqlite_section(path: &Path) -> String {
-    format!(
-        "database:
-  type: sqlite
-  sqlite:
-    path: {}
-    write_ahead_log: true
-",
-        path.display()
-    )
 }
 
 /// Creates user `name`; whether the server acknowledged it, and its error output.

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod cli;
+mod crash;
 mod faults;
 mod package;
 mod secrets;
