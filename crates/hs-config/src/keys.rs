@@ -107,6 +107,12 @@ const LEAVES: &[&str] = &[
     "tuning.register_cache_max_entries",
     "tuning.node_store_batch_size",
     "tuning.node_store_batch_timeout",
+    // headscale-rs only (Go Headscale has no limits and ignores the section).
+    "limits.max_connections_per_ip",
+    "limits.requests_per_second",
+    "limits.request_burst",
+    "limits.exempt_loopback",
+    "limits.exempt",
 ];
 
 /// Keys whose value is a free-form mapping or a list of mappings: not walked into.

@@ -71,6 +71,7 @@ pub(crate) fn build(src: &mut Source<'_>, warnings: &mut Vec<Warning>) -> Config
         taildrop_enabled: src.bool("taildrop.enabled", true),
         cli: sections::cli(src),
         tuning: sections::tuning(src),
+        limits: sections::limits(src),
     }
 }
 

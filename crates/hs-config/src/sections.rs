@@ -315,3 +315,49 @@ pub(crate) fn tuning(src: &mut Source<'_>) -> TuningConfig {
         ),
     }
 }
+
+/// `limits.*` (headscale-rs only): each count must fit 0..=u32::MAX, and a rate limit needs a
+/// burst of at least one request.
+pub(crate) fn limits(src: &mut Source<'_>) -> LimitsConfig {
+    fn count(src: &mut Source<'_>, key: &str, default: u32) -> u32 {
+        let n = src.int(key, i64::from(default));
+        u32::try_from(n).unwrap_or_else(|_| {
+            src.problems.push(Problem::new(
+                key,
+                format!("{n} is out of range (0 to {})", u32::MAX),
+            ));
+            default
+        })
+    }
+    let d = LimitsConfig::default();
+    let max_connections_per_ip = count(
+        src,
+        "limits.max_connections_per_ip",
+        d.max_connections_per_ip,
+    );
+    let requests_per_second = count(src, "limits.requests_per_second", d.requests_per_second);
+    let request_burst = count(src, "limits.request_burst", d.request_burst);
+    if requests_per_second > 0 && request_burst == 0 {
+        src.problems.push(Problem::new(
+            "limits.request_burst",
+            "must be at least 1 when limits.requests_per_second is set (0 there turns the rate limit off)",
+        ));
+    }
+    let mut exempt = Vec::new();
+    for (i, s) in src.string_list("limits.exempt").into_iter().enumerate() {
+        match parse_net(&s) {
+            Some(net) => exempt.push(net),
+            None => src.problems.push(Problem::new(
+                format!("limits.exempt[{i}]"),
+                format!("{s:?} is not an IP address or CIDR prefix"),
+            )),
+        }
+    }
+    LimitsConfig {
+        max_connections_per_ip,
+        requests_per_second,
+        request_burst,
+        exempt_loopback: src.bool("limits.exempt_loopback", d.exempt_loopback),
+        exempt,
+    }
+}

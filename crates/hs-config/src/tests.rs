@@ -419,3 +419,43 @@ fn secrets_are_redacted_in_debug() {
     assert_eq!(c.cli.api_key.expose(), "hskey-api-SECRETSECRET");
     assert!(!format!("{c:?}").contains("SECRETSECRET"));
 }
+
+#[test]
+fn limits_default_when_absent_and_read_when_set() {
+    // Go's example has no `limits` section: the defaults apply, with no warning.
+    let (c, warnings) = load("config-example.yaml").unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(c.limits, LimitsConfig::default());
+    assert_eq!(c.limits.max_connections_per_ip, 1024);
+    assert_eq!(c.limits.requests_per_second, 20);
+    assert_eq!(c.limits.request_burst, 200);
+    assert!(c.limits.exempt_loopback);
+
+    let text = fixture("config-example.yaml")
+        + "\nlimits:\n  max_connections_per_ip: 0\n  requests_per_second: 5\n  \
+           request_burst: 10\n  exempt_loopback: false\n  exempt: [192.0.2.0/24, 2001:db8::1]\n";
+    let env: HashMap<&str, &str> = [("HEADSCALE_LIMITS_REQUEST_BURST", "50")].into();
+    let (c, warnings) =
+        Config::from_yaml_str(&text, &|k| env.get(k).map(|v| (*v).to_owned())).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(c.limits.max_connections_per_ip, 0);
+    assert_eq!(c.limits.requests_per_second, 5);
+    assert_eq!(c.limits.request_burst, 50);
+    assert!(!c.limits.exempt_loopback);
+    let exempt: Vec<String> = c.limits.exempt.iter().map(ToString::to_string).collect();
+    assert_eq!(exempt, ["192.0.2.0/24", "2001:db8::1/128"]);
+
+    for (bad, key) in [
+        ("requests_per_second: -1", "limits.requests_per_second"),
+        (
+            "max_connections_per_ip: 99999999999",
+            "limits.max_connections_per_ip",
+        ),
+        ("request_burst: 0", "limits.request_burst"),
+        ("exempt: [nonsense]", "limits.exempt[0]"),
+    ] {
+        let text = fixture("config-example.yaml") + "\nlimits:\n  " + bad + "\n";
+        let err = Config::from_yaml_str(&text, &no_env).unwrap_err();
+        assert!(err.mentions(key), "{bad}: {err}");
+    }
+}

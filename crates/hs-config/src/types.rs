@@ -92,6 +92,9 @@ pub struct Config {
     pub cli: CliConfig,
     /// `tuning.*`: internal batching and buffer sizes.
     pub tuning: TuningConfig,
+    /// `limits.*`: per-client limits on the main listener (headscale-rs only; Go Headscale
+    /// has no such keys and ignores them).
+    pub limits: LimitsConfig,
 }
 
 /// How node addresses are picked from the prefixes.
@@ -408,4 +411,51 @@ pub struct TuningConfig {
     pub node_store_batch_size: i64,
     /// `tuning.node_store_batch_timeout`.
     pub node_store_batch_timeout: Duration,
+}
+
+/// `limits.*`: what one client address may hold and ask of the main listener. Not a Go
+/// Headscale section: Go has no such limits, and an absent section means these defaults, so a
+/// Go config file loads unchanged and a file with the section still loads on Go (it ignores
+/// unknown keys).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitsConfig {
+    /// `limits.max_connections_per_ip`: open connections one client address may hold; zero
+    /// means no cap. IPv6 addresses count per /64.
+    pub max_connections_per_ip: u32,
+    /// `limits.requests_per_second`: the refill rate of each client address's token bucket
+    /// for unauthenticated requests (Noise and DERP upgrades, `/key`, pages); zero turns the
+    /// rate limit off.
+    pub requests_per_second: u32,
+    /// `limits.request_burst`: the bucket's size, what a client may send at once.
+    pub request_burst: u32,
+    /// `limits.exempt_loopback`: loopback clients (a reverse proxy on the same host, load
+    /// tests) are not limited.
+    pub exempt_loopback: bool,
+    /// `limits.exempt`: addresses or prefixes that are not limited, on top of
+    /// `trusted_proxies`.
+    pub exempt: Vec<ipnet::IpNet>,
+}
+
+impl LimitsConfig {
+    /// A tailnet behind one NAT holds a Noise and a DERP connection per node: 1024 lets about
+    /// 500 nodes share an address, while one address can no longer take every descriptor.
+    pub const DEFAULT_MAX_CONNECTIONS_PER_IP: u32 = 1024;
+    /// A node (re)connecting makes about three metered requests (`/key`, `/ts2021`, `/derp`);
+    /// 20 per second brings 1,000 nodes behind one NAT back within three minutes, while a
+    /// flood costs a few milliseconds of handshake CPU per second per address.
+    pub const DEFAULT_REQUESTS_PER_SECOND: u32 = 20;
+    /// About 60 nodes behind one address reconnecting at once are not slowed at all.
+    pub const DEFAULT_REQUEST_BURST: u32 = 200;
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_connections_per_ip: Self::DEFAULT_MAX_CONNECTIONS_PER_IP,
+            requests_per_second: Self::DEFAULT_REQUESTS_PER_SECOND,
+            request_burst: Self::DEFAULT_REQUEST_BURST,
+            exempt_loopback: true,
+            exempt: Vec::new(),
+        }
+    }
 }

@@ -43,3 +43,9 @@ pub(crate) fn now() -> DateTime<Utc> {
 pub(crate) fn stopwatch() -> std::time::Instant {
     std::time::Instant::now()
 }
+
+/// The monotonic time the per-client limits count with. It follows tokio's clock, so a
+/// paused test runtime moves it; in a normal runtime it is the process's monotonic clock.
+pub(crate) fn monotonic() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}

@@ -5,7 +5,8 @@
 //! - [`Server`] binds `listen_addr` and serves `/health`, `/version` and `/robots.txt` with
 //!   security headers, shutting down gracefully on [`shutdown_signal`]; [`keyfile`] loads or
 //!   creates the Noise and DERP private keys. Other endpoints are mounted with
-//!   [`Server::with_routes`].
+//!   [`Server::with_routes`]. Per-client limits (connections, a token bucket for
+//!   unauthenticated requests, body and header sizes) guard it against hostile clients.
 //! - [`ControlState`] (`state/`) is the one writer of the tailnet: every change to users,
 //!   nodes and the policy is one of its commands (database, then NodeStore, then one
 //!   fan-out to the map streams).
@@ -30,8 +31,9 @@ mod state;
 mod version;
 
 pub use error::Error;
+pub use http::guard::MAX_REQUEST_BODY;
 pub use http::routes::{control_routes, noise_router};
-pub use http::server::{HEADER_READ_TIMEOUT, Server, shutdown_signal};
+pub use http::server::{HEADER_READ_TIMEOUT, MAX_HEADER_BYTES, Server, shutdown_signal};
 pub use http::web::{HealthProbe, always_healthy};
 pub use keycache::SecretCache;
 pub use lifecycle::EXPIRY_SWEEP_INTERVAL;

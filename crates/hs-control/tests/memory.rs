@@ -1,14 +1,26 @@
-//! What the policy view holds for a whole tailnet, counted by the allocator: every viewer's
-//! peers of a 2,000-node allow-all tailnet (four million visible pairs) must fit in a few
-//! megabytes. A view per pair took hundreds of megabytes here and gigabytes in a server
-//! (issue #25); this test fails if such a representation comes back.
+//! Memory bounds, counted by the allocator.
 //!
-//! Its own test binary, because the counting allocator is process-wide.
+//! - What the policy view holds for a whole tailnet: every viewer's peers of a 2,000-node
+//!   allow-all tailnet (four million visible pairs) must fit in a few megabytes. A view per
+//!   pair took hundreds of megabytes here and gigabytes in a server (issue #25); this test
+//!   fails if such a representation comes back.
+//! - What a hostile client costs the main listener: a 64 MiB body or a 1 MiB header is cut
+//!   off after a bounded amount (issue #22).
+//!
+//! Its own test binary, because the counting allocator is process-wide; for the same reason
+//! the tests here run one at a time.
 
 #![allow(clippy::unwrap_used, reason = "a test")]
 
 use std::alloc::System;
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::routing::post;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
 
 use chrono::Utc;
 use hs_control::policy::CompiledView;
@@ -21,6 +33,12 @@ use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 const NODES: u64 = 2_000;
+
+/// Regions count every thread's allocations: one test at a time.
+fn serial() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 fn node(id: u64) -> Node {
     let mut rng = rand::rngs::OsRng;
@@ -52,6 +70,7 @@ fn node(id: u64) -> Node {
 
 #[test]
 fn every_viewers_peers_of_a_large_tailnet_fit_in_a_few_megabytes() {
+    let _serial = serial();
     let t = chrono::DateTime::<Utc>::UNIX_EPOCH;
     let (store, mut writer) = NodeStore::new(Arc::new(AllowAll::new()));
     let nodes: Vec<Node> = (1..=NODES).map(node).collect();
@@ -91,4 +110,105 @@ fn every_viewers_peers_of_a_large_tailnet_fit_in_a_few_megabytes() {
     // N² bits are 500 kB; allow for the containers around them.
     assert!(net < 4 << 20, "the view grew by {net} bytes");
     drop(view);
+}
+
+/// Posts `chunks` chunks of `chunk` (chunked encoding) to `/echo` and returns the answer's
+/// first line; the server answers (and closes) long before the body ends.
+async fn post_chunked(addr: SocketAddr, chunk: &'static [u8], chunks: usize) -> String {
+    let s = TcpStream::connect(addr).await.unwrap();
+    let (mut rd, mut wr) = s.into_split();
+    let writer = tokio::spawn(async move {
+        let head = b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let size = format!("{:x}\r\n", chunk.len());
+        let mut ok = wr.write_all(head).await.is_ok();
+        for _ in 0..chunks {
+            ok = ok
+                && wr.write_all(size.as_bytes()).await.is_ok()
+                && wr.write_all(chunk).await.is_ok()
+                && wr.write_all(b"\r\n").await.is_ok();
+            if !ok {
+                break;
+            }
+        }
+        if ok {
+            let _ = wr.write_all(b"0\r\n\r\n").await;
+        }
+    });
+    let mut raw = Vec::new();
+    let _ = rd.read_to_end(&mut raw).await;
+    writer.abort();
+    String::from_utf8_lossy(&raw)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_owned()
+}
+
+async fn send_head(addr: SocketAddr, head: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let _ = s.write_all(head).await;
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw).await;
+    String::from_utf8_lossy(&raw)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_owned()
+}
+
+#[test]
+fn oversized_bodies_and_heads_cost_the_server_a_bounded_amount() {
+    let _serial = serial();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let echo =
+            Router::new().route("/echo", post(|b: Bytes| async move { b.len().to_string() }));
+        let server = hs_control::Server::bind_addr("127.0.0.1:0")
+            .await
+            .unwrap()
+            .with_routes(echo);
+        let addr = server.local_addr();
+        tokio::spawn(server.serve(std::future::pending()));
+        static CHUNK: [u8; 64 << 10] = [b'x'; 64 << 10];
+        // Warm up: the first request allocates what every later one reuses.
+        assert_eq!(post_chunked(addr, &CHUNK, 1).await, "HTTP/1.1 200 OK");
+        let head = format!(
+            "GET /health HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+            "a".repeat(1 << 20)
+        );
+
+        const TRIES: usize = 4;
+        let region = Region::new(GLOBAL);
+        for _ in 0..TRIES {
+            // 64 MiB offered each time.
+            let status = post_chunked(addr, &CHUNK, 1024).await;
+            assert_eq!(status, "HTTP/1.1 413 Payload Too Large");
+        }
+        let bodies = region.change();
+        let region = Region::new(GLOBAL);
+        for _ in 0..TRIES {
+            let status = send_head(addr, head.as_bytes()).await;
+            assert_eq!(status, "HTTP/1.1 431 Request Header Fields Too Large");
+        }
+        let heads = region.change();
+        eprintln!(
+            "bodies: {} bytes allocated; heads: {} bytes allocated",
+            bodies.bytes_allocated, heads.bytes_allocated
+        );
+        // The 1 MiB body limit, and copies of it, not the 64 MiB sent.
+        assert!(
+            bodies.bytes_allocated < TRIES * (2 << 20),
+            "{} bytes for {TRIES} oversized bodies",
+            bodies.bytes_allocated
+        );
+        // The 32 KiB head limit, not the 1 MiB sent.
+        assert!(
+            heads.bytes_allocated < TRIES * (128 << 10),
+            "{} bytes for {TRIES} oversized heads",
+            heads.bytes_allocated
+        );
+    });
 }

@@ -2,7 +2,9 @@
 //! Noise upgrade, and the handlers of the client protocol. Handlers parse and check what a
 //! client sent and answer it; every change they cause is a command of `crate::state`.
 
+pub(crate) mod guard;
 pub(crate) mod interactive;
+pub(crate) mod limits;
 pub(crate) mod page;
 pub(crate) mod pages;
 pub(crate) mod poll;

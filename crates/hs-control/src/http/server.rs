@@ -1,6 +1,8 @@
 //! The main HTTP listener (`listen_addr`): binds, serves the router and shuts down gracefully.
 //! The router starts with [`super::web`]'s endpoints; other parts of the control plane add
-//! theirs with [`Server::with_routes`] before [`Server::serve`].
+//! theirs with [`Server::with_routes`] before [`Server::serve`]. Hostile clients meet the
+//! per-client limits of [`super::guard`] and the per-connection bounds below (header size,
+//! HTTP/2 streams and buffers).
 //!
 //! ```no_run
 //! # async fn run(config: &hs_config::Config) -> Result<(), hs_control::Error> {
@@ -11,10 +13,11 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use hs_config::Config;
+use hs_config::{Config, LimitsConfig};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -23,6 +26,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use super::guard::{self, CountedStream, Limiter};
 use super::web::{self, HealthProbe};
 use crate::error::Error;
 use crate::version::VersionInfo;
@@ -31,6 +35,24 @@ use crate::version::VersionInfo;
 /// timeout: a connection that dribbles its headers (slowloris) is closed instead of holding
 /// a socket and a task forever. Long-polls are unaffected: their headers arrive at once.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The most a request's headers may take, on HTTP/1 (the read buffer, so the request line
+/// counts too) and HTTP/2 (the decoded header list): nginx's default (4 buffers of 8 KiB),
+/// so whatever reached Headscale through nginx fits, while Go's 1 MiB would let each
+/// connection hold a megabyte before its request is even parsed. Larger heads get 431.
+pub const MAX_HEADER_BYTES: usize = 32 << 10;
+
+/// HTTP/1 headers per request, hyper's default, stated here as one of the bounds.
+const MAX_HEADERS: usize = 100;
+
+/// Concurrent HTTP/2 streams per connection: the least RFC 9113 recommends allowing, and
+/// what bounds a connection's concurrent handlers.
+const MAX_CONCURRENT_STREAMS: u32 = 100;
+
+/// Response bytes buffered per HTTP/2 stream for a client that does not read: with
+/// [`MAX_CONCURRENT_STREAMS`], at most 6.4 MiB per connection (hyper's 400 KiB made 40 MiB).
+/// Inbound data is bounded by the connection window, 1 MiB by default.
+const MAX_SEND_BUF: usize = 64 << 10;
 
 /// A bound listener and the routes it will serve.
 pub struct Server {
@@ -41,6 +63,7 @@ pub struct Server {
     version: VersionInfo,
     header_read_timeout: Duration,
     tls: Option<TlsAcceptor>,
+    limits: LimitsConfig,
 }
 
 /// Go's listen syntax allows an empty host (`":8080"`) for "every interface".
@@ -53,8 +76,13 @@ fn normalise_listen_addr(addr: &str) -> String {
 
 impl Server {
     /// Binds `config.listen_addr`. Port 0 picks a free port; see [`Server::local_addr`].
+    /// Applies `config.limits`, with `trusted_proxies` exempt as well.
     pub async fn bind(config: &Config) -> Result<Self, Error> {
-        Self::bind_addr(&config.listen_addr).await
+        let mut limits = config.limits.clone();
+        limits.exempt.extend(config.trusted_proxies.iter().copied());
+        Ok(Self::bind_addr(&config.listen_addr)
+            .await?
+            .with_limits(limits))
     }
 
     /// Binds an explicit address (`host:port`, or Go's `:port`).
@@ -74,7 +102,15 @@ impl Server {
             version: VersionInfo::current(),
             header_read_timeout: HEADER_READ_TIMEOUT,
             tls: None,
+            limits: LimitsConfig::default(),
         })
+    }
+
+    /// Sets the per-client limits (default: [`LimitsConfig::default`], which exempts
+    /// loopback).
+    pub fn with_limits(mut self, limits: LimitsConfig) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Sets how long a client may take to send a request's headers (default
@@ -109,11 +145,24 @@ impl Server {
         self
     }
 
-    /// The full router: built-in endpoints, added routes and the security headers.
-    fn router(routes: Router, health: HealthProbe, version: VersionInfo) -> Router {
-        web::base_routes(health, version)
+    /// The full router: built-in endpoints, added routes, the body limit, the per-client
+    /// request limits and the security headers (outermost, so a 429 carries them too).
+    fn router(
+        routes: Router,
+        health: HealthProbe,
+        version: VersionInfo,
+        limiter: Option<&Arc<Limiter>>,
+    ) -> Router {
+        let mut app = web::base_routes(health, version)
             .merge(routes)
-            .layer(axum::middleware::map_response(web::security_headers))
+            .layer(axum::middleware::from_fn(guard::limit_body));
+        if let Some(limiter) = limiter {
+            app = app.layer(axum::middleware::from_fn_with_state(
+                Arc::clone(limiter),
+                guard::limit_requests,
+            ));
+        }
+        app.layer(axum::middleware::map_response(web::security_headers))
     }
 
     /// Serves until `shutdown` completes, then stops accepting and lets open requests finish
@@ -122,14 +171,22 @@ impl Server {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        let app = Self::router(self.routes, self.health, self.version);
+        let limiter = Limiter::new(&self.limits);
+        let app = Self::router(self.routes, self.health, self.version, limiter.as_ref());
         let scheme = if self.tls.is_some() { "HTTPS" } else { "HTTP" };
         tracing::info!(addr = %self.local_addr, "listening for {scheme}");
         let mut builder = Builder::new(TokioExecutor::new());
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(self.header_read_timeout);
+            .header_read_timeout(self.header_read_timeout)
+            .max_buf_size(MAX_HEADER_BYTES)
+            .max_headers(MAX_HEADERS);
+        builder
+            .http2()
+            .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+            .max_header_list_size(MAX_HEADER_BYTES as u32)
+            .max_send_buf_size(MAX_SEND_BUF);
         let graceful = GracefulShutdown::new();
         tokio::pin!(shutdown);
         loop {
@@ -146,7 +203,16 @@ impl Server {
                     }
                 },
             };
+            let slot = match &limiter {
+                None => None,
+                Some(l) => match l.admit(peer, self.tls.is_some()) {
+                    Some(slot) => Some(slot),
+                    // Closed unread: the cheapest answer, and it tells a flood nothing.
+                    None => continue,
+                },
+            };
             let _ = tcp.set_nodelay(true);
+            let tcp = CountedStream::new(tcp, slot);
             // Handlers see the TCP peer as axum's `ConnectInfo` (the DERP relay logs it).
             let service = TowerToHyperService::new(tower::ServiceExt::map_request(
                 app.clone(),

@@ -65,6 +65,16 @@ pub(crate) async fn start_state(db: &Db, url: &Url) -> ControlState {
 
 impl Harness {
     pub(crate) async fn start() -> Self {
+        Self::start_serving(None).await
+    }
+
+    /// The same, served by [`hs_control::Server`] (the production listener, with its
+    /// per-client limits) with `limits` instead of a bare `axum::serve`.
+    pub(crate) async fn start_limited(limits: hs_config::LimitsConfig) -> Self {
+        Self::start_serving(Some(limits)).await
+    }
+
+    async fn start_serving(limits: Option<hs_config::LimitsConfig>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&DbConfig::Sqlite(SqliteConfig::new(
             dir.path().join("db.sqlite"),
@@ -83,15 +93,27 @@ impl Harness {
             })
             .unwrap()
             .id;
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let url: Url = format!("http://{addr}").parse().unwrap();
-        let st = start_state(&db, &url).await;
         let ts = Arc::new(Ts2021::new(Arc::new(MachinePrivate::generate(
             &mut rand::rngs::OsRng,
         ))));
-        let app = control_routes(st.clone(), ts);
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let (url, st) = if let Some(limits) = limits {
+            let server = hs_control::Server::bind_addr("127.0.0.1:0").await.unwrap();
+            let url: Url = format!("http://{}", server.local_addr()).parse().unwrap();
+            let st = start_state(&db, &url).await;
+            let server = server
+                .with_limits(limits)
+                .with_routes(control_routes(st.clone(), ts));
+            tokio::spawn(server.serve(std::future::pending()));
+            (url, st)
+        } else {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let url: Url = format!("http://{addr}").parse().unwrap();
+            let st = start_state(&db, &url).await;
+            let app = control_routes(st.clone(), ts);
+            tokio::spawn(async move { axum::serve(listener, app).await });
+            (url, st)
+        };
         Self {
             url,
             st,

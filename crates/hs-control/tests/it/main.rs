@@ -14,6 +14,7 @@ mod harness;
 mod interactive;
 mod keycache;
 mod lifecycle;
+mod limits;
 mod metrics;
 mod policy;
 mod refusals;
