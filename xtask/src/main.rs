@@ -12,6 +12,7 @@ mod codegen;
 mod conformance;
 mod fuzz;
 mod integration;
+mod schemathesis;
 
 use anyhow::{Result, bail};
 
@@ -28,6 +29,7 @@ fn main() -> Result<()> {
         "conformance" => conformance::run(rest),
         "codegen" => codegen::run(rest),
         "integration" => integration::run(rest),
+        "schemathesis" => schemathesis::run(rest),
         "help" | "--help" | "-h" => {
             print_help();
             Ok(())
@@ -47,6 +49,7 @@ fn print_help() {
                  this server and Go Headscale 0.29.3 under the same hs-load scenarios, side by side
            ci    fmt --check, clippy -D warnings, the whole test suite (installs what it needs)\n  \
          codegen [--check]  regenerate (or verify) crates/hs-api/src/generated from proto/\n  \
-         integration [PATTERN] [--client-version V] [--timeout 900s] | integration doctor\n"
+         integration [PATTERN] [--client-version V] [--timeout 900s] | integration doctor\n  \
+         schemathesis [--examples N] [--seed S]  fuzz /api/v1 against its OpenAPI document\n"
     );
 }

@@ -48,7 +48,8 @@ fn empty() -> ApiResult {
 }
 
 /// Parses a decimal uint64 id from `what` (a path segment, query or body field).
-pub(crate) fn parse_id(what: &str, text: &str) -> Result<u64, ApiError> {
+#[doc(hidden)]
+pub fn parse_id(what: &str, text: &str) -> Result<u64, ApiError> {
     text.trim().parse::<u64>().map_err(|_| {
         ApiError::bad_request(format!(
             "invalid {what} {text:?}: expected a decimal number"
@@ -56,17 +57,46 @@ pub(crate) fn parse_id(what: &str, text: &str) -> Result<u64, ApiError> {
     })
 }
 
-fn body<T: DeserializeOwned + Default>(bytes: &Bytes) -> Result<T, ApiError> {
+/// Decodes a request body; blank is the type's default. Public for the fuzz target.
+#[doc(hidden)]
+pub fn body<T: DeserializeOwned + Default>(bytes: &Bytes) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(bytes).map_err(|e| {
+    let positioned = |e: serde_json::Error| {
         ApiError::bad_request(format!(
             "invalid request body at line {} column {}: {e}",
             e.line(),
             e.column()
         ))
-    })
+    };
+    // serde reads a struct from a JSON array too; protojson wants an object.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::bad_request(
+            "invalid request body: expected a JSON object",
+        ));
+    }
+    if !bytes.windows(4).any(|w| w == b"null") {
+        return serde_json::from_slice(bytes).map_err(positioned);
+    }
+    // grpc-gateway reads bodies with protojson, where a null field is a field left unset;
+    // serde would refuse null for a field that is not an Option.
+    let mut v: Value = serde_json::from_slice(bytes).map_err(positioned)?;
+    drop_nulls(&mut v);
+    serde_json::from_value(v)
+        .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
+}
+
+/// Removes object members whose value is null, at any depth.
+fn drop_nulls(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.retain(|_, x| !x.is_null());
+            m.values_mut().for_each(drop_nulls);
+        }
+        Value::Array(a) => a.iter_mut().for_each(drop_nulls),
+        _ => {}
+    }
 }
 
 fn query_flag(q: &HashMap<String, String>, name: &str) -> Result<bool, ApiError> {
@@ -158,7 +188,9 @@ async fn list_api_keys(State(a): State<Admin>) -> ApiResult {
     )
 }
 
-fn api_key_ref(prefix: &str, id: Option<&str>) -> Result<ApiKeyRef, ApiError> {
+/// Which API key a prefix or id names. Public for the fuzz target.
+#[doc(hidden)]
+pub fn api_key_ref(prefix: &str, id: Option<&str>) -> Result<ApiKeyRef, ApiError> {
     let id = id.filter(|s| !s.is_empty() && *s != "0");
     match (prefix.is_empty(), id) {
         (false, Some(_)) => Err(ApiError::bad_request(
@@ -250,14 +282,7 @@ async fn delete_user(State(a): State<Admin>, Path(id): Path<String>) -> ApiResul
 
 async fn create_preauth_key(State(a): State<Admin>, b: Bytes) -> ApiResult {
     let req: CreatePreAuthKeyBody = body(&b)?;
-    let user = match req.user.as_ref().map(StringOrNumber::as_text) {
-        None => None,
-        Some(t) if t.is_empty() => None,
-        Some(t) => match parse_id("user id", &t)? {
-            0 => None,
-            n => Some(UserId(n)),
-        },
-    };
+    let user = preauth_user(req.user.as_ref())?;
     let key = a
         .create_preauth_key(
             user,
@@ -270,7 +295,23 @@ async fn create_preauth_key(State(a): State<Admin>, b: Bytes) -> ApiResult {
     ok_json("preAuthKey", PreAuthKeyJson::from(&key))
 }
 
-fn required_id(what: &str, v: Option<String>) -> Result<u64, ApiError> {
+/// The owner a pre-auth key request names: none for absent, empty or 0. Public for the fuzz
+/// target.
+#[doc(hidden)]
+pub fn preauth_user(user: Option<&StringOrNumber>) -> Result<Option<UserId>, ApiError> {
+    Ok(match user.map(StringOrNumber::as_text) {
+        None => None,
+        Some(t) if t.is_empty() => None,
+        Some(t) => match parse_id("user id", &t)? {
+            0 => None,
+            n => Some(UserId(n)),
+        },
+    })
+}
+
+/// An id that must be present and not 0. Public for the fuzz target.
+#[doc(hidden)]
+pub fn required_id(what: &str, v: Option<String>) -> Result<u64, ApiError> {
     match v.filter(|s| !s.is_empty()) {
         None => Err(ApiError::bad_request(format!("{what} is required"))),
         Some(t) => match parse_id(what, &t)? {
@@ -377,9 +418,11 @@ async fn backfill_ips(State(a): State<Admin>, Query(q): Q) -> ApiResult {
     ok(json!({ "changes": changes }))
 }
 
+/// `POST /api/v1/debug/node`. Public for the fuzz target.
+#[doc(hidden)]
 #[derive(Default, serde::Deserialize)]
 #[serde(default)]
-struct DebugNodeBody {
+pub struct DebugNodeBody {
     user: String,
     key: String,
     name: String,

@@ -175,6 +175,10 @@ enum Backend {
     Postgres(Arc<PgServer>, String),
 }
 
+#[allow(
+    clippy::print_stderr,
+    reason = "the figures docs/reliability.md quotes, shown with --nocapture"
+)]
 fn run(dir: &Path, section: &str, backend: &Backend) {
     let config = write_config(dir, section);
     let rt = tokio::runtime::Builder::new_multi_thread()

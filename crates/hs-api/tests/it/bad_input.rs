@@ -365,3 +365,52 @@ async fn file_mode_get_reads_the_policy_file() {
     assert_eq!(body["policy"], "{ // from the file\n}");
     assert!(body["updatedAt"].as_str().is_some_and(|t| t.ends_with('Z')));
 }
+
+/// Bodies are read as grpc-gateway reads them (protojson): a null field is a field left
+/// unset, so `{"tags": null}` is no tags and `{"expiration": null}` no expiry; a null inside
+/// a list is still refused.
+#[tokio::test]
+async fn null_fields_are_unset_fields() {
+    let f = Fixture::new().await;
+    let u = f.user("alice");
+    f.node_with_key(1, "node-a", &u, &[]);
+    let (status, _, body) = f
+        .call(
+            "POST",
+            "/api/v1/preauthkey",
+            Some(&format!(
+                r#"{{"user":"{}","reusable":null,"expiration":null,"aclTags":null}}"#,
+                u.id.get()
+            )),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["preAuthKey"]["reusable"], false, "{body}");
+    expect(
+        &f,
+        "POST",
+        "/api/v1/node/1/tags",
+        Some(r#"{"tags":[null]}"#),
+        400,
+        "invalid request body",
+    )
+    .await;
+}
+
+/// A body that is JSON but not an object (serde would read a struct from an array) is
+/// refused, as protojson refuses it.
+#[tokio::test]
+async fn a_body_that_is_not_an_object_is_refused() {
+    let f = Fixture::new().await;
+    for body in ["[]", "[\"2030-01-01T00:00:00Z\"]", "42", "\"x\""] {
+        expect(
+            &f,
+            "POST",
+            "/api/v1/apikey",
+            Some(body),
+            400,
+            "expected a JSON object",
+        )
+        .await;
+    }
+}
