@@ -12,6 +12,8 @@
 //!   fan-out to the map streams).
 //! - `http/` holds the handlers: [`control_routes`] mounts `/key`, `/ts2021` (with
 //!   [`noise_router`] inside the tunnel) and the `/register/<auth_id>` page.
+//! - [`oidc`]: OIDC login (discovery, the provider round trip, the confirmation page); with
+//!   it configured, [`control_routes_with_oidc`] sends `/register/<auth_id>` to the provider.
 //! - [`policy`] adapts the operator's compiled policy to the NodeStore; the state recompiles
 //!   it on every identity change and on [`ControlState::set_policy`].
 //! - [`Metrics`] holds the Prometheus metrics; [`process_metrics`] adds Go's `process_*` ones.
@@ -25,6 +27,7 @@ mod keycache;
 pub mod keyfile;
 mod lifecycle;
 mod metrics;
+pub mod oidc;
 pub mod policy;
 pub mod process_metrics;
 mod state;
@@ -32,7 +35,7 @@ mod version;
 
 pub use error::Error;
 pub use http::guard::MAX_REQUEST_BODY;
-pub use http::routes::{control_routes, noise_router};
+pub use http::routes::{control_routes, control_routes_with_oidc, noise_router};
 pub use http::server::{HEADER_READ_TIMEOUT, MAX_HEADER_BYTES, Server, shutdown_signal};
 pub use http::web::{HealthProbe, always_healthy};
 pub use keycache::SecretCache;

@@ -54,6 +54,7 @@ impl App {
         state.spawn_expiry_sweep(hs_control::EXPIRY_SWEEP_INTERVAL);
         let ts2021 = Arc::new(hs_noise::Ts2021::new(Arc::new(noise)));
 
+        let oidc = crate::oidc::provider(c).await?;
         let admin = admin::service(c, &db, state.clone());
         let (stop, stop_rx) = watch::channel(false);
         let tls = hs_tls::Tls::start(&c.tls, &c.server_url, &c.listen_addr, stop_rx.clone())
@@ -62,7 +63,11 @@ impl App {
         let mut server = Server::bind(c)
             .await?
             .with_health(database::health_probe(db))
-            .with_routes(hs_control::control_routes(state.clone(), ts2021))
+            .with_routes(hs_control::control_routes_with_oidc(
+                state.clone(),
+                ts2021,
+                oidc,
+            ))
             .with_routes(hs_api::serve::http_router(admin.clone()));
         if let Some(key) = derp_key.filter(|_| c.derp.server.enabled) {
             let known = derp::known_nodes(state.clone());

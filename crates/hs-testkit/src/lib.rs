@@ -2,13 +2,15 @@
 //! ([`TestServer`], what `headscale serve` runs), a real control plane over a database a test
 //! opened ([`control`]), fixture builders for users, nodes and pending registrations
 //! ([`fixtures`]), a throwaway PostgreSQL server ([`pg`]), a test CA and an HTTPS probe
-//! ([`tls`]), Let's Encrypt's test CA Pebble ([`pebble`]), and tracing set-up for tests.
+//! ([`tls`]), Let's Encrypt's test CA Pebble ([`pebble`]), a real OpenID Connect provider
+//! ([`oidc`]), and tracing set-up for tests.
 //!
 //! Nothing here is a stand-in: the control state is hs-control's own, over SQLite or
 //! PostgreSQL, so what a test sees is what `headscale serve` does.
 
 pub mod control;
 pub mod fixtures;
+pub mod oidc;
 pub mod pebble;
 pub mod pg;
 pub mod server;

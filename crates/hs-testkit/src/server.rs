@@ -53,6 +53,15 @@ impl TestServer {
     /// # Panics
     /// When the server cannot start (a test set-up error).
     pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Builds and starts the server with `edit` applied to its configuration first (e.g. the
+    /// `oidc` section).
+    ///
+    /// # Panics
+    /// When the server cannot start (a test set-up error).
+    pub async fn start_with(edit: impl FnOnce(&mut Config)) -> Self {
         #[allow(
             clippy::expect_used,
             reason = "test set-up: a failure is the test's error"
@@ -62,7 +71,8 @@ impl TestServer {
             clippy::expect_used,
             reason = "test set-up: a failure is the test's error"
         )]
-        let (config, _) = Config::embedded_default(dir.path(), &test_env).expect("test config");
+        let (mut config, _) = Config::embedded_default(dir.path(), &test_env).expect("test config");
+        edit(&mut config);
         #[allow(
             clippy::expect_used,
             reason = "test set-up: a failure is the test's error"

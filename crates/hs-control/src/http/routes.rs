@@ -58,6 +58,16 @@ struct Shared {
 /// Routes for the main listener: `/key`, `/ts2021` (serving [`noise_router`] in the tunnel)
 /// and `/register/{auth_id}`, `/windows`, `/apple`, `/apple/{platform}`.
 pub fn control_routes(st: ControlState, ts: Arc<Ts2021>) -> Router {
+    control_routes_with_oidc(st, ts, None)
+}
+
+/// [`control_routes`], with OIDC login when `oidc` is given: `/register/{auth_id}` goes to
+/// the provider, and `/oidc/callback` and `POST /register/confirm/{auth_id}` finish the login.
+pub fn control_routes_with_oidc(
+    st: ControlState,
+    ts: Arc<Ts2021>,
+    oidc: Option<Arc<crate::oidc::Oidc>>,
+) -> Router {
     let shared = Shared {
         ts,
         inner: noise_router(st.clone()),
@@ -78,9 +88,22 @@ pub fn control_routes(st: ControlState, ts: Arc<Ts2021>) -> Router {
             }),
         )
         .with_state(shared);
+    let register = match oidc {
+        None => Router::new()
+            .route("/register/{auth_id}", get(crate::http::interactive::page))
+            .with_state(st.clone()),
+        Some(oidc) => Router::new()
+            .route("/register/{auth_id}", get(crate::oidc::start))
+            .route("/oidc/callback", get(crate::oidc::callback))
+            .route("/register/confirm/{auth_id}", post(crate::oidc::confirm))
+            .with_state(crate::oidc::OidcState {
+                st: st.clone(),
+                oidc,
+            }),
+    };
     let pages = Router::new()
-        .route("/register/{auth_id}", get(crate::http::interactive::page))
         .route(crate::ha::PING_RESPONSE_PATH, any(crate::ha::ping_response))
-        .with_state(st.clone());
+        .with_state(st.clone())
+        .merge(register);
     main.merge(pages).merge(crate::http::pages::routes(st))
 }

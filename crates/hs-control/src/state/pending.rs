@@ -109,6 +109,34 @@ impl ControlState {
     /// the node is created (or the machine's node for that user updated) and the waiting
     /// client is answered.
     pub async fn approve_registration(&self, auth_id: &str, user: UserId) -> Result<Node, Error> {
+        self.approve(auth_id, user, RegisterMethod::Cli, None).await
+    }
+
+    /// Registers the node waiting under `auth_id` for `user` after an OIDC login: recorded
+    /// as an OIDC registration, expiring at `token_expiry` when `oidc.use_expiry_from_token`
+    /// asked for it (else as any new node).
+    pub(crate) async fn approve_oidc_registration(
+        &self,
+        auth_id: &str,
+        user: UserId,
+        token_expiry: Option<DateTime<Utc>>,
+    ) -> Result<Node, Error> {
+        self.approve(auth_id, user, RegisterMethod::Oidc, token_expiry)
+            .await
+    }
+
+    /// Whether `auth_id` names a registration nobody has decided yet.
+    pub(crate) fn is_undecided(&self, auth_id: &str) -> bool {
+        self.undecided(auth_id).is_ok()
+    }
+
+    async fn approve(
+        &self,
+        auth_id: &str,
+        user: UserId,
+        method: RegisterMethod,
+        expiry: Option<DateTime<Utc>>,
+    ) -> Result<Node, Error> {
         let p = self.undecided(auth_id)?;
         if !self.ensure_user(user).await? {
             return Err(Error::Config(format!("user {} does not exist", user.get())));
@@ -117,8 +145,8 @@ impl ControlState {
         let req = &p.req;
         let reg = Registration {
             user_id: Some(user),
-            expiry: new_expiry(self, req, false, false, t),
-            ..Registration::from_request(p.machine, req, RegisterMethod::Cli, t)
+            expiry: expiry.or_else(|| new_expiry(self, req, false, false, t)),
+            ..Registration::from_request(p.machine, req, method, t)
         };
         let existing = self
             .store()
@@ -139,6 +167,7 @@ impl ControlState {
         tracing::info!(
             node = n.id.get(),
             user = user.get(),
+            method = method.as_str(),
             "interactive registration approved"
         );
         Ok(n)

@@ -114,6 +114,70 @@ impl ControlState {
         Ok(())
     }
 
+    /// The user an OIDC login is for, created or brought up to date from the provider's
+    /// claims (Go's `createOrUpdateUserFromClaim`): found by provider identifier; the login
+    /// name follows a valid `preferred_username`, the email a trusted one, display name and
+    /// picture always. A new user without a valid `preferred_username` is named after a
+    /// trusted email when that is a valid name, and refused otherwise.
+    pub async fn oidc_login_user(&self, p: crate::oidc::Profile) -> Result<User, Error> {
+        if p.identifier.is_empty() {
+            return Err(Error::Invalid(
+                "the identity provider sent neither an issuer nor a subject".into(),
+            ));
+        }
+        let t = now();
+        let (user, _) = self
+            .write(
+                Read::Synced,
+                Box::new(move |c, _| {
+                    let u = match c.user_by_provider_identifier(&p.identifier)? {
+                        Some(mut u) => {
+                            if let Some(name) = &p.name {
+                                u.name.clone_from(name);
+                            }
+                            if let Some(email) = &p.email {
+                                u.email.clone_from(email);
+                            }
+                            u.display_name.clone_from(&p.display_name);
+                            u.profile_pic_url.clone_from(&p.picture);
+                            u.provider = "oidc".into();
+                            u.updated_at = t;
+                            c.update_user(&u)?;
+                            u
+                        }
+                        None => {
+                            let name = p
+                                .name
+                                .clone()
+                                .or_else(|| p.email.clone().filter(|e| check_user_name(e).is_ok()))
+                                .ok_or_else(|| {
+                                    Error::Invalid(
+                                        "the identity provider sent no usable user name \
+                                         (preferred_username) or verified email"
+                                            .into(),
+                                    )
+                                })?;
+                            c.create_user(
+                                &NewUser {
+                                    name,
+                                    display_name: p.display_name.clone(),
+                                    email: p.email.clone().unwrap_or_default(),
+                                    provider_identifier: Some(p.identifier.clone()),
+                                    provider: "oidc".into(),
+                                    profile_pic_url: p.picture.clone(),
+                                },
+                                t,
+                            )?
+                        }
+                    };
+                    Ok((u.clone(), vec![Op::UpsertUser(Box::new(u))]))
+                }),
+            )
+            .await?;
+        tracing::info!(user = user.id.get(), "OIDC user logged in");
+        Ok(user)
+    }
+
     /// Makes sure the NodeStore knows `user` (read from the database); false when the
     /// database does not have it either.
     pub async fn ensure_user(&self, user: UserId) -> Result<bool, Error> {

@@ -8,6 +8,8 @@
     reason = "test code; the server reads the clock"
 )]
 
+mod oidc;
+mod oidc_tokens;
 mod pages;
 
 use std::time::Duration;
