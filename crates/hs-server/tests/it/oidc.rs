@@ -481,3 +481,67 @@ async fn an_unreachable_provider_stops_the_start_or_falls_back_to_the_cli() {
         r.body
     );
 }
+
+/// Account takeover by email (a past Headscale security fix): users are matched by issuer and
+/// subject only. A second provider account claiming the same (verified) email and username
+/// as an existing OIDC user, or as a user made with the CLI, gets a user of its own and none
+/// of the others' nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_email_from_another_subject_takes_over_no_user() {
+    let p = provider(
+        vec![
+            account("sub-owner", "owner", "owner@corp.example", true, &[]),
+            account("sub-impostor", "owner", "owner@corp.example", true, &[]),
+            account("sub-cli-twin", "carol", "carol@corp.example", true, &[]),
+        ],
+        Duration::from_secs(3600),
+    )
+    .await;
+    let s = server(&p, |_| {}).await;
+    let carol = s
+        .state
+        .create_user(hs_db::NewUser {
+            name: "carol".into(),
+            email: "carol@corp.example".into(),
+            ..hs_db::NewUser::default()
+        })
+        .await
+        .unwrap();
+    for (host, sub) in [
+        ("owner-laptop", "sub-owner"),
+        ("impostor-laptop", "sub-impostor"),
+        ("twin-laptop", "sub-cli-twin"),
+    ] {
+        let pend = pending(&s, host).await;
+        let wait = pend.follow_up();
+        assert_eq!(log_in_and_confirm(&s, &p, &pend, sub).await.status, 200);
+        wait.await.unwrap().unwrap();
+    }
+    let snap = s.state.store().load();
+    assert_eq!(snap.users().count(), 4, "CLI carol + three OIDC subjects");
+    let owner_of = |host: &str| {
+        snap.nodes()
+            .find(|e| e.node.hostname == host)
+            .and_then(|e| e.node.user_id)
+            .unwrap()
+    };
+    let (owner, impostor, twin) = (
+        owner_of("owner-laptop"),
+        owner_of("impostor-laptop"),
+        owner_of("twin-laptop"),
+    );
+    assert_ne!(owner, impostor, "the impostor got the owner's user");
+    assert_ne!(twin, carol.id, "an OIDC login took over the CLI user carol");
+    let user = |id| (**snap.users().find(|u| u.id == id).unwrap()).clone();
+    assert_eq!(
+        user(carol.id).provider_identifier,
+        None,
+        "carol is untouched"
+    );
+    assert!(
+        user(impostor)
+            .provider_identifier
+            .unwrap()
+            .ends_with("/sub-impostor")
+    );
+}
