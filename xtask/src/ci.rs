@@ -1,7 +1,7 @@
-//! `cargo xtask ci`: formatting, lints, generated-code freshness and the whole test suite, in
-//! the order that fails fastest. It installs what the tests need and the machine lacks
-//! (PostgreSQL for the database tests, rustfmt and clippy), so a fresh machine runs it with no
-//! manual set-up. It is the README's test command and what `.ci/run` executes.
+//! `cargo xtask ci`: formatting, lints, generated-code freshness, short fuzz runs and the
+//! whole test suite, in the order that fails fastest. It installs what the tests need and the
+//! machine lacks (PostgreSQL for the database tests, rustfmt and clippy), so a fresh machine
+//! runs it with no manual set-up. It is the README's test command and what `.ci/run` executes.
 //!
 //! The test step runs last and nothing is printed after it succeeds, so the final lines of a
 //! green run are cargo test's own `test result:` summaries, which CI reads.
@@ -14,6 +14,10 @@ use anyhow::{Context, Result, bail};
 
 /// The integration scenarios CI runs (a `|`-separated pattern): fast and robust.
 const SMOKE_SCENARIOS: &str = "TestPingAllByIP|TestEphemeral";
+
+/// How long CI runs each fuzz target: enough to replay the seeds and mutate them for a
+/// while, and with ten targets well under two minutes in all.
+const FUZZ_SECONDS: u64 = 4;
 
 /// Runs the CI steps. `--skip-install` leaves the machine's packages alone;
 /// `--skip-integration` skips the real-client smoke scenarios (they need root for `ip netns`
@@ -53,12 +57,30 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     )?;
     println!("xtask ci: == codegen --check");
     crate::codegen::run(&["--check".to_owned()]).context("generated code is stale")?;
-    // The cargo-fuzz targets are built (not run) so a parser change that breaks them fails CI;
-    // `cargo xtask fuzz` runs them.
+    // Every cargo-fuzz target is built, so a parser change that breaks one fails CI, and then
+    // run briefly from its seeds, so a change that makes a parser panic on inputs close to
+    // real ones fails it too. Longer runs are `cargo xtask fuzz`'s job.
     let t = Instant::now();
     println!("xtask ci: == fuzz targets: cargo xtask fuzz --build-only");
     crate::fuzz::run(&["--build-only".to_owned()]).context("building the fuzz targets failed")?;
     println!("xtask ci: == fuzz targets built in {:.0?}", t.elapsed());
+    let t = Instant::now();
+    println!("xtask ci: == fuzz targets: cargo xtask fuzz --seconds {FUZZ_SECONDS}");
+    crate::fuzz::run(&["--seconds".to_owned(), FUZZ_SECONDS.to_string()])
+        .context("a fuzz target failed (its input is under crates/*/fuzz/artifacts)")?;
+    println!("xtask ci: == fuzz targets ran in {:.0?}", t.elapsed());
+    // The admin API against its OpenAPI document: a fixed seed and few examples here (about
+    // a minute); `cargo xtask schemathesis` without --seed is the long, random run.
+    let t = Instant::now();
+    println!("xtask ci: == schemathesis: cargo xtask schemathesis --examples 20 --seed 1");
+    crate::schemathesis::run(&[
+        "--examples".to_owned(),
+        "20".to_owned(),
+        "--seed".to_owned(),
+        "1".to_owned(),
+    ])
+    .context("schemathesis found a response the OpenAPI document does not describe")?;
+    println!("xtask ci: == schemathesis ok in {:.0?}", t.elapsed());
     // Smoke scenarios with real Tailscale clients in a loopback-only namespace (`xtask
     // integration`); before the test step so cargo test's summary stays the last output.
     if skip_integration {
@@ -210,6 +232,10 @@ fn ensure_system_packages() -> Result<()> {
     // The page tests render in headless Chromium (crates/hs-server/tests/it/pages.rs).
     if !which("chromium") {
         missing.push("chromium");
+    }
+    // The OIDC tests run oidc-provider (npm) with node (crates/hs-testkit/src/oidc.rs).
+    if !which("node") || !which("npm") {
+        missing.extend(["nodejs", "npm"]);
     }
     if missing.is_empty() {
         return Ok(());

@@ -35,7 +35,9 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
                     .context("--examples needs a number")?;
             }
             "--seed" => seed = Some(it.next().context("--seed needs a number")?.clone()),
-            other => bail!("xtask schemathesis: unknown argument {other:?} (known: --examples N, --seed S)"),
+            other => bail!(
+                "xtask schemathesis: unknown argument {other:?} (known: --examples N, --seed S)"
+            ),
         }
     }
     let root = crate::ci::project_root();
@@ -109,7 +111,10 @@ fn ensure_schemathesis() -> Result<PathBuf> {
     if have {
         return Ok(st);
     }
-    println!("xtask schemathesis: installing schemathesis {VERSION} into {}", venv.display());
+    println!(
+        "xtask schemathesis: installing schemathesis {VERSION} into {}",
+        venv.display()
+    );
     let ok = Command::new("python3")
         .args(["-m", "venv"])
         .arg(&venv)
@@ -132,15 +137,21 @@ fn ensure_schemathesis() -> Result<PathBuf> {
 /// shared) and returns its path.
 fn build_headscale(root: &Path) -> Result<PathBuf> {
     let ok = Command::new(env!("CARGO"))
-        .args(["build", "-p", "headscale", "--features", "headscale/test-fault"])
+        .args([
+            "build",
+            "-p",
+            "headscale",
+            "--features",
+            "headscale/test-fault",
+        ])
         .current_dir(root)
         .status()
         .context("running cargo build")?;
     if !ok.success() {
         bail!("cargo build -p headscale failed");
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| root.join("target"), PathBuf::from);
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     Ok(target.join("debug/headscale"))
 }
 

@@ -50,7 +50,9 @@ fn ts(t: DateTime<Utc>) -> prost_types::Timestamp {
     }
 }
 
-fn from_ts(
+/// A request's optional timestamp; `field` names it in the error. Public for the fuzz target.
+#[doc(hidden)]
+pub fn from_ts(
     field: &str,
     t: Option<prost_types::Timestamp>,
 ) -> Result<Option<DateTime<Utc>>, Status> {
@@ -143,7 +145,9 @@ pub fn node_pb(v: &NodeView) -> pb::Node {
     }
 }
 
-fn nonzero<T>(what: &str, id: u64, f: impl FnOnce(u64) -> T) -> Result<T, Status> {
+/// `f(id)`, or `InvalidArgument` naming `what` when `id` is 0. Public for the fuzz target.
+#[doc(hidden)]
+pub fn nonzero<T>(what: &str, id: u64, f: impl FnOnce(u64) -> T) -> Result<T, Status> {
     if id == 0 {
         Err(ApiError::bad_request(format!("{what} is required")).into())
     } else {
@@ -151,7 +155,9 @@ fn nonzero<T>(what: &str, id: u64, f: impl FnOnce(u64) -> T) -> Result<T, Status
     }
 }
 
-fn key_ref(prefix: String, id: u64) -> Result<ApiKeyRef, Status> {
+/// Which API key a prefix or id names. Public for the fuzz target.
+#[doc(hidden)]
+pub fn key_ref(prefix: String, id: u64) -> Result<ApiKeyRef, Status> {
     match (prefix.is_empty(), id) {
         (false, 0) => Ok(ApiKeyRef::Prefix(prefix)),
         (true, 0) => Err(ApiError::bad_request("an API key prefix or id is required").into()),

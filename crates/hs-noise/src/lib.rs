@@ -28,4 +28,6 @@ pub use server::{
     UPGRADE_PROTOCOL, early_noise_json, early_payload, serve_http2,
 };
 pub use stream::NoiseStream;
+#[doc(hidden)]
+pub use ws::query_unescape;
 pub use ws::{MAX_WS_MESSAGE, WsIo, ws_config};

@@ -113,15 +113,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsIo<S> {
 }
 
 /// Decodes a URL query component as Go's `url.QueryUnescape` does (`+` is a space).
-/// `None` on a malformed escape or non-UTF-8 result.
-pub(crate) fn query_unescape(s: &str) -> Option<String> {
+/// `None` on a malformed escape or non-UTF-8 result. Public only for the fuzz target.
+#[doc(hidden)]
+pub fn query_unescape(s: &str) -> Option<String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
         match b[i] {
             b'%' => {
-                let hex = b.get(i + 1..i + 3)?;
+                // Two hex digits, as Go's `ishex`: `from_str_radix` alone would take "+f".
+                let hex = b
+                    .get(i + 1..i + 3)
+                    .filter(|h| h.iter().all(u8::is_ascii_hexdigit))?;
                 let hex = std::str::from_utf8(hex).ok()?;
                 out.push(u8::from_str_radix(hex, 16).ok()?);
                 i += 3;
@@ -150,5 +154,9 @@ mod tests {
         assert_eq!(query_unescape("%zz"), None);
         assert_eq!(query_unescape("%2"), None);
         assert_eq!(query_unescape("%ff"), None);
+        // Found by the ts2021_ws fuzz target: a sign is not a hex digit.
+        assert_eq!(query_unescape("%+Fa"), None);
+        assert_eq!(query_unescape("%+f"), None);
+        assert_eq!(query_unescape("%-1"), None);
     }
 }
