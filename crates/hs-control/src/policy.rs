@@ -132,7 +132,29 @@ impl CompiledView {
     }
 }
 
+/// How long an SSH check stays approved when its rule sets no `checkPeriod` (Tailscale's and
+/// Go Headscale's 12 hours).
+const DEFAULT_CHECK_PERIOD_SECS: u64 = 12 * 3600;
+
 impl PolicyView for CompiledView {
+    fn ssh_check_period(&self, src: &Node, dst: &Node) -> Option<std::time::Duration> {
+        let d = self.slot(dst)?;
+        let addrs: Vec<String> = src.ips().iter().map(ToString::to_string).collect();
+        self.compiled
+            .ssh_rules(d)
+            .into_iter()
+            .find_map(|r| match r.action {
+                hs_policy::SshAction::Check { period_secs }
+                    if r.principals.iter().any(|p| p == "*" || addrs.contains(p)) =>
+                {
+                    Some(std::time::Duration::from_secs(
+                        period_secs.unwrap_or(DEFAULT_CHECK_PERIOD_SECS),
+                    ))
+                }
+                _ => None,
+            })
+    }
+
     fn can_see(&self, viewer: &Node, peer: &Node) -> bool {
         let (Some(v), Some(p)) = (self.slot(viewer), self.slot(peer)) else {
             return false;

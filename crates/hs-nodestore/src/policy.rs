@@ -58,6 +58,14 @@ pub trait PolicyView: Send + Sync + fmt::Debug {
     /// Node attributes (`nodeAttrs`) granted to `node`, added to its CapMap.
     fn node_attrs(&self, node: &Node) -> Vec<NodeAttr>;
 
+    /// How long an SSH `check` from `src` to `dst` stays approved, when a check rule of the
+    /// policy covers that pair: `Some(Duration::ZERO)` means every session is checked
+    /// (`checkPeriod: "always"`). `None` (the default) when no check rule applies.
+    fn ssh_check_period(&self, src: &Node, dst: &Node) -> Option<std::time::Duration> {
+        let _ = (src, dst);
+        None
+    }
+
     /// Which of `peer`'s served routes `viewer` may use and is routed to through `peer`,
     /// sorted: they make up the peer's `PrimaryRoutes` (subnet routes) and the extra
     /// `AllowedIPs` (subnet and exit routes) in the viewer's map. Headscale sends only the

@@ -14,7 +14,8 @@ pub enum SshAction {
     Accept,
     /// Hold and delegate to the control server for a check (re-authentication).
     Check {
-        /// Seconds a successful check stays valid; `None` means the default.
+        /// Seconds a successful check stays valid: `None` when the rule sets no
+        /// `checkPeriod` (the control server's default, 12 hours), `Some(0)` for `"always"`.
         period_secs: Option<u64>,
     },
 }
@@ -192,7 +193,8 @@ pub(crate) fn compile_ssh(r: &Resolver<'_>, p: &Policy) -> Result<Vec<CSsh>, Pol
             Some("accept") => SshAction::Accept,
             Some("check") => {
                 let period_secs = match rule.check_period.as_deref() {
-                    None | Some("always") => None,
+                    None => None,
+                    Some("always") => Some(0),
                     Some(cp) => {
                         let secs = parse_go_duration(cp).map_err(invalid)?;
                         if secs < 0 {

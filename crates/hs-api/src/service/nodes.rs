@@ -261,12 +261,19 @@ impl Admin {
         Ok(view)
     }
 
-    /// Approves a pending authentication. Of those this server files only registrations,
-    /// and approving one is accepted and changes nothing, as in Go Headscale 0.29.3 (whose
-    /// empty verdict does not make a node): it still waits for `auth register` to say whose
-    /// node it becomes, or for `auth reject`.
+    /// Approves a pending authentication: an SSH check lets the held connection through
+    /// (and starts the pair's check period). Approving a registration is accepted and
+    /// changes nothing, as in Go Headscale 0.29.3 (whose empty verdict does not make a
+    /// node): it still waits for `auth register` to say whose node it becomes, or for
+    /// `auth reject`.
     pub fn auth_approve(&self, auth_id: &str) -> Result<(), ApiError> {
         validate_auth_id(auth_id)?;
+        if self.control.is_ssh_check_pending(auth_id) {
+            return self
+                .control
+                .decide_ssh_check(auth_id, true)
+                .map_err(|e| ApiError::not_found(e.to_string()));
+        }
         if self.control.is_registration_pending(auth_id) {
             return Ok(());
         }
@@ -279,9 +286,16 @@ impl Admin {
         )))
     }
 
-    /// Rejects a pending registration; the waiting client is told so.
+    /// Rejects a pending registration (the waiting client is told so) or SSH check (the
+    /// held connection is refused).
     pub fn auth_reject(&self, auth_id: &str) -> Result<(), ApiError> {
         validate_auth_id(auth_id)?;
+        if self.control.is_ssh_check_pending(auth_id) {
+            return self
+                .control
+                .decide_ssh_check(auth_id, false)
+                .map_err(|e| ApiError::not_found(e.to_string()));
+        }
         let mut first = None;
         for id in auth_id_forms(auth_id) {
             match self.control.reject_registration(&id) {

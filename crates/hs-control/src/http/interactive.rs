@@ -136,6 +136,47 @@ pub(crate) async fn page(State(st): State<ControlState>, Path(id): Path<String>)
     }
 }
 
+/// `GET /auth/{auth_id}` without OIDC: an SSH check waiting for approval shows the operator
+/// the commands that decide it; a decided one says how; an unknown or expired one gets 404.
+pub(crate) async fn auth_page(State(st): State<ControlState>, Path(id): Path<String>) -> Response {
+    use super::page::{escape, html};
+    let verdict = well_formed(&id)
+        .then(|| st.ssh_check(&id))
+        .flatten()
+        .map(|c| *c.verdict.borrow());
+    match verdict {
+        None => (
+            StatusCode::NOT_FOUND,
+            Html(html(
+                "Authentication not found",
+                "<p class=\"bad\">This authentication link is unknown or has expired.</p>\n\
+                 <p>Connect again to get a new link.</p>",
+            )),
+        )
+            .into_response(),
+        Some(Some(true)) => Html(html(
+            "SSH session authorized",
+            "<p class=\"ok\">The SSH session was approved.</p>\n<p>You may return to your terminal.</p>",
+        ))
+        .into_response(),
+        Some(Some(false)) => Html(html(
+            "SSH session refused",
+            "<p class=\"bad\">The SSH session was refused.</p>",
+        ))
+        .into_response(),
+        Some(None) => Html(html(
+            "SSH session check",
+            &format!(
+                "<p>An SSH connection is waiting for approval. The server's operator approves it \
+                 with:</p>\n<pre><code>headscale auth approve --auth-id {id}</code></pre>\n\
+                 <p>or refuses it with <code>headscale auth reject --auth-id {id}</code>.</p>",
+                id = escape(&id)
+            ),
+        ))
+        .into_response(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,4 +11,5 @@ pub(crate) mod poll;
 pub(crate) mod register;
 pub(crate) mod routes;
 pub(crate) mod server;
+pub(crate) mod ssh_action;
 pub(crate) mod web;

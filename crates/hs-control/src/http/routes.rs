@@ -36,6 +36,10 @@ pub fn noise_router(st: ControlState) -> Router {
     let mut r = Router::new()
         .route("/machine/register", post(crate::http::register::handle))
         .route("/machine/map", post(crate::http::poll::handle))
+        .route(
+            "/machine/ssh/action/{src}/to/{dst}",
+            get(crate::http::ssh_action::handle),
+        )
         .route(crate::ha::PING_RESPONSE_PATH, any(crate::ha::ping_response));
     for p in NOT_IMPLEMENTED {
         r = r.route(p, any(not_implemented));
@@ -91,9 +95,11 @@ pub fn control_routes_with_oidc(
     let register = match oidc {
         None => Router::new()
             .route("/register/{auth_id}", get(crate::http::interactive::page))
+            .route("/auth/{auth_id}", get(crate::http::interactive::auth_page))
             .with_state(st.clone()),
         Some(oidc) => Router::new()
             .route("/register/{auth_id}", get(crate::oidc::start))
+            .route("/auth/{auth_id}", get(crate::oidc::start_auth))
             .route("/oidc/callback", get(crate::oidc::callback))
             .route("/register/confirm/{auth_id}", post(crate::oidc::confirm))
             .with_state(crate::oidc::OidcState {

@@ -26,7 +26,7 @@ use openidconnect::{
 };
 
 pub use claims::{Claims, Policy, Profile, Refused};
-pub(crate) use routes::{OidcState, callback, confirm, start};
+pub(crate) use routes::{OidcState, callback, confirm, start, start_auth};
 
 /// How long a login may take from the redirect to the confirmation (Go's 15 minutes).
 const FLOW_TTL: chrono::TimeDelta = chrono::TimeDelta::minutes(15);
@@ -74,10 +74,20 @@ pub enum OidcError {
     Discovery(String, String),
 }
 
+/// What a login is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    /// Registering the machine waiting under the auth ID.
+    Register,
+    /// Approving the SSH check filed under the auth ID.
+    SshCheck,
+}
+
 /// A login in flight, keyed by its `state`.
 #[derive(Debug, Clone)]
 struct Flow {
     auth_id: String,
+    purpose: Purpose,
     nonce: String,
     verifier: Option<String>,
     started: DateTime<Utc>,
@@ -125,6 +135,7 @@ impl std::fmt::Debug for Oidc {
 #[derive(Debug, Clone)]
 pub(crate) struct LoggedIn {
     pub(crate) auth_id: String,
+    pub(crate) purpose: Purpose,
     pub(crate) claims: Claims,
     pub(crate) token_expiry: DateTime<Utc>,
 }
@@ -190,7 +201,12 @@ impl Oidc {
 
     /// Starts a login for `auth_id`: the provider's authorization URL, the state and the
     /// nonce (which the caller binds to the browser with cookies).
-    pub(crate) fn begin(&self, auth_id: &str, now: DateTime<Utc>) -> (String, String, String) {
+    pub(crate) fn begin(
+        &self,
+        auth_id: &str,
+        purpose: Purpose,
+        now: DateTime<Utc>,
+    ) -> (String, String, String) {
         let state = random_token(48);
         let nonce = random_token(48);
         let (state_c, nonce_c) = (state.clone(), nonce.clone());
@@ -240,6 +256,7 @@ impl Oidc {
             state.clone(),
             Flow {
                 auth_id: auth_id.to_owned(),
+                purpose,
                 nonce: nonce.clone(),
                 verifier,
                 started: now,
@@ -318,6 +335,7 @@ impl Oidc {
         })?;
         Ok(LoggedIn {
             auth_id: flow.auth_id,
+            purpose: flow.purpose,
             claims,
             token_expiry,
         })

@@ -11,7 +11,7 @@ use axum::response::{Html, IntoResponse, Response};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 
-use super::{Failure, Oidc, Profile};
+use super::{Failure, Oidc, Profile, Purpose};
 use crate::clock::now;
 use crate::http::page::{escape, html};
 use crate::state::ControlState;
@@ -95,7 +95,25 @@ pub(crate) async fn start(State(os): State<OidcState>, Path(auth_id): Path<Strin
     if !well_formed(&auth_id) || !os.st.is_undecided(&auth_id) {
         return crate::http::interactive::page(State(os.st), Path(auth_id)).await;
     }
-    let (url, state, nonce) = os.oidc.begin(&auth_id, now());
+    redirect(&os, &auth_id, Purpose::Register)
+}
+
+/// `GET /auth/{auth_id}` with OIDC: a pending SSH check sends the browser to the provider;
+/// the source node's owner approves it by logging in. Anything else gets the same page as
+/// without OIDC.
+pub(crate) async fn start_auth(
+    State(os): State<OidcState>,
+    Path(auth_id): Path<String>,
+) -> Response {
+    if !well_formed(&auth_id) || !os.st.is_ssh_check_pending(&auth_id) {
+        return crate::http::interactive::auth_page(State(os.st), Path(auth_id)).await;
+    }
+    redirect(&os, &auth_id, Purpose::SshCheck)
+}
+
+/// The redirect to the provider, with the cookies that bind the login to this browser.
+fn redirect(os: &OidcState, auth_id: &str, purpose: Purpose) -> Response {
+    let (url, state, nonce) = os.oidc.begin(auth_id, purpose, now());
     let mut resp = (StatusCode::FOUND, [(header::LOCATION, url)]).into_response();
     let sec = secure(&os.st);
     for (base, value) in [("state", &state), ("nonce", &nonce)] {
@@ -173,6 +191,9 @@ async fn finish(
             ),
         }
     })?;
+    if done.purpose == Purpose::SshCheck {
+        return approve_ssh_check(os, &done.auth_id, &user);
+    }
     let Some(pending) = os
         .st
         .pending()
@@ -227,6 +248,57 @@ async fn finish(
         ),
     );
     Ok(resp)
+}
+
+/// An SSH check approved by the source node's owner (Go's rules: a tagged source, or one
+/// without an owner, cannot use check mode; another user is refused).
+fn approve_ssh_check(
+    os: &OidcState,
+    auth_id: &str,
+    user: &hs_types::model::User,
+) -> Result<Response, Failure> {
+    let Some(check) = os
+        .st
+        .ssh_check(auth_id)
+        .filter(|c| c.verdict.borrow().is_none())
+    else {
+        return Err(Failure::new(
+            StatusCode::GONE,
+            "login session expired, try again",
+        ));
+    };
+    let snap = os.st.store().load();
+    let Some(src) = snap.node(check.src) else {
+        return Err(Failure::new(StatusCode::GONE, "src node no longer exists"));
+    };
+    if !src.node.tags.is_empty() || src.node.user_id.is_none() {
+        return Err(Failure::new(
+            StatusCode::FORBIDDEN,
+            "src node has no user owner",
+        ));
+    }
+    if src.node.user_id != Some(user.id) {
+        tracing::warn!(
+            src = check.src.get(),
+            user = user.id.get(),
+            "SSH check refused: the OIDC user does not own the source node"
+        );
+        return Err(Failure::new(
+            StatusCode::FORBIDDEN,
+            "OIDC user is not the owner of the SSH source node",
+        ));
+    }
+    os.st
+        .decide_ssh_check(auth_id, true)
+        .map_err(|_| Failure::new(StatusCode::GONE, "login session expired, try again"))?;
+    Ok(Html(html(
+        "SSH session authorized",
+        &format!(
+            "<p class=\"ok\">Authorized as <strong>{}</strong>.</p>\n<p>You may return to your terminal.</p>",
+            escape(user.display())
+        ),
+    ))
+    .into_response())
 }
 
 /// `POST /register/confirm/{auth_id}`: the form of the confirmation page.

@@ -12,6 +12,7 @@ pub(crate) mod pending;
 mod policy;
 pub(crate) mod queue;
 pub(crate) mod registration;
+pub(crate) mod ssh_check;
 mod users;
 mod write;
 
@@ -84,6 +85,8 @@ struct Inner {
     verified_keys: crate::keycache::SecretCache,
     /// HA health probes waiting for their answer.
     probes: crate::ha::Pending,
+    /// SSH `check` sessions waiting for approval, and the last approval per pair.
+    ssh_checks: ssh_check::SshChecks,
     /// Held while one command commits and queues its ops (see [`write`]): the database and
     /// the NodeStore see writes in the same order.
     write_lock: Mutex<()>,
@@ -212,6 +215,7 @@ impl ControlState {
                 pending: PendingAuths::default(),
                 verified_keys: crate::keycache::SecretCache::default(),
                 probes: crate::ha::Pending::default(),
+                ssh_checks: ssh_check::SshChecks::default(),
                 write_lock: Mutex::default(),
             }),
         })

@@ -20,6 +20,7 @@ mod policy;
 mod refusals;
 mod routes;
 mod server;
+mod ssh_check;
 mod stream;
 mod stress;
 mod users;

@@ -130,3 +130,130 @@ async fn http_delete(srv: &TestServer, path: &str, key: &str) -> u16 {
     s.read_to_string(&mut out).await.unwrap();
     out.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
+
+/// SSH `check` without OIDC: the approval page names the command, and the admin API's
+/// `auth approve` / `auth reject` (what `headscale auth approve --auth-id` calls) decide the
+/// held connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_approve_and_reject_decide_ssh_checks() {
+    use ts_http_util::{ClientExt as _, ResponseExt as _};
+    let srv = TestServer::start().await;
+    let url: url::Url = srv.url.parse().unwrap();
+    let user = srv
+        .admin
+        .create_user(hs_api::NewUser {
+            name: "alice".into(),
+            display_name: String::new(),
+            email: String::new(),
+            profile_pic_url: String::new(),
+        })
+        .await
+        .unwrap();
+    let key = srv
+        .admin
+        .create_preauth_key(
+            Some(user.id),
+            true,
+            false,
+            Some(chrono::Utc::now() + chrono::Duration::hours(1)),
+            Vec::new(),
+        )
+        .await
+        .unwrap()
+        .full
+        .unwrap();
+    let _src = register(&url, "src", &key).await;
+    let (_, dst_conn, _) = register(&url, "dst", &key).await;
+    srv.state
+        .set_policy_text(
+            "test",
+            Some(
+                r#"{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"]}],
+                    "ssh": [{"action": "check", "src": ["alice@"], "dst": ["alice@"], "users": ["root"], "checkPeriod": "always"}]}"#,
+            ),
+        )
+        .await
+        .unwrap();
+    let snap = srv.state.store().load();
+    let id = |h: &str| {
+        snap.nodes()
+            .find(|e| e.node.hostname == h)
+            .unwrap()
+            .node
+            .id
+            .get()
+    };
+    let (src, dst) = (id("src"), id("dst"));
+    for approve in [true, false] {
+        let ask = |path: String| {
+            let (conn, u) = (dst_conn.clone(), url.join(&path).unwrap());
+            async move {
+                let body = conn
+                    .get(&u, [])
+                    .await
+                    .unwrap()
+                    .collect_bytes()
+                    .await
+                    .unwrap();
+                serde_json::from_slice::<serde_json::Value>(&body).unwrap()
+            }
+        };
+        let action = ask(format!(
+            "/machine/ssh/action/{src}/to/{dst}?local_user=root"
+        ))
+        .await;
+        let hold = action["holdAndDelegate"]
+            .as_str()
+            .expect("a check")
+            .to_owned();
+        let auth_id = hold
+            .split("auth_id=")
+            .nth(1)
+            .unwrap()
+            .split('&')
+            .next()
+            .unwrap()
+            .to_owned();
+        let page = http_get(&srv, &format!("/auth/{auth_id}")).await;
+        assert!(
+            page.contains(&format!("headscale auth approve --auth-id {auth_id}")),
+            "{page}"
+        );
+        let follow: url::Url = hold
+            .replace("$SRC_NODE_ID", &src.to_string())
+            .replace("$DST_NODE_ID", &dst.to_string())
+            .replace("$LOCAL_USER", "root")
+            .parse()
+            .unwrap();
+        let waiting = tokio::spawn(ask(format!(
+            "{}?{}",
+            follow.path(),
+            follow.query().unwrap()
+        )));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if approve {
+            srv.admin.auth_approve(&auth_id).unwrap();
+        } else {
+            srv.admin.auth_reject(&auth_id).unwrap();
+        }
+        let verdict = tokio::time::timeout(Duration::from_secs(10), waiting)
+            .await
+            .unwrap()
+            .unwrap();
+        let key = if approve { "accept" } else { "reject" };
+        assert_eq!(verdict[key], true, "{verdict}");
+        assert!(srv.admin.auth_approve(&auth_id).is_err(), "decided once");
+    }
+}
+
+/// `GET path` over plain HTTP/1.1; the whole answer as text.
+async fn http_get(srv: &TestServer, path: &str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut s = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}

@@ -545,3 +545,140 @@ async fn the_same_email_from_another_subject_takes_over_no_user() {
             .ends_with("/sub-impostor")
     );
 }
+
+/// SSH `check` approved by OIDC: the destination node's question files a check whose link
+/// (`/auth/{auth_id}`) sends the browser to the provider; the source node's owner logging in
+/// lets the held connection through, anyone else is refused with 403 and the check stays
+/// pending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssh_check_is_approved_by_the_source_owner_logging_in() {
+    use ts_http_util::{ClientExt as _, ResponseExt as _};
+    let p = provider(
+        vec![
+            account("sub-alice", "alice", "alice@corp.example", true, &[]),
+            account("sub-bob", "bob", "bob@corp.example", true, &[]),
+        ],
+        Duration::from_secs(3600),
+    )
+    .await;
+    let s = server(&p, |_| {}).await;
+    let mut nodes = Vec::new();
+    for host in ["src", "dst"] {
+        let pend = pending(&s, host).await;
+        let wait = pend.follow_up();
+        assert_eq!(
+            log_in_and_confirm(&s, &p, &pend, "sub-alice").await.status,
+            200
+        );
+        wait.await.unwrap().unwrap();
+        nodes.push(pend);
+    }
+    s.state
+        .set_policy_text(
+            "test",
+            Some(
+                r#"{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"]}],
+                    "ssh": [{"action": "check", "src": ["autogroup:member"], "dst": ["autogroup:self"], "users": ["root"]}]}"#,
+            ),
+        )
+        .await
+        .unwrap();
+    let snap = s.state.store().load();
+    let id = |h: &str| {
+        snap.nodes()
+            .find(|e| e.node.hostname == h)
+            .unwrap()
+            .node
+            .id
+            .get()
+    };
+    let (src, dst) = (id("src"), id("dst"));
+    let dst_node = &nodes[1];
+    let ask = |path: String| {
+        let (conn, url) = (dst_node.conn.clone(), dst_node.url.join(&path).unwrap());
+        async move {
+            let body = conn
+                .get(&url, [])
+                .await
+                .unwrap()
+                .collect_bytes()
+                .await
+                .unwrap();
+            serde_json::from_slice::<serde_json::Value>(&body).unwrap()
+        }
+    };
+    let action = ask(format!(
+        "/machine/ssh/action/{src}/to/{dst}?local_user=root"
+    ))
+    .await;
+    let hold = action["holdAndDelegate"]
+        .as_str()
+        .expect("a check")
+        .to_owned();
+    let auth_id = hold
+        .split("auth_id=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap()
+        .to_owned();
+    let follow = hold
+        .replace("$SRC_NODE_ID", &src.to_string())
+        .replace("$DST_NODE_ID", &dst.to_string())
+        .replace("$LOCAL_USER", "root");
+    let follow: url::Url = follow.parse().unwrap();
+    let waiting = tokio::spawn(ask(format!(
+        "{}?{}",
+        follow.path(),
+        follow.query().unwrap()
+    )));
+
+    // Bob does not own the source node.
+    let mut b = Browser::default();
+    let r = b.get(&on(&s, &format!("/auth/{auth_id}"))).await;
+    assert_eq!(r.status, 302, "{}", r.body);
+    let back: url::Url = p
+        .login(r.header("location").unwrap(), "sub-bob")
+        .await
+        .unwrap()
+        .parse()
+        .unwrap();
+    let r = b
+        .get(&on(
+            &s,
+            &format!("/oidc/callback?{}", back.query().unwrap()),
+        ))
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(
+        r.body.contains("not the owner of the SSH source node"),
+        "{}",
+        r.body
+    );
+    assert!(!waiting.is_finished());
+    assert!(s.state.is_ssh_check_pending(&auth_id));
+
+    // Alice does.
+    let mut a = Browser::default();
+    let r = a.get(&on(&s, &format!("/auth/{auth_id}"))).await;
+    let back: url::Url = p
+        .login(r.header("location").unwrap(), "sub-alice")
+        .await
+        .unwrap()
+        .parse()
+        .unwrap();
+    let r = a
+        .get(&on(
+            &s,
+            &format!("/oidc/callback?{}", back.query().unwrap()),
+        ))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("SSH session authorized"), "{}", r.body);
+    let verdict = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(verdict["accept"], true, "{verdict}");
+}
