@@ -171,6 +171,35 @@ async fn slow_headers_are_cut_off_and_others_are_served() {
     task.await.unwrap();
 }
 
+/// An idle keep-alive connection (a request answered, then silence) is closed after the
+/// header read timeout, as a slow one is: idle clients cannot hold connections open.
+#[tokio::test]
+async fn idle_keep_alive_connections_are_closed() {
+    let server = Server::bind_addr("127.0.0.1:0")
+        .await
+        .unwrap()
+        .with_header_read_timeout(std::time::Duration::from_millis(500));
+    let (addr, stop, task) = start(server).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let read =
+        tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+    assert!(
+        read.is_ok(),
+        "an idle keep-alive connection was still open after 10 s"
+    );
+    let text = String::from_utf8_lossy(&buf);
+    assert!(
+        text.starts_with("HTTP/1.1 200"),
+        "the request was answered first: {text}"
+    );
+    stop.send(()).unwrap();
+    task.await.unwrap();
+}
+
 /// Handlers on the main listener see the TCP peer as axum's `ConnectInfo`.
 #[tokio::test]
 async fn handlers_see_the_peer_address() {
