@@ -148,11 +148,13 @@ pub(crate) enum Plan {
     Followup,
     /// A restart (or a re-registration without credentials) of a known node.
     Known(Node),
-    /// The old node key of a node whose key expired: the client must log in again.
+    /// A known node whose key expired, asking without credentials: told so (not
+    /// authorized), the client rotates its node key and logs in again (Go's `handleLogout`).
     Expired(Node),
     /// Node-key rotation of a live node.
     Rotate(Node),
-    /// An unknown node without credentials: start an interactive login.
+    /// An unknown node without credentials, or the new key of a node whose old key expired:
+    /// start an interactive login (approving it updates the machine's node).
     Interactive,
 }
 
@@ -210,8 +212,9 @@ pub(crate) fn plan(
         return Plan::Followup;
     }
     match (current, previous) {
+        (Some(node), _) if node.is_expired(t) => Plan::Expired(node),
         (Some(node), _) => Plan::Known(node),
-        (None, Some(node)) if node.is_expired(t) => Plan::Expired(node),
+        (None, Some(node)) if node.is_expired(t) => Plan::Interactive,
         (None, Some(node)) => Plan::Rotate(node),
         (None, None) => Plan::Interactive,
     }
@@ -232,6 +235,7 @@ pub(crate) async fn register(
         Plan::Known(node) => Ok(response_for(st, &node, t)),
         Plan::Expired(node) => Ok(RegisterResponse {
             node_key_expired: true,
+            machine_authorized: false,
             ..response_for(st, &node, t)
         }),
         Plan::Rotate(node) => {

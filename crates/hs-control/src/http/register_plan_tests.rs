@@ -119,9 +119,14 @@ fn known_rotated_expired_and_new_nodes() {
         Plan::Rotate(_)
     ));
     let expired = snapshot(Some(t() - Duration::hours(1)));
+    // The expired key itself: told it expired. Its replacement: log in again.
+    assert!(matches!(
+        plan(&expired, MACHINE, &req(KEY), t()),
+        Plan::Expired(_)
+    ));
     assert!(matches!(
         plan(&expired, MACHINE, &rotate, t()),
-        Plan::Expired(_)
+        Plan::Interactive
     ));
     assert!(matches!(
         plan(&snap, MACHINE, &req(NEW_KEY), t()),

@@ -682,3 +682,98 @@ async fn ssh_check_is_approved_by_the_source_owner_logging_in() {
         .unwrap();
     assert_eq!(verdict["accept"], true, "{verdict}");
 }
+
+/// Re-authentication keeps the node: an expired node logs in again through OIDC and comes
+/// back under the same ID, unexpired, for the same user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn re_authentication_keeps_the_node() {
+    let p = provider(
+        vec![account(
+            "sub-alice",
+            "alice",
+            "alice@corp.example",
+            true,
+            &[],
+        )],
+        Duration::from_secs(3600),
+    )
+    .await;
+    let s = server(&p, |_| {}).await;
+    let pend = pending(&s, "laptop").await;
+    let wait = pend.follow_up();
+    assert_eq!(
+        log_in_and_confirm(&s, &p, &pend, "sub-alice").await.status,
+        200
+    );
+    wait.await.unwrap().unwrap();
+    let node = s.state.store().load().nodes().next().unwrap().node.clone();
+    s.state
+        .expire_node(
+            node.id,
+            Some(chrono::Utc::now() - chrono::Duration::minutes(1)),
+        )
+        .await
+        .unwrap();
+
+    // The same machine asks again, as tailscaled does after NodeKeyExpired: a new node key,
+    // the old one named, no auth key; it gets a new AuthURL.
+    use ts_http_util::{ClientExt as _, ResponseExt as _};
+    let register = |body: serde_json::Value| {
+        let (conn, url) = (
+            pend.conn.clone(),
+            pend.url.join("/machine/register").unwrap(),
+        );
+        async move {
+            let resp = conn
+                .post(&url, [], bytes::Bytes::from(body.to_string()).into())
+                .await
+                .unwrap();
+            let body = resp.collect_bytes().await.unwrap();
+            serde_json::from_slice::<serde_json::Value>(&body).unwrap()
+        }
+    };
+    let old_key = pend.keys.node_keys.public.to_string();
+    let expired = register(serde_json::json!({"Version": 130, "NodeKey": old_key})).await;
+    assert_eq!(expired["NodeKeyExpired"], true, "{expired}");
+    let new_key = ts_keys::NodeState::generate().node_keys.public.to_string();
+    let r = register(
+        serde_json::json!({"Version": 130, "NodeKey": new_key, "OldNodeKey": old_key,
+        "Hostinfo": {"Hostname": "laptop"}}),
+    )
+    .await;
+    let auth_url: url::Url = r["AuthURL"]
+        .as_str()
+        .expect("an AuthURL")
+        .parse()
+        .unwrap_or_else(|e| panic!("{e}: {r}"));
+    let again = Pending {
+        keys: pend.keys.clone(),
+        conn: pend.conn.clone(),
+        cfg: pend.cfg.clone(),
+        url: pend.url.clone(),
+        auth_url: auth_url.clone(),
+    };
+    let wait = tokio::spawn(register(
+        serde_json::json!({"Version": 130, "NodeKey": new_key,
+        "OldNodeKey": old_key, "Followup": auth_url.as_str()}),
+    ));
+    assert_eq!(
+        log_in_and_confirm(&s, &p, &again, "sub-alice").await.status,
+        200
+    );
+    let done = tokio::time::timeout(Duration::from_secs(30), wait)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(done["MachineAuthorized"], true, "{done}");
+    let snap = s.state.store().load();
+    assert_eq!(snap.nodes().count(), 1, "the node is kept, not duplicated");
+    let back = snap.nodes().next().unwrap().node.clone();
+    assert_eq!(back.id, node.id);
+    assert_eq!(back.user_id, node.user_id);
+    assert!(
+        back.expiry.is_none_or(|e| e > chrono::Utc::now()),
+        "expiry cleared or in the future: {:?}",
+        back.expiry
+    );
+}
