@@ -569,6 +569,25 @@ fn expire_node(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
             Ok(())
         })?;
     }
+    // Beyond Headscale's test: the expired node logs in again (interactively, approved with
+    // `auth register` for its owner) and keeps its node: same ID, no new node.
+    let count = crate::scenarios_auth::list_nodes(&e, ctx, None)?.len();
+    crate::scenarios_auth::web_login(&mut e, ctx, 0, "user1")?;
+    let after = crate::scenarios_auth::list_nodes(&e, ctx, None)?;
+    ensure!(
+        after.len() == count,
+        "re-login after expiry made a new node: {count} before, {} after",
+        after.len()
+    );
+    ensure!(
+        after
+            .iter()
+            .any(|n| n["name"].as_str() == Some(victim.as_str())
+                && crate::scenarios_auth::id_str(&n["id"]).as_deref() == Some(id.as_str())),
+        "{victim} is no longer node {id} after re-login: {after:?}"
+    );
+    e.wait_all_peers_online()?;
+    e.ping_all(&by_ip, None)?;
     Ok(())
 }
 
