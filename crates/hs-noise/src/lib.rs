@@ -24,8 +24,9 @@ pub use initiator::Initiator;
 pub use record::{Opener, Sealer, Transport, parse_frame};
 pub use server::{
     DEFAULT_HANDSHAKE_TIMEOUT, EARLY_NOISE_CAPABILITY_VERSION, EARLY_PAYLOAD_MAGIC,
-    EarlyPayloadHook, HANDSHAKE_HEADER, MIN_CAPABILITY_VERSION, NoiseSession, Ts2021, UPGRADE_PATH,
-    UPGRADE_PROTOCOL, early_noise_json, early_payload, serve_http2,
+    EarlyPayloadHook, HANDSHAKE_HEADER, MAX_SESSION_HEADER_LIST, MAX_SESSION_STREAMS,
+    MIN_CAPABILITY_VERSION, NoiseSession, Ts2021, UPGRADE_PATH, UPGRADE_PROTOCOL, early_noise_json,
+    early_payload, serve_http2,
 };
 pub use stream::NoiseStream;
 #[doc(hidden)]

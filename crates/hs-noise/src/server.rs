@@ -472,6 +472,13 @@ where
     }
 }
 
+/// Concurrent HTTP/2 streams one Noise session may hold open. A client has a map long poll,
+/// endpoint updates, a register follow-up and SSH checks in flight at most; hyper's default
+/// (200) would let one authenticated session tie up far more of the server.
+pub const MAX_SESSION_STREAMS: u32 = 64;
+/// Largest header list one request in a Noise session may send (hyper's default is 16 MiB).
+pub const MAX_SESSION_HEADER_LIST: u32 = 32 * 1024;
+
 /// Serves HTTP/2 (prior knowledge) over an established Noise stream until the client goes
 /// away, logging why the session ended. Every request carries `session` as an extension.
 pub async fn serve_http2<T, S, RB>(stream: NoiseStream<T>, session: NoiseSession, service: S)
@@ -491,6 +498,8 @@ where
         session,
     };
     let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        .max_concurrent_streams(MAX_SESSION_STREAMS)
+        .max_header_list_size(MAX_SESSION_HEADER_LIST)
         .serve_connection(TokioIo::new(stream), svc);
     match conn.await {
         Ok(()) => tracing::debug!(%peer, "noise session closed"),

@@ -396,3 +396,136 @@ async fn axum_router_inside_the_tunnel_sees_the_session() {
         .unwrap();
     assert_eq!(resp.status(), 404);
 }
+
+/// One Noise session holds at most `MAX_SESSION_STREAMS` requests at once: 100 concurrent
+/// requests from one client (hyper's client honours the announced limit) all complete, but
+/// never more than the limit are in the handler together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_holds_at_most_the_announced_number_of_streams() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::body::Body;
+    use axum::extract::{Request, State};
+    use axum::routing::{any, get, post};
+    use tower::ServiceExt as _;
+
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let (f, p) = (in_flight.clone(), peak.clone());
+    let inner = axum::Router::new().route(
+        "/machine/slow",
+        post(move || {
+            let (f, p) = (f.clone(), p.clone());
+            async move {
+                let now = f.fetch_add(1, Ordering::SeqCst) + 1;
+                p.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                f.fetch_sub(1, Ordering::SeqCst);
+                "done"
+            }
+        }),
+    );
+    let outer = axum::Router::new()
+        .route(
+            "/key",
+            get(|State(ts): State<Arc<Ts2021>>, req: Request| async move {
+                ts.key_response(req.uri().query()).map(Body::new)
+            }),
+        )
+        .route(
+            "/ts2021",
+            any(
+                move |State(ts): State<Arc<Ts2021>>, req: Request| async move {
+                    let router = inner.clone();
+                    let svc = hyper::service::service_fn(move |r| router.clone().oneshot(r));
+                    ts.upgrade(req, svc).map(Body::new)
+                },
+            ),
+        )
+        .with_state(Arc::new(ts2021()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, outer).await });
+
+    // A plain hyper HTTP/2 client over the Noise stream: it multiplexes as far as the
+    // server's SETTINGS allow.
+    let (tcp, keys, rest) = raw_upgrade(addr, "POST").await;
+    // Records that arrived with the handshake response are read first.
+    let io = Prefixed {
+        pre: rest,
+        inner: tcp,
+    };
+    let stream = hs_noise::NoiseStream::new(io, hs_noise::Transport::new(&keys.tx, &keys.rx));
+    let (sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let mut all = Vec::new();
+    for _ in 0..100 {
+        let mut sender = sender.clone();
+        all.push(tokio::spawn(async move {
+            let req = hyper::Request::post("https://127.0.0.1/machine/slow")
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            sender.send_request(req).await.map(|r| r.status())
+        }));
+    }
+    for t in all {
+        assert_eq!(t.await.unwrap().unwrap(), 200);
+    }
+    let peak = peak.load(Ordering::SeqCst);
+    assert!(
+        peak <= hs_noise::MAX_SESSION_STREAMS as usize,
+        "{peak} requests were in flight in one session"
+    );
+    assert!(peak > 1, "the requests did run concurrently ({peak})");
+}
+
+/// A socket whose first reads return bytes already taken off it.
+struct Prefixed {
+    pre: Vec<u8>,
+    inner: TcpStream,
+}
+
+impl tokio::io::AsyncRead for Prefixed {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if !self.pre.is_empty() {
+            let n = self.pre.len().min(buf.remaining());
+            buf.put_slice(&self.pre[..n]);
+            self.pre.drain(..n);
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Prefixed {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
