@@ -777,3 +777,60 @@ async fn re_authentication_keeps_the_node() {
         back.expiry
     );
 }
+
+/// PKCE: against a provider that requires it, a server with `oidc.pkce` (S256) logs in; one
+/// without it is sent back with the provider's error and registers nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pkce_is_sent_when_configured_and_a_provider_requiring_it_refuses_without() {
+    let client = Client::new(
+        "headscale",
+        "s3cret-for-tests",
+        &format!("{SERVER_URL}/oidc/callback"),
+    );
+    let mut opts = ProviderOptions::new(client);
+    opts.accounts = vec![account(
+        "sub-alice",
+        "alice",
+        "alice@corp.example",
+        true,
+        &[],
+    )];
+    opts.pkce_required = true;
+    let p = Provider::start(opts).await;
+
+    let with = server(&p, |o| {
+        o.pkce.enabled = true;
+        o.pkce.method = "S256".into();
+    })
+    .await;
+    let pend = pending(&with, "laptop").await;
+    let wait = pend.follow_up();
+    assert_eq!(
+        log_in_and_confirm(&with, &p, &pend, "sub-alice")
+            .await
+            .status,
+        200
+    );
+    wait.await.unwrap().unwrap();
+    assert_eq!(with.state.store().load().nodes().count(), 1);
+
+    let without = server(&p, |o| o.pkce.enabled = false).await;
+    let pend = pending(&without, "desktop").await;
+    let mut b = Browser::default();
+    let r = b.get(&on(&without, &pend.auth_path())).await;
+    let to = r.header("location").unwrap().to_owned();
+    assert!(!to.contains("code_challenge"), "{to}");
+    let back: url::Url = p.login(&to, "sub-alice").await.unwrap().parse().unwrap();
+    assert!(
+        back.query().unwrap_or_default().contains("error="),
+        "the provider refuses a request without PKCE: {back}"
+    );
+    let r = b
+        .get(&on(
+            &without,
+            &format!("/oidc/callback?{}", back.query().unwrap()),
+        ))
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(without.state.store().load().nodes().count(), 0);
+}
