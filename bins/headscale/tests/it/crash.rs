@@ -15,7 +15,9 @@ use std::time::Duration;
 use hs_testkit::pg::PgServer;
 use rand::Rng as _;
 
-use super::faults::{Client, Server, postgres_section, sqlite_section, write_config};
+use super::faults::{
+    Client, Server, last_endpoint_port, postgres_section, sqlite_section, write_config,
+};
 
 /// Kills per backend unless `HS_CRASH_KILLS` says otherwise.
 const KILLS: usize = 100;
@@ -250,14 +252,9 @@ fn run(dir: &Path, section: &str, backend: &Backend) {
             backend,
             &format!("SELECT endpoints FROM nodes WHERE hostname = '{host}'"),
         );
-        let stored: u32 = rows
+        let stored = rows
             .first()
-            .and_then(|r| r.rsplit(':').next())
-            .and_then(|p| {
-                p.trim_end_matches(|c: char| !c.is_ascii_digit())
-                    .parse()
-                    .ok()
-            })
+            .and_then(|r| last_endpoint_port(r))
             .unwrap_or_else(|| panic!("{host}: stored endpoints {rows:?}"));
         assert!(
             stored >= *port,
@@ -296,12 +293,7 @@ fn sigkill_during_mixed_write_bursts_loses_nothing_sqlite() {
 #[test]
 fn sigkill_during_mixed_write_bursts_loses_nothing_postgres() {
     let pg = PgServer::get();
-    let section = postgres_section(&pg);
-    let db_name = section
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("name: "))
-        .unwrap()
-        .to_owned();
+    let (section, db_name) = postgres_section(&pg);
     let dir = tempfile::tempdir().unwrap();
     run(dir.path(), &section, &Backend::Postgres(pg, db_name));
 }

@@ -77,12 +77,13 @@ derp:
     config
 }
 
-/// The `database:` section for a PostgreSQL server on loopback.
-pub(crate) fn postgres_section(pg: &PgServer) -> String {
+/// The `database:` section for a fresh database on a PostgreSQL server on loopback, and that
+/// database's name.
+pub(crate) fn postgres_section(pg: &PgServer) -> (String, String) {
     let hs_db::DbConfig::Postgres(p) = pg.fresh_db() else {
         unreachable!("fresh_db is a PostgreSQL config")
     };
-    format!(
+    let section = format!(
         "database:
   type: postgres
   postgres:
@@ -94,7 +95,19 @@ pub(crate) fn postgres_section(pg: &PgServer) -> String {
     max_open_conns: 4
 ",
         p.port, p.name, p.user
-    )
+    );
+    (section, p.name)
+}
+
+/// The port of the last endpoint in a stored `endpoints` column (a JSON list of
+/// `ip:port`), as the endpoint reports of these tests write them.
+pub(crate) fn last_endpoint_port(stored: &str) -> Option<u32> {
+    stored
+        .rsplit(':')
+        .next()?
+        .trim_end_matches(|c: char| !c.is_ascii_digit())
+        .parse()
+        .ok()
 }
 
 impl Server {
@@ -330,12 +343,7 @@ fn pg_endpoints(pg: &PgServer, db: &str, host: &str) -> String {
 #[test]
 fn postgres_restarted_under_load_is_ridden_out() {
     let pg = PgServer::private();
-    let section = postgres_section(&pg);
-    let db_name = section
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("name: "))
-        .unwrap()
-        .to_owned();
+    let (section, db_name) = postgres_section(&pg);
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &section);
     let srv = Server::start(&config, &[]);
@@ -464,15 +472,8 @@ fn postgres_restarted_under_load_is_ridden_out() {
     assert_eq!(node_ids(&srv), ids_before);
     let last = acked.load(Ordering::Relaxed);
     let stored = pg_endpoints(&pg, &db_name, "c");
-    let stored_port: u32 = stored
-        .rsplit(':')
-        .next()
-        .and_then(|p| {
-            p.trim_end_matches(|ch: char| !ch.is_ascii_digit())
-                .parse()
-                .ok()
-        })
-        .unwrap_or_else(|| panic!("stored endpoints {stored:?}"));
+    let stored_port =
+        last_endpoint_port(&stored).unwrap_or_else(|| panic!("stored endpoints {stored:?}"));
     assert!(
         stored_port >= last,
         "acknowledged port {last} lost: {stored}"
