@@ -89,6 +89,12 @@ pub(crate) enum Command {
         #[command(subcommand)]
         cmd: crate::cmd::apikeys::ApiKeysCommand,
     },
+    /// Manage the OAuth clients of the Tailscale-compatible /api/v2.
+    #[command(name = "oauth-clients", visible_aliases = ["oauth-client", "oauth"])]
+    OauthClients {
+        #[command(subcommand)]
+        cmd: crate::cmd::oauth_clients::OAuthClientsCommand,
+    },
     /// Manage the ACL policy.
     Policy {
         #[command(subcommand)]

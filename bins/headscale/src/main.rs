@@ -51,6 +51,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Nodes { cmd } => cmd::nodes::run(&global, cmd),
         Command::Preauthkeys { cmd } => cmd::preauthkeys::run(&global, cmd),
         Command::Apikeys { cmd } => cmd::apikeys::run(&global, cmd),
+        Command::OauthClients { cmd } => cmd::oauth_clients::run(&global, cmd),
         Command::Policy { cmd } => cmd::policy::run(&global, cmd),
         Command::Auth { cmd } => cmd::auth::run(&global, cmd),
         Command::Health => cmd::health::run(&global),

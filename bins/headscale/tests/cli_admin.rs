@@ -673,3 +673,91 @@ fn debug_create_node_then_auth_register() {
     assert_eq!(left.as_array().unwrap().len(), 1, "{left}");
     assert_ne!(left[0]["id"], nodes[0]["id"]);
 }
+
+/// `oauth-clients` over the unix socket and the remote listener: the secret is printed once,
+/// works at `/api/v2/oauth/token`, is never listed, and stops working when the client is
+/// deleted; bad input is refused with the server's reason.
+#[test]
+fn oauth_clients_create_list_delete() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let s = start_with(&format!(
+        "grpc_listen_addr: 127.0.0.1:{port}\ngrpc_allow_insecure: true\n"
+    ));
+    let c = s.json(&[
+        "oauth-clients",
+        "create",
+        "--scopes",
+        "dns:read,devices:core",
+        "--tags",
+        "tag:ci",
+        "-d",
+        "ci runner",
+        "-o",
+        "json",
+    ]);
+    let id = c["id"].as_str().unwrap().to_owned();
+    let secret = c["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("hskey-client-"), "{c}");
+    assert_eq!(c["scopes"], serde_json::json!(["devices:core", "dns:read"]));
+    assert_eq!(c["tags"], serde_json::json!(["tag:ci"]));
+
+    // The token endpoint takes the printed credentials.
+    let form = format!("grant_type=client_credentials&client_id={id}&client_secret={secret}");
+    let mut conn = TcpStream::connect(&s.addr).unwrap();
+    write!(
+        conn,
+        "POST /api/v2/oauth/token HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
+        s.addr,
+        form.len()
+    )
+    .unwrap();
+    let mut raw = String::new();
+    conn.read_to_string(&mut raw).unwrap();
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    let token = raw
+        .split("\"access_token\":\"")
+        .nth(1)
+        .and_then(|t| t.split('"').next())
+        .unwrap()
+        .to_owned();
+    let (status, body) = http_req(&s.addr, "/api/v2/tailnet/-/dns/nameservers", Some(&token));
+    assert_eq!(status, 200, "{body}");
+
+    let listed = s.json(&["oauth-clients", "list", "-o", "json"]);
+    assert_eq!(listed[0]["id"], id.as_str());
+    assert!(listed[0].get("secret").is_none(), "{listed}");
+    let table = s.ok(&["oauth-clients", "list"]);
+    assert!(
+        table.contains(&id) && table.contains("ci runner"),
+        "{table}"
+    );
+
+    // The same over the remote listener with an API key.
+    let key = s.ok(&["apikeys", "create", "-e", "1d"]).trim().to_owned();
+    let out = s.remote(
+        &format!("http://127.0.0.1:{port}"),
+        &key,
+        &["oauth-clients", "list", "-o", "json"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&id));
+
+    let err = s.fails(&["oauth-clients", "create", "--scopes", "auth_keys"]);
+    assert!(err.contains("needs tags"), "{err}");
+    let err = s.fails(&["oauth-clients", "create", "--scopes", "devices"]);
+    assert!(err.contains("unknown scope"), "{err}");
+
+    s.ok(&["oauth-clients", "delete", "--id", &id]);
+    let (status, _) = http_req(&s.addr, "/api/v2/tailnet/-/dns/nameservers", Some(&token));
+    assert_eq!(status, 401, "a deleted client's token stops working");
+    let err = s.fails(&["oauth-clients", "delete", "--id", &id]);
+    assert!(err.contains("not found"), "{err}");
+}

@@ -44,10 +44,92 @@ pub type Client = HeadscaleServiceClient<InterceptedService<Channel, BearerAuth>
 
 /// Connects to the local server's unix socket (`unix_socket` in the config).
 pub async fn connect_unix(path: impl Into<PathBuf>, timeout: Duration) -> Result<Client, Error> {
-    let path = path.into();
+    let channel = unix_channel(path.into(), timeout).await?;
+    Ok(HeadscaleServiceClient::with_interceptor(
+        channel,
+        BearerAuth::default(),
+    ))
+}
+
+/// REST calls (`/api/v1/...`) over the same connection the gRPC client uses: for the
+/// endpoints that have no gRPC method in Go Headscale's `headscale.v1` (OAuth clients).
+#[derive(Debug, Clone)]
+pub struct Rest {
+    channel: Channel,
+    auth: BearerAuth,
+}
+
+impl Rest {
+    /// REST over the local server's unix socket.
+    pub async fn connect_unix(path: impl Into<PathBuf>, timeout: Duration) -> Result<Self, Error> {
+        Ok(Self {
+            channel: unix_channel(path.into(), timeout).await?,
+            auth: BearerAuth::default(),
+        })
+    }
+
+    /// REST to a remote server with an API key (see [`connect_remote`]).
+    pub async fn connect_remote(
+        addr: &str,
+        api_key: &str,
+        tls: RemoteTls,
+        timeout: Duration,
+    ) -> Result<Self, Error> {
+        let (channel, auth) = remote_channel(addr, api_key, tls, timeout).await?;
+        Ok(Self { channel, auth })
+    }
+
+    /// Sends `method path` with an optional JSON body; returns the status and the JSON
+    /// answer (`null` when the body is empty).
+    pub async fn call(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<(http::StatusCode, serde_json::Value), Error> {
+        use http_body_util::BodyExt as _;
+        use tower::ServiceExt as _;
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(format!("http://localhost{path}"))
+            .header(http::header::CONTENT_TYPE, "application/json");
+        if let Some(v) = &self.auth.0 {
+            req = req.header(http::header::AUTHORIZATION, v.as_bytes());
+        }
+        let bytes = body.map(|b| b.to_string()).unwrap_or_default();
+        let req = req
+            .body(tonic::body::Body::new(http_body_util::Full::new(
+                bytes::Bytes::from(bytes),
+            )))
+            .map_err(|e| Error::Call(format!("building the request: {e}")))?;
+        let resp = self
+            .channel
+            .clone()
+            .oneshot(req)
+            .await
+            .map_err(|e| Error::Call(format!("{path}: {e}")))?;
+        let status = resp.status();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| Error::Call(format!("{path}: reading the answer: {e}")))?
+            .to_bytes();
+        let value = if body.iter().all(u8::is_ascii_whitespace) {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(&body).unwrap_or_else(|_| {
+                serde_json::Value::String(String::from_utf8_lossy(&body).into_owned())
+            })
+        };
+        Ok((status, value))
+    }
+}
+
+async fn unix_channel(path: PathBuf, timeout: Duration) -> Result<Channel, Error> {
     let shown = path.display().to_string();
     // The URI is required by tonic but unused: the connector below ignores it.
-    let channel = Endpoint::from_static("http://localhost")
+    Endpoint::from_static("http://localhost")
         .timeout(timeout)
         .connect_with_connector(tower::service_fn(move |_| {
             let path = path.clone();
@@ -61,11 +143,7 @@ pub async fn connect_unix(path: impl Into<PathBuf>, timeout: Duration) -> Result
         .map_err(|e| Error::Connect {
             addr: shown,
             message: format!("{e} (is `headscale serve` running, and may you open the socket?)"),
-        })?;
-    Ok(HeadscaleServiceClient::with_interceptor(
-        channel,
-        BearerAuth::default(),
-    ))
+        })
 }
 
 /// How the remote client secures its connection.
@@ -122,6 +200,16 @@ pub async fn connect_remote(
     tls: RemoteTls,
     timeout: Duration,
 ) -> Result<Client, Error> {
+    let (channel, auth) = remote_channel(addr, api_key, tls, timeout).await?;
+    Ok(HeadscaleServiceClient::with_interceptor(channel, auth))
+}
+
+async fn remote_channel(
+    addr: &str,
+    api_key: &str,
+    tls: RemoteTls,
+    timeout: Duration,
+) -> Result<(Channel, BearerAuth), Error> {
     let conn_err = |message: String| Error::Connect {
         addr: addr.to_owned(),
         message,
@@ -176,10 +264,7 @@ pub async fn connect_remote(
         }))
         .await
         .map_err(|e| conn_err(format!("{e}: {}", source_chain(&e))))?;
-    Ok(HeadscaleServiceClient::with_interceptor(
-        channel,
-        BearerAuth(Some(header)),
-    ))
+    Ok((channel, BearerAuth(Some(header))))
 }
 
 /// A byte stream, plain or TLS.

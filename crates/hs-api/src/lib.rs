@@ -33,6 +33,7 @@ pub mod policy_check;
 pub mod proto;
 pub mod rest;
 pub mod serve;
+pub mod v2;
 mod service;
 mod socket_authority;
 mod store;

@@ -146,6 +146,14 @@ pub fn router(admin: Admin) -> Router {
         .route("/api/v1/auth/reject", post(auth_reject))
         .route("/api/v1/policy", get(get_policy).put(set_policy))
         .route("/api/v1/policy/check", post(check_policy))
+        .route(
+            "/api/v1/oauth-client",
+            post(crate::v2::clients::create).get(crate::v2::clients::list),
+        )
+        .route(
+            "/api/v1/oauth-client/{id}",
+            delete(crate::v2::clients::delete),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(admin)

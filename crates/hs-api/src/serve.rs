@@ -36,14 +36,16 @@ pub fn app(admin: Admin, authenticated: bool) -> Router {
     rest::docs_router().merge(api)
 }
 
-/// The `/api/v1` router (with API-key auth and the public OpenAPI document) that hs-control
-/// merges into the main HTTP listener.
+/// The `/api/v1` router (with API-key auth and the public OpenAPI document) and `/api/v2`
+/// (its own auth: API keys or OAuth access tokens) that hs-control merges into the main HTTP
+/// listener.
 pub fn http_router(admin: Admin) -> Router {
+    let v2 = crate::v2::router(crate::v2::V2::new(admin.clone()));
     let api = rest::router(admin.clone()).route_layer(axum::middleware::from_fn_with_state(
         admin,
         auth::require_api_key,
     ));
-    rest::docs_router().merge(api)
+    rest::docs_router().merge(v2).merge(api)
 }
 
 /// How the gRPC listener protects its traffic.

@@ -9,18 +9,46 @@ use tokio::sync::watch;
 
 use crate::error::Error;
 
-/// The admin service over the database and the control plane.
-pub(crate) fn service(c: &Config, db: &hs_db::Db, state: ControlState) -> hs_api::Admin {
+/// The admin service over the database and the control plane, with `/api/v2`'s state file
+/// beside the Noise private key (see [`oauth_state_path`]); the DNS edits kept there are put
+/// in force.
+pub(crate) async fn service(
+    c: &Config,
+    db: &hs_db::Db,
+    state: ControlState,
+) -> Result<hs_api::Admin, Error> {
     let mode = match c.policy.mode {
         PolicyMode::File => hs_api::PolicyMode::File,
         PolicyMode::Database => hs_api::PolicyMode::Database,
     };
-    let admin = hs_api::Admin::new(Arc::new(db.clone()), state, hs_api::system_clock(), mode);
-    if c.policy.path.is_empty() {
+    let path = oauth_state_path(c);
+    let store = tokio::task::spawn_blocking(move || hs_api::v2::OAuthStore::open(path))
+        .await
+        .map_err(|e| Error::Task(e.to_string()))?
+        .map_err(|e| Error::Config(format!("/api/v2 state file: {e}")))?;
+    let admin = hs_api::Admin::new(Arc::new(db.clone()), state, hs_api::system_clock(), mode)
+        .with_oauth_store(store);
+    let admin = if c.policy.path.is_empty() {
         admin
     } else {
         admin.with_policy_file(&c.policy.path)
-    }
+    };
+    hs_api::v2::V2::new(admin.clone())
+        .apply_stored_dns()
+        .await
+        .map_err(|e| Error::Config(format!("DNS edits stored by /api/v2: {e}")))?;
+    Ok(admin)
+}
+
+/// Where `/api/v2` keeps OAuth clients and DNS edits: `api_v2.json` in the directory of
+/// `noise.private_key_path` (the server's state directory; Go Headscale's schema check
+/// leaves no room for them in the database).
+pub fn oauth_state_path(c: &Config) -> std::path::PathBuf {
+    c.noise_private_key_path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| std::path::Path::new("."))
+        .join("api_v2.json")
 }
 
 /// Starts the listeners; both stop when `stop` turns true.

@@ -55,7 +55,7 @@ impl App {
         let ts2021 = Arc::new(hs_noise::Ts2021::new(Arc::new(noise)));
 
         let oidc = crate::oidc::provider(c).await?;
-        let admin = admin::service(c, &db, state.clone());
+        let admin = admin::service(c, &db, state.clone()).await?;
         let (stop, stop_rx) = watch::channel(false);
         let tls = hs_tls::Tls::start(&c.tls, &c.server_url, &c.listen_addr, stop_rx.clone())
             .await

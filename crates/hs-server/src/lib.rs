@@ -14,5 +14,6 @@ mod error;
 mod oidc;
 mod reload;
 
+pub use admin::oauth_state_path;
 pub use app::App;
 pub use error::Error;

@@ -8,6 +8,7 @@ pub(crate) mod debug;
 pub(crate) mod generate;
 pub(crate) mod health;
 pub(crate) mod nodes;
+pub(crate) mod oauth_clients;
 pub(crate) mod policy;
 pub(crate) mod preauthkeys;
 pub(crate) mod serve;

@@ -21,8 +21,9 @@ mod debug_node;
 mod nodes;
 mod validate;
 
+pub(crate) use validate::validate_tag;
+use validate::validate_user_name;
 pub use validate::{AUTH_ID_PREFIX, zero_instant};
-use validate::{validate_tag, validate_user_name};
 
 /// Where the policy lives (`policy.mode` in the config).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -101,6 +102,7 @@ pub struct Admin {
     policy_mode: PolicyMode,
     policy_path: Option<PathBuf>,
     keys: Arc<hs_control::SecretCache>,
+    oauth: crate::v2::OAuthStore,
 }
 
 impl std::fmt::Debug for Admin {
@@ -126,7 +128,20 @@ impl Admin {
             policy_mode,
             policy_path: None,
             keys: Arc::default(),
+            oauth: crate::v2::OAuthStore::in_memory(),
         }
+    }
+
+    /// Keeps `/api/v2`'s OAuth clients and DNS edits in `store` (by default in memory).
+    #[must_use]
+    pub fn with_oauth_store(mut self, store: crate::v2::OAuthStore) -> Self {
+        self.oauth = store;
+        self
+    }
+
+    /// `/api/v2`'s OAuth clients and DNS edits.
+    pub fn oauth(&self) -> &crate::v2::OAuthStore {
+        &self.oauth
     }
 
     /// The policy file (`policy.path`) that `get_policy` reads in [`PolicyMode::File`].
@@ -141,7 +156,7 @@ impl Admin {
         &self.control
     }
 
-    fn now(&self) -> DateTime<Utc> {
+    pub(crate) fn now(&self) -> DateTime<Utc> {
         (self.clock)()
     }
 
@@ -433,6 +448,14 @@ impl Admin {
     /// The stored policy; 500 (as Headscale answers) when none was ever stored.
     /// In file mode the configured policy file is read instead, with its modification time.
     pub async fn get_policy(&self) -> Result<StoredPolicy, ApiError> {
+        self.current_policy()
+            .await?
+            .ok_or_else(|| ApiError::Internal("loading policy: no policy has been stored".into()))
+    }
+
+    /// The policy text in force: the file in file mode, else the stored one, `None` when
+    /// none was ever stored.
+    pub async fn current_policy(&self) -> Result<Option<StoredPolicy>, ApiError> {
         if self.policy_mode == PolicyMode::File {
             let path = self.policy_path.clone().ok_or_else(|| {
                 ApiError::Internal(
@@ -441,11 +464,10 @@ impl Admin {
             })?;
             return tokio::task::spawn_blocking(move || read_policy_file(&path))
                 .await
-                .map_err(|e| ApiError::Internal(format!("loading policy: {e}")))?;
+                .map_err(|e| ApiError::Internal(format!("loading policy: {e}")))?
+                .map(Some);
         }
-        self.db("loading policy", |s| s.policy())
-            .await?
-            .ok_or_else(|| ApiError::Internal("loading policy: no policy has been stored".into()))
+        self.db("loading policy", |s| s.policy()).await
     }
 
     /// Validates a policy against the live users and nodes without storing it.
@@ -462,6 +484,16 @@ impl Admin {
     /// Validates and stores a policy (database mode only) and puts it in force, with the
     /// route approvals it causes, in one control-plane command.
     pub async fn set_policy(&self, policy: String) -> Result<StoredPolicy, ApiError> {
+        self.set_policy_if(policy, None).await
+    }
+
+    /// [`Self::set_policy`] only if the stored policy is still `expected` (its text as the
+    /// caller read it, `""` for none); otherwise [`ApiError::Conflict`].
+    pub async fn set_policy_if(
+        &self,
+        policy: String,
+        expected: Option<String>,
+    ) -> Result<StoredPolicy, ApiError> {
         if self.policy_mode != PolicyMode::Database {
             return Err(ApiError::bad_request(
                 "setting the policy is only possible when policy.mode is \"database\"",
@@ -470,9 +502,12 @@ impl Admin {
         self.check_policy(&policy).await?;
         let row = self
             .control
-            .store_policy(policy)
+            .store_policy_if(policy, expected)
             .await
-            .map_err(|e| ApiError::bad_request(format!("invalid policy: {e}")))?;
+            .map_err(|e| match e {
+                hs_control::Error::Db(hs_db::Error::Conflict(m)) => ApiError::Conflict(m),
+                e => ApiError::bad_request(format!("invalid policy: {e}")),
+            })?;
         Ok(StoredPolicy {
             data: row.data,
             updated_at: row.updated_at,

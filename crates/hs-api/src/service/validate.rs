@@ -16,7 +16,7 @@ pub(super) fn validate_user_name(name: &str) -> Result<(), ApiError> {
 }
 
 /// A tag is `tag:` followed by ASCII letters, digits, `-` or `_`.
-pub(super) fn validate_tag(tag: &str) -> Result<(), ApiError> {
+pub(crate) fn validate_tag(tag: &str) -> Result<(), ApiError> {
     let name = tag.strip_prefix("tag:").ok_or_else(|| {
         ApiError::bad_request(format!(
             "invalid tag {tag:?}: tags must start with \"tag:\""

@@ -7,6 +7,7 @@
 
 mod actor;
 mod addresses;
+mod dns;
 mod nodes;
 pub(crate) mod pending;
 mod policy;
@@ -16,6 +17,7 @@ pub(crate) mod ssh_check;
 mod users;
 mod write;
 
+pub use dns::DnsOverrides;
 pub use policy::PolicyLoad;
 pub use users::{USER_HAS_NODES, check_user_name};
 
@@ -90,6 +92,8 @@ struct Inner {
     /// Held while one command commits and queues its ops (see [`write`]): the database and
     /// the NodeStore see writes in the same order.
     write_lock: Mutex<()>,
+    /// The config file's DNS settings and the API's edits over them.
+    dns: Mutex<dns::DnsState>,
 }
 
 /// The control plane's shared state; clone it freely.
@@ -131,6 +135,7 @@ impl ControlState {
             (config.prefixes.v4, config.prefixes.v6, strategy),
         )
         .await?;
+        state.reload_dns(&config.dns).await?;
         // A configured policy that does not load stops the server, as in Go Headscale: serving
         // allow-all instead would silently open the tailnet.
         state.load_policy(&config.policy, PolicyLoad::Boot).await?;
@@ -217,6 +222,7 @@ impl ControlState {
                 probes: crate::ha::Pending::default(),
                 ssh_checks: ssh_check::SshChecks::default(),
                 write_lock: Mutex::default(),
+                dns: Mutex::default(),
             }),
         })
     }
@@ -328,23 +334,6 @@ impl ControlState {
             return false;
         }
         rx.await.unwrap_or(false)
-    }
-
-    /// Re-reads `dns.extra_records_path` (when set) and sends every node the resulting DNS
-    /// config if it changed: what SIGHUP does for DNS.
-    pub async fn reload_dns(&self, dns: &DnsConfig) -> Result<(), Error> {
-        let records = read_extra_records(dns).await?;
-        let text = serde_json::to_string(&hs_mapper::dns_config(dns, records.as_deref()))
-            .map_err(|e| Error::Config(format!("encoding the DNS config: {e}")))?;
-        let (reply, rx) = oneshot::channel();
-        self.inner
-            .cmd
-            .send(Cmd::SetDns {
-                dns: Some(Arc::from(text)),
-                reply,
-            })
-            .map_err(|_| Error::Stopped)?;
-        Ok(rx.await.map_err(|_| Error::Stopped)??)
     }
 
     /// Sends a `PingRequest` down `node`'s map stream; false when it has none.

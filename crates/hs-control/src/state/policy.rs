@@ -104,6 +104,18 @@ impl ControlState {
     /// not compile against the tailnet or fails its own tests is refused, and so is a blank
     /// one (it would allow everything); nothing is written then.
     pub async fn store_policy(&self, text: String) -> Result<PolicyRow, Error> {
+        self.store_policy_if(text, None).await
+    }
+
+    /// [`Self::store_policy`], only if the stored policy is still `expected` (the text the
+    /// caller read; `Some("")` when none was stored): the check and the write are one
+    /// transaction, so of two writers that read the same version only the first succeeds.
+    /// A changed policy is [`Error::Conflict`].
+    pub async fn store_policy_if(
+        &self,
+        text: String,
+        expected: Option<String>,
+    ) -> Result<PolicyRow, Error> {
         if text.trim().is_empty() {
             return Err(Error::Invalid(
                 "the new policy is empty; an empty policy would allow every node to reach \
@@ -112,7 +124,9 @@ impl ControlState {
             ));
         }
         let policy = parse("the new policy", Some(&text))?;
-        let row = self.put_policy(policy, Some(text), Tests::Enforce).await?;
+        let row = self
+            .put_policy(policy, Some((text, expected)), Tests::Enforce)
+            .await?;
         tracing::info!("policy stored and in force");
         row.ok_or_else(|| Error::Task("the stored policy row was not returned".into()))
     }
@@ -142,7 +156,7 @@ impl ControlState {
     async fn put_policy(
         &self,
         policy: Option<Policy>,
-        store: Option<String>,
+        store: Option<(String, Option<String>)>,
         tests: Tests,
     ) -> Result<Option<PolicyRow>, Error> {
         let state = self.clone();
@@ -169,7 +183,20 @@ impl ControlState {
             let approvals = approvals(view.as_ref(), &snap);
             let t = now();
             let (row, ops) = state.db().tx(|c| {
-                let row = store.map(|text| c.set_policy(&text, t)).transpose()?;
+                let row = match store {
+                    None => None,
+                    Some((text, expected)) => {
+                        if let Some(expected) = expected {
+                            let current = c.get_policy()?.map(|r| r.data).unwrap_or_default();
+                            if current != expected {
+                                return Err(hs_db::Error::Conflict(
+                                    "the policy was changed since it was read".into(),
+                                ));
+                            }
+                        }
+                        Some(c.set_policy(&text, t)?)
+                    }
+                };
                 let mut ops = Vec::with_capacity(approvals.len());
                 for (id, routes) in &approvals {
                     c.set_node_approved_routes(*id, routes, t)?;

@@ -90,3 +90,76 @@ async fn zstd_stream_dns_reload_replacement_and_shutdown() {
     h.st.close_all_streams();
     while read_frame(&mut s2).await.is_some() {}
 }
+
+/// DNS edits made through the API lie over the config file's `dns` section: every stream
+/// gets them at once, a SIGHUP reload keeps them, and a server started without a DNS
+/// section refuses them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_dns_edits_reach_streams_and_survive_a_reload() {
+    let h = Harness::start().await;
+    let c = Client::registered(&h, "d", &h.key(false, false)).await;
+    let mut s = open_map(&c, &h, None).await;
+    read_frame(&mut s).await.unwrap();
+
+    let edits = hs_control::DnsOverrides {
+        nameservers: Some(vec!["9.9.9.9".into()]),
+        split: Some([("corp.example".to_owned(), vec!["10.9.0.53".to_owned()])].into()),
+        ..Default::default()
+    };
+    let err = h.st.set_dns_overrides(edits.clone()).await.unwrap_err();
+    assert!(err.to_string().contains("without DNS settings"), "{err}");
+
+    let dns = DnsConfig {
+        magic_dns: true,
+        base_domain: "example.com".into(),
+        override_local_dns: true,
+        nameservers_global: vec!["1.1.1.1".into()],
+        nameservers_split: Default::default(),
+        search_domains: vec!["search.example".into()],
+        extra_records: Vec::new(),
+        extra_records_path: None,
+    };
+    h.st.reload_dns(&dns).await.unwrap();
+    h.st.set_dns_overrides(edits).await.unwrap();
+    let mut pushed = read_frame(&mut s).await.unwrap();
+    while pushed["DNSConfig"]["Resolvers"][0]["Addr"] != "9.9.9.9" {
+        pushed = read_frame(&mut s)
+            .await
+            .expect("the edited DNS config is pushed");
+    }
+    let cfg = &pushed["DNSConfig"];
+    assert_eq!(cfg["Routes"]["corp.example"][0]["Addr"], "10.9.0.53");
+    assert_eq!(
+        cfg["Domains"],
+        serde_json::json!(["example.com", "search.example"]),
+        "what the API did not edit stays as the config file says"
+    );
+
+    // SIGHUP re-reads the config file's section; the API's edits stay over it.
+    h.st.reload_dns(&dns).await.unwrap();
+    let now = h.st.dns_settings().unwrap();
+    assert_eq!(now.nameservers_global, ["9.9.9.9"]);
+    assert_eq!(now.search_domains, ["search.example"]);
+    let edited =
+        h.st.edit_dns_overrides(|cur| {
+            let mut next = cur.clone();
+            next.magic_dns = Some(false);
+            Ok(next)
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        edited.nameservers.as_deref(),
+        Some(&["9.9.9.9".to_owned()][..])
+    );
+    assert!(!h.st.dns_settings().unwrap().magic_dns);
+    let refused =
+        h.st.edit_dns_overrides(|_| Err("no".to_owned()))
+            .await
+            .unwrap_err();
+    assert!(refused.to_string().contains("no"));
+    assert!(
+        !h.st.dns_settings().unwrap().magic_dns,
+        "a refused edit changes nothing"
+    );
+}

@@ -8,6 +8,7 @@
     reason = "test code; the server reads the clock"
 )]
 
+mod apiv2;
 mod oidc;
 mod oidc_tokens;
 mod pages;
