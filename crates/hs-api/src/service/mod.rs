@@ -151,6 +151,11 @@ impl Admin {
         self
     }
 
+    /// Where the policy is kept.
+    pub fn policy_mode(&self) -> PolicyMode {
+        self.policy_mode
+    }
+
     /// The control plane this service changes.
     pub fn control(&self) -> &ControlState {
         &self.control

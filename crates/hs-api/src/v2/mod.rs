@@ -17,6 +17,7 @@ mod keys;
 pub mod oauth;
 mod policy;
 pub mod scope;
+mod settings;
 mod users;
 
 use axum::Router;
@@ -135,6 +136,7 @@ pub fn router(v2: V2) -> Router {
         .merge(policy::routes())
         .merge(dns::routes())
         .merge(users::routes())
+        .merge(settings::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             v2.clone(),
             auth::require_grant,

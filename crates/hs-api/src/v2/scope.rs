@@ -19,15 +19,18 @@ pub enum Area {
     Dns,
     /// Users (read only here: users come from logins and the admin CLI).
     Users,
+    /// Tailnet settings.
+    FeatureSettings,
 }
 
-const AREAS: [(Area, &str); 6] = [
+const AREAS: [(Area, &str); 7] = [
     (Area::DevicesCore, "devices:core"),
     (Area::DevicesRoutes, "devices:routes"),
     (Area::AuthKeys, "auth_keys"),
     (Area::PolicyFile, "policy_file"),
     (Area::Dns, "dns"),
     (Area::Users, "users"),
+    (Area::FeatureSettings, "feature_settings"),
 ];
 
 /// One scope: everything (`all`), or one area, read-only or read-write.
@@ -58,7 +61,8 @@ impl Scope {
             .ok_or_else(|| {
                 format!(
                     "unknown scope {text:?}: expected one of all, all:read, devices:core, \
-                     devices:routes, auth_keys, policy_file, dns (each also with :read), users:read"
+                     devices:routes, auth_keys, policy_file, dns, feature_settings (each also with \
+                     :read), users:read"
                 )
             })?;
         Ok(Self {

@@ -414,3 +414,73 @@ async fn dns_edits_are_kept_and_validated() {
     );
     assert_eq!(state["dns"]["magic_dns"], false);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tailnet_settings_come_from_the_config() {
+    let srv = TestServer::start_with(|c| {
+        c.node.expiry = std::time::Duration::from_secs(30 * 86_400);
+    })
+    .await;
+    let key = admin_key(&srv).await;
+    let path = "/api/v2/tailnet/-/settings";
+    let r = call(&srv, "GET", path, Some(&key), &[], None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json().unwrap();
+    assert_eq!(v["devicesKeyDurationDays"], 30);
+    assert_eq!(v["devicesApprovalOn"], false);
+
+    let same = call(
+        &srv,
+        "PATCH",
+        path,
+        Some(&key),
+        &[],
+        Some(r#"{"devicesKeyDurationDays":30}"#),
+    )
+    .await;
+    assert_eq!(
+        same.status, 200,
+        "asking for what is in force: {}",
+        same.body
+    );
+    let change = call(
+        &srv,
+        "PATCH",
+        path,
+        Some(&key),
+        &[],
+        Some(r#"{"devicesKeyDurationDays":7}"#),
+    )
+    .await;
+    assert_eq!(change.status, 400);
+    assert!(
+        change.body.contains("node.expiry"),
+        "names the config key: {}",
+        change.body
+    );
+    let unknown = call(
+        &srv,
+        "PATCH",
+        path,
+        Some(&key),
+        &[],
+        Some(r#"{"frobnicate":true}"#),
+    )
+    .await;
+    assert_eq!(unknown.status, 400);
+
+    let (id, secret) = make_client(&srv, &key, &["feature_settings:read"], &[]).await;
+    let r = token_form(&srv, "grant_type=client_credentials", Some((&id, &secret))).await;
+    let token = r.json().unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        call(&srv, "GET", path, Some(&token), &[], None)
+            .await
+            .status,
+        200
+    );
+    let r = call(&srv, "PATCH", path, Some(&token), &[], Some("{}")).await;
+    assert_eq!(r.status, 403, "a :read token cannot patch");
+}
