@@ -33,10 +33,10 @@ pub mod policy_check;
 pub mod proto;
 pub mod rest;
 pub mod serve;
-pub mod v2;
 mod service;
 mod socket_authority;
 mod store;
+pub mod v2;
 
 pub use error::{ApiError, Error};
 pub use service::{

@@ -11,6 +11,7 @@ pub fn policy_user(u: &User) -> PolicyUser {
         id: u.id,
         name: u.name.clone(),
         email: u.email.clone(),
+        groups: u.groups.clone(),
     }
 }
 

@@ -37,6 +37,7 @@ fn tailnet() -> Arc<hs_nodestore::Snapshot> {
             profile_pic_url: String::new(),
             created_at: t,
             updated_at: t,
+            groups: Vec::new(),
         }))
     });
     let nodes = (0..NODES).map(|i| {

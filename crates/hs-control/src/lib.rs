@@ -42,6 +42,7 @@ pub use keycache::SecretCache;
 pub use lifecycle::EXPIRY_SWEEP_INTERVAL;
 pub use metrics::{Metrics, serve_metrics, serve_metrics_on};
 pub use state::{
-    ControlState, DnsOverrides, PolicyLoad, StateConfig, StreamInfo, USER_HAS_NODES, check_user_name,
+    ControlState, DnsOverrides, PolicyLoad, StateConfig, StreamInfo, USER_HAS_NODES,
+    check_user_name, idp_groups_path,
 };
 pub use version::{ToolchainInfo, VersionInfo};

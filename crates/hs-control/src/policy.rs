@@ -31,6 +31,7 @@ pub fn policy_inputs(snap: &Snapshot) -> (Vec<PolicyUser>, Vec<PolicyNode>) {
             id: u.id,
             name: u.name.clone(),
             email: u.email.clone(),
+            groups: u.groups.clone(),
         })
         .collect();
     let nodes = snap

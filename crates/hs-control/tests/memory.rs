@@ -84,6 +84,7 @@ fn every_viewers_peers_of_a_large_tailnet_fit_in_a_few_megabytes() {
         profile_pic_url: String::new(),
         created_at: t,
         updated_at: t,
+        groups: Vec::new(),
     };
     let applied = writer.apply(
         std::iter::once(Op::UpsertUser(Box::new(user)))

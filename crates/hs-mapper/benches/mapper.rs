@@ -101,6 +101,7 @@ fn user(id: u64) -> User {
         profile_pic_url: String::new(),
         created_at: DateTime::UNIX_EPOCH,
         updated_at: DateTime::UNIX_EPOCH,
+        groups: Vec::new(),
     }
 }
 

@@ -79,7 +79,7 @@ impl CompiledPolicy {
     /// use hs_policy::{CompiledPolicy, Policy, PolicyNode, PolicyUser};
     /// use hs_types::{NodeId, UserId};
     /// let policy = Policy::parse(r#"{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"]}]}"#).unwrap();
-    /// let users = vec![PolicyUser { id: UserId(1), name: "odin".into(), email: "odin@example.com".into() }];
+    /// let users = vec![PolicyUser { id: UserId(1), name: "odin".into(), email: "odin@example.com".into(), groups: vec![] }];
     /// let node = |id: u64, ip: &str| PolicyNode {
     ///     id: NodeId(id), name: format!("n{id}"), ipv4: Some(ip.parse().unwrap()), ipv6: None,
     ///     user: Some(UserId(1)), tags: vec![], announced_routes: vec![], approved_routes: vec![],
@@ -219,7 +219,7 @@ impl CompiledPolicy {
     /// use hs_policy::{CompiledPolicy, Policy, PolicyNode, PolicyUser, Roles};
     /// use hs_types::{NodeId, UserId};
     /// let policy = Policy::parse(r#"{"nodeAttrs": [{"target": ["autogroup:admin"], "attr": ["funnel"]}]}"#).unwrap();
-    /// let users = vec![PolicyUser { id: UserId(1), name: "odin".into(), email: "odin@example.com".into() }];
+    /// let users = vec![PolicyUser { id: UserId(1), name: "odin".into(), email: "odin@example.com".into(), groups: vec![] }];
     /// let node = PolicyNode {
     ///     id: NodeId(1), name: "n1".into(), ipv4: Some("100.64.0.1".parse().unwrap()), ipv6: None,
     ///     user: Some(UserId(1)), tags: vec![], announced_routes: vec![], approved_routes: vec![],

@@ -29,7 +29,7 @@ impl CompiledPolicy {
     /// use hs_types::{NodeId, UserId};
     /// let policy = Policy::parse(r#"{"tagOwners": {"tag:web": []},
     ///   "acls": [{"action": "accept", "src": ["autogroup:member"], "dst": ["tag:web:443"]}]}"#).unwrap();
-    /// let users = vec![PolicyUser { id: UserId(1), name: "odin".into(), email: "odin@example.com".into() }];
+    /// let users = vec![PolicyUser { id: UserId(1), name: "odin".into(), email: "odin@example.com".into(), groups: vec![] }];
     /// let node = |id: u64, tags: Vec<String>| PolicyNode {
     ///     id: NodeId(id), name: format!("n{id}"), ipv4: Some(format!("100.64.0.{id}").parse().unwrap()),
     ///     ipv6: None, user: tags.is_empty().then_some(UserId(1)), tags,

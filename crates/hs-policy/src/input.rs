@@ -14,7 +14,14 @@ pub struct PolicyUser {
     pub name: String,
     /// Email (`odin@example.com`); may be empty.
     pub email: String,
+    /// The identity provider's groups from the user's last OIDC login (its `groups`
+    /// claim). A policy group takes their members with an `idp-group:<name>` member.
+    pub groups: Vec<String>,
 }
+
+/// How a policy group names an identity provider's group among its members:
+/// `"group:eng": ["idp-group:engineering", "alice@example.com"]`.
+pub const IDP_GROUP_PREFIX: &str = "idp-group:";
 
 /// A node as the policy sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -49,7 +49,7 @@ pub use caps::CapMap;
 pub use engine::{AppCaps, CompiledPolicy, PeerView, Rule};
 pub use error::PolicyError;
 pub use incremental::Delta;
-pub use input::{PolicyNode, PolicyUser, Roles};
+pub use input::{IDP_GROUP_PREFIX, PolicyNode, PolicyUser, Roles};
 pub use ssh::{SshAction, SshRuleOut};
 
 impl Policy {

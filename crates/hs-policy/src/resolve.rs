@@ -47,8 +47,11 @@ impl<'a> Resolver<'a> {
         self.policy.tag_owners.contains_key(tag)
     }
 
-    /// True when `token` (an email or `name@`) names `u`.
+    /// True when `token` (an email, `name@`, or a group member `idp-group:<name>`) names `u`.
     pub(crate) fn user_matches(token: &str, u: &PolicyUser) -> bool {
+        if let Some(g) = token.strip_prefix(crate::input::IDP_GROUP_PREFIX) {
+            return u.groups.iter().any(|x| x == g);
+        }
         if let Some(name) = token.strip_suffix('@') {
             return u.name == name;
         }

@@ -47,6 +47,7 @@ pub fn users(nodes: usize) -> Vec<PolicyUser> {
             id: UserId(i as u64 + 1),
             name: format!("user{i}"),
             email: format!("user{i}@example.com"),
+            groups: Vec::new(),
         })
         .collect()
 }

@@ -49,11 +49,12 @@ pub(crate) fn validate(p: &Policy, _users: &[PolicyUser]) -> Result<(), PolicyEr
                 "groups[{name:?}]: group names must start with 'group:'"
             )));
         }
-        // Groups hold users (by login or email); tags and autogroups are not people.
+        // Groups hold users (by login or email, or the members of an identity provider's
+        // group); tags and autogroups are not people.
         for m in members.as_deref().unwrap_or(&[]) {
-            if !is_user(m.trim()) {
+            if !is_user(m.trim()) && !is_idp_group(m.trim()) {
                 return Err(invalid(format!(
-                    "groups[{name:?}]: {m:?}: group members must be users (user@domain)"
+                    "groups[{name:?}]: {m:?}: group members must be users (user@domain) or idp-group:<name>"
                 )));
             }
         }
@@ -89,6 +90,12 @@ pub(crate) fn validate(p: &Policy, _users: &[PolicyUser]) -> Result<(), PolicyEr
 /// A user: a login (`odin@`) or an email, not a tag, group or autogroup.
 fn is_user(s: &str) -> bool {
     s.contains('@') && !s.contains(':') && !s.chars().any(char::is_whitespace)
+}
+
+/// `idp-group:<name>`: the members of an identity provider's group, as of their last login.
+fn is_idp_group(s: &str) -> bool {
+    s.strip_prefix(crate::input::IDP_GROUP_PREFIX)
+        .is_some_and(|g| !g.is_empty() && !g.chars().any(char::is_whitespace))
 }
 
 fn valid_host_name(s: &str) -> bool {

@@ -39,6 +39,11 @@ pub struct User {
     pub created_at: DateTime<Utc>,
     /// When the user was last changed.
     pub updated_at: DateTime<Utc>,
+    /// The identity provider's groups (OIDC `groups` claim) at the user's last login. Not a
+    /// database column (Go's schema has none): the control plane keeps them beside the
+    /// database and fills them in.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
 }
 
 impl User {

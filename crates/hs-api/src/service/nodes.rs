@@ -29,6 +29,7 @@ pub(crate) fn tagged_devices_user() -> User {
         profile_pic_url: String::new(),
         created_at: zero_instant(),
         updated_at: zero_instant(),
+        groups: Vec::new(),
     }
 }
 

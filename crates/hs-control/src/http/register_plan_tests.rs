@@ -34,6 +34,7 @@ fn snapshot(expiry: Option<DateTime<Utc>>) -> Arc<Snapshot> {
         profile_pic_url: String::new(),
         created_at: t(),
         updated_at: t(),
+        groups: Vec::new(),
     };
     let node = Node {
         id: NodeId(1),

@@ -227,6 +227,8 @@ pub struct Profile {
     pub picture: String,
     /// The provider identifier.
     pub identifier: String,
+    /// `groups`, refreshed at every login (see `User::groups`).
+    pub groups: Vec<String>,
 }
 
 impl Profile {
@@ -243,6 +245,7 @@ impl Profile {
             display_name: c.name.clone(),
             picture: c.picture.clone(),
             identifier: c.identifier(),
+            groups: c.groups.clone(),
         }
     }
 }

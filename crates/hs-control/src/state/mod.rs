@@ -8,6 +8,7 @@
 mod actor;
 mod addresses;
 mod dns;
+mod idp_groups;
 mod nodes;
 pub(crate) mod pending;
 mod policy;
@@ -94,6 +95,8 @@ struct Inner {
     write_lock: Mutex<()>,
     /// The config file's DNS settings and the API's edits over them.
     dns: Mutex<dns::DnsState>,
+    /// OIDC users' identity-provider groups.
+    idp_groups: idp_groups::IdpGroups,
 }
 
 /// The control plane's shared state; clone it freely.
@@ -136,6 +139,7 @@ impl ControlState {
         )
         .await?;
         state.reload_dns(&config.dns).await?;
+        state.open_idp_groups(&idp_groups_path(config)).await?;
         // A configured policy that does not load stops the server, as in Go Headscale: serving
         // allow-all instead would silently open the tailnet.
         state.load_policy(&config.policy, PolicyLoad::Boot).await?;
@@ -223,6 +227,7 @@ impl ControlState {
                 ssh_checks: ssh_check::SshChecks::default(),
                 write_lock: Mutex::default(),
                 dns: Mutex::default(),
+                idp_groups: idp_groups::IdpGroups::default(),
             }),
         })
     }
@@ -456,6 +461,17 @@ impl ControlState {
                 .contains(&k)
         })
     }
+}
+
+/// Where OIDC users' identity-provider groups are kept: `oidc_groups.json` in the directory
+/// of `noise.private_key_path`.
+pub fn idp_groups_path(config: &Config) -> std::path::PathBuf {
+    config
+        .noise_private_key_path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| std::path::Path::new("."))
+        .join("oidc_groups.json")
 }
 
 /// The records in `dns.extra_records_path`, if configured.

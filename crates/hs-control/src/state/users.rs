@@ -76,6 +76,7 @@ impl ControlState {
     pub async fn rename_user(&self, id: UserId, name: String) -> Result<User, Error> {
         check_user_name(&name).map_err(Error::Invalid)?;
         let t = now();
+        let st = self.clone();
         let (user, _) = self
             .write(
                 Read::Synced,
@@ -86,7 +87,8 @@ impl ControlState {
                             "a user named {name:?} already exists"
                         )));
                     }
-                    let u = c.rename_user(id, &name, t)?;
+                    let mut u = c.rename_user(id, &name, t)?;
+                    st.inner.idp_groups.fill(&mut u);
                     Ok((u.clone(), vec![Op::UpsertUser(Box::new(u))]))
                 }),
             )
@@ -126,11 +128,12 @@ impl ControlState {
             ));
         }
         let t = now();
+        let st = self.clone();
         let (user, _) = self
             .write(
                 Read::Synced,
                 Box::new(move |c, _| {
-                    let u = match c.user_by_provider_identifier(&p.identifier)? {
+                    let mut u = match c.user_by_provider_identifier(&p.identifier)? {
                         Some(mut u) => {
                             if let Some(name) = &p.name {
                                 u.name.clone_from(name);
@@ -170,12 +173,41 @@ impl ControlState {
                             )?
                         }
                     };
+                    // Written before the transaction commits: a failure leaves both as
+                    // they were.
+                    u.groups = st.inner.idp_groups.set(&p.identifier, &p.groups)?;
                     Ok((u.clone(), vec![Op::UpsertUser(Box::new(u))]))
                 }),
             )
             .await?;
-        tracing::info!(user = user.id.get(), "OIDC user logged in");
+        tracing::info!(user = user.id.get(), groups = ?user.groups, "OIDC user logged in");
         Ok(user)
+    }
+
+    /// Reads the identity-provider groups kept at `path` and gives the loaded users theirs;
+    /// later logins keep them there. Run once at start, before the policy is loaded.
+    pub(crate) async fn open_idp_groups(&self, path: &std::path::Path) -> Result<(), Error> {
+        let path = path.to_owned();
+        let st = self.clone();
+        tokio::task::spawn_blocking(move || st.inner.idp_groups.open(&path))
+            .await
+            .map_err(|e| Error::Task(e.to_string()))??;
+        let st = self.clone();
+        self.write(
+            Read::Published,
+            Box::new(move |c, _| {
+                let mut ops = Vec::new();
+                for mut u in c.list_users()? {
+                    st.inner.idp_groups.fill(&mut u);
+                    if !u.groups.is_empty() {
+                        ops.push(Op::UpsertUser(Box::new(u)));
+                    }
+                }
+                Ok(((), ops))
+            }),
+        )
+        .await?;
+        Ok(())
     }
 
     /// Makes sure the NodeStore knows `user` (read from the database); false when the
@@ -184,12 +216,16 @@ impl ControlState {
         if self.store().load().user(user).is_some() {
             return Ok(true);
         }
+        let st = self.clone();
         let (found, _) = self
             .write(
                 Read::Published,
                 Box::new(move |c, _| {
                     Ok(match c.get_user(user)? {
-                        Some(u) => (true, vec![Op::UpsertUser(Box::new(u))]),
+                        Some(mut u) => {
+                            st.inner.idp_groups.fill(&mut u);
+                            (true, vec![Op::UpsertUser(Box::new(u))])
+                        }
                         None => (false, Vec::new()),
                     })
                 }),

@@ -323,6 +323,7 @@ fn compiled_view_answers_ssh_node_attrs_and_shares_equal_filters() {
         profile_pic_url: String::new(),
         created_at: t,
         updated_at: t,
+        groups: Vec::new(),
     };
     let (store, mut writer) = NodeStore::new(std::sync::Arc::new(AllowAll::new()));
     let nodes = [

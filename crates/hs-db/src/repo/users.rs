@@ -63,6 +63,8 @@ impl From<UserRow> for User {
             profile_pic_url: r.profile_pic_url.unwrap_or_default(),
             created_at: req_time(r.created_at),
             updated_at: req_time(r.updated_at),
+            // Not stored here: see `User::groups`.
+            groups: Vec::new(),
         }
     }
 }

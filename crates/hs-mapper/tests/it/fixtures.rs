@@ -66,6 +66,7 @@ pub(crate) fn user(id: u64) -> User {
         profile_pic_url: String::new(),
         created_at: t(0),
         updated_at: t(0),
+        groups: Vec::new(),
     }
 }
 

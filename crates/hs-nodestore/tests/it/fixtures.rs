@@ -57,5 +57,6 @@ pub(crate) fn user(id: u64, name: &str) -> User {
         profile_pic_url: String::new(),
         created_at: t(0),
         updated_at: t(0),
+        groups: Vec::new(),
     }
 }

@@ -10,8 +10,8 @@ use libfuzzer_sys::fuzz_target;
 
 fn tailnet() -> (Vec<PolicyUser>, Vec<PolicyNode>) {
     let users = vec![
-        PolicyUser { id: UserId(1), name: "alice".into(), email: "alice@example.com".into() },
-        PolicyUser { id: UserId(2), name: "bob".into(), email: "bob@example.com".into() },
+        PolicyUser { id: UserId(1), name: "alice".into(), email: "alice@example.com".into(), groups: vec![] },
+        PolicyUser { id: UserId(2), name: "bob".into(), email: "bob@example.com".into(), groups: vec![] },
     ];
     let node = |id: u64, user: Option<u64>, tags: &[&str], routes: &[&str]| PolicyNode {
         id: NodeId(id),

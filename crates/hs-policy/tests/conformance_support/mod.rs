@@ -55,6 +55,7 @@ pub(crate) fn tailnet(
                     id: UserId(u["id"].as_u64().unwrap_or_default()),
                     name: u["name"].as_str().unwrap_or_default().to_string(),
                     email: u["email"].as_str().unwrap_or_default().to_string(),
+                    groups: Vec::new(),
                 })
                 .collect()
         })

@@ -834,3 +834,85 @@ async fn pkce_is_sent_when_configured_and_a_provider_requiring_it_refuses_withou
     assert_eq!(r.status, 400, "{}", r.body);
     assert_eq!(without.state.store().load().nodes().count(), 0);
 }
+
+/// The provider's `groups` claim reaches the policy: a policy group with an
+/// `idp-group:eng` member lets alice's node reach bob's while her login says `eng`; when
+/// she logs in again without it, access ends; the groups are kept beside the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_provider_groups_grant_access_until_a_login_drops_them() {
+    let p = provider(
+        vec![
+            account(
+                "sub-alice",
+                "alice",
+                "alice@corp.example",
+                true,
+                &["eng", "staff"],
+            ),
+            account("sub-bob", "bob", "bob@corp.example", true, &[]),
+        ],
+        Duration::from_secs(3600),
+    )
+    .await;
+    let s = server(&p, |_| {}).await;
+    s.state
+        .set_policy_text(
+            "test",
+            Some(
+                r#"{"groups": {"group:eng": ["idp-group:eng"]},
+                    "acls": [{"action": "accept", "src": ["group:eng"], "dst": ["bob@corp.example:*"]}]}"#,
+            ),
+        )
+        .await
+        .unwrap();
+    for (host, sub) in [("alice-laptop", "sub-alice"), ("bob-laptop", "sub-bob")] {
+        let pend = pending(&s, host).await;
+        let wait = pend.follow_up();
+        let done = log_in_and_confirm(&s, &p, &pend, sub).await;
+        assert_eq!(done.status, 200, "{}", done.body);
+        wait.await.unwrap().unwrap();
+    }
+    let node_of = |host: &str| {
+        s.state
+            .store()
+            .load()
+            .nodes()
+            .find(|e| e.node.hostname == host)
+            .unwrap()
+            .node
+            .id
+    };
+    let (alice_node, bob_node) = (node_of("alice-laptop"), node_of("bob-laptop"));
+    let sees = |a, b| s.state.store().load().peers_of(a).any(|e| e.node.id == b);
+    let snap = s.state.store().load();
+    let alice = snap.users().find(|u| u.name == "alice").unwrap().clone();
+    assert_eq!(alice.groups, ["eng", "staff"]);
+    assert!(
+        sees(alice_node, bob_node),
+        "eng at the provider reaches bob"
+    );
+    let kept = std::fs::read_to_string(s.dir.path().join("oidc_groups.json")).unwrap();
+    assert!(kept.contains("\"eng\""), "{kept}");
+
+    // Alice leaves the group at the provider; her next login refreshes it.
+    let profile = hs_control::oidc::Profile {
+        name: Some("alice".into()),
+        email: Some("alice@corp.example".into()),
+        display_name: alice.display_name.clone(),
+        picture: alice.profile_pic_url.clone(),
+        identifier: alice.provider_identifier.clone().unwrap(),
+        groups: vec!["staff".into()],
+    };
+    s.state.oidc_login_user(profile).await.unwrap();
+    let mut gone = false;
+    for _ in 0..50 {
+        if !sees(alice_node, bob_node) {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(gone, "access ended once her login no longer carried eng");
+    let kept = std::fs::read_to_string(s.dir.path().join("oidc_groups.json")).unwrap();
+    assert!(!kept.contains("\"eng\""), "{kept}");
+}
