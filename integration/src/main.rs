@@ -12,6 +12,7 @@
 // A terminal tool: it reports on stdout/stderr and reads the wall clock for its deadline.
 #![allow(clippy::print_stdout, clippy::print_stderr, clippy::disallowed_methods)]
 
+mod apiv2;
 mod artifacts;
 mod client;
 mod derp;
@@ -23,6 +24,7 @@ mod proc;
 mod routes;
 mod routes_scenarios;
 mod scenarios;
+mod scenarios_apiv2;
 mod scenarios_auth;
 mod scenarios_policy;
 mod scenarios_tsrs;

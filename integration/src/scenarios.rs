@@ -105,6 +105,11 @@ pub(crate) const ALL: &[Scenario] = &[
         crate::routes_scenarios::auto_approve_multi_network,
     ),
     ("TestExitNodes", crate::routes_scenarios::exit_nodes),
+    ("TestAPIv2GoClient", crate::scenarios_apiv2::go_client),
+    (
+        "TestAPIv2ScopesAndTags",
+        crate::scenarios_apiv2::scopes_and_tags,
+    ),
 ];
 
 /// Generous: a loaded 2-core machine runs several tailscaled at once.

@@ -239,6 +239,23 @@ impl Server {
         std::fs::write(&self.config_path, cfg).context("writing the config")
     }
 
+    /// Keeps the policy in the database (`policy.mode: database`), where `headscale policy set`
+    /// and `/api/v2`'s policy endpoint store it; none is stored at start. Only before
+    /// [`Server::start`].
+    pub(crate) fn set_policy_database_mode(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.proc.is_none(),
+            "the policy mode must be set before the server starts"
+        );
+        let mut cfg = std::fs::read_to_string(&self.config_path).context("reading the config")?;
+        anyhow::ensure!(
+            !cfg.contains("\npolicy:"),
+            "the config already has a policy section"
+        );
+        cfg.push_str("policy:\n  mode: database\n");
+        std::fs::write(&self.config_path, cfg).context("writing the config")
+    }
+
     fn db(&self) -> anyhow::Result<&Db> {
         self.db
             .as_ref()
