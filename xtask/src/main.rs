@@ -50,6 +50,6 @@ fn print_help() {
            ci    fmt --check, clippy -D warnings, the whole test suite (installs what it needs)\n  \
          codegen [--check]  regenerate (or verify) crates/hs-api/src/generated from proto/\n  \
          integration [PATTERN] [--client-version V] [--timeout 900s] | integration doctor\n  \
-         schemathesis [--examples N] [--seed S]  fuzz /api/v1 against its OpenAPI document\n"
+         schemathesis [--examples N] [--seed S]  fuzz /api/v1 and /api/v2 against their OpenAPI documents\n"
     );
 }

@@ -55,6 +55,19 @@ pub use ssh::{SshAction, SshRuleOut};
 impl Policy {
     /// Parses HuJSON policy text. Errors name the line and column; unknown fields are refused.
     pub fn parse(text: &str) -> Result<Self, PolicyError> {
+        // serde builds a struct from a JSON array too; a policy file is an object, and Go
+        // Headscale and the hosted service refuse anything else.
+        let json = hujson::standardize(text)?;
+        if let Some((at, c)) = json.char_indices().find(|(_, c)| !c.is_whitespace())
+            && c != '{'
+        {
+            let before = &json[..at];
+            return Err(PolicyError::Parse {
+                line: before.matches('\n').count() + 1,
+                column: at - before.rfind('\n').map_or(0, |n| n + 1) + 1,
+                message: format!("a policy is a JSON object ({{ … }}); found {c:?}"),
+            });
+        }
         hujson::from_str(text)
     }
 }

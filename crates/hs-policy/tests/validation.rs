@@ -4,7 +4,7 @@
 //! corpus already pins with the hosted service's exact message are checked there; these
 //! are the ones derived from Tailscale's documented model and Go Headscale's rules.
 
-use hs_policy::{CompiledPolicy, Policy};
+use hs_policy::{CompiledPolicy, Policy, PolicyError};
 
 /// Owners, groups, a host and an ACL skeleton every case builds on.
 /// A section the case writes itself replaces the base one (cases that do keep what the base
@@ -197,4 +197,29 @@ fn the_table_is_the_one_documented() {
     for (rule, ..) in TABLE {
         assert!(doc.contains(rule), "docs/policy.md lacks the row {rule:?}");
     }
+}
+
+/// A policy file is one JSON object: an array, a string or a number at the top is refused
+/// with where it is (serde alone would build the policy from an array).
+#[test]
+fn the_top_level_must_be_an_object() {
+    for (text, line, column) in [
+        ("[]", 1, 1),
+        ("// c\n  [1]", 2, 3),
+        ("\"x\"", 1, 1),
+        ("7", 1, 1),
+    ] {
+        match Policy::parse(text) {
+            Err(PolicyError::Parse {
+                line: l,
+                column: c,
+                message,
+            }) => {
+                assert_eq!((l, c), (line, column), "{text:?}");
+                assert!(message.contains("JSON object"), "{message}");
+            }
+            other => panic!("{text:?} was not refused: {other:?}"),
+        }
+    }
+    assert!(Policy::parse("// ok\n{}").is_ok());
 }

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, Uri};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Extension, Router};
@@ -99,7 +99,13 @@ async fn edit(
 
 /// A nameserver: an IP address or a DNS-over-HTTPS URL, as `dns.nameservers` takes them.
 fn check_nameserver(field: &str, i: usize, ns: &str) -> Result<(), String> {
-    if ns.parse::<IpAddr>().is_ok() || ns.starts_with("https://") && ns.len() > "https://".len() {
+    let doh = ns.starts_with("https://")
+        && ns
+            .parse::<Uri>()
+            .ok()
+            .and_then(|u| u.host().map(|h| !h.is_empty()))
+            .unwrap_or(false);
+    if ns.parse::<IpAddr>().is_ok() || doh {
         return Ok(());
     }
     Err(format!(
@@ -288,6 +294,14 @@ mod tests {
         assert!(check_nameserver("dns", 0, "1.1.1.1").is_ok());
         assert!(check_nameserver("dns", 0, "2606:4700::1111").is_ok());
         assert!(check_nameserver("dns", 0, "https://dns.example/dns-query").is_ok());
+        for bad in [
+            "https://[",
+            "https:// spaces here",
+            "https://",
+            "http://dns.example/q",
+        ] {
+            assert!(check_nameserver("dns", 0, bad).is_err(), "{bad}");
+        }
         let e = check_nameserver("dns", 2, "banana").unwrap_err();
         assert!(e.contains("dns[2]") && e.contains("banana"), "{e}");
         assert!(check_domain("d", "corp.example.com").is_ok());

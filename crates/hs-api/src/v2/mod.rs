@@ -12,6 +12,7 @@ mod auth;
 pub(crate) mod clients;
 mod devices;
 mod dns;
+mod docs;
 mod input;
 mod keys;
 pub mod oauth;
@@ -145,4 +146,5 @@ pub fn router(v2: V2) -> Router {
         .route("/api/v2/oauth/token", post(auth::token))
         .merge(api)
         .with_state(v2)
+        .merge(docs::docs_router())
 }

@@ -10,4 +10,5 @@ mod golden;
 mod grpc;
 mod preauth;
 mod support;
+mod v2_openapi;
 mod v2_resources;
