@@ -7,7 +7,8 @@
 //!
 //! Usage (xtask passes the paths):
 //! `hs-integration run [PATTERN] --server BIN --tailscaled BIN --tailscale BIN --artifacts DIR
-//! [--timeout SECS] [--allow-host] [--postgres]` and, internally, `hs-integration derp --listen ADDR` and `hs-integration http --listen ADDR`.
+//! [--timeout SECS] [--allow-host] [--postgres]` and, internally, `hs-integration derp --listen ADDR`, `hs-integration http --listen ADDR`
+//! and `hs-integration oidc` (the OIDC scenarios' provider and browser, in the namespace).
 
 // A terminal tool: it reports on stdout/stderr and reads the wall clock for its deadline.
 #![allow(clippy::print_stdout, clippy::print_stderr, clippy::disallowed_methods)]
@@ -19,6 +20,7 @@ mod derp;
 mod diagnose;
 mod eventually;
 mod netns;
+mod oidc;
 mod pg;
 mod proc;
 mod routes;
@@ -26,7 +28,9 @@ mod routes_scenarios;
 mod scenarios;
 mod scenarios_apiv2;
 mod scenarios_auth;
+mod scenarios_oidc;
 mod scenarios_policy;
+mod scenarios_ssh;
 mod scenarios_tsrs;
 mod selfcheck;
 mod server;
@@ -51,6 +55,8 @@ fn main() -> std::process::ExitCode {
             )),
         },
         Some((c, rest)) if c == "host" => topology::serve_host(rest).map(|()| true),
+        // The OIDC scenarios' provider and browser, inside the scenario's namespace.
+        Some((c, [])) if c == "oidc" => oidc::serve().map(|()| true),
         Some((c, rest)) if c == "http" => match rest {
             [flag, addr] if flag == "--listen" => tcp::serve(addr).map(|()| true),
             _ => Err(anyhow::anyhow!(

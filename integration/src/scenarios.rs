@@ -105,6 +105,26 @@ pub(crate) const ALL: &[Scenario] = &[
         crate::routes_scenarios::auto_approve_multi_network,
     ),
     ("TestExitNodes", crate::routes_scenarios::exit_nodes),
+    (
+        "TestOIDCAuthenticationPingAll",
+        crate::scenarios_oidc::authentication_ping_all,
+    ),
+    (
+        "TestOIDCReloginSameNodeSameUser",
+        crate::scenarios_oidc::relogin_same_node_same_user,
+    ),
+    (
+        "TestOIDCReloginSameNodeNewUser",
+        crate::scenarios_oidc::relogin_same_node_new_user,
+    ),
+    (
+        "TestSSHCheckModeApproval",
+        crate::scenarios_ssh::check_mode_approval,
+    ),
+    (
+        "TestSSHOneUserToOneCheckModeOIDC",
+        crate::scenarios_ssh::check_mode_oidc,
+    ),
     ("TestAPIv2GoClient", crate::scenarios_apiv2::go_client),
     (
         "TestAPIv2ScopesAndTags",

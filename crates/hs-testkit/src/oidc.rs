@@ -44,6 +44,17 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// Redirects one login may take: authorization → interaction → resume → relying party is 3.
 const MAX_REDIRECTS: usize = 10;
 
+/// Installs the pinned oidc-provider when it is missing (what [`Provider::start`] does first)
+/// and returns the package directory. Blocking. For callers that start the provider where the
+/// npm registry cannot be reached: the integration harness installs it here, then starts the
+/// provider inside a loopback-only network namespace.
+///
+/// # Errors
+/// When npm fails or takes longer than 5 minutes; the message quotes npm's log.
+pub fn install() -> Result<PathBuf, String> {
+    install::ensure_installed()
+}
+
 /// How a client authenticates at the token endpoint.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum TokenAuthMethod {
