@@ -42,6 +42,11 @@ impl Interceptor for BearerAuth {
 /// The typed client for `headscale.v1.HeadscaleService`.
 pub type Client = HeadscaleServiceClient<InterceptedService<Channel, BearerAuth>>;
 
+/// The typed gRPC client over a connection.
+pub fn grpc(channel: Channel, auth: BearerAuth) -> Client {
+    HeadscaleServiceClient::with_interceptor(channel, auth)
+}
+
 /// Connects to the local server's unix socket (`unix_socket` in the config).
 pub async fn connect_unix(path: impl Into<PathBuf>, timeout: Duration) -> Result<Client, Error> {
     let channel = unix_channel(path.into(), timeout).await?;
@@ -60,23 +65,9 @@ pub struct Rest {
 }
 
 impl Rest {
-    /// REST over the local server's unix socket.
-    pub async fn connect_unix(path: impl Into<PathBuf>, timeout: Duration) -> Result<Self, Error> {
-        Ok(Self {
-            channel: unix_channel(path.into(), timeout).await?,
-            auth: BearerAuth::default(),
-        })
-    }
-
-    /// REST to a remote server with an API key (see [`connect_remote`]).
-    pub async fn connect_remote(
-        addr: &str,
-        api_key: &str,
-        tls: RemoteTls,
-        timeout: Duration,
-    ) -> Result<Self, Error> {
-        let (channel, auth) = remote_channel(addr, api_key, tls, timeout).await?;
-        Ok(Self { channel, auth })
+    /// REST over a connection made by [`unix_channel`] or [`remote_channel`].
+    pub fn new(channel: Channel, auth: BearerAuth) -> Self {
+        Self { channel, auth }
     }
 
     /// Sends `method path` with an optional JSON body; returns the status and the JSON
@@ -126,7 +117,8 @@ impl Rest {
     }
 }
 
-async fn unix_channel(path: PathBuf, timeout: Duration) -> Result<Channel, Error> {
+/// The connection [`connect_unix`] makes, for [`Rest`] or [`grpc`].
+pub async fn unix_channel(path: PathBuf, timeout: Duration) -> Result<Channel, Error> {
     let shown = path.display().to_string();
     // The URI is required by tonic but unused: the connector below ignores it.
     Endpoint::from_static("http://localhost")
@@ -204,7 +196,8 @@ pub async fn connect_remote(
     Ok(HeadscaleServiceClient::with_interceptor(channel, auth))
 }
 
-async fn remote_channel(
+/// The connection and credentials [`connect_remote`] uses, for [`Rest`] or [`grpc`].
+pub async fn remote_channel(
     addr: &str,
     api_key: &str,
     tls: RemoteTls,

@@ -110,6 +110,31 @@ fn write_new(path: &Path, text: &str) -> std::io::Result<()> {
     f.sync_all()
 }
 
+/// Replaces the private state file at `path` (mode 0600) with `bytes`: written to a
+/// temporary file beside it, synced, renamed over it, and the directory synced, so a crash
+/// leaves the old content or the new, never part of either. For the JSON state kept beside
+/// the keys (`api_v2.json`, `oidc_groups.json`).
+pub fn replace_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        && let Ok(d) = std::fs::File::open(dir)
+    {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,21 @@ use crate::config_file;
 
 /// Connects the CLI to the server named by the configuration.
 pub(crate) async fn connect(global: &GlobalArgs) -> anyhow::Result<Client> {
+    let (channel, auth) = channel(global).await?;
+    Ok(client::grpc(channel, auth))
+}
+
+/// REST calls to the same server, over the same kind of connection.
+pub(crate) async fn connect_rest(global: &GlobalArgs) -> anyhow::Result<client::Rest> {
+    let (channel, auth) = channel(global).await?;
+    Ok(client::Rest::new(channel, auth))
+}
+
+/// The connection to the server named by the configuration: the unix socket, or
+/// `cli.address` with `cli.api_key`.
+async fn channel(
+    global: &GlobalArgs,
+) -> anyhow::Result<(tonic::transport::Channel, client::BearerAuth)> {
     let loaded = config_file::load(global.config.as_deref())?;
     let c = &loaded.config.cli;
     let timeout = if c.timeout.is_zero() {
@@ -25,8 +40,9 @@ pub(crate) async fn connect(global: &GlobalArgs) -> anyhow::Result<Client> {
     };
     if c.address.is_empty() {
         let path = loaded.config.unix_socket.clone();
-        client::connect_unix(path.clone(), timeout)
+        client::unix_channel(path.clone(), timeout)
             .await
+            .map(|c| (c, client::BearerAuth::default()))
             .with_context(|| {
                 format!(
                     "connecting to the server's unix socket {} (is `headscale serve` running?)",
@@ -35,7 +51,7 @@ pub(crate) async fn connect(global: &GlobalArgs) -> anyhow::Result<Client> {
             })
     } else {
         let tls = RemoteTls::for_address(&c.address, c.insecure)?;
-        client::connect_remote(&c.address, c.api_key.expose(), tls, timeout)
+        client::remote_channel(&c.address, c.api_key.expose(), tls, timeout)
             .await
             .with_context(|| format!("connecting to {}", c.address))
     }

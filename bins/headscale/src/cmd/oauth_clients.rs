@@ -3,15 +3,14 @@
 //! Headscale 0.29.3 has no such command; the calls go to `/api/v1/oauth-client` over the
 //! same connection as every other command.
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use clap::Subcommand;
-use hs_api::client::{RemoteTls, Rest};
+use hs_api::client::Rest;
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use super::client::{block_on, split_list, table};
+use super::client::{block_on, connect_rest, split_list, table};
 use crate::cli::GlobalArgs;
-use crate::config_file;
 use crate::output::success_serde;
 
 /// `oauth-clients` subcommands.
@@ -41,32 +40,6 @@ pub(crate) enum OAuthClientsCommand {
         #[arg(short = 'i', long = "id")]
         id: String,
     },
-}
-
-async fn connect(global: &GlobalArgs) -> anyhow::Result<Rest> {
-    let loaded = config_file::load(global.config.as_deref())?;
-    let c = &loaded.config.cli;
-    let timeout = if c.timeout.is_zero() {
-        std::time::Duration::from_secs(5)
-    } else {
-        c.timeout
-    };
-    if c.address.is_empty() {
-        let path = loaded.config.unix_socket.clone();
-        Rest::connect_unix(path.clone(), timeout)
-            .await
-            .with_context(|| {
-                format!(
-                    "connecting to the server's unix socket {} (is `headscale serve` running?)",
-                    path.display()
-                )
-            })
-    } else {
-        let tls = RemoteTls::for_address(&c.address, c.insecure)?;
-        Rest::connect_remote(&c.address, c.api_key.expose(), tls, timeout)
-            .await
-            .with_context(|| format!("connecting to {}", c.address))
-    }
 }
 
 /// Sends a call; a refusal becomes an error with the server's message.
@@ -116,7 +89,7 @@ fn joined(v: &Value) -> String {
 
 pub(crate) fn run(global: &GlobalArgs, cmd: OAuthClientsCommand) -> anyhow::Result<()> {
     block_on(async move {
-        let rest = connect(global).await?;
+        let rest = connect_rest(global).await?;
         match cmd {
             OAuthClientsCommand::List => {
                 let v = call(

@@ -10,7 +10,6 @@
 //! client's tokens stop working at once (every request looks its client up).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -376,29 +375,11 @@ impl OAuthStore {
     }
 }
 
-/// Writes `st` to a temporary file beside `path` (mode 0600), syncs it and renames it over
-/// `path`.
+/// Replaces the state file whole (see `hs_control::keyfile::replace_private_file`).
 fn write_atomic(path: &Path, st: &FileState) -> Result<(), ApiError> {
-    use std::os::unix::fs::OpenOptionsExt as _;
     let text = serde_json::to_vec_pretty(st).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let tmp = path.with_extension("json.tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| io_err(&tmp, "cannot write", e))?;
-    f.write_all(&text)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| io_err(&tmp, "cannot write", e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io_err(path, "cannot replace", e))?;
-    if let Some(dir) = path.parent()
-        && let Ok(d) = std::fs::File::open(dir)
-    {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    hs_control::keyfile::replace_private_file(path, &text)
+        .map_err(|e| io_err(path, "cannot write", e))
 }
 
 #[cfg(test)]

@@ -8,7 +8,6 @@
 //! since keeps the groups of their last login.
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
@@ -99,23 +98,10 @@ impl IdpGroups {
 }
 
 fn write_atomic(path: &Path, map: &BTreeMap<String, Vec<String>>) -> Result<(), Error> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let fail =
-        |what: &str, e: std::io::Error| Error::Config(format!("{what} {}: {e}", path.display()));
     let text = serde_json::to_vec_pretty(map)
         .map_err(|e| Error::Config(format!("encoding IdP groups: {e}")))?;
-    let tmp = path.with_extension("json.tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| fail("cannot write", e))?;
-    f.write_all(&text)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| fail("cannot write", e))?;
-    std::fs::rename(&tmp, path).map_err(|e| fail("cannot replace", e))
+    crate::keyfile::replace_private_file(path, &text)
+        .map_err(|e| Error::Config(format!("cannot write {}: {e}", path.display())))
 }
 
 #[cfg(test)]
