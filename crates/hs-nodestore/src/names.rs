@@ -69,6 +69,23 @@ pub fn is_valid_label(label: &str) -> bool {
         && b.iter().all(|&c| is_dns_char(c))
 }
 
+/// Whether `given` is still the name the server derived from `hostname` (its sanitized
+/// form, or that with a `-N` collision suffix) rather than one an operator chose: only such
+/// a name follows the client's hostname when it changes, as in Go Headscale.
+pub fn is_auto_derived_given_name(given: &str, hostname: &str) -> bool {
+    let base = sanitize_hostname(hostname);
+    let base = if base.is_empty() {
+        FALLBACK_GIVEN_NAME
+    } else {
+        base.as_str()
+    };
+    given == base
+        || given
+            .strip_prefix(base)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// Picks the first free name among `base`, `base-1`, `base-2`, … (`base` empty means
 /// [`FALLBACK_GIVEN_NAME`]); `taken` answers whether another node already holds a name.
 pub fn resolve_given_name(base: &str, taken: impl Fn(&str) -> bool) -> String {
@@ -145,5 +162,17 @@ mod tests {
         assert!(!is_valid_label(&"a".repeat(64)));
         assert_eq!(fqdn("web", "ts.example.com"), "web.ts.example.com.");
         assert_eq!(fqdn("web", ""), "web");
+    }
+
+    #[test]
+    fn auto_derived_names_are_the_sanitized_hostname_or_a_bumped_one() {
+        assert!(is_auto_derived_given_name(
+            "joes-mac-mini",
+            "Joe's Mac mini"
+        ));
+        assert!(is_auto_derived_given_name("laptop-2", "laptop"));
+        assert!(!is_auto_derived_given_name("laptop-x", "laptop"));
+        assert!(!is_auto_derived_given_name("laptop-", "laptop"));
+        assert!(!is_auto_derived_given_name("renamed", "laptop"));
     }
 }

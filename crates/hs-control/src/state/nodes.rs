@@ -17,6 +17,34 @@ use crate::error::Error;
 /// A narrow change to one node's row, run inside the command's transaction.
 type Change = Box<dyn FnOnce(&mut Conn<'_>, &Snapshot, &Node) -> Result<(), Error> + Send>;
 
+/// A client's new hostname renames the node too when its name is still the one derived
+/// from the old hostname (Go Headscale's rule): `joes-mac-mini` for "Joe's Mac mini", bumped
+/// to `-1`, `-2`… when another node holds it. A name an operator chose stays.
+fn follow_hostname(
+    c: &mut Conn<'_>,
+    id: NodeId,
+    hostname: &str,
+    t: DateTime<Utc>,
+) -> Result<(), Error> {
+    use hs_nodestore::names::{is_auto_derived_given_name, resolve_given_name, sanitize_hostname};
+    let old = node_row(c, id)?;
+    if !is_auto_derived_given_name(&old.given_name, &old.hostname) {
+        return Ok(());
+    }
+    // The database decides, as for renames: under the write lock it holds every name.
+    let taken: std::collections::HashSet<String> = c
+        .list_nodes()?
+        .into_iter()
+        .filter(|n| n.id != id)
+        .map(|n| n.given_name)
+        .collect();
+    let name = resolve_given_name(&sanitize_hostname(hostname), |n| taken.contains(n));
+    if name != old.given_name {
+        c.set_node_given_name(id, &name, t)?;
+    }
+    Ok(())
+}
+
 impl ControlState {
     /// The shape of most node commands: `change` writes some columns of node `id`, then the
     /// whole row is read back in the same transaction and put in the NodeStore. Since rows
@@ -200,6 +228,9 @@ impl ControlState {
             .write(
                 Read::Published,
                 Box::new(move |c, _| {
+                    if let Some(hostname) = &update.hostname {
+                        follow_hostname(c, id, hostname, t)?;
+                    }
                     c.set_node_client_state(id, &update, t)?;
                     let op = if update.hostinfo.is_some() {
                         Op::Upsert(Box::new(node_row(c, id)?))

@@ -245,3 +245,56 @@ async fn peers_see_online_then_offline_after_the_grace_and_last_seen_is_stored()
     assert!(!h.st.is_connected(node_id).await);
     assert_eq!(h.node_count(), 2, "a non-ephemeral node stays");
 }
+
+/// A client's new hostname renames its node while the name is still the one derived from
+/// the old hostname (bumped on a collision, as Go Headscale does); once an operator renamed
+/// the node, the operator's name stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_hostname_renames_the_node_until_an_operator_has() {
+    let h = Harness::start().await;
+    let key = h.key(true, false);
+    let a = Client::registered(&h, "laptop", &key).await;
+    let _b = Client::registered(&h, "joes-mac-mini", &key).await;
+    let id = |host: &str| {
+        h.st.store()
+            .load()
+            .nodes()
+            .find(|e| e.node.hostname == host)
+            .unwrap()
+            .node
+            .id
+    };
+    let given = |id| h.db.tx(|c| c.get_node(id)).unwrap().unwrap().given_name;
+    let aid = id("laptop");
+    let set_hostname = |name: &'static str| {
+        crate::harness::post_map(
+            &a,
+            &h,
+            serde_json::json!({"Stream": false, "Hostinfo": {"Hostname": name}}),
+        )
+    };
+    let mut r = set_hostname("Joe's Mac mini").await;
+    tokio::io::AsyncReadExt::read_to_end(&mut r, &mut Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        given(aid),
+        "joes-mac-mini-1",
+        "follows the hostname, bumped past the other node"
+    );
+    assert_eq!(
+        h.st.store().load().node(aid).unwrap().node.given_name,
+        "joes-mac-mini-1"
+    );
+
+    h.st.rename_node(aid, "work").await.unwrap();
+    let mut r = set_hostname("laptop-again").await;
+    tokio::io::AsyncReadExt::read_to_end(&mut r, &mut Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(given(aid), "work", "an operator's name stays");
+    assert_eq!(
+        h.db.tx(|c| c.get_node(aid)).unwrap().unwrap().hostname,
+        "laptop-again"
+    );
+}
