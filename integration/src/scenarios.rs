@@ -71,6 +71,45 @@ pub(crate) const ALL: &[Scenario] = &[
         crate::scenarios_policy::acl_deny_all_port80,
     ),
     (
+        "TestACLHostsInNetMapTable",
+        crate::scenarios_acl::hosts_in_netmap_table,
+    ),
+    ("TestACLAllowUserDst", crate::scenarios_acl::allow_user_dst),
+    ("TestACLAllowStarDst", crate::scenarios_acl::allow_star_dst),
+    (
+        "TestACLNamedHostsCanReach",
+        crate::scenarios_acl::named_hosts_can_reach,
+    ),
+    (
+        "TestACLNamedHostsCanReachBySubnet",
+        crate::scenarios_acl::named_hosts_can_reach_by_subnet,
+    ),
+    (
+        "TestACLDevice1CanAccessDevice2",
+        crate::scenarios_acl::device1_can_access_device2,
+    ),
+    (
+        "TestACLAutogroupMember",
+        crate::scenarios_acl::autogroup_member,
+    ),
+    (
+        "TestACLAutogroupTagged",
+        crate::scenarios_acl::autogroup_tagged,
+    ),
+    ("TestACLAutogroupSelf", crate::scenarios_acl::autogroup_self),
+    (
+        "TestACLPolicyPropagationOverTime",
+        crate::scenarios_acl::policy_propagation_over_time,
+    ),
+    (
+        "TestACLGroupWithUnknownUser",
+        crate::scenarios_acl::group_with_unknown_user,
+    ),
+    (
+        "TestACLGroupAfterUserDeletion",
+        crate::scenarios_acl::group_after_user_deletion,
+    ),
+    (
         "TestNodeOnlineStatus",
         crate::scenarios_policy::node_online_status,
     ),
@@ -129,6 +168,47 @@ pub(crate) const ALL: &[Scenario] = &[
     (
         "TestAPIv2ScopesAndTags",
         crate::scenarios_apiv2::scopes_and_tags,
+    ),
+    (
+        "TestSetNodeExpiryInFuture",
+        crate::scenarios_general::set_node_expiry_in_future,
+    ),
+    (
+        "TestUpdateHostnameFromClient",
+        crate::scenarios_general::update_hostname_from_client,
+    ),
+    (
+        "TestDisableNodeExpiry",
+        crate::scenarios_general::disable_node_expiry,
+    ),
+    (
+        "TestAuthKeyLogoutAndReloginSameUserExpiredKey",
+        crate::scenarios_general::relogin_same_user_expired_key,
+    ),
+    (
+        "TestAuthKeyDeleteKey",
+        crate::scenarios_general::auth_key_delete_key,
+    ),
+    (
+        "TestAuthKeyLogoutAndReloginRoutesPreserved",
+        crate::scenarios_general::relogin_routes_preserved,
+    ),
+    (
+        "Test2118DeletingOnlineNodePanics",
+        crate::scenarios_general::deleting_online_node,
+    ),
+    (
+        "TestEphemeral2006DeletedTooQuickly",
+        crate::scenarios_general::ephemeral_deleted_too_quickly,
+    ),
+    (
+        "TestEphemeralInAlternateTimezone",
+        crate::scenarios_general::ephemeral_alternate_timezone,
+    ),
+    ("TestTaildrop", crate::scenarios_general::taildrop),
+    (
+        "TestResolveMagicDNS",
+        crate::scenarios_general::resolve_magic_dns,
     ),
 ];
 

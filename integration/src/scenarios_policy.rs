@@ -46,7 +46,7 @@ fn policy_env(ctx: &Ctx, name: &str, policy: &str) -> anyhow::Result<Env> {
 }
 
 /// Starts the harness's HTTP responder on 127.0.0.1:`port` in the scenario's namespace.
-fn start_http(ctx: &Ctx, e: &Env, port: u16) -> anyhow::Result<Proc> {
+pub(crate) fn start_http(ctx: &Ctx, e: &Env, port: u16) -> anyhow::Result<Proc> {
     let mut cmd = e.ns.command(&ctx.self_bin.display().to_string());
     cmd.arg("http")
         .arg("--listen")
