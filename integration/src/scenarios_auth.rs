@@ -60,16 +60,24 @@ pub(crate) fn web_login(e: &mut Env, ctx: &Ctx, i: usize, user: &str) -> anyhow:
         &ctx.server_bin,
         &["auth", "register", "--auth-id", &id, "--user", user],
     )?;
-    eventually(
-        &format!("{name} is Running after auth register"),
-        WAIT,
-        || {
-            e.alive()?;
-            let s = e.clients[i].backend_state()?;
-            ensure!(s == "Running", "BackendState is {s:?}");
-            Ok(())
-        },
-    )?;
+    until_logged_in(e, i, &mut up, "auth register")
+}
+
+/// After an interactive login was completed for client `i` (`how`): it reaches Running and
+/// its `tailscale up` (`up`) returns successfully.
+pub(crate) fn until_logged_in(
+    e: &mut Env,
+    i: usize,
+    up: &mut Proc,
+    how: &str,
+) -> anyhow::Result<()> {
+    let name = e.clients[i].name.clone();
+    eventually(&format!("{name} is Running after {how}"), WAIT, || {
+        e.alive()?;
+        let s = e.clients[i].backend_state()?;
+        ensure!(s == "Running", "BackendState is {s:?}");
+        Ok(())
+    })?;
     eventually(&format!("{name}: `tailscale up` returns"), WAIT, || {
         let st = up.exited().context("still running")?;
         ensure!(st.success(), "`tailscale up` failed ({st})");

@@ -74,22 +74,7 @@ pub(crate) fn oidc_login(
         v.step == "confirm" && v.status == 200 && v.body.contains("Machine registered"),
         "{name}: logging in as {sub} at {url} did not register the machine: {v}"
     );
-    eventually(
-        &format!("{name} is Running after the OIDC login"),
-        WAIT,
-        || {
-            e.alive()?;
-            let s = e.clients[i].backend_state()?;
-            ensure!(s == "Running", "BackendState is {s:?}");
-            Ok(())
-        },
-    )?;
-    eventually(&format!("{name}: `tailscale up` returns"), WAIT, || {
-        let st = up.exited().context("still running")?;
-        ensure!(st.success(), "`tailscale up` failed ({st})");
-        Ok(())
-    })?;
-    Ok(())
+    crate::scenarios_auth::until_logged_in(e, i, &mut up, "the OIDC login")
 }
 
 /// A user as the scenarios compare them: name, email, provider, provider id.
