@@ -29,10 +29,16 @@ mod scenarios;
 mod scenarios_acl;
 mod scenarios_apiv2;
 mod scenarios_auth;
+mod scenarios_cli;
 mod scenarios_general;
 mod scenarios_oidc;
 mod scenarios_policy;
+mod scenarios_routes_more;
 mod scenarios_ssh;
+mod scenarios_ssh_policy;
+mod scenarios_tags;
+mod scenarios_tags_login;
+mod scenarios_transport;
 mod scenarios_tsrs;
 mod selfcheck;
 mod server;
@@ -74,7 +80,7 @@ fn main() -> std::process::ExitCode {
             )),
         },
         Some((c, _)) if c == "list" => {
-            for (n, _) in scenarios::ALL {
+            for (n, _) in scenarios::all() {
                 println!("{n}");
             }
             Ok(true)
@@ -152,8 +158,8 @@ fn run(args: &[String]) -> anyhow::Result<bool> {
     }
     let started = Instant::now();
     eventually::set_run_deadline(started + timeout);
-    let chosen: Vec<_> = scenarios::ALL
-        .iter()
+    let chosen: Vec<_> = scenarios::all()
+        .into_iter()
         .filter(|(n, _)| scenarios::selected(&pattern, n))
         .collect();
     if chosen.is_empty() {

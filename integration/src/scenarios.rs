@@ -34,8 +34,22 @@ pub(crate) struct Ctx {
 /// A scenario: its name and body.
 pub(crate) type Scenario = (&'static str, fn(&Ctx, &str) -> anyhow::Result<()>);
 
-/// Every scenario, in priority order.
-pub(crate) const ALL: &[Scenario] = &[
+/// Every scenario, in priority order: the core list, then each family's own list.
+pub(crate) fn all() -> Vec<Scenario> {
+    let families: [&[Scenario]; 7] = [
+        CORE,
+        crate::scenarios_tags::SCENARIOS,
+        crate::scenarios_tags_login::SCENARIOS,
+        crate::scenarios_cli::SCENARIOS,
+        crate::scenarios_ssh_policy::SCENARIOS,
+        crate::scenarios_transport::SCENARIOS,
+        crate::scenarios_routes_more::SCENARIOS,
+    ];
+    families.into_iter().flatten().copied().collect()
+}
+
+/// The scenarios registered here rather than in a family module.
+const CORE: &[Scenario] = &[
     ("TestPingAllByIP", ping_all_by_ip),
     ("TestPingAllByHostname", ping_all_by_hostname),
     (
