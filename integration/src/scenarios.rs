@@ -883,7 +883,7 @@ mod tests {
 
     #[test]
     fn namespace_suffix_is_short_and_distinct() {
-        let names: Vec<String> = ALL.iter().map(|(n, _)| short(n)).collect();
+        let names: Vec<String> = all().iter().map(|(n, _)| short(n)).collect();
         for (i, a) in names.iter().enumerate() {
             assert!(a.len() <= 12 && !a.is_empty(), "{a:?}");
             assert!(a.chars().all(|c| c.is_ascii_alphanumeric()), "{a:?}");
