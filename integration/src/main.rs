@@ -32,6 +32,7 @@ mod scenarios_auth;
 mod scenarios_cli;
 mod scenarios_general;
 mod scenarios_oidc;
+mod scenarios_oidc_more;
 mod scenarios_policy;
 mod scenarios_routes_more;
 mod scenarios_ssh;

@@ -36,7 +36,7 @@ pub(crate) type Scenario = (&'static str, fn(&Ctx, &str) -> anyhow::Result<()>);
 
 /// Every scenario, in priority order: the core list, then each family's own list.
 pub(crate) fn all() -> Vec<Scenario> {
-    let families: [&[Scenario]; 7] = [
+    let families: [&[Scenario]; 8] = [
         CORE,
         crate::scenarios_tags::SCENARIOS,
         crate::scenarios_tags_login::SCENARIOS,
@@ -44,6 +44,7 @@ pub(crate) fn all() -> Vec<Scenario> {
         crate::scenarios_ssh_policy::SCENARIOS,
         crate::scenarios_transport::SCENARIOS,
         crate::scenarios_routes_more::SCENARIOS,
+        crate::scenarios_oidc_more::SCENARIOS,
     ];
     families.into_iter().flatten().copied().collect()
 }
