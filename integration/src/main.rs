@@ -7,7 +7,7 @@
 //!
 //! Usage (xtask passes the paths):
 //! `hs-integration run [PATTERN] --server BIN --tailscaled BIN --tailscale BIN --artifacts DIR
-//! [--timeout SECS] [--allow-host] [--postgres]` and, internally, `hs-integration derp --listen ADDR`, `hs-integration http --listen ADDR`
+//! [--timeout SECS] [--allow-host] [--postgres] [--failfast]` and, internally, `hs-integration derp --listen ADDR`, `hs-integration http --listen ADDR`
 //! and `hs-integration oidc` (the OIDC scenarios' provider and browser, in the namespace).
 
 // A terminal tool: it reports on stdout/stderr and reads the wall clock for its deadline.
@@ -43,6 +43,7 @@ mod scenarios_transport;
 mod scenarios_tsrs;
 mod selfcheck;
 mod server;
+mod summary;
 mod tcp;
 mod tlsca;
 mod topology;
@@ -87,7 +88,7 @@ fn main() -> std::process::ExitCode {
             Ok(true)
         }
         _ => Err(anyhow::anyhow!(
-            "usage: hs-integration run [PATTERN] --server BIN --tailscaled BIN --tailscale BIN --artifacts DIR [--timeout SECS] [--allow-host] [--postgres] | list"
+            "usage: hs-integration run [PATTERN] --server BIN --tailscaled BIN --tailscale BIN --artifacts DIR [--timeout SECS] [--allow-host] [--postgres] [--failfast] | list"
         )),
     };
     match res {
@@ -108,6 +109,7 @@ fn run(args: &[String]) -> anyhow::Result<bool> {
     let mut artifacts = None;
     let mut timeout = Duration::from_secs(900);
     let mut allow_host = false;
+    let mut failfast = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut val = |flag: &str| {
@@ -129,6 +131,7 @@ fn run(args: &[String]) -> anyhow::Result<bool> {
                 timeout = Duration::from_secs(secs);
             }
             "--allow-host" => allow_host = true,
+            "--failfast" => failfast = true,
             "--postgres" => pg::enable(),
             p if !p.starts_with("--") && pattern.is_empty() => pattern = p.to_owned(),
             other => bail!("unknown argument {other:?}"),
@@ -171,11 +174,26 @@ fn run(args: &[String]) -> anyhow::Result<bool> {
         chosen.len(),
         ctx.artifacts.display()
     );
-    let (mut passed, mut failed) = (0, 0);
+    let mut summary = summary::Summary {
+        against: format!(
+            "tailscale {}.{}, {}",
+            version.0,
+            version.1,
+            if pg::enabled() { "postgres" } else { "sqlite" }
+        ),
+        ..summary::Summary::default()
+    };
     for (name, body) in chosen {
-        if eventually::run_timed_out() {
-            println!("--- FAIL {name}: not started, the run's --timeout expired");
-            failed += 1;
+        let skip = if eventually::run_timed_out() {
+            Some("the run's --timeout expired")
+        } else if failfast && summary.count(summary::Outcome::Failed) > 0 {
+            Some("--failfast: an earlier scenario failed")
+        } else {
+            None
+        };
+        if let Some(why) = skip {
+            println!("--- SKIP {name}: not started, {why}");
+            summary.push(name, summary::Outcome::NotRun, 0.0, why);
             continue;
         }
         println!("=== RUN  {name}");
@@ -185,23 +203,31 @@ fn run(args: &[String]) -> anyhow::Result<bool> {
         match res {
             Ok(Ok(())) => {
                 println!("--- PASS {name} ({secs:.1}s)");
-                passed += 1;
+                summary.push(name, summary::Outcome::Passed, secs, "");
             }
             Ok(Err(e)) => {
                 println!("--- FAIL {name} ({secs:.1}s): {e:#}");
-                failed += 1;
+                println!("    artifacts: {}", ctx.artifacts.join(name).display());
+                summary.push(name, summary::Outcome::Failed, secs, &format!("{e:#}"));
             }
             Err(_) => {
                 println!("--- FAIL {name} ({secs:.1}s): panicked");
-                failed += 1;
+                summary.push(name, summary::Outcome::Failed, secs, "panicked");
             }
         }
     }
+    let wall = started.elapsed().as_secs_f64();
+    summary.write(&ctx.artifacts, wall);
+    print!("\n{}", summary.markdown(wall));
     println!(
-        "hs-integration: wall time {:.1}s; artifacts in {}",
-        started.elapsed().as_secs_f64(),
+        "hs-integration: wall time {wall:.1}s; summary and artifacts in {}",
         ctx.artifacts.display()
     );
-    println!("{passed} passed, {failed} failed");
-    Ok(failed == 0)
+    let (passed, failed, not_run) = (
+        summary.count(summary::Outcome::Passed),
+        summary.count(summary::Outcome::Failed),
+        summary.count(summary::Outcome::NotRun),
+    );
+    println!("{passed} passed, {failed} failed, {not_run} not run");
+    Ok(failed == 0 && not_run == 0)
 }
