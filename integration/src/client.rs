@@ -23,6 +23,24 @@ pub(crate) struct ClientBins {
     pub(crate) tailscale: PathBuf,
 }
 
+/// `text` with every Headscale key (`hskey-…`, as tailscale echoes `--auth-key` back in its
+/// "mention all non-default flags" hint) cut to its prefix, so failures never print a key.
+pub(crate) fn redact_keys(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("hskey-") {
+        out.push_str(&rest[..i]);
+        out.push_str("hskey-<redacted>");
+        let tail = &rest[i..];
+        let end = tail
+            .find(|c: char| c.is_whitespace() || c == '"' || c == '\'')
+            .unwrap_or(tail.len());
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// The client's `major.minor` from `tailscale version` (its first line, `1.80.3-…`).
 pub(crate) fn version(tailscale: &Path) -> anyhow::Result<(u32, u32)> {
     let out = Command::new(tailscale)
@@ -201,8 +219,8 @@ impl Client {
                 self.name,
                 shown.join(" "),
                 out.status,
-                String::from_utf8_lossy(&out.stdout).trim(),
-                String::from_utf8_lossy(&out.stderr).trim()
+                redact_keys(String::from_utf8_lossy(&out.stdout).trim()),
+                redact_keys(String::from_utf8_lossy(&out.stderr).trim())
             );
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
@@ -216,6 +234,9 @@ impl Client {
             &format!("--auth-key={auth_key}"),
             &format!("--hostname={}", self.name),
             "--accept-dns=false",
+            // Stated, as Headscale's harness states it: clients before 1.90 restore RouteAll on
+            // logout, and a later `up` that does not mention it is refused.
+            "--accept-routes=false",
             "--timeout=90s",
         ])
         .map(|_| ())
@@ -341,5 +362,24 @@ impl Client {
         if let Some(mut p) = self.proc.take() {
             p.stop(Duration::from_secs(10));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_keys;
+
+    #[test]
+    fn keys_are_cut_from_client_output() {
+        let hint = "tailscale up --auth-key=hskey-auth-23861ff80344-b59920068800c1 --hostname=u2";
+        assert_eq!(
+            redact_keys(hint),
+            "tailscale up --auth-key=hskey-<redacted> --hostname=u2"
+        );
+        assert_eq!(
+            redact_keys("a 'hskey-api-x' and hskey-auth-y"),
+            "a 'hskey-<redacted>' and hskey-<redacted>"
+        );
+        assert_eq!(redact_keys("nothing secret"), "nothing secret");
     }
 }

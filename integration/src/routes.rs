@@ -215,8 +215,8 @@ impl RouteEnv {
             out.status.success(),
             "{name}: `tailscale up` as {user} with {extra:?} failed ({}): {}{}",
             out.status,
-            String::from_utf8_lossy(&out.stdout).trim(),
-            String::from_utf8_lossy(&out.stderr).trim()
+            crate::client::redact_keys(String::from_utf8_lossy(&out.stdout).trim()),
+            crate::client::redact_keys(String::from_utf8_lossy(&out.stderr).trim())
         );
         Ok(())
     }
