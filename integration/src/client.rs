@@ -252,6 +252,7 @@ impl Client {
                 &format!("--login-server={}", self.login_server),
                 &format!("--hostname={}", self.name),
                 "--accept-dns=false",
+                "--accept-routes=false",
                 "--force-reauth",
                 "--timeout=120s",
             ])

@@ -84,6 +84,8 @@ fn up_with(c: &Client, key: Option<&str>, extra: &[&str]) -> anyhow::Result<()> 
         login.as_str(),
         host.as_str(),
         "--accept-dns=false",
+        // Before `extra`, which may turn it on: the last mention wins.
+        "--accept-routes=false",
         "--timeout=90s",
     ];
     if let Some(a) = &auth {
