@@ -68,10 +68,20 @@ pub fn parse_alias(s: &str, is_host: impl Fn(&str) -> bool) -> Result<Alias, Str
     if is_host(s) {
         return Ok(Alias::Host(s.to_string()));
     }
-    if let Some(set) = parse_addr(s) {
+    if let Some(set) = parse_ip_or_prefix(s) {
         return Ok(Alias::Addr(set));
     }
     Err(format!("{s:?}: invalid address"))
+}
+
+/// Parses what a policy may write for addresses: one IP address or a prefix
+/// (`10.0.0.0/8`). Ranges (`a-b`) are how the hosted service *prints* address sets, not
+/// something a policy names.
+pub fn parse_ip_or_prefix(s: &str) -> Option<IpSet> {
+    if s.contains('-') {
+        return None;
+    }
+    parse_addr(s)
 }
 
 /// Parses an address, prefix (`10.0.0.0/8`) or range (`a-b`) into a set.
@@ -87,7 +97,8 @@ pub fn parse_addr(s: &str) -> Option<IpSet> {
     }
     if let Some((a, b)) = s.split_once('-') {
         let (a, b) = (a.parse::<IpAddr>().ok()?, b.parse::<IpAddr>().ok()?);
-        if a.is_ipv4() != b.is_ipv4() {
+        // A range runs from its low end to its high end, within one address family.
+        if a.is_ipv4() != b.is_ipv4() || a > b {
             return None;
         }
         set.add_range(a, b);
@@ -115,14 +126,14 @@ pub fn split_alias_ports(s: &str) -> Result<(&str, &str), String> {
 /// An inclusive port range.
 pub type Ports = (u16, u16);
 
-/// Parses `*`, `22`, `80-443` or a comma list of those.
+/// Parses `*`, `22`, `80-443` or a comma list of numbers and ranges (`*` stands alone: it
+/// is every port, never one item of a list).
 pub fn parse_ports(s: &str) -> Result<Vec<Ports>, String> {
+    if s == "*" {
+        return Ok(vec![(0, 65535)]);
+    }
     let mut out = Vec::new();
     for part in s.split(',') {
-        if part == "*" {
-            out.push((0, 65535));
-            continue;
-        }
         let (a, b) = match part.split_once('-') {
             Some((a, b)) => (a, Some(b)),
             None => (part, None),
@@ -151,13 +162,30 @@ pub fn parse_ports(s: &str) -> Result<Vec<Ports>, String> {
 }
 
 /// IP protocol numbers for a protocol name or number. Empty means "the default set".
+///
+/// As Tailscale reads `proto`: a name from its list (any case), or an IANA protocol number
+/// 0–255 written without leading zeros (so not `0` either); 99 is Tailscale's own (TSMP).
+/// The errors are Tailscale's wording.
 pub fn parse_proto(s: &str) -> Result<Vec<u8>, String> {
+    if s.is_empty() {
+        return Ok(vec![]);
+    }
+    if s.bytes().all(|b| b.is_ascii_digit())
+        && let Ok(n) = s.parse::<u8>()
+    {
+        if n == 99 {
+            return Err("IP protocol 99 is reserved for use by Tailscale".into());
+        }
+        if s.starts_with('0') {
+            return Err(format!("leading 0 not permitted in protocol number {s:?}"));
+        }
+        return Ok(vec![n]);
+    }
     let v = match s.to_ascii_lowercase().as_str() {
-        "" => vec![],
         "tcp" => vec![6],
         "udp" => vec![17],
         "icmp" => vec![1, 58],
-        "ipv6-icmp" | "icmpv6" => vec![58],
+        "ipv6-icmp" => vec![58],
         "igmp" => vec![2],
         "ipv4" | "ip-in-ip" => vec![4],
         "egp" => vec![8],
@@ -166,10 +194,11 @@ pub fn parse_proto(s: &str) -> Result<Vec<u8>, String> {
         "esp" => vec![50],
         "ah" => vec![51],
         "sctp" => vec![132],
-        other => match other.parse::<u8>() {
-            Ok(n) => vec![n],
-            Err(_) => return Err(format!("proto {s:?} is not a valid protocol")),
-        },
+        _ => {
+            return Err(format!(
+                "proto name {s:?} not known; use protocol number 0-255"
+            ));
+        }
     };
     Ok(v)
 }

@@ -1,22 +1,33 @@
 //! The policy document as written: serde structs for every section of the policy language.
 //! Unknown fields are refused, as the hosted service refuses them.
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 use std::collections::BTreeMap;
+
+/// JSON `null` for a list, map or flag means the same as leaving the field out, as the
+/// hosted service reads it (`"acceptEnv": null` is accepted; `"users": null` is refused only
+/// because SSH users must be given).
+fn null_as_absent<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
 
 /// A whole policy file.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Policy {
     /// `group:name` → members (users or other groups).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_absent")]
     pub groups: BTreeMap<String, Option<Vec<String>>>,
     /// Host name → address or prefix.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_absent")]
     pub hosts: BTreeMap<String, String>,
     /// `tag:name` → owners (users, groups, tags, autogroups).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_absent")]
     pub tag_owners: BTreeMap<String, Option<Vec<String>>>,
     /// Classic ACL rules. Absent (together with `grants`) means "allow everything"; an empty
     /// list means "allow nothing".
@@ -26,22 +37,22 @@ pub struct Policy {
     #[serde(default)]
     pub grants: Option<Vec<Grant>>,
     /// SSH rules.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_absent")]
     pub ssh: Vec<SshRule>,
     /// Node attributes.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_absent")]
     pub node_attrs: Vec<NodeAttr>,
     /// Route and exit-node auto-approvers.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_absent")]
     pub auto_approvers: AutoApprovers,
     /// Policy tests, run on every save.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_absent")]
     pub tests: Vec<AclTest>,
     /// SSH policy tests, run on every save.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_absent")]
     pub ssh_tests: Vec<SshTest>,
     /// Ask clients to pick a random WireGuard port.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_absent")]
     pub randomize_client_port: bool,
     /// Accepted and ignored: DERP map overrides are not the policy engine's concern.
     #[serde(default, rename = "derpMap")]
@@ -59,13 +70,13 @@ pub struct Policy {
 #[serde(deny_unknown_fields)]
 pub struct Acl {
     /// Only `accept` is supported.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_absent")]
     pub action: String,
     /// Sources.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_absent")]
     pub src: Vec<String>,
     /// Destinations with ports (`alias:ports`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_absent")]
     pub dst: Vec<String>,
     /// Optional IP protocol (name or number).
     #[serde(default)]
@@ -77,19 +88,19 @@ pub struct Acl {
 #[serde(deny_unknown_fields)]
 pub struct Grant {
     /// Sources.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_absent")]
     pub src: Vec<String>,
     /// Destinations (aliases, no ports).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_absent")]
     pub dst: Vec<String>,
     /// Network capabilities: `*`, `port`, `proto:port`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_absent")]
     pub ip: Vec<String>,
     /// Application capabilities: name → list of JSON values.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_absent")]
     pub app: BTreeMap<String, Vec<Value>>,
     /// Routers (tags) the grant applies through.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_absent")]
     pub via: Vec<String>,
 }
 
@@ -101,10 +112,10 @@ pub struct SshRule {
     #[serde(default)]
     pub action: Option<String>,
     /// Sources.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_absent")]
     pub src: Vec<String>,
     /// Destinations.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_absent")]
     pub dst: Vec<String>,
     /// Login users.
     #[serde(default)]
@@ -122,13 +133,13 @@ pub struct SshRule {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct NodeAttr {
     /// Nodes the attributes apply to.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_absent")]
     pub target: Vec<String>,
     /// Attribute strings (capability names).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_absent")]
     pub attr: Vec<String>,
     /// Address pools for the targets.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_absent")]
     pub ip_pool: Vec<String>,
     /// Capabilities with values.
     #[serde(default)]
@@ -140,10 +151,10 @@ pub struct NodeAttr {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AutoApprovers {
     /// Route prefix → who may announce it without manual approval.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_absent")]
     pub routes: BTreeMap<String, Vec<String>>,
     /// Who may advertise an exit node without manual approval.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_absent")]
     pub exit_node: Vec<String>,
 }
 
@@ -158,10 +169,10 @@ pub struct AclTest {
     #[serde(default)]
     pub proto: Option<Value>,
     /// Destinations (`host:port`) that must be allowed.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_absent")]
     pub accept: Vec<String>,
     /// Destinations that must be denied.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_absent")]
     pub deny: Vec<String>,
 }
 
@@ -170,18 +181,18 @@ pub struct AclTest {
 #[serde(deny_unknown_fields)]
 pub struct SshTest {
     /// Source.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_absent")]
     pub src: String,
     /// Destinations.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_absent")]
     pub dst: Vec<String>,
     /// Users that must be accepted.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_absent")]
     pub accept: Vec<String>,
     /// Users that must be accepted after a check.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_absent")]
     pub check: Vec<String>,
     /// Users that must be denied.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_absent")]
     pub deny: Vec<String>,
 }

@@ -33,6 +33,7 @@ pub mod hujson;
 mod incremental;
 mod input;
 pub mod ipset;
+mod owners;
 mod peers;
 mod resolve;
 mod routes;
@@ -50,6 +51,7 @@ pub use engine::{AppCaps, CompiledPolicy, PeerView, Rule};
 pub use error::PolicyError;
 pub use incremental::Delta;
 pub use input::{IDP_GROUP_PREFIX, PolicyNode, PolicyUser, Roles};
+pub use owners::user_owns_tag;
 pub use ssh::{SshAction, SshRuleOut};
 
 impl Policy {
@@ -68,6 +70,41 @@ impl Policy {
                 message: format!("a policy is a JSON object ({{ … }}); found {c:?}"),
             });
         }
+        // serde also builds a struct from a JSON array (its fields in order); every entry of
+        // the policy is an object, so an array where an entry belongs is refused by name.
+        if let Ok(serde_json::Value::Object(top)) = serde_json::from_str(&json) {
+            check_entries_are_objects(&top)?;
+        }
         hujson::from_str(text)
     }
+}
+
+/// The sections whose value, or each of whose entries, is a JSON object with named fields.
+fn check_entries_are_objects(
+    top: &serde_json::Map<String, serde_json::Value>,
+) -> Result<(), PolicyError> {
+    use serde_json::Value;
+    let not_object = |place: String, v: &Value| {
+        let found = match v {
+            Value::Array(_) => "an array",
+            Value::String(_) => "a string",
+            Value::Number(_) => "a number",
+            Value::Bool(_) => "a boolean",
+            Value::Null | Value::Object(_) => return Ok(()),
+        };
+        Err(PolicyError::Invalid(format!(
+            "{place}: must be a JSON object ({{ … }}), found {found}"
+        )))
+    };
+    if let Some(v) = top.get("autoApprovers") {
+        not_object("autoApprovers".into(), v)?;
+    }
+    for section in ["acls", "grants", "ssh", "nodeAttrs", "tests", "sshTests"] {
+        if let Some(Value::Array(entries)) = top.get(section) {
+            for (i, e) in entries.iter().enumerate() {
+                not_object(format!("{section}[{i}]"), e)?;
+            }
+        }
+    }
+    Ok(())
 }

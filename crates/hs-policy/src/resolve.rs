@@ -85,7 +85,7 @@ impl<'a> Resolver<'a> {
         self.policy
             .hosts
             .get(h)
-            .and_then(|v| parse_addr(v))
+            .and_then(|v| parse_addr(v.trim()))
             .unwrap_or_default()
     }
 

@@ -142,6 +142,31 @@ fn src_error(r: &Resolver<'_>, field: &str, a: &Alias) -> Result<(), PolicyError
         Alias::Internet => Err(invalid(format!(
             "{field}=\"autogroup:internet\": autogroup:internet can only be used as a destination"
         ))),
+        // autogroup:self means "the destination's own user": it needs a destination to be
+        // relative to.
+        Alias::SelfNodes => Err(invalid(format!(
+            "{field}=\"autogroup:self\": autogroup:self can only be used as a destination"
+        ))),
+        Alias::NonRoot => Err(invalid(format!("{field}={NONROOT_ERR}"))),
+        _ => Ok(()),
+    }
+}
+
+const NONROOT_ERR: &str = "\"autogroup:nonroot\": autogroup:nonroot can only be used in SSH users";
+
+/// What a network rule's destination may not be, whatever the rule: an undefined tag or
+/// group, every address outside the tailnet (`autogroup:danger-all`), or the SSH-only
+/// `autogroup:nonroot`. `d` is the destination as written (without its ports).
+fn dst_error(r: &Resolver<'_>, d: &str, a: &Alias) -> Result<(), PolicyError> {
+    match a {
+        Alias::Tag(t) if !r.tag_defined(t) => {
+            Err(invalid(format!("dst={d:?}: tag not found: {t:?}")))
+        }
+        Alias::Group(g) if !r.policy.groups.contains_key(g) => {
+            Err(invalid(format!("dst={d:?}: group not found: {g:?}")))
+        }
+        Alias::DangerAll => Err(invalid("cannot use autogroup:danger-all as a dst")),
+        Alias::NonRoot => Err(invalid(format!("dst={NONROOT_ERR}"))),
         _ => Ok(()),
     }
 }
@@ -247,11 +272,7 @@ pub(crate) fn compile_acls(
             let a = r
                 .parse(alias)
                 .map_err(|e| invalid(format!("dst={alias:?}: {e}")))?;
-            if let Alias::Tag(t) = &a
-                && !r.tag_defined(t)
-            {
-                return Err(invalid(format!("dst={alias:?}: tag not found: {t:?}")));
-            }
+            dst_error(r, alias, &a)?;
             if matches!(a, Alias::SelfNodes)
                 && src_aliases.iter().any(|s| {
                     !matches!(
@@ -341,6 +362,14 @@ pub(crate) fn compile_grants(
             return Err(invalid("ip and app can not both be empty"));
         }
         for name in g.app.keys() {
+            // A capability name is `{domain}/{path}`: not a URL, not a bare word. (The
+            // hosted service words this like its tailscale.com-domain refusal, without the
+            // name.)
+            if name.contains("://") || !name.contains('/') {
+                return Err(invalid(
+                    "capability name must have the form {domain}/{path}",
+                ));
+            }
             let bare = name.split('?').next().unwrap_or(name);
             if (bare.starts_with("tailscale.com/") || bare.contains(".tailscale.com/"))
                 && !ALLOWED_TS_CAPS.contains(&bare)
@@ -369,13 +398,8 @@ pub(crate) fn compile_grants(
         let mut dst_aliases = Vec::new();
         for d in &g.dst {
             let a = r.parse(d).map_err(|e| invalid(format!("dst={d:?}: {e}")))?;
+            dst_error(r, d, &a)?;
             match &a {
-                Alias::Tag(t) if !r.tag_defined(t) => {
-                    return Err(invalid(format!("dst={d:?}: tag not found: {t:?}")));
-                }
-                Alias::DangerAll => {
-                    return Err(invalid("cannot use autogroup:danger-all as a dst"));
-                }
                 Alias::Internet if !g.app.is_empty() => {
                     return Err(invalid("cannot use app grants with autogroup:internet"));
                 }

@@ -170,7 +170,7 @@ fn check_src_dst(r: &Resolver<'_>, rule: &crate::ast::SshRule) -> Result<(), Pol
                     )));
                 }
             }
-            Ok(Alias::Member) if tagged => {
+            Ok(Alias::Member | Alias::SelfNodes) if tagged => {
                 return Err(invalid(format!(
                     "dst={d:?}: tags in SSH source cannot access user-owned devices"
                 )));
@@ -243,13 +243,22 @@ pub(crate) fn compile_ssh(r: &Resolver<'_>, p: &Policy) -> Result<Vec<CSsh>, Pol
                 continue;
             }
             let a = r.parse(s).map_err(invalid)?;
-            if let Alias::Tag(t) = &a
-                && !r.tag_defined(t)
-            {
-                return Err(invalid(format!("src=tag not found: {t:?}")));
-            }
-            if a == Alias::Internet {
-                return Err(invalid(format!("invalid src {s:?}")));
+            match &a {
+                Alias::Tag(t) if !r.tag_defined(t) => {
+                    return Err(invalid(format!("src=tag not found: {t:?}")));
+                }
+                Alias::Group(g) if !r.policy.groups.contains_key(g) => {
+                    return Err(invalid(format!("src=group not found: {g:?}")));
+                }
+                // SSH comes from people and tagged devices: users, groups, tags,
+                // autogroup:member and autogroup:tagged. Not from addresses, hosts, `*`, the
+                // internet, or autogroups that only mean something elsewhere.
+                Alias::User(_)
+                | Alias::Group(_)
+                | Alias::Tag(_)
+                | Alias::Member
+                | Alias::Tagged => {}
+                _ => return Err(invalid(format!("invalid src {s:?}"))),
             }
             src_nodes.union_with(&r.source(&a).nodes);
         }
@@ -259,14 +268,18 @@ pub(crate) fn compile_ssh(r: &Resolver<'_>, p: &Policy) -> Result<Vec<CSsh>, Pol
             let a = r.parse(d).map_err(invalid)?;
             match a {
                 Alias::SelfNodes => dsts.push(SshDst::SelfNodes),
-                // SSH reaches devices: not addresses, not everything, not the internet.
-                Alias::Host(_) | Alias::Addr(_) | Alias::Wildcard | Alias::Internet => {
-                    return Err(invalid(format!("invalid dst {d:?}")));
-                }
                 Alias::Tag(ref t) if !r.tag_defined(t) => {
                     return Err(invalid(format!("dst={d:?}: tag not found: {t:?}")));
                 }
-                other => dsts.push(SshDst::Nodes(r.identity_nodes(&other))),
+                // SSH reaches devices, named by their owner or tags: a user, a tag,
+                // autogroup:member or autogroup:tagged (and autogroup:self above). Not
+                // addresses or hosts, not everything, not the internet, not groups.
+                other @ (Alias::User(_)
+                | Alias::UserDomain(_)
+                | Alias::Tag(_)
+                | Alias::Member
+                | Alias::Tagged) => dsts.push(SshDst::Nodes(r.identity_nodes(&other))),
+                _ => return Err(invalid(format!("invalid dst {d:?}"))),
             }
         }
         out.push(CSsh {

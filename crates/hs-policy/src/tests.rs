@@ -18,12 +18,18 @@ pub(crate) fn run_tests(c: &CompiledPolicy) -> Result<(), PolicyError> {
     let r = Resolver::new(&c.policy, &c.users, &c.nodes);
     let mut failures = Vec::new();
     for (i, t) in c.policy.tests.iter().enumerate() {
+        // A test asserts something: an entry with nothing to accept or deny is a mistake,
+        // not a pass.
+        if t.accept.is_empty() && t.deny.is_empty() {
+            failures.push(format!("tests[{i}]: no \"accept\" or \"deny\" to check"));
+            continue;
+        }
         if let Err(why) = acl_test(c, &r, t) {
             failures.push(format!("tests[{i}]: {why}"));
         }
     }
     for (i, t) in c.policy.ssh_tests.iter().enumerate() {
-        for d in &t.dst {
+        for d in t.dst.iter().map(|d| d.trim()) {
             if d == "autogroup:internet" || (d.contains('/') && parse_addr(d).is_some()) {
                 return Err(invalid(format!(
                     "SSH tests dst contains disallowed element {d:?}"
@@ -32,6 +38,12 @@ pub(crate) fn run_tests(c: &CompiledPolicy) -> Result<(), PolicyError> {
             if d.starts_with("tag:") && !r.tag_defined(d) {
                 return Err(invalid(format!("SSH tests dst contains unknown tag {d:?}")));
             }
+        }
+        if t.accept.is_empty() && t.check.is_empty() && t.deny.is_empty() {
+            failures.push(format!(
+                "sshTests[{i}]: no \"accept\", \"check\" or \"deny\" to check"
+            ));
+            continue;
         }
         if let Err(why) = ssh_test(c, &r, t) {
             failures.push(format!("sshTests[{i}]: {why}"));
@@ -159,9 +171,17 @@ fn allowed(
     proto: &[u8],
 ) -> bool {
     let ports_ok = |ports: &[(u16, u16)]| ports.iter().any(|&(a, b)| a <= port && port <= b);
+    // As a source, `*` is the tailnet: its own addresses and approved subnet routes, not an
+    // arbitrary address (as a destination it is every address).
+    let src_covers = |a: &Alias| match (a, &src.alias) {
+        (Alias::Wildcard, Alias::Addr(_) | Alias::Host(_)) => {
+            !src.ips.is_empty() && src.ips.iter().all(|ip| r.wildcard.contains_ip(*ip))
+        }
+        _ => covers(r, a, src),
+    };
     let src_ok = |srcs: &[String]| {
         srcs.iter()
-            .any(|s| r.parse(s).is_ok_and(|a| covers(r, &a, src)))
+            .any(|s| r.parse(s).is_ok_and(|a| src_covers(&a)))
     };
     let acls_ok = c.policy.acls.iter().flatten().any(|acl| {
         src_ok(&acl.src)
@@ -217,26 +237,22 @@ fn acl_test(c: &CompiledPolicy, r: &Resolver<'_>, t: &AclTest) -> Result<(), Str
     Ok(())
 }
 
-/// What the destination node's SSH rules let a principal address do as `user`.
-fn ssh_verdict(c: &CompiledPolicy, n: usize, srcs: &[IpAddr], user: &str) -> Option<SshAction> {
+/// Whether the destination node's SSH rules let principal address `ip` log in as `user`:
+/// through any rule (`.0`), and through a `check` rule (`.1`).
+fn ssh_reach(c: &CompiledPolicy, n: usize, ip: IpAddr, user: &str) -> (bool, bool) {
+    let ip = ip.to_string();
+    let (mut any, mut check) = (false, false);
     for rule in c.ssh_rules(n) {
-        if !srcs
-            .iter()
-            .any(|ip| rule.principals.contains(&ip.to_string()))
-        {
+        if !rule.principals.contains(&ip) {
             continue;
         }
-        let mapped = rule
-            .ssh_users
-            .get(user)
-            .cloned()
-            .or_else(|| rule.ssh_users.get("*").cloned());
-        match mapped {
-            Some(m) if !m.is_empty() => return Some(rule.action.clone()),
-            _ => continue,
+        let mapped = rule.ssh_users.get(user).or_else(|| rule.ssh_users.get("*"));
+        if mapped.is_some_and(|m| !m.is_empty()) {
+            any = true;
+            check |= matches!(rule.action, SshAction::Check { .. });
         }
     }
-    None
+    (any, check)
 }
 
 fn ssh_test(c: &CompiledPolicy, r: &Resolver<'_>, t: &SshTest) -> Result<(), String> {
@@ -256,22 +272,27 @@ fn ssh_test(c: &CompiledPolicy, r: &Resolver<'_>, t: &SshTest) -> Result<(), Str
     if dst_nodes.is_empty() {
         return Err("no destination node".into());
     }
-    let check =
-        |users: &[String], want: &dyn Fn(Option<SshAction>) -> bool| -> Result<(), String> {
-            for u in users {
-                if u.is_empty() {
-                    return Err("empty user".into());
-                }
-                for &n in &dst_nodes {
-                    if !want(ssh_verdict(c, n, &src.ips, u)) {
-                        return Err(format!("user {u:?} on {}", c.nodes[n].name));
-                    }
+    if src.ips.is_empty() {
+        return Err(format!("source {:?} has no addresses", t.src));
+    }
+    // Every address of the source must agree: `accept` holds when each can log in (through
+    // an accept or a check rule), `check` when each can through a check rule, `deny` when
+    // none can.
+    let check = |users: &[String], want: &dyn Fn((bool, bool)) -> bool| -> Result<(), String> {
+        for u in users {
+            if u.is_empty() {
+                return Err("empty user".into());
+            }
+            for &n in &dst_nodes {
+                if !src.ips.iter().all(|&ip| want(ssh_reach(c, n, ip, u))) {
+                    return Err(format!("user {u:?} on {}", c.nodes[n].name));
                 }
             }
-            Ok(())
-        };
-    check(&t.accept, &|v| matches!(v, Some(SshAction::Accept)))?;
-    check(&t.check, &|v| matches!(v, Some(SshAction::Check { .. })))?;
-    check(&t.deny, &|v| v.is_none())?;
+        }
+        Ok(())
+    };
+    check(&t.accept, &|(any, _)| any)?;
+    check(&t.check, &|(_, check)| check)?;
+    check(&t.deny, &|(any, _)| !any)?;
     Ok(())
 }

@@ -1,33 +1,40 @@
 //! Whole-policy checks that do not depend on one rule: tag names, group shapes, node
 //! attributes. Messages are the hosted service's.
 
-use crate::alias::{Alias, parse_addr};
+use crate::alias::{Alias, parse_addr, parse_ip_or_prefix};
 use crate::ast::Policy;
 use crate::error::{PolicyError, invalid};
 use crate::input::PolicyUser;
 use crate::resolve::Resolver;
 
-fn valid_tag_name(tag: &str) -> bool {
+/// Tailscale's tag name rule: `tag:` then a letter, then letters, digits and dashes (ASCII
+/// only). The reason is the hosted service's wording.
+fn check_tag_name(tag: &str) -> Result<(), &'static str> {
     let Some(name) = tag.strip_prefix("tag:") else {
-        return false;
+        return Err("tags must start with 'tag:'");
     };
-    let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    let Some(first) = name.bytes().next() else {
+        return Err("tag names must not be empty");
+    };
+    if !first.is_ascii_alphabetic() {
+        return Err("tag names must start with a letter, after 'tag:'");
+    }
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        return Err("tag names can only contain numbers, letters, or dashes");
+    }
+    Ok(())
 }
 
 /// Checks that need only the policy and the user list.
 pub(crate) fn validate(p: &Policy, _users: &[PolicyUser]) -> Result<(), PolicyError> {
     for tag in p.tag_owners.keys() {
-        if !valid_tag_name(tag) {
-            return Err(invalid(format!(
-                "tagOwners[{tag:?}]: tag names must start with a letter, after 'tag:'"
-            )));
+        if let Err(why) = check_tag_name(tag) {
+            return Err(invalid(format!("tagOwners[{tag:?}]: {why}")));
         }
     }
     // A host that names no address would silently match nothing; refuse it by name.
     for (name, value) in &p.hosts {
-        if parse_addr(value.trim()).is_none() {
+        if parse_ip_or_prefix(value.trim()).is_none() {
             return Err(invalid(format!(
                 "hosts[{name:?}]: {value:?} is not an IP address or prefix"
             )));
@@ -151,7 +158,7 @@ pub(crate) fn validate_node_attrs(r: &Resolver<'_>, p: &Policy) -> Result<(), Po
                     return Err(invalid(format!("group not found: {g:?}")));
                 }
                 // Attributes belong to devices; the internet is none.
-                Ok(Alias::Internet | Alias::DangerAll) => {
+                Ok(Alias::Internet | Alias::DangerAll | Alias::NonRoot) => {
                     return Err(invalid(format!("{t:?}: not a valid nodeAttrs target")));
                 }
                 Ok(_) => {}
@@ -174,6 +181,18 @@ pub(crate) fn validate_node_attrs(r: &Resolver<'_>, p: &Policy) -> Result<(), Po
                     "IPPool({pool}): network within reserved range"
                 )));
             }
+            // A pool hands out Tailscale addresses, which come from 100.64.0.0/10.
+            let mut cgnat = crate::ipset::IpSet::new();
+            if let Some(s) = parse_addr("100.64.0.0/10") {
+                cgnat.extend(&s);
+            }
+            let mut outside = set.clone();
+            outside.subtract(&cgnat);
+            if !outside.is_empty() {
+                return Err(invalid(format!(
+                    "IPPool({pool}): network not within 100.64.0.0/10"
+                )));
+            }
         }
     }
     Ok(())
@@ -185,9 +204,9 @@ mod tests {
 
     #[test]
     fn tag_names() {
-        assert!(valid_tag_name("tag:server-1"));
-        assert!(!valid_tag_name("tag:1server"));
-        assert!(!valid_tag_name("tag:сервер"));
+        assert!(check_tag_name("tag:server-1").is_ok());
+        assert!(check_tag_name("tag:1server").is_err());
+        assert!(check_tag_name("tag:сервер").is_err());
     }
 
     fn refusal(text: &str) -> String {

@@ -33,7 +33,7 @@ fn policy(extra: &str) -> String {
 fn verdict(text: &str) -> Result<(), String> {
     Policy::parse(text)
         .and_then(|p| CompiledPolicy::compile_and_test(&p, &[], &[]).map(drop))
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.detailed())
 }
 
 /// (rule, breaking policy section, words the refusal must contain, keeping section)
@@ -164,6 +164,162 @@ const TABLE: &[(&str, &str, &str, &str)] = &[
         "not a valid nodeAttrs target",
         r#""nodeAttrs": [{"target": ["autogroup:tagged"], "attr": ["funnel"]}]"#,
     ),
+    (
+        "tag names are letters, digits and dashes",
+        r#""acls": [], "tagOwners": {"tag:x": [], "tag:web_1": []}"#,
+        "tagOwners[\"tag:web_1\"]: tag names can only contain numbers, letters, or dashes",
+        r#""acls": [], "tagOwners": {"tag:x": [], "tag:web-1": []}"#,
+    ),
+    (
+        "tag names are not empty",
+        r#""acls": [], "tagOwners": {"tag:x": [], "tag:": []}"#,
+        "tagOwners[\"tag:\"]: tag names must not be empty",
+        r#""acls": [], "tagOwners": {"tag:x": [], "tag:y": []}"#,
+    ),
+    (
+        "groups a rule names exist",
+        r#""acls": [{"action": "accept", "src": ["*"], "dst": ["group:nope:22"]}]"#,
+        "dst=\"group:nope\": group not found: \"group:nope\"",
+        r#""acls": [{"action": "accept", "src": ["*"], "dst": ["group:eng:22"]}]"#,
+    ),
+    (
+        "groups a rule names exist (grants)",
+        r#""grants": [{"src": ["*"], "dst": ["group:nope"], "ip": ["*"]}]"#,
+        "group not found: \"group:nope\"",
+        r#""grants": [{"src": ["*"], "dst": ["group:eng"], "ip": ["*"]}]"#,
+    ),
+    (
+        "groups an SSH rule names exist",
+        r#""ssh": [{"action": "accept", "src": ["group:nope"], "dst": ["tag:x"], "users": ["root"]}]"#,
+        "src=group not found: \"group:nope\"",
+        r#""ssh": [{"action": "accept", "src": ["group:eng"], "dst": ["tag:x"], "users": ["root"]}]"#,
+    ),
+    (
+        "autogroup:self is never a source",
+        r#""acls": [{"action": "accept", "src": ["autogroup:self"], "dst": ["autogroup:self:*"]}]"#,
+        "autogroup:self can only be used as a destination",
+        r#""acls": [{"action": "accept", "src": ["autogroup:member"], "dst": ["autogroup:self:*"]}]"#,
+    ),
+    (
+        "autogroup:self is never a source (grants)",
+        r#""grants": [{"src": ["autogroup:self"], "dst": ["tag:x"], "ip": ["*"]}]"#,
+        "autogroup:self can only be used as a destination",
+        r#""grants": [{"src": ["autogroup:member"], "dst": ["tag:x"], "ip": ["*"]}]"#,
+    ),
+    (
+        "addresses outside the tailnet are never a destination",
+        r#""acls": [{"action": "accept", "src": ["*"], "dst": ["autogroup:danger-all:*"]}]"#,
+        "cannot use autogroup:danger-all as a dst",
+        r#""acls": [{"action": "accept", "src": ["autogroup:danger-all"], "dst": ["*:*"]}]"#,
+    ),
+    (
+        "autogroup:nonroot belongs to SSH users",
+        r#""acls": [{"action": "accept", "src": ["*"], "dst": ["autogroup:nonroot:22"]}]"#,
+        "autogroup:nonroot can only be used in SSH users",
+        r#""acls": [{"action": "accept", "src": ["*"], "dst": ["autogroup:member:22"]}]"#,
+    ),
+    (
+        "autogroup:nonroot belongs to SSH users (nodeAttrs)",
+        r#""nodeAttrs": [{"target": ["autogroup:nonroot"], "attr": ["mullvad"]}]"#,
+        "not a valid nodeAttrs target",
+        r#""nodeAttrs": [{"target": ["autogroup:member"], "attr": ["mullvad"]}]"#,
+    ),
+    (
+        "SSH comes from users, groups, tags, member or tagged, not *",
+        r#""ssh": [{"action": "accept", "src": ["*"], "dst": ["tag:x"], "users": ["root"]}]"#,
+        "invalid src \"*\"",
+        r#""ssh": [{"action": "accept", "src": ["autogroup:member"], "dst": ["tag:x"], "users": ["root"]}]"#,
+    ),
+    (
+        "SSH sources are not hosts or addresses",
+        r#""ssh": [{"action": "accept", "src": ["web"], "dst": ["tag:x"], "users": ["root"]}]"#,
+        "invalid src \"web\"",
+        r#""ssh": [{"action": "accept", "src": ["tag:y"], "dst": ["tag:x"], "users": ["root"]}]"#,
+    ),
+    (
+        "SSH destinations are not groups",
+        r#""ssh": [{"action": "accept", "src": ["group:eng"], "dst": ["group:eng"], "users": ["root"]}]"#,
+        "invalid dst \"group:eng\"",
+        r#""ssh": [{"action": "accept", "src": ["group:eng"], "dst": ["autogroup:self"], "users": ["root"]}]"#,
+    ),
+    (
+        "tagged SSH sources never reach autogroup:self",
+        r#""ssh": [{"action": "accept", "src": ["tag:x"], "dst": ["autogroup:self"], "users": ["root"]}]"#,
+        "dst=\"autogroup:self\": tags in SSH source cannot access user-owned devices",
+        r#""ssh": [{"action": "accept", "src": ["autogroup:member"], "dst": ["autogroup:self"], "users": ["root"]}]"#,
+    ),
+    (
+        "capability names are domain/path, not URLs",
+        r#""grants": [{"src": ["*"], "dst": ["tag:x"], "app": {"https://example.com/cap/x": [{}]}}]"#,
+        "capability name must have the form {domain}/{path}",
+        r#""grants": [{"src": ["*"], "dst": ["tag:x"], "app": {"example.com/cap/x": [{}]}}]"#,
+    ),
+    (
+        "capability names are domain/path, not bare words",
+        r#""grants": [{"src": ["*"], "dst": ["tag:x"], "app": {"capx": [{}]}}]"#,
+        "capability name must have the form {domain}/{path}",
+        r#""grants": [{"src": ["*"], "dst": ["tag:x"], "app": {"example.com/capx": [{}]}}]"#,
+    ),
+    (
+        "protocol names are Tailscale's",
+        r#""acls": [{"action": "accept", "src": ["*"], "proto": "icmpv6", "dst": ["tag:x:*"]}]"#,
+        "proto name \"icmpv6\" not known; use protocol number 0-255",
+        r#""acls": [{"action": "accept", "src": ["*"], "proto": "IPv6-ICMP", "dst": ["tag:x:*"]}]"#,
+    ),
+    (
+        "protocol numbers are written without leading zeros",
+        r#""grants": [{"src": ["*"], "dst": ["tag:x"], "ip": ["06:22"]}]"#,
+        "leading 0 not permitted in protocol number \"06\"",
+        r#""grants": [{"src": ["*"], "dst": ["tag:x"], "ip": ["6:22"]}]"#,
+    ),
+    (
+        "protocol 0 is no protocol",
+        r#""acls": [{"action": "accept", "src": ["*"], "proto": "0", "dst": ["tag:x:*"]}]"#,
+        "leading 0 not permitted in protocol number \"0\"",
+        r#""acls": [{"action": "accept", "src": ["*"], "dst": ["tag:x:*"]}]"#,
+    ),
+    (
+        "protocol 99 is Tailscale's own",
+        r#""acls": [{"action": "accept", "src": ["*"], "proto": "99", "dst": ["tag:x:*"]}]"#,
+        "IP protocol 99 is reserved for use by Tailscale",
+        r#""acls": [{"action": "accept", "src": ["*"], "proto": "98", "dst": ["tag:x:*"]}]"#,
+    ),
+    (
+        "* is every port, never one item of a list",
+        r#""acls": [{"action": "accept", "src": ["*"], "dst": ["tag:x:22,*"]}]"#,
+        "port range \"*\": invalid first integer",
+        r#""acls": [{"action": "accept", "src": ["*"], "dst": ["tag:x:22,80"]}]"#,
+    ),
+    (
+        "rules name addresses as IPs or prefixes, not ranges",
+        r#""acls": [{"action": "accept", "src": ["10.0.0.0-10.0.0.7"], "dst": ["tag:x:22"]}]"#,
+        "\"10.0.0.0-10.0.0.7\": invalid address",
+        r#""acls": [{"action": "accept", "src": ["10.0.0.0/29"], "dst": ["tag:x:22"]}]"#,
+    ),
+    (
+        "host values are IPs or prefixes, not ranges",
+        r#""acls": [], "hosts": {"web": "10.0.0.0-10.0.0.7"}"#,
+        "hosts[\"web\"]: \"10.0.0.0-10.0.0.7\" is not an IP address or prefix",
+        r#""acls": [], "hosts": {"web": "10.0.0.0/29"}"#,
+    ),
+    (
+        "IP pools hold Tailscale addresses",
+        r#""nodeAttrs": [{"target": ["tag:x"], "ipPool": ["10.0.0.0/8"]}]"#,
+        "IPPool(10.0.0.0/8): network not within 100.64.0.0/10",
+        r#""nodeAttrs": [{"target": ["tag:x"], "ipPool": ["100.80.0.0/16"]}]"#,
+    ),
+    (
+        "* as a test's source is the tailnet, not any address",
+        r#""acls": [{"action": "accept", "src": ["*"], "dst": ["tag:x:22"]}], "tests": [{"src": "10.9.9.9", "accept": ["tag:x:22"]}]"#,
+        "tests[0]: \"tag:x:22\" should be accepted",
+        r#""acls": [{"action": "accept", "src": ["*"], "dst": ["tag:x:22"]}], "tests": [{"src": "100.64.9.9", "accept": ["tag:x:22"]}]"#,
+    ),
+    (
+        "a test asserts something",
+        r#""acls": [], "tests": [{"src": "tag:x"}]"#,
+        "tests[0]: no \"accept\" or \"deny\" to check",
+        r#""acls": [], "tests": [{"src": "tag:x", "deny": ["tag:y:22"]}]"#,
+    ),
 ];
 
 #[test]
@@ -222,4 +378,135 @@ fn the_top_level_must_be_an_object() {
         }
     }
     assert!(Policy::parse("// ok\n{}").is_ok());
+}
+
+/// The `sshTests` rows of the table: an entry needs destination nodes to be judged at all,
+/// so these run on a small tailnet (alice's node, bob's node, a `tag:x` node).
+const SSH_TEST_ROWS: &[(&str, &str, &str, &str)] = &[
+    (
+        "an SSH test asserts something",
+        r#""sshTests": [{"src": "alice@example.com", "dst": ["tag:x"]}]"#,
+        r#"sshTests[0]: no "accept", "check" or "deny" to check"#,
+        r#""sshTests": [{"src": "alice@example.com", "dst": ["tag:x"], "deny": ["root"]}]"#,
+    ),
+    (
+        "an SSH test's check needs a check rule; its accept takes either",
+        r#""ssh": [{"action": "accept", "src": ["alice@example.com"], "dst": ["tag:x"], "users": ["root"]}],
+           "sshTests": [{"src": "alice@example.com", "dst": ["tag:x"], "check": ["root"]}]"#,
+        r#"sshTests[0]: user "root" on n2"#,
+        r#""ssh": [{"action": "check", "src": ["alice@example.com"], "dst": ["tag:x"], "users": ["root"]}],
+           "sshTests": [{"src": "alice@example.com", "dst": ["tag:x"], "accept": ["root"], "check": ["root"]}]"#,
+    ),
+    (
+        "every device of an SSH test's source must agree",
+        r#""ssh": [{"action": "accept", "src": ["alice@example.com"], "dst": ["tag:x"], "users": ["root"]}],
+           "sshTests": [{"src": "autogroup:member", "dst": ["tag:x"], "accept": ["root"]}]"#,
+        r#"sshTests[0]: user "root" on n2"#,
+        r#""ssh": [{"action": "accept", "src": ["alice@example.com"], "dst": ["tag:x"], "users": ["root"]}],
+           "sshTests": [{"src": "alice@example.com", "dst": ["tag:x"], "accept": ["root"]}]"#,
+    ),
+];
+
+#[test]
+fn ssh_test_rows() {
+    use hs_policy::{PolicyNode, PolicyUser};
+    use hs_types::{NodeId, UserId};
+    let user = |id: u64, name: &str| PolicyUser {
+        id: UserId(id),
+        name: name.into(),
+        email: format!("{name}@example.com"),
+        groups: vec![],
+    };
+    let users = [user(1, "alice"), user(2, "bob")];
+    let node = |id: u64, owner: Option<u64>, tags: &[&str]| PolicyNode {
+        id: NodeId(id),
+        name: format!("n{id}"),
+        ipv4: Some(format!("100.64.0.{id}").parse().unwrap()),
+        ipv6: None,
+        user: owner.map(UserId),
+        tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+        announced_routes: vec![],
+        approved_routes: vec![],
+        primary_routes: vec![],
+    };
+    let nodes = [
+        node(1, Some(1), &[]),
+        node(2, None, &["tag:x"]),
+        node(3, Some(2), &[]),
+    ];
+    let run = |sections: &str| {
+        let text = policy(&format!(r#""acls": [], {sections}"#));
+        Policy::parse(&text)
+            .and_then(|p| CompiledPolicy::compile_and_test(&p, &users, &nodes).map(drop))
+            .map_err(|e| e.detailed())
+    };
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/policy.md"),
+    )
+    .unwrap_or_default();
+    let mut wrong = Vec::new();
+    for (rule, bad, words, good) in SSH_TEST_ROWS {
+        match run(bad) {
+            Ok(()) => wrong.push(format!("{rule}: accepted {bad}")),
+            Err(m) if !m.contains(words) => {
+                wrong.push(format!("{rule}: refused with {m:?}, expected {words:?}"));
+            }
+            Err(_) => {}
+        }
+        if let Err(m) = run(good) {
+            wrong.push(format!("{rule}: refused the valid {good}: {m}"));
+        }
+        if !doc.contains(rule) {
+            wrong.push(format!("docs/policy.md lacks the row {rule:?}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// JSON `null` for a list, map or flag is read as the field left out, as the hosted
+/// service reads it: accepted wherever leaving the field out is, and refused where the field
+/// is required (SSH `users`).
+#[test]
+fn null_is_the_same_as_absent() {
+    for section in [
+        r#""acls": [{"action": "accept", "src": null, "dst": null, "proto": null}]"#,
+        r#""grants": [{"src": ["*"], "dst": ["tag:x"], "ip": ["*"], "app": null, "via": null}]"#,
+        r#""ssh": [{"action": "accept", "src": ["tag:y"], "dst": ["tag:x"], "users": ["root"], "acceptEnv": null, "checkPeriod": null}]"#,
+        r#""nodeAttrs": [{"target": ["tag:x"], "attr": null, "ipPool": null, "app": null}]"#,
+        r#""autoApprovers": {"routes": null, "exitNode": null}"#,
+        r#""acls": null, "grants": null, "ssh": null, "nodeAttrs": null, "tests": null, "sshTests": null, "randomizeClientPort": null"#,
+    ] {
+        if let Err(m) = verdict(&policy(section)) {
+            panic!("refused {section}: {m}");
+        }
+    }
+    let m = verdict(&policy(
+        r#""ssh": [{"action": "accept", "src": ["tag:y"], "dst": ["tag:x"], "users": null}]"#,
+    ))
+    .unwrap_err();
+    assert!(m.contains("users must be specified"), "{m}");
+}
+
+/// Every entry of a section is a JSON object: serde would also build one from an array of
+/// its fields in order, which the hosted service and Go Headscale refuse.
+#[test]
+fn entries_are_objects() {
+    for (section, place) in [
+        (r#""autoApprovers": []"#, "autoApprovers"),
+        (r#""acls": [["accept", ["*"], ["*:*"]]]"#, "acls[0]"),
+        (r#""grants": [[["*"], ["*"], ["*"]]]"#, "grants[0]"),
+        (
+            r#""ssh": [["accept", ["tag:y"], ["tag:x"], ["root"]]]"#,
+            "ssh[0]",
+        ),
+        (r#""nodeAttrs": [[["tag:x"], ["mullvad"]]]"#, "nodeAttrs[0]"),
+        (r#""tests": ["tag:x"]"#, "tests[0]"),
+        (r#""sshTests": [1]"#, "sshTests[0]"),
+    ] {
+        match verdict(&policy(section)) {
+            Err(m) if m.contains(place) && m.contains("must be a JSON object") => {}
+            other => panic!("{section}: {other:?}"),
+        }
+    }
+    verdict(&policy(r#""autoApprovers": {"exitNode": ["tag:x"]}"#)).unwrap();
 }
