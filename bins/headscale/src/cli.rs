@@ -80,6 +80,10 @@ pub(crate) enum Command {
     /// Manage pre-authentication keys.
     #[command(visible_aliases = ["preauthkey", "authkey", "pre"])]
     Preauthkeys {
+        /// The user for `create`, accepted before the subcommand as Go Headscale's CLI does
+        /// (`preauthkeys --user 1 create`).
+        #[arg(short = 'u', long = "user", hide = true)]
+        user: Option<u64>,
         #[command(subcommand)]
         cmd: crate::cmd::preauthkeys::PreAuthKeysCommand,
     },

@@ -68,8 +68,25 @@ pub(crate) fn data_dir() -> anyhow::Result<PathBuf> {
 
 /// Loads the configuration for a command.
 pub(crate) fn load(flag: Option<&Path>) -> anyhow::Result<Loaded> {
+    load_with(flag, Config::from_yaml_str)
+}
+
+/// Loads the configuration for a command that only talks to a server over the admin API.
+/// Like Go Headscale's CLI, which reads just `cli.*`, `unix_socket` and logging from the
+/// file, it skips the rules only `serve` needs (required keys such as `server_url`): a file
+/// holding nothing but a `cli:` section reaches a remote server. Values of the wrong type
+/// are still refused.
+pub(crate) fn load_for_client(flag: Option<&Path>) -> anyhow::Result<Loaded> {
+    load_with(flag, Config::parse)
+}
+
+/// How a config file's text becomes a configuration.
+type Parse =
+    fn(&str, hs_config::EnvLookup<'_>) -> Result<hs_config::Loaded, hs_config::ConfigError>;
+
+fn load_with(flag: Option<&Path>, parse: Parse) -> anyhow::Result<Loaded> {
     match find(flag)? {
-        Some(path) => load_file(&path),
+        Some(path) => load_file(&path, parse),
         None => {
             let data_dir = data_dir()?;
             let (config, warnings) = Config::embedded_default(&data_dir, &env)
@@ -83,7 +100,7 @@ pub(crate) fn load(flag: Option<&Path>) -> anyhow::Result<Loaded> {
     }
 }
 
-fn load_file(path: &Path) -> anyhow::Result<Loaded> {
+fn load_file(path: &Path, parse: Parse) -> anyhow::Result<Loaded> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -93,8 +110,8 @@ fn load_file(path: &Path) -> anyhow::Result<Loaded> {
             return Err(e).with_context(|| format!("reading config file {}", path.display()));
         }
     };
-    let (mut config, warnings) = Config::from_yaml_str(&text, &env)
-        .with_context(|| format!("config file {}", path.display()))?;
+    let (mut config, warnings) =
+        parse(&text, &env).with_context(|| format!("config file {}", path.display()))?;
     let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
     if let Some(dir) = abs.parent() {
         config.resolve_relative_paths(dir);

@@ -49,7 +49,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Version => cmd::version::run(&global),
         Command::Users { cmd } => cmd::users::run(&global, cmd),
         Command::Nodes { cmd } => cmd::nodes::run(&global, cmd),
-        Command::Preauthkeys { cmd } => cmd::preauthkeys::run(&global, cmd),
+        Command::Preauthkeys { user, cmd } => cmd::preauthkeys::run(&global, user, cmd),
         Command::Apikeys { cmd } => cmd::apikeys::run(&global, cmd),
         Command::OauthClients { cmd } => cmd::oauth_clients::run(&global, cmd),
         Command::Policy { cmd } => cmd::policy::run(&global, cmd),

@@ -761,3 +761,94 @@ fn oauth_clients_create_list_delete() {
     let err = s.fails(&["oauth-clients", "delete", "--id", &id]);
     assert!(err.contains("not found"), "{err}");
 }
+
+/// Forms Go Headscale's CLI accepts and its integration tests use: `preauthkeys --user N
+/// create`, `--reusable=true` / `--ephemeral=true`, a config file holding only a `cli:`
+/// section for a remote server, and "acl policy not found" when no policy is stored.
+#[test]
+fn go_cli_forms_flag_values_and_a_cli_only_config() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let s = start_with(&format!(
+        "grpc_listen_addr: 127.0.0.1:{port}\ngrpc_allow_insecure: true\npolicy:\n  mode: database\n"
+    ));
+    s.ok(&["users", "create", "gina"]);
+
+    let reusable = s.json(&[
+        "preauthkeys",
+        "--user",
+        "1",
+        "create",
+        "--reusable=true",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(reusable["reusable"], true, "{reusable}");
+    assert_eq!(reusable["user"]["name"], "gina", "{reusable}");
+    let ephemeral = s.json(&[
+        "preauthkeys",
+        "-u",
+        "1",
+        "create",
+        "--ephemeral=true",
+        "--reusable=false",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(ephemeral["ephemeral"], true, "{ephemeral}");
+    assert!(ephemeral["reusable"].is_null(), "{ephemeral}");
+    let err = s.fails(&["preauthkeys", "create", "-u", "1", "--reusable=maybe"]);
+    assert!(err.contains("maybe"), "{err}");
+
+    let err = s.fails(&["policy", "get"]);
+    assert!(err.contains("acl policy not found"), "{err}");
+
+    let key = s.ok(&["apikeys", "create", "-e", "1h"]).trim().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let cli_only = |name: &str, key_line: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(
+            &p,
+            format!("cli:\n  address: http://127.0.0.1:{port}\n{key_line}  timeout: 5s\n"),
+        )
+        .unwrap();
+        p
+    };
+    let run = |config: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_headscale"))
+            .arg("--config")
+            .arg(config)
+            .args(["users", "list", "-o", "json"])
+            .env_remove("HEADSCALE_CONFIG")
+            .env_remove("HEADSCALE_CLI_ADDRESS")
+            .env_remove("HEADSCALE_CLI_API_KEY")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = run(&cli_only("good.yaml", &format!("  api_key: {key}\n")));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let users: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(users[0]["name"], "gina", "{users}");
+    let out = run(&cli_only("nokey.yaml", ""));
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("API key is required"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&cli_only("badkey.yaml", "  api_key: invalid-key-12345\n"));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Unauthenticated") && !err.contains("gina"),
+        "{err}"
+    );
+}

@@ -31,7 +31,7 @@ pub(crate) async fn connect_rest(global: &GlobalArgs) -> anyhow::Result<client::
 async fn channel(
     global: &GlobalArgs,
 ) -> anyhow::Result<(tonic::transport::Channel, client::BearerAuth)> {
-    let loaded = config_file::load(global.config.as_deref())?;
+    let loaded = config_file::load_for_client(global.config.as_deref())?;
     let c = &loaded.config.cli;
     let timeout = if c.timeout.is_zero() {
         Duration::from_secs(5)

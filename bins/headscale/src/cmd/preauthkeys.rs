@@ -21,11 +21,28 @@ pub(crate) enum PreAuthKeysCommand {
         /// The ID of the user who will own nodes registered with the key.
         #[arg(short = 'u', long)]
         user: Option<u64>,
-        /// The key can register more than one node.
-        #[arg(long)]
+        /// The key can register more than one node (`--reusable` or `--reusable=true`).
+        #[arg(
+            long,
+            num_args = 0..=1,
+            require_equals = true,
+            default_value_t = false,
+            default_missing_value = "true",
+            action = clap::ArgAction::Set,
+            value_parser = clap::builder::BoolishValueParser::new()
+        )]
         reusable: bool,
-        /// Nodes registered with the key are removed when they go offline.
-        #[arg(long)]
+        /// Nodes registered with the key are removed when they go offline (`--ephemeral` or
+        /// `--ephemeral=true`).
+        #[arg(
+            long,
+            num_args = 0..=1,
+            require_equals = true,
+            default_value_t = false,
+            default_missing_value = "true",
+            action = clap::ArgAction::Set,
+            value_parser = clap::builder::BoolishValueParser::new()
+        )]
         ephemeral: bool,
         /// How long the key stays valid (e.g. `1h`, `90d`).
         #[arg(short = 'e', long, default_value = "1h")]
@@ -50,7 +67,14 @@ pub(crate) enum PreAuthKeysCommand {
     },
 }
 
-pub(crate) fn run(global: &GlobalArgs, cmd: PreAuthKeysCommand) -> anyhow::Result<()> {
+/// Runs a `preauthkeys` subcommand. `parent_user` is `--user` given before the subcommand
+/// (`preauthkeys --user 1 create`), which Go Headscale's CLI accepts too; `create --user`
+/// wins over it.
+pub(crate) fn run(
+    global: &GlobalArgs,
+    parent_user: Option<u64>,
+    cmd: PreAuthKeysCommand,
+) -> anyhow::Result<()> {
     block_on(async move {
         let mut c = client::connect(global).await?;
         match cmd {
@@ -99,7 +123,7 @@ pub(crate) fn run(global: &GlobalArgs, cmd: PreAuthKeysCommand) -> anyhow::Resul
             } => {
                 let d = client::parse_duration("--expiration", &expiration)?;
                 let req = proto::CreatePreAuthKeyRequest {
-                    user: user.unwrap_or(0),
+                    user: user.or(parent_user).unwrap_or(0),
                     reusable,
                     ephemeral,
                     expiration: Some(client::timestamp_in(client::now(), d)?),

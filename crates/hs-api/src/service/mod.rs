@@ -455,7 +455,10 @@ impl Admin {
     pub async fn get_policy(&self) -> Result<StoredPolicy, ApiError> {
         self.current_policy()
             .await?
-            .ok_or_else(|| ApiError::Internal("loading policy: no policy has been stored".into()))
+            // Go Headscale's wording ("acl policy not found"), which scripts match on.
+            .ok_or_else(|| {
+                ApiError::Internal("loading ACL from database: acl policy not found".into())
+            })
     }
 
     /// The policy text in force: the file in file mode, else the stored one, `None` when

@@ -35,19 +35,42 @@ pub(crate) fn validate_tag(tag: &str) -> Result<(), ApiError> {
 }
 
 pub(super) fn validate_dns_label(name: &str) -> Result<(), ApiError> {
-    let ok = !name.is_empty()
-        && name.len() <= 63
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !name.starts_with('-')
-        && !name.ends_with('-');
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request(format!(
-            "invalid node name {name:?}: use 1-63 lowercase letters, digits and '-', not starting or ending with '-'"
-        )))
+    let alnum = |b: u8| b.is_ascii_alphanumeric();
+    let bytes = name.as_bytes();
+    // Go Headscale's wording (Tailscale's `dnsname.ValidLabel`), which its integration tests
+    // and scripts match on.
+    let why = match (bytes.first(), bytes.last()) {
+        (None, _) | (_, None) => Some("empty DNS label".to_owned()),
+        _ if bytes.len() > 63 => Some(format!("{name:?} is too long, max length is 63 bytes")),
+        (Some(&b), _) if !alnum(b) => Some(format!(
+            "{name:?} is not a valid DNS label: must start with a letter or number"
+        )),
+        (_, Some(&b)) if !alnum(b) => Some(format!(
+            "{name:?} is not a valid DNS label: must end with a letter or number"
+        )),
+        _ => {
+            if let Some(c) = name
+                .chars()
+                .find(|c| !c.is_ascii_alphanumeric() && *c != '-')
+            {
+                Some(format!(
+                    "{name:?} is not a valid DNS label: contains invalid character {c:?}"
+                ))
+            } else if name.bytes().any(|b| b.is_ascii_uppercase()) {
+                // Stricter than Go Headscale, which keeps the case as given.
+                Some(format!(
+                    "{name:?} is not a valid DNS label: use lowercase letters"
+                ))
+            } else {
+                None
+            }
+        }
+    };
+    match why {
+        None => Ok(()),
+        Some(why) => Err(ApiError::bad_request(format!(
+            "{name:?} is not a valid DNS label: {why}"
+        ))),
     }
 }
 
@@ -91,6 +114,29 @@ mod tests {
         ] {
             let e = validate_auth_id(bad).unwrap_err();
             assert!(e.to_string().contains(&format!("{bad:?}")), "{e}");
+        }
+    }
+
+    #[test]
+    fn dns_labels_are_refused_in_go_headscales_words() {
+        for ok in ["node-1", "a", "x9", &"t".repeat(63)] {
+            assert!(validate_dns_label(ok).is_ok(), "{ok}");
+        }
+        let long = "t".repeat(64);
+        for (bad, why) in [
+            ("", "empty DNS label"),
+            (long.as_str(), "is too long, max length is 63 bytes"),
+            ("-a", "must start with a letter or number"),
+            ("a-", "must end with a letter or number"),
+            ("a_b", "contains invalid character '_'"),
+            ("Node", "use lowercase letters"),
+        ] {
+            let e = validate_dns_label(bad).unwrap_err().to_string();
+            assert!(e.contains(why), "{bad:?}: {e}");
+            assert!(
+                e.starts_with(&format!("{bad:?} is not a valid DNS label: ")),
+                "{bad:?}: {e}"
+            );
         }
     }
 }
