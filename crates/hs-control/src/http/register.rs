@@ -128,9 +128,7 @@ fn method_of(st: &ControlState, machine: MachinePublic, req: &RegisterRequest) -
         Plan::Logout(_) => RegMethod::Logout,
         Plan::AuthKey { .. } => RegMethod::AuthKey,
         Plan::Followup | Plan::Interactive => RegMethod::Interactive,
-        Plan::Refused(_) | Plan::Known(_) | Plan::Expired(_) | Plan::Rotate(_) => {
-            RegMethod::Refresh
-        }
+        Plan::Refused(_) | Plan::Known(_) | Plan::Expired(_) => RegMethod::Refresh,
     }
 }
 
@@ -151,10 +149,10 @@ pub(crate) enum Plan {
     /// A known node whose key expired, asking without credentials: told so (not
     /// authorized), the client rotates its node key and logs in again (Go's `handleLogout`).
     Expired(Node),
-    /// Node-key rotation of a live node.
-    Rotate(Node),
-    /// An unknown node without credentials, or the new key of a node whose old key expired:
-    /// start an interactive login (approving it updates the machine's node).
+    /// An unknown node without credentials, or a new node key without credentials (the
+    /// client rotates its key for `tailscale up --force-reauth`, or after its old key
+    /// expired): start an interactive login, as Go Headscale does; approving it updates the
+    /// machine's node.
     Interactive,
 }
 
@@ -214,9 +212,7 @@ pub(crate) fn plan(
     match (current, previous) {
         (Some(node), _) if node.is_expired(t) => Plan::Expired(node),
         (Some(node), _) => Plan::Known(node),
-        (None, Some(node)) if node.is_expired(t) => Plan::Interactive,
-        (None, Some(node)) => Plan::Rotate(node),
-        (None, None) => Plan::Interactive,
+        (None, _) => Plan::Interactive,
     }
 }
 
@@ -238,33 +234,25 @@ pub(crate) async fn register(
             machine_authorized: false,
             ..response_for(st, &node, t)
         }),
-        Plan::Rotate(node) => {
-            // Only the key changes.
-            let node_key = req.node_key;
-            let n = st
-                .store_registration(
-                    node,
-                    Box::new(move |row| Node {
-                        node_key,
-                        updated_at: t,
-                        ..row
-                    }),
-                    crate::state::registration::nothing(),
-                )
-                .await?;
-            Ok(response_for(st, &n, t))
-        }
         Plan::Interactive => crate::http::interactive::start(st, machine, &req, t),
     }
 }
 
-/// Logout: an ephemeral node is deleted; any other node is expired now (the client's past
-/// expiry is clamped to now, as Headscale does) and hidden from its peers until it logs in
-/// again.
+/// Logout: an ephemeral node is deleted; a tagged node is left as it is (tagged nodes never
+/// expire); any other node is expired now (the client's past expiry is clamped to now, as
+/// Headscale does) and hidden from its peers until it logs in again.
 async fn logout(st: &ControlState, node: Node) -> Result<RegisterResponse, Refusal> {
     let t = now();
     if st.is_ephemeral(&node) {
         st.delete_node(node.id).await?;
+    } else if node.is_tagged() {
+        // Tagged nodes never expire (Go Headscale 0.29): a logout stamps no expiry, which
+        // would lock the node out of re-registering; the client forgets its login anyway.
+        tracing::info!(
+            node = node.id.get(),
+            "tagged node logged out; no expiry stamped"
+        );
+        return Ok(response_for(st, &node, t));
     } else {
         st.logout_node(node.id, t).await?;
     }
@@ -363,6 +351,51 @@ fn key_refusal(k: &PreAuthKey, t: DateTime<Utc>) -> Option<&'static str> {
     }
 }
 
+/// Go Headscale's prefix for failures of a pre-auth-key registration that are not about the
+/// key itself; the client shows the whole text.
+const AUTH_KEY_FAILURE: &str = "handling register with auth key";
+
+/// The machine's node a pre-auth key registers again (Go Headscale's rule): for a key with a
+/// user, that user's node, else the machine's tagged node (an operator may have tagged it
+/// since); for a key with tags only, the machine's tagged node, else its only user-owned node
+/// (which the key converts to tagged). Several user-owned nodes for a tags-only key are
+/// ambiguous and refused.
+fn node_for_key(
+    on_machine: &[Node],
+    key: &PreAuthKey,
+    by_key: Option<&Node>,
+) -> Result<Option<Node>, Refusal> {
+    // Of equal candidates, the node the request names.
+    let pick = |found: Vec<&Node>| {
+        found
+            .iter()
+            .find(|n| by_key.is_some_and(|b| b.id == n.id))
+            .or_else(|| found.first())
+            .map(|n| (*n).clone())
+    };
+    let tagged = || pick(on_machine.iter().filter(|n| n.is_tagged()).collect());
+    if let Some(u) = key.user_id {
+        let own = pick(
+            on_machine
+                .iter()
+                .filter(|n| !n.is_tagged() && n.user_id == Some(u))
+                .collect(),
+        );
+        return Ok(own.or_else(tagged));
+    }
+    if let Some(n) = tagged() {
+        return Ok(Some(n));
+    }
+    let users: Vec<&Node> = on_machine.iter().filter(|n| !n.is_tagged()).collect();
+    match users.len() {
+        0 => Ok(None),
+        1 => Ok(Some(users[0].clone())),
+        _ => Err(Refusal::in_body(format!(
+            "{AUTH_KEY_FAILURE}: machine key maps to ambiguous node ownership"
+        ))),
+    }
+}
+
 async fn with_auth_key(
     st: &ControlState,
     machine: MachinePublic,
@@ -375,18 +408,37 @@ async fn with_auth_key(
     let Some(key) = key else {
         return Err(Refusal::in_body("invalid pre auth key"));
     };
-    if let Some(why) = key_refusal(&key, t) {
-        if !key.prefix.is_empty() {
-            st.forget_pre_auth_key(&key.prefix);
-        }
-        return Err(Refusal::in_body(why));
-    }
     let tagged = key.is_tagged();
     let user_id = if tagged { None } else { key.user_id };
     if !tagged && user_id.is_none() {
         return Err(Refusal::in_body("pre auth key has neither a user nor tags"));
     }
+    let on_machine: Vec<Node> = st
+        .store()
+        .load()
+        .nodes_by_machine_key(&machine)
+        .map(|e| e.node.clone())
+        .collect();
+    let known = node_for_key(&on_machine, &key, existing.as_ref())?;
+    // A live node re-registering with the same node key (a container restarting with the key
+    // it was given) needs no valid key: the machine key proves who it is. A new node key, an
+    // expired user node, a user node a tagged key converts and a tagged node a different
+    // tagged key retags all need a valid key.
+    let key_not_needed = known.as_ref().is_some_and(|n| {
+        let rotation = n.node_key != req.node_key;
+        let expired_user_node = !n.is_tagged() && n.is_expired(t);
+        let conversion = tagged && !n.is_tagged();
+        let retag = tagged && n.is_tagged() && n.auth_key_id != Some(key.id);
+        ![rotation, expired_user_node, conversion, retag].contains(&true)
+    });
+    if !key_not_needed && let Some(why) = key_refusal(&key, t) {
+        if !key.prefix.is_empty() {
+            st.forget_pre_auth_key(&key.prefix);
+        }
+        return Err(Refusal::in_body(why));
+    }
     if let Some(u) = user_id
+        && known.is_none()
         && !st.ensure_user(u).await?
     {
         return Err(Refusal::in_body("the pre auth key's user no longer exists"));
@@ -394,6 +446,16 @@ async fn with_auth_key(
     if key.ephemeral {
         st.note_ephemeral_key(key.id);
     }
+    let (key_id, reusable, used) = (key.id, key.reusable, key.used);
+    // Durable first: the node row and the spent key in one transaction; a key already spent
+    // (re-registration with it) stays as it is.
+    let spend: crate::state::registration::Also = Box::new(move |c| {
+        if reusable || used {
+            Ok(())
+        } else {
+            c.mark_pre_auth_key_used(key_id)
+        }
+    });
     let reg = Registration {
         user_id,
         tags: Some(key.tags.clone()),
@@ -401,32 +463,85 @@ async fn with_auth_key(
         expiry: new_expiry(st, req, tagged, key.ephemeral, t),
         ..Registration::from_request(machine, req, RegisterMethod::AuthKey, t)
     };
-    // The same machine re-registering for the same owner keeps its node (and addresses).
-    let snap = st.store().load_full();
-    let same_owner = existing
-        .filter(|n| n.user_id == user_id && n.is_tagged() == tagged)
-        .map(|n| n.id)
-        .or_else(|| {
-            snap.nodes_by_machine_key(&machine)
-                .find(|e| e.node.user_id == user_id && e.node.is_tagged() == tagged)
-                .map(|e| e.node.id)
-        });
-    let (key_id, reusable) = (key.id, key.reusable);
-    // Durable first: the node row and the spent key in one transaction.
-    let spend: crate::state::registration::Also = Box::new(move |c| {
-        if reusable {
-            Ok(())
-        } else {
-            c.mark_pre_auth_key_used(key_id)
+    let n = match known {
+        Some(old) => {
+            // The key's tags only when the key is tagged and either the node is not, or the
+            // key is not the one it last registered with: the same key again keeps the
+            // node's tags, an operator's included.
+            let user_expiry = new_expiry(st, req, false, false, t);
+            let key_tags = key.tags.clone();
+            st.store_registration(
+                old,
+                Box::new(move |row| rekeyed(row, reg, tagged, key_tags, user_expiry)),
+                spend,
+            )
+            .await?
         }
-    });
-    let n = crate::state::registration::store(st, reg, same_owner, spend).await?;
+        None => {
+            // A new node's tags come from its key; asking for tags is refused outright.
+            let requested = req
+                .hostinfo
+                .as_ref()
+                .map(|h| h.request_tags.as_slice())
+                .unwrap_or_default();
+            if !requested.is_empty() {
+                return Err(Refusal::in_body(format!(
+                    "{AUTH_KEY_FAILURE}: {}",
+                    crate::state::tags::refusal(requested)
+                )));
+            }
+            crate::state::registration::store(st, reg, None, spend).await?
+        }
+    };
     let n = match st.auto_approve_routes(n.id).await {
         Ok(a) if !a.is_empty() => st.store().load().node(n.id).map_or(n, |e| e.node.clone()),
         _ => n,
     };
-    tracing::info!(node = n.id.get(), name = %n.given_name, tagged, ephemeral = key.ephemeral, "node registered with a pre-auth key");
+    tracing::info!(node = n.id.get(), name = %n.given_name, tagged = n.is_tagged(), tags = ?n.tags, ephemeral = key.ephemeral, "node registered with a pre-auth key");
     Ok(response_for(st, &n, t))
+}
+
+/// A pre-auth-key registration applied to the machine's node as the row holds it now. A
+/// tagged key (`key_tagged`) sets its tags when the node is not tagged (dropping the user and
+/// the key expiry) or was registered with another key; otherwise the node keeps its tags and
+/// owner. A user node's expiry becomes `user_expiry`; a tagged node's stale past expiry is
+/// cleared, a future one an operator set stays.
+fn rekeyed(
+    row: Node,
+    reg: Registration,
+    key_tagged: bool,
+    key_tags: Vec<String>,
+    user_expiry: Option<DateTime<Utc>>,
+) -> Node {
+    let key_changed = row.auth_key_id != reg.auth_key_id;
+    let mut n = Node {
+        node_key: reg.node_key,
+        hostinfo: reg.hostinfo.or(row.hostinfo),
+        hostname: if reg.hostname.is_empty() {
+            row.hostname
+        } else {
+            reg.hostname
+        },
+        register_method: RegisterMethod::AuthKey,
+        auth_key_id: reg.auth_key_id,
+        last_seen: Some(reg.at),
+        updated_at: reg.at,
+        ..row
+    };
+    if key_tagged && (!n.is_tagged() || key_changed) {
+        let was_user_node = !n.is_tagged();
+        n.tags = key_tags;
+        n.user_id = None;
+        if was_user_node || n.is_expired(reg.at) {
+            n.expiry = None;
+        }
+    }
+    if !n.is_tagged() {
+        n.expiry = user_expiry;
+    } else if n.is_expired(reg.at) {
+        n.expiry = None;
+    }
+    n
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ mod policy;
 pub(crate) mod queue;
 pub(crate) mod registration;
 pub(crate) mod ssh_check;
+pub(crate) mod tags;
 mod users;
 mod write;
 

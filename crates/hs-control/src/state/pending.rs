@@ -130,6 +130,12 @@ impl ControlState {
         self.undecided(auth_id).is_ok()
     }
 
+    /// Go Headscale's interactive registration: the machine's node for `user` is logged in
+    /// again, or else the machine's tagged node (a tagged node logging in as a user), or else
+    /// a new node is made. The client's `RequestTags` decide the tags (see
+    /// [`crate::state::tags`]): every requested tag must be owned by `user` (or by the node's
+    /// own user), else nothing changes and the refusal is returned; granted tags make the node
+    /// tagged, and none at all return a tagged node to `user`.
     async fn approve(
         &self,
         auth_id: &str,
@@ -137,30 +143,77 @@ impl ControlState {
         method: RegisterMethod,
         expiry: Option<DateTime<Utc>>,
     ) -> Result<Node, Error> {
+        use crate::state::tags::{normalized, refusal};
         let p = self.undecided(auth_id)?;
         if !self.ensure_user(user).await? {
             return Err(Error::Config(format!("user {} does not exist", user.get())));
         }
         let t = now();
         let req = &p.req;
-        let reg = Registration {
-            user_id: Some(user),
-            expiry: expiry.or_else(|| new_expiry(self, req, false, false, t)),
-            ..Registration::from_request(p.machine, req, method, t)
-        };
-        let existing = self
+        let requested: Vec<String> = req
+            .hostinfo
+            .as_ref()
+            .map(|h| h.request_tags.clone())
+            .unwrap_or_default();
+        // The key expiry a user's node gets: the OIDC token's, else the client's, else the
+        // configured default.
+        let user_expiry = expiry.or_else(|| new_expiry(self, req, false, false, t));
+        let on_machine: Vec<Node> = self
             .store()
             .load()
             .nodes_by_machine_key(&p.machine)
-            .find(|e| e.node.user_id == Some(user) && e.node.tags.is_empty())
-            .map(|e| e.node.id);
-        let n = crate::state::registration::store(
-            self,
-            reg,
-            existing,
-            crate::state::registration::nothing(),
-        )
-        .await?;
+            .map(|e| e.node.clone())
+            .collect();
+        let same_user = on_machine
+            .iter()
+            .find(|n| !n.is_tagged() && n.user_id == Some(user))
+            .cloned();
+        let tagged = on_machine.iter().find(|n| n.is_tagged()).cloned();
+        let other_user = on_machine
+            .iter()
+            .any(|n| !n.is_tagged() && n.user_id != Some(user));
+        if tagged.is_some() && (same_user.is_some() || other_user) {
+            return Err(Error::Conflict(
+                "machine key maps to ambiguous node ownership".into(),
+            ));
+        }
+        let n = if let Some(old) = same_user.or(tagged) {
+            let rejected = self
+                .unowned_tags(Some(&old), Some(user), &requested)
+                .await?;
+            if !rejected.is_empty() {
+                return Err(Error::Invalid(refusal(&rejected)));
+            }
+            let reg = Registration::from_request(p.machine, req, method, t);
+            let convert = old.is_tagged();
+            let tags = normalized(&requested);
+            self.store_registration(
+                old,
+                Box::new(move |row| relogin(row, reg, user, tags, convert, user_expiry)),
+                crate::state::registration::nothing(),
+            )
+            .await?
+        } else {
+            let rejected = self.unowned_tags(None, Some(user), &requested).await?;
+            if !rejected.is_empty() {
+                return Err(Error::Invalid(refusal(&rejected)));
+            }
+            let tags = normalized(&requested);
+            let is_tagged = !tags.is_empty();
+            let reg = Registration {
+                user_id: (!is_tagged).then_some(user),
+                tags: Some(tags),
+                expiry: if is_tagged { None } else { user_expiry },
+                ..Registration::from_request(p.machine, req, method, t)
+            };
+            crate::state::registration::store(
+                self,
+                reg,
+                None,
+                crate::state::registration::nothing(),
+            )
+            .await?
+        };
         // The entry stays (until its TTL) so a follow-up that arrives after the decision still
         // gets it; `send_replace` stores the answer even when nobody is waiting yet.
         p.done.send_replace(Some(Ok(response_for(self, &n, t))));
@@ -168,6 +221,7 @@ impl ControlState {
             node = n.id.get(),
             user = user.get(),
             method = method.as_str(),
+            tags = ?n.tags,
             "interactive registration approved"
         );
         Ok(n)
@@ -216,6 +270,57 @@ impl ControlState {
             .send_replace(Some(Err("registration rejected".to_owned())));
         Ok(())
     }
+}
+
+/// An interactive login applied to the machine's node as the row holds it now: the new node
+/// key and Hostinfo, then the tags (`tags`, already granted: none return a tagged node to
+/// `user`, some make the node tagged), then the key expiry for the node's new kind. A tagged
+/// node logging in as a user (`convert`) takes the login's method; otherwise the node keeps
+/// the method it registered with.
+fn relogin(
+    row: Node,
+    reg: Registration,
+    user: UserId,
+    tags: Vec<String>,
+    convert: bool,
+    user_expiry: Option<DateTime<Utc>>,
+) -> Node {
+    let was_tagged = row.is_tagged();
+    let mut n = Node {
+        node_key: reg.node_key,
+        hostinfo: reg.hostinfo.or(row.hostinfo),
+        hostname: if reg.hostname.is_empty() {
+            row.hostname
+        } else {
+            reg.hostname
+        },
+        register_method: if convert {
+            reg.method
+        } else {
+            row.register_method
+        },
+        last_seen: Some(reg.at),
+        updated_at: reg.at,
+        ..row
+    };
+    if tags.is_empty() {
+        if n.is_tagged() {
+            n.tags = Vec::new();
+            n.user_id = Some(user);
+            // No longer a key's node: an ephemeral tagged key must not make it ephemeral.
+            n.auth_key_id = None;
+        }
+    } else {
+        n.tags = tags;
+        n.user_id = None;
+    }
+    if !n.is_tagged() {
+        n.expiry = user_expiry;
+    } else if !was_tagged || n.is_expired(reg.at) {
+        // Tagged nodes do not expire; a past expiry left by a logout is cleared too.
+        n.expiry = None;
+    }
+    n
 }
 
 #[cfg(test)]

@@ -23,5 +23,6 @@ mod server;
 mod ssh_check;
 mod stream;
 mod stress;
+mod tags;
 mod users;
 mod view;
