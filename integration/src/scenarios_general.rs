@@ -84,10 +84,13 @@ fn up_with(c: &Client, key: Option<&str>, extra: &[&str]) -> anyhow::Result<()> 
         login.as_str(),
         host.as_str(),
         "--accept-dns=false",
-        // Before `extra`, which may turn it on: the last mention wins.
-        "--accept-routes=false",
         "--timeout=90s",
     ];
+    // Stated unless `extra` states it (tailscale refuses a flag given twice): clients before
+    // 1.90 restore RouteAll on logout and refuse a later `up` that does not mention it.
+    if !extra.iter().any(|a| a.starts_with("--accept-routes")) {
+        args.push("--accept-routes=false");
+    }
     if let Some(a) = &auth {
         args.push(a);
     }
