@@ -468,7 +468,8 @@ fn start_harness_relay(ctx: &Ctx, ns: &Netns, dir: &std::path::Path) -> anyhow::
     Ok(derp)
 }
 
-fn short(name: &str) -> String {
+/// A short suffix for scenario `name`, unique among the scenarios: namespace and state-dir names.
+pub(crate) fn short(name: &str) -> String {
     // Namespace names are limited in length; keep a recognisable, unique tail.
     let s: String = name
         .trim_start_matches("Test")

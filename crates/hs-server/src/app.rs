@@ -10,6 +10,9 @@ use tokio::sync::watch;
 use crate::error::Error;
 use crate::{admin, database, derp, reload};
 
+/// How often `dns.extra_records_path` is checked for changes.
+const EXTRA_RECORDS_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A built server: listeners bound, state loaded, background tasks (expiry sweep, DERP
 /// refresh, admin listeners, metrics, SIGHUP) running. [`App::serve`] runs the main listener.
 pub struct App {
@@ -77,6 +80,10 @@ impl App {
             }
             tracing::info!(public_key = %relay.public_key(), "embedded DERP relay on /derp");
             server = server.with_routes(derp::routes(relay, known));
+        } else {
+            // External derpers (`derper --verify-client-url`) ask `/verify` whether a node
+            // belongs to the tailnet; Headscale serves it whether or not its own relay runs.
+            server = server.with_routes(derp::verify_route(derp::known_nodes(state.clone())));
         }
         if let Some(tls) = &tls {
             server = server.with_tls(tls.acceptor());
@@ -98,6 +105,7 @@ impl App {
             });
         }
         reload::spawn_sighup(state.clone(), c.dns.clone(), c.policy.clone(), tls.clone());
+        state.spawn_extra_records_watch(c.dns.clone(), EXTRA_RECORDS_POLL);
         Ok(Self {
             server,
             state,

@@ -56,6 +56,20 @@ pub(crate) fn routes(server: Arc<DerpServer>, known: ClientVerifier) -> Router {
     .with_state(Derp { server, known })
 }
 
+/// `POST /verify` alone, for a server whose embedded relay is off: an external derper run
+/// with `--verify-client-url` still asks it whether a node key belongs to the tailnet.
+pub(crate) fn verify_route(known: ClientVerifier) -> Router {
+    Router::new()
+        .route("/verify", any(verify))
+        .with_state(known)
+}
+
+async fn verify(State(known): State<ClientVerifier>, req: Request) -> Response {
+    hs_derp::http::handle_verify(req, &known)
+        .await
+        .map(axum::body::Body::new)
+}
+
 async fn handle(State(d): State<Derp>, req: Request) -> Response {
     // The main listener records each connection's peer.
     let remote = req

@@ -4,10 +4,12 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError};
+use std::time::Duration;
 
 use hs_config::DnsConfig;
 use hs_types::tailcfg::DNSRecord;
 use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 use super::actor::Cmd;
 use super::{ControlState, read_extra_records};
@@ -96,6 +98,57 @@ impl ControlState {
         Ok(out.unwrap_or_default())
     }
 
+    /// The records from `dns.extra_records_path` in force (`None` when no path is set or the
+    /// server runs without a config file's DNS section).
+    pub fn extra_records(&self) -> Option<Vec<DNSRecord>> {
+        let s = self
+            .inner
+            .dns
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        s.base.as_ref().and_then(|(_, r)| r.clone())
+    }
+
+    /// Watches `dns.extra_records_path` (when set) and loads its records whenever the file
+    /// changes, without waiting for SIGHUP, as Headscale's file watcher does. The file is
+    /// polled every `every`: its bytes are compared with those last loaded, so an edit in
+    /// place, a copy over it and an atomic rename into place are all seen. A file that does
+    /// not load (half written, not JSON) leaves the records in force and is tried again when
+    /// its bytes change; a deleted file keeps them too, and a file written there again is
+    /// picked up.
+    pub fn spawn_extra_records_watch(
+        &self,
+        dns: DnsConfig,
+        every: Duration,
+    ) -> Option<JoinHandle<()>> {
+        let path = dns.extra_records_path.clone()?;
+        let state = self.clone();
+        Some(tokio::spawn(async move {
+            // Nothing counts as loaded yet: the first look loads the file as it is then, so
+            // a change made between the server's start and this task's is not missed.
+            let mut watch = FileWatch::new(None);
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(bytes) = watch.changed(tokio::fs::read(&path).await.ok()) else {
+                    continue;
+                };
+                match state.reload_dns(&dns).await {
+                    Ok(()) => {
+                        tracing::info!(path = %path.display(), "dns.extra_records_path changed; records reloaded");
+                        watch.loaded(bytes);
+                    }
+                    Err(Error::Stopped) => return,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "dns.extra_records_path changed but does not load; keeping the records in force");
+                        watch.failed(bytes);
+                    }
+                }
+            }
+        }))
+    }
+
     /// The DNS settings in force (the config file's with the API's edits), if any.
     pub fn dns_settings(&self) -> Option<DnsConfig> {
         let s = self
@@ -144,5 +197,66 @@ impl ControlState {
             rx
         };
         Ok(rx.await.map_err(|_| Error::Stopped)??)
+    }
+}
+
+/// What the extra-records watcher knows about the file: the bytes last loaded and the bytes
+/// that last failed to load, so neither is loaded (or complained about) twice.
+#[derive(Debug)]
+struct FileWatch {
+    loaded: Option<Vec<u8>>,
+    failed: Option<Vec<u8>>,
+}
+
+impl FileWatch {
+    fn new(loaded: Option<Vec<u8>>) -> Self {
+        Self {
+            loaded,
+            failed: None,
+        }
+    }
+
+    /// The file's bytes if they are worth loading: readable (a missing file changes
+    /// nothing), and neither the bytes in force nor ones that already failed.
+    fn changed(&self, now: Option<Vec<u8>>) -> Option<Vec<u8>> {
+        let now = now?;
+        if self.loaded.as_deref() == Some(now.as_slice())
+            || self.failed.as_deref() == Some(now.as_slice())
+        {
+            return None;
+        }
+        Some(now)
+    }
+
+    fn loaded(&mut self, bytes: Vec<u8>) {
+        self.loaded = Some(bytes);
+        self.failed = None;
+    }
+
+    fn failed(&mut self, bytes: Vec<u8>) {
+        self.failed = Some(bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FileWatch;
+
+    #[test]
+    fn the_watcher_loads_each_new_content_once_and_ignores_a_missing_file() {
+        let mut w = FileWatch::new(Some(b"[1]".to_vec()));
+        assert_eq!(w.changed(Some(b"[1]".to_vec())), None, "unchanged");
+        assert_eq!(w.changed(None), None, "a deleted file keeps the records");
+        let next = w.changed(Some(b"[2]".to_vec())).expect("new bytes");
+        w.loaded(next);
+        assert_eq!(w.changed(Some(b"[2]".to_vec())), None);
+        let bad = w.changed(Some(b"[2".to_vec())).expect("half written");
+        w.failed(bad);
+        assert_eq!(w.changed(Some(b"[2".to_vec())), None, "not retried as is");
+        assert!(
+            w.changed(Some(b"[2]".to_vec())).is_none(),
+            "back to the loaded bytes"
+        );
+        assert!(w.changed(Some(b"[3]".to_vec())).is_some());
     }
 }

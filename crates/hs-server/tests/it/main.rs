@@ -9,6 +9,7 @@
 )]
 
 mod apiv2;
+mod derp_dns;
 mod oidc;
 mod oidc_tokens;
 mod pages;
