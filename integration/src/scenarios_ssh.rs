@@ -31,7 +31,7 @@ const POLICY: &str = r#"{
 const SSH_DONE: Duration = Duration::from_secs(60);
 
 /// One `tailscale ssh` run: its process and output files.
-struct Ssh {
+pub(crate) struct Ssh {
     proc: Proc,
     base: PathBuf,
     what: String,
@@ -39,17 +39,23 @@ struct Ssh {
 
 /// How a `tailscale ssh` run ended.
 #[derive(Debug)]
-struct SshResult {
-    success: bool,
-    stdout: String,
-    stderr: String,
+pub(crate) struct SshResult {
+    pub(crate) success: bool,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl Ssh {
     /// Starts `tailscale ssh <target> echo <marker>` on client `i`, in a session of its own
     /// (no controlling terminal, so ssh can never stop at a password prompt), with its
     /// known-hosts file under `home`. Output goes to `<dir>/<label>.{stdout,stderr}`.
-    fn start(e: &Env, i: usize, target: &str, marker: &str, label: &str) -> anyhow::Result<Self> {
+    pub(crate) fn start(
+        e: &Env,
+        i: usize,
+        target: &str,
+        marker: &str,
+        label: &str,
+    ) -> anyhow::Result<Self> {
         let home = e.dir.join("ssh-config");
         std::fs::create_dir_all(&home).with_context(|| format!("creating {}", home.display()))?;
         let inner = e.clients[i].cli_command(&["ssh", target, "echo", marker]);
@@ -99,7 +105,7 @@ impl Ssh {
     }
 
     /// Waits for the run to end.
-    fn wait(&mut self, e: &mut Env) -> anyhow::Result<SshResult> {
+    pub(crate) fn wait(&mut self, e: &mut Env) -> anyhow::Result<SshResult> {
         let what = format!("{} ends", self.what);
         let st = eventually(&what, SSH_DONE, || {
             e.alive()?;
@@ -114,7 +120,7 @@ impl Ssh {
 }
 
 /// The auth ID in the check message (`…/auth/<id>`), if the text has one.
-fn auth_id_in(text: &str) -> Option<String> {
+pub(crate) fn auth_id_in(text: &str) -> Option<String> {
     let (_, rest) = text.split_once("/auth/")?;
     let id: String = rest
         .chars()
@@ -124,7 +130,7 @@ fn auth_id_in(text: &str) -> Option<String> {
 }
 
 /// Every client sees every peer's SSH host keys (what `tailscale ssh` trusts).
-fn wait_host_keys(e: &mut Env) -> anyhow::Result<()> {
+pub(crate) fn wait_host_keys(e: &mut Env) -> anyhow::Result<()> {
     for i in 0..e.clients.len() {
         let what = format!("{} sees its peers' SSH host keys", e.clients[i].name);
         eventually(&what, WAIT, || {
@@ -291,7 +297,7 @@ pub(crate) fn check_mode_oidc(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn which(bin: &str) -> bool {
+pub(crate) fn which(bin: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|paths| std::env::split_paths(&paths).any(|p| p.join(bin).is_file()))
 }
