@@ -184,7 +184,9 @@ pub fn parse_proto(s: &str) -> Result<Vec<u8>, String> {
     let v = match s.to_ascii_lowercase().as_str() {
         "tcp" => vec![6],
         "udp" => vec![17],
-        "icmp" => vec![1, 58],
+        // `icmp` is ICMPv4 only, as Tailscale's protocol names read it; ICMPv6 is
+        // `ipv6-icmp` (or 58).
+        "icmp" => vec![1],
         "ipv6-icmp" => vec![58],
         "igmp" => vec![2],
         "ipv4" | "ip-in-ip" => vec![4],
@@ -280,6 +282,31 @@ mod tests {
             split_alias_ports("[fd7a::1]:22").unwrap(),
             ("fd7a::1", "22")
         );
+    }
+
+    #[test]
+    fn protocol_names_are_one_protocol_each() {
+        // Every name stands for exactly one IANA number (the differential against Go
+        // Headscale found `icmp` sent as [1, 58]; Tailscale reads it as ICMPv4).
+        for (name, want) in [
+            ("icmp", 1),
+            ("ICMP", 1),
+            ("ipv6-icmp", 58),
+            ("tcp", 6),
+            ("udp", 17),
+            ("igmp", 2),
+            ("ipv4", 4),
+            ("ip-in-ip", 4),
+            ("egp", 8),
+            ("igp", 9),
+            ("gre", 47),
+            ("esp", 50),
+            ("ah", 51),
+            ("sctp", 132),
+            ("58", 58),
+        ] {
+            assert_eq!(parse_proto(name).unwrap(), vec![want], "{name}");
+        }
     }
 
     #[test]

@@ -68,6 +68,12 @@ pub struct CompiledPolicy {
     pub(crate) roles: crate::input::Roles,
 }
 
+/// `autogroup:internet`'s addresses, computed once.
+fn internet_set() -> &'static IpSet {
+    static SET: std::sync::OnceLock<IpSet> = std::sync::OnceLock::new();
+    SET.get_or_init(crate::alias::internet)
+}
+
 pub(crate) fn host_net(ip: IpAddr) -> IpNet {
     IpNet::from(ip)
 }
@@ -256,8 +262,24 @@ impl CompiledPolicy {
         self.nodes[n].served_routes().any(|r| set.overlaps_net(&r))
     }
 
+    /// Subnet routes (not exit routes) the node serves that overlap a destination.
+    fn subnet_overlap(&self, n: usize, set: &IpSet) -> bool {
+        self.nodes[n].subnet_routes().any(|r| set.overlaps_net(&r))
+    }
+
+    /// A node is a destination of literal addresses through its own addresses, the subnet
+    /// routes it serves, or, for an exit node, when every address lies in the public
+    /// internet (`autogroup:internet`'s set): traffic to tailnet and private addresses never
+    /// leaves through an exit node.
     fn addr_hits(&self, n: usize, set: &IpSet) -> bool {
-        self.nodes[n].ips().any(|ip| set.contains_ip(ip)) || self.routes_overlap(n, set)
+        let node = &self.nodes[n];
+        node.ips().any(|ip| set.contains_ip(ip))
+            || self.subnet_overlap(n, set)
+            || (node.is_exit_node() && {
+                let mut outside = set.clone();
+                outside.subtract(internet_set());
+                outside.is_empty()
+            })
     }
 
     fn self_srcs(&self, rule: &CRule, n: usize) -> Option<IpSet> {
@@ -286,12 +308,16 @@ impl CompiledPolicy {
             _ if self_part => false,
             DstKind::Any => true,
             DstKind::Nodes(s) => s.contains(n),
-            // Capability grants reach a node's own addresses, never the subnets it routes;
-            // but a via router of such a subnet still becomes the sources' peer (with no
-            // filter rule: grant-k12).
+            // Capability grants reach a node through its own addresses, or through the
+            // subnet routes it serves (not its exit routes). A `via` router of such a
+            // subnet becomes the sources' peer but is sent no filter rule (grant-k12).
             DstKind::Addr(s) if rule.caps.is_some() => {
                 self.nodes[n].ips().any(|ip| s.contains_ip(ip))
-                    || (rule.via.is_some() && self.routes_overlap(n, s))
+                    || if rule.via.is_some() {
+                        self.routes_overlap(n, s)
+                    } else {
+                        self.subnet_overlap(n, s)
+                    }
             }
             DstKind::Addr(s) => self.addr_hits(n, s),
             DstKind::Internet => self.nodes[n].is_exit_node(),
@@ -311,7 +337,7 @@ impl CompiledPolicy {
                 && rule.src_nodes.contains(n)
             {
                 reverse_items.extend(
-                    self.reverse_rules(rev, n)
+                    self.reverse_rules(rev, &rule.src_ips, n)
                         .into_iter()
                         .map(|r| (rule.group, 1, r)),
                 );
@@ -324,6 +350,9 @@ impl CompiledPolicy {
                 continue;
             }
             let mut cap_dsts: Vec<IpNet> = Vec::new();
+            // The autogroup:self part of a capability grant: its sources are the node's own
+            // user's, as for the self part of a network rule.
+            let mut self_cap_dsts: Vec<IpNet> = Vec::new();
             let mut dst_ports = Vec::new();
             let mut self_ports = Vec::new();
             for d in &rule.dsts {
@@ -336,8 +365,13 @@ impl CompiledPolicy {
                         cap_dsts.extend(node.ips().map(host_net));
                         node.ips().map(|ip| ip.to_string()).collect()
                     }
+                    // A capability is granted on the node's own addresses the destination
+                    // covers (as for `*` and identity aliases), and, on a router of part of
+                    // it, on the destination as written: a capability is the destination's
+                    // to check, so no address beyond those goes with it.
                     DstKind::Addr(s) if rule.caps.is_some() => {
-                        if node.ips().any(|ip| s.contains_ip(ip)) {
+                        cap_dsts.extend(node.ips().filter(|ip| s.contains_ip(*ip)).map(host_net));
+                        if rule.via.is_none() && self.subnet_overlap(n, s) {
                             cap_dsts.extend(s.to_prefixes());
                         }
                         continue;
@@ -356,7 +390,7 @@ impl CompiledPolicy {
                             }
                         }
                         if rule.caps.is_some() {
-                            cap_dsts.extend(node.ips().map(host_net));
+                            self_cap_dsts.extend(node.ips().map(host_net));
                         }
                         continue;
                     }
@@ -369,28 +403,29 @@ impl CompiledPolicy {
                 }
             }
             if let Some(caps) = &rule.caps {
-                let self_only = rule
-                    .dsts
-                    .iter()
-                    .all(|d| matches!(d.kind, DstKind::SelfNodes));
-                let src_ips = if self_only {
-                    match self.self_srcs(rule, n) {
-                        Some(s) => s.to_strings().into(),
-                        None => continue,
-                    }
-                } else {
-                    rule.src_strings.clone()
-                };
+                // A node reached through the plain destinations gets the grant from every
+                // source; one reached through autogroup:self gets it from its own user's
+                // sources only. Both parts are sent when both apply.
+                let mut parts: Vec<(Arc<[String]>, Vec<IpNet>)> = Vec::new();
                 if !cap_dsts.is_empty() {
-                    cap_dsts.dedup();
+                    parts.push((rule.src_strings.clone(), cap_dsts));
+                }
+                if !self_cap_dsts.is_empty()
+                    && let Some(srcs) = self.self_srcs(rule, n)
+                {
+                    parts.push((srcs.to_strings().into(), self_cap_dsts));
+                }
+                for (src_ips, mut dsts) in parts {
+                    dsts.sort_unstable();
+                    dsts.dedup();
                     items.push((
                         rule.group,
                         1,
                         Rule {
-                            src_ips: src_ips.clone(),
+                            src_ips,
                             dst_ports: vec![],
                             ip_proto: vec![],
-                            cap_grant: vec![(cap_dsts.clone(), caps.clone())],
+                            cap_grant: vec![(dsts, caps.clone())],
                         },
                     ));
                 }
@@ -448,7 +483,7 @@ impl CompiledPolicy {
 impl CompiledPolicy {
     /// The companion rules source node `n` of a drive/relay grant receives: the grant's
     /// destinations may use the companion capability towards `n`.
-    fn reverse_rules(&self, rev: &Reverse, n: usize) -> Vec<Rule> {
+    fn reverse_rules(&self, rev: &Reverse, grant_srcs: &IpSet, n: usize) -> Vec<Rule> {
         let node = &self.nodes[n];
         let srcs: Arc<[String]> = match (rev.self_dst, node.user) {
             (true, Some(u)) if !node.is_tagged() => {
@@ -461,7 +496,17 @@ impl CompiledPolicy {
             // Shared by every source node: no copy.
             _ => rev.srcs.clone(),
         };
-        let dsts: Vec<IpNet> = node.ips().map(host_net).collect();
+        // As for the forward grant: the node's own addresses the grant's sources cover
+        // (a source written as the node's IPv4 address reverses onto that address only).
+        let mut dsts: Vec<IpNet> = node
+            .ips()
+            .filter(|ip| grant_srcs.contains_ip(*ip))
+            .map(host_net)
+            .collect();
+        dsts.extend(rev.src_literals.to_prefixes().into_iter().filter(|p| {
+            node.subnet_routes()
+                .any(|r| p.contains(&r) || r.contains(p))
+        }));
         if srcs.is_empty() || dsts.is_empty() {
             return Vec::new();
         }
@@ -519,5 +564,171 @@ impl CompiledPolicy {
                                 .is_some_and(|set| node.ips().any(|own| set.contains_ip(own))))
                 })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Rules found by running generated policies through this engine and Go Headscale
+    //! 0.29.3's (see docs/policy.md, "Checked against Go Headscale").
+    use super::*;
+    use crate::ast::Policy;
+    use hs_types::NodeId;
+
+    fn user(id: u64, name: &str) -> PolicyUser {
+        PolicyUser {
+            id: UserId(id),
+            name: name.into(),
+            email: format!("{name}@example.com"),
+            groups: vec![],
+        }
+    }
+
+    fn node(id: u64, user: Option<u64>, tags: &[&str], routes: &[&str]) -> PolicyNode {
+        let routes: Vec<IpNet> = routes.iter().map(|r| r.parse().unwrap()).collect();
+        PolicyNode {
+            id: NodeId(id),
+            name: format!("n{id}"),
+            ipv4: Some(format!("100.64.{id}.{}", id * 7).parse().unwrap()),
+            ipv6: Some(format!("fd7a:115c:a1e0::{id}:{id}").parse().unwrap()),
+            user: user.map(UserId),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            announced_routes: routes.clone(),
+            approved_routes: routes.clone(),
+            primary_routes: routes,
+        }
+    }
+
+    fn compile(policy: &str, nodes: &[PolicyNode]) -> CompiledPolicy {
+        let users = vec![user(1, "odin"), user(2, "thor")];
+        CompiledPolicy::compile(&Policy::parse(policy).unwrap(), &users, nodes).unwrap()
+    }
+
+    fn nets(v: &[&str]) -> Vec<IpNet> {
+        v.iter().map(|s| s.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn icmp_is_icmpv4() {
+        let nodes = [node(1, Some(1), &[], &[]), node(2, None, &["tag:s"], &[])];
+        let c = compile(
+            r#"{"tagOwners": {"tag:s": ["odin@example.com"]},
+                "acls": [{"action": "accept", "src": ["*"], "proto": "icmp", "dst": ["tag:s:*"]}]}"#,
+            &nodes,
+        );
+        assert_eq!(c.filter(1)[0].ip_proto, vec![1]);
+    }
+
+    #[test]
+    fn capability_to_an_address_goes_with_the_nodes_own_addresses() {
+        // n1 is inside 100.64.0.0/16 (its IPv4 only); n2 routes 10.1.0.0/16, which the
+        // grant names: the router gets the capability on the prefix as written.
+        let nodes = [
+            node(1, None, &["tag:s"], &[]),
+            node(2, None, &["tag:r"], &["10.1.0.0/16"]),
+            node(3, Some(1), &[], &[]),
+        ];
+        let c = compile(
+            r#"{"tagOwners": {"tag:s": ["odin@example.com"], "tag:r": ["odin@example.com"]},
+                "grants": [{"src": ["autogroup:member"], "dst": ["100.64.1.0/24", "10.1.0.0/16"],
+                            "app": {"example.com/cap/x": [{}]}}]}"#,
+            &nodes,
+        );
+        let f = c.filter(0);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].cap_grant[0].0, nets(&["100.64.1.7/32"]));
+        let f = c.filter(1);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].cap_grant[0].0, nets(&["10.1.0.0/16"]));
+        assert!(c.filter(2).is_empty());
+    }
+
+    #[test]
+    fn capability_through_autogroup_self_comes_from_the_own_user_only() {
+        // odin's n1 is reached only through autogroup:self: thor's n3 is no source there;
+        // the tagged n2 is reached through autogroup:tagged from every member.
+        let nodes = [
+            node(1, Some(1), &[], &[]),
+            node(2, None, &["tag:s"], &[]),
+            node(3, Some(2), &[], &[]),
+        ];
+        let c = compile(
+            r#"{"tagOwners": {"tag:s": ["odin@example.com"]},
+                "grants": [{"src": ["autogroup:member"], "dst": ["autogroup:tagged", "autogroup:self"],
+                            "app": {"example.com/cap/x": [{}]}}]}"#,
+            &nodes,
+        );
+        let own: Vec<String> = nodes[0].ips().map(|ip| ip.to_string()).collect();
+        let f = c.filter(0);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].src_ips.to_vec(), own);
+        let f = c.filter(1);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].src_ips.len(), 4);
+    }
+
+    #[test]
+    fn companion_capability_lands_on_the_source_addresses_the_grant_names() {
+        // The grant's source is n1's IPv4 address: the relay-target companion sent back to
+        // n1 is on that address only.
+        let nodes = [node(1, Some(1), &[], &[]), node(2, None, &["tag:s"], &[])];
+        let c = compile(
+            r#"{"tagOwners": {"tag:s": ["odin@example.com"]},
+                "grants": [{"src": ["100.64.1.7"], "dst": ["tag:s"],
+                            "app": {"tailscale.com/cap/relay": []}}]}"#,
+            &nodes,
+        );
+        let back: Vec<_> = c
+            .filter(0)
+            .into_iter()
+            .filter(|r| {
+                r.cap_grant
+                    .iter()
+                    .any(|(_, m)| m.contains_key("tailscale.com/cap/relay-target"))
+            })
+            .collect();
+        assert_eq!(back.len(), 1);
+        assert_eq!(back[0].cap_grant[0].0, nets(&["100.64.1.7/32"]));
+    }
+
+    #[test]
+    fn exit_node_is_a_destination_of_internet_addresses_only() {
+        let nodes = [
+            node(1, Some(1), &[], &[]),
+            node(2, None, &["tag:e"], &["0.0.0.0/0", "::/0"]),
+        ];
+        let c = compile(
+            r#"{"tagOwners": {"tag:e": ["odin@example.com"]},
+                "acls": [{"action": "accept", "src": ["autogroup:member"],
+                          "dst": ["8.8.8.0/24:53", "10.1.0.0/16:22", "100.64.1.7:22"]}]}"#,
+            &nodes,
+        );
+        let f = c.filter(1);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].dst_ports, vec![("8.8.8.0/24".to_string(), 53, 53)]);
+    }
+
+    #[test]
+    fn subnet_router_of_a_source_gets_the_companion_on_the_source_prefix() {
+        // The drive grant comes from 10.1.0.0/16, which n1 routes: the drive-sharer
+        // companion goes to n1 on that prefix.
+        let nodes = [
+            node(1, None, &["tag:r"], &["10.1.0.0/16"]),
+            node(2, None, &["tag:s"], &[]),
+        ];
+        let c = compile(
+            r#"{"tagOwners": {"tag:r": ["odin@example.com"], "tag:s": ["odin@example.com"]},
+                "grants": [{"src": ["10.1.0.0/16"], "dst": ["tag:s"],
+                            "app": {"tailscale.com/cap/drive": []}}]}"#,
+            &nodes,
+        );
+        let f = c.filter(0);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].cap_grant[0].0, nets(&["10.1.0.0/16"]));
+        assert!(
+            f[0].cap_grant[0]
+                .1
+                .contains_key("tailscale.com/cap/drive-sharer")
+        );
     }
 }

@@ -91,6 +91,9 @@ pub(crate) struct Reverse {
     /// The destinations include autogroup:self: a source node also gets its own user's
     /// nodes as sources.
     pub self_dst: bool,
+    /// The grant's sources written as addresses or hosts: a subnet router of part of them
+    /// gets the companion on those prefixes, as a router of a destination gets the grant.
+    pub src_literals: IpSet,
 }
 
 /// The capability the hosted service grants in the opposite direction next to a granted one.
@@ -106,6 +109,7 @@ pub(crate) fn companion_cap(name: &str) -> Option<&'static str> {
 fn reverse_of(
     r: &Resolver<'_>,
     app: &BTreeMap<String, Vec<Value>>,
+    src_aliases: &[Alias],
     dsts: &[String],
 ) -> Option<Reverse> {
     let caps: Vec<&'static str> = app.keys().filter_map(|k| companion_cap(k)).collect();
@@ -128,6 +132,17 @@ fn reverse_of(
         caps,
         srcs: spelled.into_iter().collect::<Vec<_>>().into(),
         self_dst,
+        src_literals: {
+            let mut set = IpSet::new();
+            for a in src_aliases {
+                match a {
+                    Alias::Host(h) => set.extend(&r.host_set(h)),
+                    Alias::Addr(x) => set.extend(x),
+                    _ => {}
+                }
+            }
+            set
+        },
     })
 }
 
@@ -473,7 +488,7 @@ pub(crate) fn compile_grants(
                 via: via.clone(),
                 group: 0,
                 self_first,
-                reverse: reverse_of(r, &g.app, &g.dst),
+                reverse: reverse_of(r, &g.app, &src_aliases, &g.dst),
             });
         }
     }
