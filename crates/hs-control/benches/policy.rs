@@ -19,10 +19,9 @@ use hs_nodestore::{AllowAll, NodeStore, Op, PolicyView};
 use hs_types::model::{Node, RegisterMethod, User};
 use hs_types::{DiscoPublic, MachinePrivate, NodeId, NodePrivate, UserId};
 
-const NODES: u32 = 1000;
 const USERS: u64 = 20;
 
-fn tailnet() -> Arc<hs_nodestore::Snapshot> {
+fn tailnet(nodes: u32) -> Arc<hs_nodestore::Snapshot> {
     let t = DateTime::<Utc>::UNIX_EPOCH;
     let mut rng = rand::rngs::OsRng;
     let (store, mut writer) = NodeStore::new(Arc::new(AllowAll::new()));
@@ -40,7 +39,7 @@ fn tailnet() -> Arc<hs_nodestore::Snapshot> {
             groups: Vec::new(),
         }))
     });
-    let nodes = (0..NODES).map(|i| {
+    let nodes = (0..nodes).map(|i| {
         let tagged = i % 10 == 0;
         Op::Upsert(Box::new(Node {
             id: NodeId(u64::from(i) + 1),
@@ -86,22 +85,27 @@ const POLICY: &str = r#"{
 }"#;
 
 fn bench(c: &mut Criterion) {
-    let snap = tailnet();
     let policy = hs_policy::Policy::parse(POLICY).unwrap();
-    let mut g = c.benchmark_group("policy_recompile_1k");
-    g.sample_size(10);
-    g.bench_function("compile", |b| {
-        b.iter(|| CompiledView::compile(&policy, &snap).unwrap());
-    });
-    g.bench_function("compile_and_all_filters", |b| {
-        b.iter(|| {
-            let v = CompiledView::compile(&policy, &snap).unwrap();
-            snap.nodes()
-                .map(|e| v.packet_filter(&e.node).len())
-                .sum::<usize>()
+    for (name, n) in [
+        ("policy_recompile_1k", 1000),
+        ("policy_recompile_10k", 10_000),
+    ] {
+        let snap = tailnet(n);
+        let mut g = c.benchmark_group(name);
+        g.sample_size(10);
+        g.bench_function("compile", |b| {
+            b.iter(|| CompiledView::compile(&policy, &snap).unwrap());
         });
-    });
-    g.finish();
+        g.bench_function("compile_and_all_filters", |b| {
+            b.iter(|| {
+                let v = CompiledView::compile(&policy, &snap).unwrap();
+                snap.nodes()
+                    .map(|e| v.packet_filter(&e.node).len())
+                    .sum::<usize>()
+            });
+        });
+        g.finish();
+    }
 }
 
 criterion_group!(benches, bench);

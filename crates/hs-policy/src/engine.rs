@@ -299,12 +299,26 @@ impl CompiledPolicy {
         (!ips.is_empty()).then_some(ips)
     }
 
+    /// Whether [`Self::self_srcs`] is `Some`, without building the set: asked for every node
+    /// of every autogroup:self rule at compile, where building it made compile quadratic in
+    /// the size of a user's fleet.
+    fn has_self_srcs(&self, rule: &CRule, n: usize) -> bool {
+        let node = &self.nodes[n];
+        match (node.is_tagged(), node.user) {
+            (false, Some(user)) => self.by_user.get(&user).is_some_and(|v| {
+                v.iter()
+                    .any(|&i| rule.src_nodes.contains(i) && self.nodes[i].ips().next().is_some())
+            }),
+            _ => false,
+        }
+    }
+
     fn rule_applies(&self, rule: &CRule, n: usize, self_part: bool) -> bool {
         if !self.via_ok(rule, n) {
             return false;
         }
         rule.dsts.iter().any(|d| match &d.kind {
-            DstKind::SelfNodes => self_part && self.self_srcs(rule, n).is_some(),
+            DstKind::SelfNodes => self_part && self.has_self_srcs(rule, n),
             _ if self_part => false,
             DstKind::Any => true,
             DstKind::Nodes(s) => s.contains(n),
