@@ -101,13 +101,19 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// The whole-run deadline when `--timeout` is not given: ten minutes, plus three per scenario
+/// selected (the slowest scenarios take about two and a half on a loaded two-core machine).
+fn default_timeout(scenarios: usize) -> Duration {
+    Duration::from_secs(600 + 180 * u64::try_from(scenarios).unwrap_or(u64::MAX / 360))
+}
+
 fn run(args: &[String]) -> anyhow::Result<bool> {
     let mut pattern = String::new();
     let mut server = None;
     let mut tailscaled = None;
     let mut tailscale = None;
     let mut artifacts = None;
-    let mut timeout = Duration::from_secs(900);
+    let mut timeout = None;
     let mut allow_host = false;
     let mut failfast = false;
     let mut it = args.iter();
@@ -128,7 +134,7 @@ fn run(args: &[String]) -> anyhow::Result<bool> {
                     .trim_end_matches('s')
                     .parse()
                     .with_context(|| format!("--timeout {v:?}: expected seconds, e.g. 900s"))?;
-                timeout = Duration::from_secs(secs);
+                timeout = Some(Duration::from_secs(secs));
             }
             "--allow-host" => allow_host = true,
             "--failfast" => failfast = true,
@@ -161,7 +167,6 @@ fn run(args: &[String]) -> anyhow::Result<bool> {
         netns::enable_dummy_uplink();
     }
     let started = Instant::now();
-    eventually::set_run_deadline(started + timeout);
     let chosen: Vec<_> = scenarios::all()
         .into_iter()
         .filter(|(n, _)| scenarios::selected(&pattern, n))
@@ -169,6 +174,11 @@ fn run(args: &[String]) -> anyhow::Result<bool> {
     if chosen.is_empty() {
         bail!("no scenario matches {pattern:?} (see `hs-integration list`)");
     }
+    // The deadline bounds a whole run; a fixed default would cut a full-suite run short
+    // (101 scenarios take far longer than one scenario's worst case), so it grows with the
+    // selection unless `--timeout` pins it.
+    let timeout = timeout.unwrap_or_else(|| default_timeout(chosen.len()));
+    eventually::set_run_deadline(started + timeout);
     println!(
         "hs-integration: {} scenario(s); artifacts in {}",
         chosen.len(),

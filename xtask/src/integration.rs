@@ -1,5 +1,5 @@
 //! `cargo xtask integration [PATTERN] [--client-version V[,V…]] [--db sqlite,postgres]
-//! [--postgres] [--failfast] [--timeout 900s]` and
+//! [--postgres] [--failfast] [--timeout SECS]` and
 //! `cargo xtask integration doctor`: builds the server and the harness, builds real Tailscale
 //! clients into a cache (`~/.cache/hs-integration/<version>`) when missing, and runs the
 //! end-to-end scenarios of `integration/` one at a time, once per client version and database
@@ -24,7 +24,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     let mut pattern = String::new();
     let mut versions = vec![DEFAULT_CLIENT_VERSION.to_owned()];
     let mut databases = vec![Db::Sqlite];
-    let mut timeout = "900s".to_owned();
+    let mut timeout: Option<String> = None;
     let mut failfast = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -40,14 +40,14 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
                     .map(|d| Db::parse(d))
                     .collect::<Result<_>>()?;
             }
-            "--timeout" => timeout = it.next().context("--timeout needs a value")?.clone(),
+            "--timeout" => timeout = Some(it.next().context("--timeout needs a value")?.clone()),
             "--postgres" => databases = vec![Db::Postgres],
             "--failfast" => failfast = true,
             p if !p.starts_with('-') && pattern.is_empty() => pattern = p.to_owned(),
             other => bail!(
                 "xtask integration: unknown argument {other:?} (usage: integration [PATTERN] \
                  [--client-version V[,V…]] [--db sqlite,postgres | --postgres] [--failfast] \
-                 [--timeout 900s] | integration doctor)"
+                 [--timeout SECS] | integration doctor)"
             ),
         }
     }
@@ -107,9 +107,10 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
                 .arg("--tailscale")
                 .arg(dir.join("tailscale"))
                 .arg("--artifacts")
-                .arg(&artifacts)
-                .arg("--timeout")
-                .arg(&timeout);
+                .arg(&artifacts);
+            if let Some(t) = &timeout {
+                cmd.arg("--timeout").arg(t);
+            }
             if *db == Db::Postgres {
                 cmd.arg("--postgres");
             }
