@@ -83,7 +83,9 @@ impl CompiledView {
     /// Compiles `policy` against the users and nodes of `snap`.
     pub fn compile(policy: &Policy, snap: &Snapshot) -> Result<Self, PolicyError> {
         let (users, nodes) = policy_inputs(snap);
-        Ok(Self::new(CompiledPolicy::compile(policy, &users, &nodes)?))
+        Ok(Self::new(CompiledPolicy::compile_owned(
+            policy, &users, nodes,
+        )?))
     }
 
     /// Runs the policy's `tests` and `sshTests` (see [`CompiledPolicy::check_tests`]).
