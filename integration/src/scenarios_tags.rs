@@ -100,12 +100,12 @@ pub(crate) const SCENARIOS: &[Scenario] = &[
 ];
 
 /// The user every scenario of this family registers nodes for.
-const TAG_USER: &str = "taguser";
+pub(crate) const TAG_USER: &str = "taguser";
 
 /// Headscale's tag test policy: `taguser` owns `tag:valid-owned` and `tag:second`,
 /// `tag:valid-unowned` belongs to a user that does not exist here, `tag:nonexistent` is not
 /// defined; everyone may reach everyone.
-const POLICY: &str = r#"{
+pub(crate) const POLICY: &str = r#"{
   "tagOwners": {
     "tag:valid-owned": ["taguser@"],
     "tag:second": ["taguser@"],
@@ -127,7 +127,7 @@ enum KeyKind {
 
 /// The scenario's world: the embedded relay, [`TAG_USER`], [`POLICY`] in force from the
 /// start, and one client `head`, not logged in.
-fn tag_env(ctx: &Ctx, name: &str) -> anyhow::Result<Env> {
+pub(crate) fn tag_env(ctx: &Ctx, name: &str) -> anyhow::Result<Env> {
     let mut e = Env::new(ctx, name, true)?;
     e.server.create_user(TAG_USER)?;
     e.server.set_policy(POLICY)?;
@@ -163,7 +163,7 @@ fn make_key(e: &Env, ctx: &Ctx, kind: KeyKind, reusable: bool) -> anyhow::Result
 
 /// `tailscale up` as the harness first ran it (so no earlier flag goes unmentioned), with
 /// `key` when given and `extra` flags; the output whatever the exit status.
-fn run_up(c: &Client, key: Option<&str>, extra: &[&str]) -> anyhow::Result<Output> {
+pub(crate) fn run_up(c: &Client, key: Option<&str>, extra: &[&str]) -> anyhow::Result<Output> {
     let mut args = vec![
         "up".to_owned(),
         format!("--login-server={}", c.login_server),
@@ -181,7 +181,7 @@ fn run_up(c: &Client, key: Option<&str>, extra: &[&str]) -> anyhow::Result<Outpu
 }
 
 /// Stdout and stderr of a command, trimmed, for messages.
-fn text(o: &Output) -> String {
+pub(crate) fn text(o: &Output) -> String {
     format!(
         "{} {}",
         String::from_utf8_lossy(&o.stdout).trim(),
@@ -192,7 +192,7 @@ fn text(o: &Output) -> String {
 }
 
 /// The tags of a `nodes list` entry, sorted.
-fn tags_of(node: &Value) -> Vec<String> {
+pub(crate) fn tags_of(node: &Value) -> Vec<String> {
     let mut t: Vec<String> = node["tags"]
         .as_array()
         .into_iter()
@@ -204,7 +204,7 @@ fn tags_of(node: &Value) -> Vec<String> {
 }
 
 /// The client's own tags in its status (`Self.Tags`), sorted.
-fn self_tags(c: &Client) -> anyhow::Result<Vec<String>> {
+pub(crate) fn self_tags(c: &Client) -> anyhow::Result<Vec<String>> {
     let st = c.status()?;
     let mut t: Vec<String> = st["Self"]["Tags"]
         .as_array()
@@ -216,7 +216,8 @@ fn self_tags(c: &Client) -> anyhow::Result<Vec<String>> {
     Ok(t)
 }
 
-fn sorted(tags: &[&str]) -> Vec<String> {
+/// `tags` as owned strings, sorted.
+pub(crate) fn sorted(tags: &[&str]) -> Vec<String> {
     let mut v: Vec<String> = tags.iter().map(|t| (*t).to_owned()).collect();
     v.sort();
     v
@@ -224,7 +225,7 @@ fn sorted(tags: &[&str]) -> Vec<String> {
 
 /// Waits until the server lists exactly one node with exactly `want` tags (none: a user's
 /// node) and returns its id.
-fn wait_one_node_tagged(
+pub(crate) fn wait_one_node_tagged(
     e: &mut Env,
     ctx: &Ctx,
     want: &[&str],
@@ -247,7 +248,7 @@ fn wait_one_node_tagged(
 
 /// Waits until the client sees exactly `want` as its own tags (issue #2978: the node's own
 /// view follows the server's).
-fn wait_self_tags(e: &mut Env, want: &[&str], why: &str) -> anyhow::Result<()> {
+pub(crate) fn wait_self_tags(e: &mut Env, want: &[&str], why: &str) -> anyhow::Result<()> {
     let want = sorted(want);
     let name = e.clients[0].name.clone();
     eventually(
@@ -263,7 +264,7 @@ fn wait_self_tags(e: &mut Env, want: &[&str], why: &str) -> anyhow::Result<()> {
 }
 
 /// The node's Hostinfo `RequestTags` as the server stored them (read from the database).
-fn stored_request_tags(e: &Env) -> anyhow::Result<Vec<String>> {
+pub(crate) fn stored_request_tags(e: &Env) -> anyhow::Result<Vec<String>> {
     let db = e.server.open_db()?;
     let nodes = db.tx(|c| c.list_nodes())?;
     ensure!(nodes.len() == 1, "{} nodes in the database", nodes.len());
@@ -281,7 +282,7 @@ fn stored_request_tags(e: &Env) -> anyhow::Result<Vec<String>> {
 }
 
 /// Logs `head` in with `key` (no tags asked) and waits until it is Running.
-fn login(e: &mut Env, key: &str) -> anyhow::Result<()> {
+pub(crate) fn login(e: &mut Env, key: &str) -> anyhow::Result<()> {
     let out = run_up(&e.clients[0], Some(key), &[])?;
     ensure!(
         out.status.success(),
