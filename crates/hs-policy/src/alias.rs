@@ -119,46 +119,66 @@ pub fn split_alias_ports(s: &str) -> Result<(&str, &str), String> {
         }
         return Ok((addr, ports));
     }
-    s.rsplit_once(':')
-        .ok_or_else(|| format!("dst={s:?}: missing port"))
+    // Tailscale's `tailcfg.ParseHostPortRange` wording.
+    let (host, ports) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("dst={s:?}: hostport must contain a colon (\":\")"))?;
+    if host.contains(',') {
+        return Err(format!("dst={s:?}: host cannot contain a comma (\",\")"));
+    }
+    Ok((host, ports))
 }
 
 /// An inclusive port range.
 pub type Ports = (u16, u16);
 
 /// Parses `*`, `22`, `80-443` or a comma list of numbers and ranges (`*` stands alone: it
-/// is every port, never one item of a list).
+/// is every port, never one item of a list), as an ACL destination writes its ports. Each
+/// item is read by [`parse_port_range`].
 pub fn parse_ports(s: &str) -> Result<Vec<Ports>, String> {
     if s == "*" {
         return Ok(vec![(0, 65535)]);
     }
-    let mut out = Vec::new();
-    for part in s.split(',') {
-        let (a, b) = match part.split_once('-') {
-            Some((a, b)) => (a, Some(b)),
-            None => (part, None),
-        };
-        let first: u16 = a
-            .parse()
-            .map_err(|_| format!("port range {part:?}: invalid first integer"))?;
-        let last: u16 = match b {
-            Some(b) => b
-                .parse()
-                .map_err(|_| format!("port range {part:?}: invalid last integer"))?,
-            None => first,
-        };
-        if last < first {
-            return Err(format!("port range {part:?}: first greater than last"));
-        }
-        // Port 0 is no port; "every port" is written `*`.
-        if first == 0 {
-            return Err(format!(
-                "port range {part:?}: first port must be >0, or use '*' for wildcard"
-            ));
-        }
-        out.push((first, last));
+    if s.is_empty() {
+        return Err("invalid port list: \"\"".to_owned());
     }
-    Ok(out)
+    s.split(',').map(parse_port_range).collect()
+}
+
+/// One port or range (`22`, `80-443`), read as Tailscale's `tailcfg.ParseHostPortRange`
+/// reads it, with its wording: decimal digits only (no sign, no list), at most one dash, a
+/// first port above 0 and not above the last.
+pub fn parse_port_range(part: &str) -> Result<Ports, String> {
+    let number = |t: &str| -> Option<u16> {
+        if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        t.parse().ok()
+    };
+    if part.matches('-').count() > 1 {
+        return Err(format!("port range {part:?}: too many dashes(-)"));
+    }
+    let (a, b) = match part.split_once('-') {
+        Some((a, b)) => (a, Some(b)),
+        None => (part, None),
+    };
+    let first = number(a).ok_or_else(|| format!("port range {part:?}: invalid first integer"))?;
+    let last = match b {
+        Some(b) => number(b).ok_or_else(|| format!("port range {part:?}: invalid last integer"))?,
+        None => first,
+    };
+    // Port 0 is no port; "every port" is written `*`.
+    if first == 0 {
+        return Err(format!(
+            "port range {part:?}: first port must be >0, or use '*' for wildcard"
+        ));
+    }
+    if first > last {
+        return Err(format!(
+            "port range {part:?}: first port must be >= last port"
+        ));
+    }
+    Ok((first, last))
 }
 
 /// IP protocol numbers for a protocol name or number. Empty means "the default set".

@@ -70,6 +70,9 @@ impl Policy {
                 message: format!("a policy is a JSON object ({{ … }}); found {c:?}"),
             });
         }
+        // A key named twice in one object is ambiguous (serde would keep the last one in a
+        // map): refused wherever it is, as Go Headscale refuses it.
+        hujson::check_duplicate_keys(&json)?;
         // serde also builds a struct from a JSON array (its fields in order); every entry of
         // the policy is an object, so an array where an entry belongs is refused by name.
         if let Ok(serde_json::Value::Object(top)) = serde_json::from_str(&json) {

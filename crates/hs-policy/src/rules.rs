@@ -1,7 +1,7 @@
 //! Network rules (`acls` and `grants`) validated and resolved into a rule list that is
 //! independent of any one destination node; per-node filters are cut from it in `engine`.
 
-use crate::alias::{Alias, Ports, parse_ports, parse_proto, split_alias_ports};
+use crate::alias::{Alias, Ports, parse_port_range, parse_ports, parse_proto, split_alias_ports};
 use crate::ast::Policy;
 use crate::bitset::NodeSet;
 use crate::error::{PolicyError, invalid};
@@ -153,15 +153,19 @@ fn src_error(r: &Resolver<'_>, field: &str, a: &Alias) -> Result<(), PolicyError
             Err(invalid(format!("{field}=group not found: {g:?}")))
         }
         // The internet is somewhere traffic goes (through an exit node), never where it
-        // comes from.
-        Alias::Internet => Err(invalid(format!(
-            "{field}=\"autogroup:internet\": autogroup:internet can only be used as a destination"
-        ))),
-        // autogroup:self means "the destination's own user": it needs a destination to be
-        // relative to.
-        Alias::SelfNodes => Err(invalid(format!(
-            "{field}=\"autogroup:self\": autogroup:self can only be used as a destination"
-        ))),
+        // comes from; autogroup:self means "the destination's own user": it needs a
+        // destination to be relative to. Worded as Go Headscale words the latter (aligned with
+        // the hosted service).
+        Alias::Internet | Alias::SelfNodes => {
+            let name = if matches!(a, Alias::Internet) {
+                "autogroup:internet"
+            } else {
+                "autogroup:self"
+            };
+            Err(invalid(format!(
+                "{name:?} not valid on the {field} side of a rule"
+            )))
+        }
         Alias::NonRoot => Err(invalid(format!("{field}={NONROOT_ERR}"))),
         _ => Ok(()),
     }
@@ -274,8 +278,8 @@ pub(crate) fn compile_acls(
             resolve_srcs_cached(r, cache, &acl.src)?;
         let protos = match &acl.proto {
             None => vec![],
-            Some(Value::String(s)) => parse_proto(s).map_err(invalid)?,
-            Some(Value::Number(n)) => parse_proto(&n.to_string()).map_err(invalid)?,
+            Some(Value::String(s)) => parse_proto(s).map_err(acl_proto_error)?,
+            Some(Value::Number(n)) => parse_proto(&n.to_string()).map_err(acl_proto_error)?,
             Some(other) => return Err(invalid(format!("proto {other} is not valid"))),
         };
         let mut dsts = Vec::new();
@@ -324,6 +328,16 @@ pub(crate) fn compile_acls(
     Ok(out)
 }
 
+/// An `acls` entry's unknown `proto` name, in the hosted service's words for that field: the
+/// protocol-name refusal (as a grant's `ip` words it) pointing at names as well as numbers.
+fn acl_proto_error(e: String) -> PolicyError {
+    if e.starts_with("proto name ") {
+        invalid(format!("{e} or protocol name (icmp, tcp, udp, etc.)"))
+    } else {
+        invalid(e)
+    }
+}
+
 /// Capability names in the tailscale.com domain a policy may grant.
 const ALLOWED_TS_CAPS: &[&str] = &[
     "tailscale.com/cap/drive",
@@ -332,6 +346,10 @@ const ALLOWED_TS_CAPS: &[&str] = &[
     "tailscale.com/cap/relay",
     "tailscale.com/cap/tsidp",
     "tailscale.com/cap/golink",
+    // Tailscale's setec and tailsql read these; their documentation grants them in the
+    // policy file.
+    "tailscale.com/cap/secrets",
+    "tailscale.com/cap/tailsql",
 ];
 
 /// Only TCP, UDP and SCTP have ports: another protocol's rule must use `*`.
@@ -355,14 +373,39 @@ fn check_ports_allowed(
     )))
 }
 
-fn parse_ip_cap(s: &str) -> Result<(Vec<u8>, Vec<Ports>), String> {
+/// One `ip` entry of a grant, read as Tailscale's `tailcfg.ProtoPortRange` reads it (and
+/// worded as it words its refusals): `*`, `ports` or `proto:ports`, lower-cased, the ports
+/// after the last colon and read first. `ports` is `*` or one port or range: a list
+/// (`22,80`) is two entries. The protocol may be `*` (every protocol); an empty entry or an
+/// empty protocol is refused.
+pub(crate) fn parse_ip_cap(s: &str) -> Result<(Vec<u8>, Vec<Ports>), String> {
+    if s.is_empty() {
+        return Err("empty string".to_owned());
+    }
     if s == "*" {
         return Ok((vec![], vec![(0, 65535)]));
     }
-    match s.split_once(':') {
-        Some((proto, ports)) => Ok((parse_proto(proto)?, parse_ports(ports)?)),
-        None => Ok((vec![], parse_ports(s)?)),
+    let s = s.to_ascii_lowercase();
+    let (proto, ports) = s.rsplit_once(':').unwrap_or(("*", &s));
+    if proto.contains(',') {
+        return Err("host cannot contain a comma (\",\")".to_owned());
     }
+    let ports = match ports {
+        "*" => vec![(0, 65535)],
+        "" => return Err("invalid port list: \"\"".to_owned()),
+        one => vec![parse_port_range(one)?],
+    };
+    match proto {
+        "" => Err("empty protocol".to_owned()),
+        "*" => Ok((vec![], ports)),
+        p => Ok((parse_proto(p)?, ports)),
+    }
+}
+
+/// `Some(canonical spelling)` when `d` is written as a prefix of length 0.
+fn zero_length_prefix(d: &str) -> Option<String> {
+    let net = d.trim().parse::<IpNet>().ok()?;
+    (net.prefix_len() == 0).then(|| net.trunc().to_string())
 }
 
 /// Resolves the `grants` section.
@@ -377,10 +420,11 @@ pub(crate) fn compile_grants(
             return Err(invalid("ip and app can not both be empty"));
         }
         for name in g.app.keys() {
-            // A capability name is `{domain}/{path}`: not a URL, not a bare word. (The
-            // hosted service words this like its tailscale.com-domain refusal, without the
-            // name.)
-            if name.contains("://") || !name.contains('/') {
+            // A capability name is `{domain}/{path}`: not a URL, not a bare word, neither
+            // part empty. (The hosted service words this like its tailscale.com-domain
+            // refusal, without the name.)
+            let (domain, path) = name.split_once('/').unwrap_or((name, ""));
+            if name.contains("://") || domain.is_empty() || path.is_empty() {
                 return Err(invalid(
                     "capability name must have the form {domain}/{path}",
                 ));
@@ -428,9 +472,13 @@ pub(crate) fn compile_grants(
                 {
                     return Err(invalid(SELF_ERR));
                 }
-                Alias::Addr(_) if d == "0.0.0.0/0" || d == "::/0" => {
+                // A prefix of length 0 (however its address is written: `0.0.0.0/0`,
+                // `::/0`, `0::/0`) is every address of a family, which grants write as `*`
+                // or `autogroup:internet`. Named in its canonical form.
+                Alias::Addr(_) if zero_length_prefix(d).is_some() => {
+                    let net = zero_length_prefix(d).unwrap_or_default();
                     return Err(invalid(format!(
-                        "dst {d:?}: to allow all IP addresses, use \"*\" or \"autogroup:internet\""
+                        "dst {net:?}: to allow all IP addresses, use \"*\" or \"autogroup:internet\""
                     )));
                 }
                 _ => {}
@@ -443,7 +491,7 @@ pub(crate) fn compile_grants(
         let mut by_proto: Vec<(Vec<u8>, Vec<Ports>)> = Vec::new();
         for ip in &g.ip {
             let (protos, ports) = parse_ip_cap(ip).map_err(invalid)?;
-            if let Some((written, _)) = ip.split_once(':') {
+            if let Some((written, _)) = ip.rsplit_once(':') {
                 check_ports_allowed(Some(&Value::String(written.to_owned())), &protos, &ports)?;
             }
             match by_proto.iter_mut().find(|(p, _)| *p == protos) {

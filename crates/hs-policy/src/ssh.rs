@@ -51,7 +51,11 @@ pub(crate) struct CSsh {
     pub accept_env: Vec<String>,
 }
 
-/// Parses a Go duration (`12h`, `1h30m`, `-1m`, `90s`) into signed seconds.
+/// Parses a Go duration (`12h`, `1h30m`, `-1m`, `90s`) into signed seconds, refusing what
+/// Go's `time.ParseDuration` refuses with its words: a number without a unit
+/// (`time: missing unit in duration "12"`), a unit Go does not know
+/// (`time: unknown unit "d" in duration "1d"`), anything else malformed
+/// (`time: invalid duration "abc"`).
 pub(crate) fn parse_go_duration(s: &str) -> Result<i64, String> {
     let err = || format!("time: invalid duration {s:?}");
     let (neg, mut rest) = match s.strip_prefix('-') {
@@ -68,26 +72,46 @@ pub(crate) fn parse_go_duration(s: &str) -> Result<i64, String> {
     while !rest.is_empty() {
         let num_end = rest
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(err)?;
-        if num_end == 0 {
+            .unwrap_or(rest.len());
+        let number = &rest[..num_end];
+        // The next thing is digits with at most one '.', and at least one digit.
+        if number.is_empty()
+            || number.matches('.').count() > 1
+            || !number.bytes().any(|b| b.is_ascii_digit())
+        {
             return Err(err());
         }
-        let n: f64 = rest[..num_end].parse().map_err(|_| err())?;
+        let n: f64 = if number.ends_with('.') {
+            number.trim_end_matches('.').parse()
+        } else if number.starts_with('.') {
+            format!("0{number}").parse()
+        } else {
+            number.parse()
+        }
+        .map_err(|_| err())?;
         rest = &rest[num_end..];
         let unit_end = rest
             .find(|c: char| c.is_ascii_digit() || c == '.')
             .unwrap_or(rest.len());
-        let mult = match &rest[..unit_end] {
+        if unit_end == 0 {
+            return Err(format!("time: missing unit in duration {s:?}"));
+        }
+        let unit = &rest[..unit_end];
+        let mult = match unit {
             "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
+            "us" | "\u{b5}s" | "\u{3bc}s" => 1e-6,
             "ms" => 1e-3,
             "s" => 1.0,
             "m" => 60.0,
             "h" => 3600.0,
-            _ => return Err(err()),
+            _ => return Err(format!("time: unknown unit {unit:?} in duration {s:?}")),
         };
         total += n * mult;
         rest = &rest[unit_end..];
+    }
+    // Go's durations are int64 nanoseconds: about 2,562,047 hours.
+    if total > 9_223_372_036.854_775 {
+        return Err(err());
     }
     let secs = total as i64;
     Ok(if neg { -secs } else { secs })
@@ -137,7 +161,8 @@ pub(crate) fn check_domains(r: &Resolver<'_>, p: &Policy) -> Result<(), PolicyEr
                 return Err(invalid(format!("{rest} {NOT_ASSOC}")));
             }
         }
-        for s in &rule.src {
+        // Sources and destinations alike: a domain expression anywhere in an SSH rule.
+        for s in rule.src.iter().chain(&rule.dst) {
             if let Some(domain) = s.trim().strip_prefix("user:*@")
                 && !domain_known(r, domain)
             {
@@ -170,7 +195,7 @@ fn check_src_dst(r: &Resolver<'_>, rule: &crate::ast::SshRule) -> Result<(), Pol
                     )));
                 }
             }
-            Ok(Alias::Member | Alias::SelfNodes) if tagged => {
+            Ok(Alias::Member | Alias::SelfNodes | Alias::UserDomain(_)) if tagged => {
                 return Err(invalid(format!(
                     "dst={d:?}: tags in SSH source cannot access user-owned devices"
                 )));
@@ -429,5 +454,15 @@ mod tests {
             parse_go_duration("abc").unwrap_err(),
             "time: invalid duration \"abc\""
         );
+        assert_eq!(
+            parse_go_duration("1d").unwrap_err(),
+            "time: unknown unit \"d\" in duration \"1d\""
+        );
+        assert_eq!(
+            parse_go_duration("12").unwrap_err(),
+            "time: missing unit in duration \"12\""
+        );
+        assert_eq!(parse_go_duration("1.5h").unwrap(), 5400);
+        assert_eq!(parse_go_duration(".5m").unwrap(), 30);
     }
 }

@@ -30,7 +30,15 @@ pub(crate) fn run_tests(c: &CompiledPolicy) -> Result<(), PolicyError> {
     }
     for (i, t) in c.policy.ssh_tests.iter().enumerate() {
         for d in t.dst.iter().map(|d| d.trim()) {
-            if d == "autogroup:internet" || (d.contains('/') && parse_addr(d).is_some()) {
+            // An SSH test names single devices: not the internet, not a prefix, and not a
+            // host that stands for a prefix (a CIDR under a name).
+            let host_prefix = r.policy.hosts.get(d).is_some_and(|v| {
+                v.contains('/') && set_is_single(&r, &Alias::Host(d.to_owned())).is_none()
+            });
+            if d == "autogroup:internet"
+                || (d.contains('/') && parse_addr(d).is_some())
+                || host_prefix
+            {
                 return Err(invalid(format!(
                     "SSH tests dst contains disallowed element {d:?}"
                 )));
@@ -199,13 +207,8 @@ fn allowed(
                 .iter()
                 .any(|d| r.parse(d).is_ok_and(|a| covers(r, &a, dst)))
             && g.ip.iter().any(|ip| {
-                let (protos, ports) = match ip.split_once(':') {
-                    _ if ip == "*" => (vec![], "*"),
-                    Some((pr, ports)) => (parse_proto(pr).unwrap_or_default(), ports),
-                    None => (vec![], ip.as_str()),
-                };
-                proto_ok(&protos, proto)
-                    && crate::alias::parse_ports(ports).is_ok_and(|ps| ports_ok(&ps))
+                crate::rules::parse_ip_cap(ip)
+                    .is_ok_and(|(protos, ports)| proto_ok(&protos, proto) && ports_ok(&ports))
             })
     });
     acls_ok || grants_ok

@@ -113,13 +113,13 @@ const TABLE: &[(&str, &str, &str, &str)] = &[
     (
         "the internet is never a source",
         r#""acls": [{"action": "accept", "src": ["autogroup:internet"], "dst": ["*:*"]}]"#,
-        "autogroup:internet can only be used as a destination",
+        "\"autogroup:internet\" not valid on the src side of a rule",
         r#""acls": [{"action": "accept", "src": ["*"], "dst": ["autogroup:internet:*"]}]"#,
     ),
     (
         "the internet is never a source (grants)",
         r#""grants": [{"src": ["autogroup:internet"], "dst": ["tag:x"], "ip": ["*"]}]"#,
-        "autogroup:internet can only be used as a destination",
+        "\"autogroup:internet\" not valid on the src side of a rule",
         r#""grants": [{"src": ["tag:y"], "dst": ["tag:x"], "ip": ["*"]}]"#,
     ),
     (
@@ -197,13 +197,13 @@ const TABLE: &[(&str, &str, &str, &str)] = &[
     (
         "autogroup:self is never a source",
         r#""acls": [{"action": "accept", "src": ["autogroup:self"], "dst": ["autogroup:self:*"]}]"#,
-        "autogroup:self can only be used as a destination",
+        "\"autogroup:self\" not valid on the src side of a rule",
         r#""acls": [{"action": "accept", "src": ["autogroup:member"], "dst": ["autogroup:self:*"]}]"#,
     ),
     (
         "autogroup:self is never a source (grants)",
         r#""grants": [{"src": ["autogroup:self"], "dst": ["tag:x"], "ip": ["*"]}]"#,
-        "autogroup:self can only be used as a destination",
+        "\"autogroup:self\" not valid on the src side of a rule",
         r#""grants": [{"src": ["autogroup:member"], "dst": ["tag:x"], "ip": ["*"]}]"#,
     ),
     (
@@ -263,7 +263,7 @@ const TABLE: &[(&str, &str, &str, &str)] = &[
     (
         "protocol names are Tailscale's",
         r#""acls": [{"action": "accept", "src": ["*"], "proto": "icmpv6", "dst": ["tag:x:*"]}]"#,
-        "proto name \"icmpv6\" not known; use protocol number 0-255",
+        "proto name \"icmpv6\" not known; use protocol number 0-255 or protocol name (icmp, tcp, udp, etc.)",
         r#""acls": [{"action": "accept", "src": ["*"], "proto": "IPv6-ICMP", "dst": ["tag:x:*"]}]"#,
     ),
     (
@@ -319,6 +319,114 @@ const TABLE: &[(&str, &str, &str, &str)] = &[
         r#""acls": [], "tests": [{"src": "tag:x"}]"#,
         "tests[0]: no \"accept\" or \"deny\" to check",
         r#""acls": [], "tests": [{"src": "tag:x", "deny": ["tag:y:22"]}]"#,
+    ),
+    (
+        "a key is named once per object",
+        r#""acls": [], "groups": {"group:eng": ["alice@example.com"], "group:eng": ["bob@example.com"]}"#,
+        "duplicate key \"group:eng\"",
+        r#""acls": [], "groups": {"group:eng": ["alice@example.com", "bob@example.com"]}"#,
+    ),
+    (
+        "every protocol is proto left out, not *",
+        r#""acls": [{"action": "accept", "src": ["*"], "proto": "*", "dst": ["tag:x:*"]}]"#,
+        "proto name \"*\" not known; use protocol number 0-255 or protocol name (icmp, tcp, udp, etc.)",
+        r#""acls": [{"action": "accept", "src": ["*"], "dst": ["tag:x:*"]}]"#,
+    ),
+    (
+        "port ranges run upward",
+        r#""acls": [{"action": "accept", "src": ["*"], "dst": ["tag:x:90-80"]}]"#,
+        "dst=\"tag:x:90-80\": port range \"90-80\": first port must be >= last port",
+        r#""acls": [{"action": "accept", "src": ["*"], "dst": ["tag:x:80-90"]}]"#,
+    ),
+    (
+        "port ranges run upward (grants)",
+        r#""grants": [{"src": ["*"], "dst": ["tag:x"], "ip": ["tcp:90-80"]}]"#,
+        "port range \"90-80\": first port must be >= last port",
+        r#""grants": [{"src": ["*"], "dst": ["tag:x"], "ip": ["tcp:80-90"]}]"#,
+    ),
+    (
+        "a port range has one dash",
+        r#""acls": [{"action": "accept", "src": ["*"], "dst": ["tag:x:1-2-3"]}]"#,
+        "port range \"1-2-3\": too many dashes(-)",
+        r#""acls": [{"action": "accept", "src": ["*"], "dst": ["tag:x:1-3"]}]"#,
+    ),
+    (
+        "ports are decimal digits, unsigned",
+        r#""acls": [{"action": "accept", "src": ["*"], "dst": ["tag:x:+22"]}]"#,
+        "port range \"+22\": invalid first integer",
+        r#""acls": [{"action": "accept", "src": ["*"], "dst": ["tag:x:22"]}]"#,
+    ),
+    (
+        "a destination's port list is not empty",
+        r#""acls": [{"action": "accept", "src": ["*"], "dst": ["tag:x:"]}]"#,
+        "dst=\"tag:x:\": invalid port list: \"\"",
+        r#""acls": [{"action": "accept", "src": ["*"], "dst": ["tag:x:*"]}]"#,
+    ),
+    (
+        "an ACL destination has ports",
+        r#""acls": [{"action": "accept", "src": ["*"], "dst": ["web"]}]"#,
+        "dst=\"web\": hostport must contain a colon (\":\")",
+        r#""acls": [{"action": "accept", "src": ["*"], "dst": ["web:*"]}]"#,
+    ),
+    (
+        "an ACL destination names one alias",
+        r#""acls": [{"action": "accept", "src": ["*"], "dst": ["tag:x,tag:y:22"]}]"#,
+        "host cannot contain a comma (\",\")",
+        r#""acls": [{"action": "accept", "src": ["*"], "dst": ["tag:x:22", "tag:y:22"]}]"#,
+    ),
+    (
+        "a grant's ip entry is not empty",
+        r#""grants": [{"src": ["*"], "dst": ["tag:x"], "ip": [""]}]"#,
+        "empty string",
+        r#""grants": [{"src": ["*"], "dst": ["tag:x"], "ip": ["*"]}]"#,
+    ),
+    (
+        "a grant's ip protocol is not empty",
+        r#""grants": [{"src": ["*"], "dst": ["tag:x"], "ip": [":22"]}]"#,
+        "empty protocol",
+        r#""grants": [{"src": ["*"], "dst": ["tag:x"], "ip": ["22"]}]"#,
+    ),
+    (
+        "a grant's ip entry has one protocol",
+        r#""grants": [{"src": ["*"], "dst": ["tag:x"], "ip": ["tcp:22:80"]}]"#,
+        "proto name \"tcp:22\" not known",
+        r#""grants": [{"src": ["*"], "dst": ["tag:x"], "ip": ["tcp:22", "tcp:80"]}]"#,
+    ),
+    (
+        "a grant's ip entry names one port range",
+        r#""grants": [{"src": ["*"], "dst": ["tag:x"], "ip": ["tcp:22,80"]}]"#,
+        "port range \"22,80\": invalid first integer",
+        r#""grants": [{"src": ["*"], "dst": ["tag:x"], "ip": ["tcp:22", "tcp:80", "*:443"]}]"#,
+    ),
+    (
+        "every address is * in a grant, in any spelling",
+        r#""grants": [{"src": ["*"], "dst": ["0::/0"], "ip": ["*"]}]"#,
+        "dst \"::/0\": to allow all IP addresses, use \"*\" or \"autogroup:internet\"",
+        r#""grants": [{"src": ["*"], "dst": ["*"], "ip": ["*"]}]"#,
+    ),
+    (
+        "capability names have a domain and a path",
+        r#""grants": [{"src": ["*"], "dst": ["tag:x"], "app": {"example.com/": [{}]}}]"#,
+        "capability name must have the form {domain}/{path}",
+        r#""grants": [{"src": ["*"], "dst": ["tag:x"], "app": {"example.com/cap": [{}]}}]"#,
+    ),
+    (
+        "tailscale.com capabilities are those Tailscale's apps read",
+        r#""grants": [{"src": ["*"], "dst": ["tag:x"], "app": {"tailscale.com/cap/secret": [{}]}}]"#,
+        "capability name must not be in the tailscale.com domain",
+        r#""grants": [{"src": ["*"], "dst": ["tag:x"], "app": {"tailscale.com/cap/secrets": [{}], "tailscale.com/cap/tailsql": [{}]}}]"#,
+    ),
+    (
+        "checkPeriod units are Go's",
+        r#""ssh": [{"action": "check", "src": ["group:eng"], "dst": ["autogroup:self"], "users": ["root"], "checkPeriod": "1d"}]"#,
+        "time: unknown unit \"d\" in duration \"1d\"",
+        r#""ssh": [{"action": "check", "src": ["group:eng"], "dst": ["autogroup:self"], "users": ["root"], "checkPeriod": "24h"}]"#,
+    ),
+    (
+        "checkPeriod numbers have units",
+        r#""ssh": [{"action": "check", "src": ["group:eng"], "dst": ["autogroup:self"], "users": ["root"], "checkPeriod": "12"}]"#,
+        "time: missing unit in duration \"12\"",
+        r#""ssh": [{"action": "check", "src": ["group:eng"], "dst": ["autogroup:self"], "users": ["root"], "checkPeriod": "12h"}]"#,
     ),
 ];
 
@@ -404,6 +512,24 @@ const SSH_TEST_ROWS: &[(&str, &str, &str, &str)] = &[
         r#"sshTests[0]: user "root" on n2"#,
         r#""ssh": [{"action": "accept", "src": ["alice@example.com"], "dst": ["tag:x"], "users": ["root"]}],
            "sshTests": [{"src": "alice@example.com", "dst": ["tag:x"], "accept": ["root"]}]"#,
+    ),
+    (
+        "an SSH test's destination is not a host standing for a prefix",
+        r#""hosts": {"web": "10.1.0.1", "net": "10.1.0.0/24"}, "ssh": [], "sshTests": [{"src": "alice@example.com", "dst": ["net"], "deny": ["root"]}]"#,
+        "SSH tests dst contains disallowed element \"net\"",
+        r#""hosts": {"web": "100.64.0.2", "net": "10.1.0.0/24"}, "ssh": [], "sshTests": [{"src": "alice@example.com", "dst": ["web"], "deny": ["root"]}]"#,
+    ),
+    (
+        "an SSH destination's user:*@domain is the tailnet's domain",
+        r#""ssh": [{"action": "accept", "src": ["alice@example.com"], "dst": ["user:*@example.org"], "users": ["root"]}]"#,
+        "[ssh] example.org is not associated with this Tailnet",
+        r#""ssh": [{"action": "accept", "src": ["alice@example.com"], "dst": ["user:*@example.com"], "users": ["root"]}]"#,
+    ),
+    (
+        "tagged SSH sources never reach a domain's users",
+        r#""ssh": [{"action": "accept", "src": ["tag:x"], "dst": ["user:*@example.com"], "users": ["root"]}]"#,
+        "dst=\"user:*@example.com\": tags in SSH source cannot access user-owned devices",
+        r#""ssh": [{"action": "accept", "src": ["tag:x"], "dst": ["tag:x"], "users": ["root"]}]"#,
     ),
 ];
 
