@@ -26,6 +26,15 @@ pub struct Policy {
     /// Host name → address or prefix.
     #[serde(default, deserialize_with = "null_as_absent")]
     pub hosts: BTreeMap<String, String>,
+    /// `ipset:name` → `add`/`remove` operations on targets (see `crate::ipsets`).
+    #[serde(default, deserialize_with = "null_as_absent")]
+    pub ipsets: BTreeMap<String, Vec<String>>,
+    /// `posture:name` → device posture conditions (see `crate::posture`).
+    #[serde(default, deserialize_with = "null_as_absent")]
+    pub postures: BTreeMap<String, Vec<String>>,
+    /// Postures a rule without its own `srcPosture` requires (any one of them).
+    #[serde(default, deserialize_with = "null_as_absent")]
+    pub default_src_posture: Vec<String>,
     /// `tag:name` → owners (users, groups, tags, autogroups).
     #[serde(default, deserialize_with = "null_as_absent")]
     pub tag_owners: BTreeMap<String, Option<Vec<String>>>,
@@ -81,6 +90,15 @@ pub struct Acl {
     /// Optional IP protocol (name or number).
     #[serde(default)]
     pub proto: Option<Value>,
+    /// The legacy name of `src`; [`Policy::parse`] moves it there.
+    #[serde(default, deserialize_with = "null_as_absent")]
+    pub users: Option<Vec<String>>,
+    /// The legacy name of `dst`; [`Policy::parse`] moves it there.
+    #[serde(default, deserialize_with = "null_as_absent")]
+    pub ports: Option<Vec<String>>,
+    /// Device postures a source must meet (any one of them).
+    #[serde(default, rename = "srcPosture", deserialize_with = "null_as_absent")]
+    pub src_posture: Vec<String>,
 }
 
 /// One `grants` entry.
@@ -102,6 +120,9 @@ pub struct Grant {
     /// Routers (tags) the grant applies through.
     #[serde(default, deserialize_with = "null_as_absent")]
     pub via: Vec<String>,
+    /// Device postures a source must meet (any one of them).
+    #[serde(default, rename = "srcPosture", deserialize_with = "null_as_absent")]
+    pub src_posture: Vec<String>,
 }
 
 /// One `ssh` entry.
@@ -126,6 +147,9 @@ pub struct SshRule {
     /// Environment variables the client may forward.
     #[serde(default)]
     pub accept_env: Option<Vec<String>>,
+    /// Device postures a source must meet (any one of them).
+    #[serde(default, deserialize_with = "null_as_absent")]
+    pub src_posture: Vec<String>,
 }
 
 /// One `nodeAttrs` entry.
@@ -174,6 +198,16 @@ pub struct AclTest {
     /// Destinations that must be denied.
     #[serde(default, deserialize_with = "null_as_absent")]
     pub deny: Vec<String>,
+    /// The legacy name of `accept`; [`Policy::parse`] moves it there.
+    #[serde(default, deserialize_with = "null_as_absent")]
+    pub allow: Option<Vec<String>>,
+    /// Posture attributes of the test's source device, for the rules' posture conditions.
+    #[serde(
+        default,
+        rename = "srcPostureAttrs",
+        deserialize_with = "null_as_absent"
+    )]
+    pub src_posture_attrs: BTreeMap<String, Value>,
 }
 
 /// One `sshTests` entry.
@@ -195,4 +229,11 @@ pub struct SshTest {
     /// Users that must be denied.
     #[serde(default, deserialize_with = "null_as_absent")]
     pub deny: Vec<String>,
+    /// Posture attributes of the test's source device, for the rules' posture conditions.
+    #[serde(
+        default,
+        rename = "srcPostureAttrs",
+        deserialize_with = "null_as_absent"
+    )]
+    pub src_posture_attrs: BTreeMap<String, Value>,
 }

@@ -33,8 +33,10 @@ pub mod hujson;
 mod incremental;
 mod input;
 pub mod ipset;
+mod ipsets;
 mod owners;
 mod peers;
+mod posture;
 mod resolve;
 mod routes;
 mod rules;
@@ -78,7 +80,46 @@ impl Policy {
         if let Ok(serde_json::Value::Object(top)) = serde_json::from_str(&json) {
             check_entries_are_objects(&top)?;
         }
-        hujson::from_str(text)
+        let mut policy: Self = hujson::from_str(text)?;
+        policy.move_legacy_acl_fields()?;
+        Ok(policy)
+    }
+
+    /// `acls` entries may name their sources `users` and their destinations `ports` (and
+    /// `tests` entries their `accept` list `allow`), the
+    /// legacy names Tailscale's policy syntax still accepts (kb/1337, "ACLs"): they are moved
+    /// to `src` and `dst`. The documentation does not say which wins when a rule gives both
+    /// names of one field, so such a rule is refused by its index.
+    fn move_legacy_acl_fields(&mut self) -> Result<(), PolicyError> {
+        for (i, acl) in self.acls.iter_mut().flatten().enumerate() {
+            for (legacy, modern, field) in [
+                (acl.users.take(), "src", &mut acl.src),
+                (acl.ports.take(), "dst", &mut acl.dst),
+            ] {
+                let Some(values) = legacy else { continue };
+                if !field.is_empty() {
+                    let old = if modern == "src" { "users" } else { "ports" };
+                    return Err(PolicyError::Invalid(format!(
+                        "acls[{i}]: both {modern:?} and its legacy name {old:?} are given; \
+                         write the list once, as {modern:?}"
+                    )));
+                }
+                *field = values;
+            }
+        }
+        // Likewise a test's legacy `allow` is its `accept` (kb/1337, "Tests").
+        for (i, t) in self.tests.iter_mut().enumerate() {
+            if let Some(values) = t.allow.take() {
+                if !t.accept.is_empty() {
+                    return Err(PolicyError::Invalid(format!(
+                        "tests[{i}]: both \"accept\" and its legacy name \"allow\" are given; \
+                         write the list once, as \"accept\""
+                    )));
+                }
+                t.accept = values;
+            }
+        }
+        Ok(())
     }
 }
 

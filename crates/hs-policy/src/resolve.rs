@@ -21,6 +21,8 @@ pub(crate) struct Resolver<'a> {
     pub(crate) users: &'a [PolicyUser],
     pub(crate) nodes: &'a [PolicyNode],
     pub(crate) wildcard: IpSet,
+    /// The policy's IP sets, resolved (validation refuses a policy whose sets do not resolve).
+    ipsets: std::collections::BTreeMap<String, IpSet>,
 }
 
 impl<'a> Resolver<'a> {
@@ -35,12 +37,21 @@ impl<'a> Resolver<'a> {
             users,
             nodes,
             wildcard,
+            ipsets: crate::ipsets::resolve_all(policy).unwrap_or_default(),
         }
     }
 
     pub(crate) fn parse(&self, s: &str) -> Result<Alias, String> {
         // The hosted service ignores surrounding whitespace in aliases.
-        parse_alias(s.trim(), |h| self.policy.hosts.contains_key(h))
+        let s = s.trim();
+        // An IP set stands for its addresses, as a written prefix does.
+        if s.starts_with(crate::ipsets::PREFIX) {
+            return match self.ipsets.get(s) {
+                Some(set) => Ok(Alias::Addr(set.clone())),
+                None => Err(format!("IP set {s:?} not found")),
+            };
+        }
+        parse_alias(s, |h| self.policy.hosts.contains_key(h))
     }
 
     pub(crate) fn tag_defined(&self, tag: &str) -> bool {

@@ -251,6 +251,17 @@ fn dst_kind(r: &Resolver<'_>, a: &Alias) -> DstKind {
     }
 }
 
+/// [`dst_kind`] of a destination as written: an IP set is its addresses, however many (the
+/// single-IPv6 rule above is about an address written literally).
+fn written_dst_kind(r: &Resolver<'_>, written: &str, a: &Alias) -> DstKind {
+    match a {
+        Alias::Addr(s) if written.trim().starts_with(crate::ipsets::PREFIX) => {
+            DstKind::Addr(s.clone())
+        }
+        _ => dst_kind(r, a),
+    }
+}
+
 /// Resolves the `acls` section.
 pub(crate) fn compile_acls(
     r: &Resolver<'_>,
@@ -263,7 +274,7 @@ pub(crate) fn compile_acls(
         action: "accept".into(),
         src: vec!["*".into()],
         dst: vec!["*:*".into()],
-        proto: None,
+        ..Default::default()
     }];
     let acls: &[crate::ast::Acl] = match (&p.acls, &p.grants) {
         (Some(a), _) => a,
@@ -307,10 +318,14 @@ pub(crate) fn compile_acls(
                 return Err(invalid(SELF_ERR));
             }
             dsts.push(Dst {
-                kind: dst_kind(r, &a),
+                kind: written_dst_kind(r, alias, &a),
                 ports,
             });
             dst_aliases.push(a);
+        }
+        // No device meets a posture here: a posture-conditioned rule grants nothing.
+        if crate::posture::gated(p, &acl.src_posture) {
+            continue;
         }
         out.push(CRule {
             src_nodes,
@@ -483,7 +498,7 @@ pub(crate) fn compile_grants(
                 }
                 _ => {}
             }
-            kinds.push(dst_kind(r, &a));
+            kinds.push(written_dst_kind(r, d, &a));
             dst_aliases.push(a);
         }
         let self_first = self_first(&dst_aliases);
@@ -498,6 +513,10 @@ pub(crate) fn compile_grants(
                 Some((_, ps)) => ps.extend(ports),
                 None => by_proto.push((protos, ports)),
             }
+        }
+        // No device meets a posture here: a posture-conditioned grant grants nothing.
+        if crate::posture::gated(p, &g.src_posture) {
+            continue;
         }
         for (protos, ports) in by_proto {
             out.push(CRule {

@@ -307,6 +307,10 @@ pub(crate) fn compile_ssh(r: &Resolver<'_>, p: &Policy) -> Result<Vec<CSsh>, Pol
                 _ => return Err(invalid(format!("invalid dst {d:?}"))),
             }
         }
+        // No device meets a posture here: a posture-conditioned rule grants nothing.
+        if crate::posture::gated(p, &rule.src_posture) {
+            continue;
+        }
         out.push(CSsh {
             tagged_dup: rule.src.iter().any(|s| s.trim() == "autogroup:tagged"),
             src_nodes,

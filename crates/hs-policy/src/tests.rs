@@ -11,6 +11,7 @@ use crate::error::{PolicyError, invalid};
 use crate::resolve::Resolver;
 use crate::ssh::SshAction;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 /// Runs every test of the policy; any failure refuses the policy.
@@ -173,6 +174,7 @@ fn proto_ok(rule: &[u8], test: &[u8]) -> bool {
 fn allowed(
     c: &CompiledPolicy,
     r: &Resolver<'_>,
+    attrs: &BTreeMap<String, Value>,
     src: &Endpoint,
     dst: &Endpoint,
     port: u16,
@@ -191,8 +193,12 @@ fn allowed(
         srcs.iter()
             .any(|s| r.parse(s).is_ok_and(|a| src_covers(&a)))
     };
+    // A rule with a posture condition applies when the test's source device, described by
+    // its `srcPostureAttrs`, meets one of the postures (as the hosted service judges tests).
+    let ungated = |sp: &[String]| crate::posture::met_by(&c.policy, sp, attrs);
     let acls_ok = c.policy.acls.iter().flatten().any(|acl| {
-        src_ok(&acl.src)
+        ungated(&acl.src_posture)
+            && src_ok(&acl.src)
             && proto_ok(&proto_of(&acl.proto).unwrap_or_default(), proto)
             && acl.dst.iter().any(|d| {
                 split_alias_ports(d).is_ok_and(|(a, p)| {
@@ -202,7 +208,8 @@ fn allowed(
             })
     });
     let grants_ok = c.policy.grants.iter().flatten().any(|g| {
-        src_ok(&g.src)
+        ungated(&g.src_posture)
+            && src_ok(&g.src)
             && g.dst
                 .iter()
                 .any(|d| r.parse(d).is_ok_and(|a| covers(r, &a, dst)))
@@ -227,13 +234,13 @@ fn acl_test(c: &CompiledPolicy, r: &Resolver<'_>, t: &AclTest) -> Result<(), Str
     let proto = proto_of(&t.proto)?;
     for d in &t.accept {
         let (dst, port) = test_dst(r, d)?;
-        if !allowed(c, r, &src, &dst, port, &proto) {
+        if !allowed(c, r, &t.src_posture_attrs, &src, &dst, port, &proto) {
             return Err(format!("{d:?} should be accepted"));
         }
     }
     for d in &t.deny {
         let (dst, port) = test_dst(r, d)?;
-        if allowed(c, r, &src, &dst, port, &proto) {
+        if allowed(c, r, &t.src_posture_attrs, &src, &dst, port, &proto) {
             return Err(format!("{d:?} should be denied"));
         }
     }

@@ -27,6 +27,9 @@ fn check_tag_name(tag: &str) -> Result<(), &'static str> {
 
 /// Checks that need only the policy and the user list.
 pub(crate) fn validate(p: &Policy, _users: &[PolicyUser]) -> Result<(), PolicyError> {
+    crate::ipsets::resolve_all(p)?;
+    crate::ipsets::check_not_used_outside_rules(p)?;
+    crate::posture::validate(p)?;
     for tag in p.tag_owners.keys() {
         if let Err(why) = check_tag_name(tag) {
             return Err(invalid(format!("tagOwners[{tag:?}]: {why}")));

@@ -428,6 +428,90 @@ const TABLE: &[(&str, &str, &str, &str)] = &[
         "time: missing unit in duration \"12\"",
         r#""ssh": [{"action": "check", "src": ["group:eng"], "dst": ["autogroup:self"], "users": ["root"], "checkPeriod": "12h"}]"#,
     ),
+    (
+        "src and its legacy name users are not both given",
+        r#""acls": [{"action": "accept", "src": ["*"], "users": ["*"], "dst": ["tag:x:22"]}]"#,
+        "acls[0]: both \"src\" and its legacy name \"users\" are given",
+        r#""acls": [{"action": "accept", "users": ["*"], "ports": ["tag:x:22"]}]"#,
+    ),
+    (
+        "dst and its legacy name ports are not both given",
+        r#""acls": [{"action": "accept", "src": ["*"], "dst": ["tag:x:22"], "ports": ["tag:y:22"]}]"#,
+        "acls[0]: both \"dst\" and its legacy name \"ports\" are given",
+        r#""acls": [{"action": "accept", "src": ["*"], "ports": ["tag:y:22"]}]"#,
+    ),
+    (
+        "accept and its legacy name allow are not both given",
+        r#""acls": [{"action": "accept", "src": ["tag:y"], "dst": ["tag:x:22"]}], "tests": [{"src": "tag:y", "accept": ["tag:x:22"], "allow": ["tag:x:22"]}]"#,
+        "tests[0]: both \"accept\" and its legacy name \"allow\" are given",
+        r#""acls": [{"action": "accept", "src": ["tag:y"], "dst": ["tag:x:22"]}], "tests": [{"src": "tag:y", "allow": ["tag:x:22"]}]"#,
+    ),
+    (
+        "IP set names start with ipset:",
+        r#""acls": [], "ipsets": {"office": ["10.0.0.0/8"]}"#,
+        "ipsets[\"office\"]: IP set names are 'ipset:'",
+        r#""acls": [], "ipsets": {"ipset:office": ["10.0.0.0/8"]}"#,
+    ),
+    (
+        "IP sets hold addresses, not identities",
+        r#""acls": [], "ipsets": {"ipset:a": ["10.0.0.0/8", "tag:x"]}"#,
+        "ipsets[\"ipset:a\"]: \"tag:x\": a target is an IP address, prefix, range",
+        r#""acls": [], "ipsets": {"ipset:a": ["10.0.0.0/8", "10.1.0.1-10.1.0.9", "fd00::1", "host:web", "autogroup:internet"]}"#,
+    ),
+    (
+        "IP sets name defined IP sets and hosts",
+        r#""acls": [], "ipsets": {"ipset:a": ["add ipset:nope", "add host:nope"]}"#,
+        "ipsets[\"ipset:a\"]: \"add ipset:nope\": IP set \"ipset:nope\" not found",
+        r#""acls": [], "ipsets": {"ipset:a": ["add ipset:b", "add host:web"], "ipset:b": ["10.0.0.1"]}"#,
+    ),
+    (
+        "IP sets do not contain themselves",
+        r#""acls": [], "ipsets": {"ipset:a": ["ipset:b"], "ipset:b": ["ipset:a"]}"#,
+        "circular reference: ipset:a -> ipset:b -> ipset:a",
+        r#""acls": [], "ipsets": {"ipset:a": ["ipset:b"], "ipset:b": ["10.0.0.1"]}"#,
+    ),
+    (
+        "an IP set that removes writes add before each target",
+        r#""acls": [], "ipsets": {"ipset:a": ["10.0.0.0/8", "remove 10.0.0.1"]}"#,
+        "\"10.0.0.0/8\": an IP set that removes targets writes \"add\" or \"remove\" before each one",
+        r#""acls": [], "ipsets": {"ipset:a": ["add 10.0.0.0/8", "remove 10.0.0.1"]}"#,
+    ),
+    (
+        "rules name defined IP sets",
+        r#""ipsets": {"ipset:a": ["10.0.0.0/8"]}, "acls": [{"action": "accept", "src": ["*"], "dst": ["ipset:nope:22"]}]"#,
+        "dst=\"ipset:nope\": IP set \"ipset:nope\" not found",
+        r#""ipsets": {"ipset:a": ["10.0.0.0/8"]}, "acls": [{"action": "accept", "src": ["ipset:a"], "dst": ["ipset:a:22"]}], "grants": [{"src": ["ipset:a"], "dst": ["ipset:a"], "ip": ["*"]}]"#,
+    ),
+    (
+        "IP sets are named in acls, grants and IP sets only",
+        r#""ipsets": {"ipset:a": ["10.0.0.0/8"]}, "acls": [], "ssh": [{"action": "accept", "src": ["ipset:a"], "dst": ["tag:x"], "users": ["root"]}]"#,
+        "ssh[0]: \"ipset:a\": IP sets can be named only in acls and grants",
+        r#""ipsets": {"ipset:a": ["10.0.0.0/8"]}, "acls": [], "ssh": [{"action": "accept", "src": ["tag:y"], "dst": ["tag:x"], "users": ["root"]}]"#,
+    ),
+    (
+        "posture names start with posture:",
+        r#""acls": [], "postures": {"mac": ["node:os == 'macos'"]}"#,
+        "postures[\"mac\"]: posture names are 'posture:'",
+        r#""acls": [], "postures": {"posture:mac": ["node:os == 'macos'"]}"#,
+    ),
+    (
+        "posture conditions are an attribute, an operator and a value",
+        r#""acls": [], "postures": {"posture:mac": ["node:os ~ 'macos'"]}"#,
+        "postures[\"posture:mac\"]: \"node:os ~ 'macos'\": unknown operator",
+        r#""acls": [], "postures": {"posture:mac": ["node:os IN ['macos', 'linux']", "node:tsReleaseTrack == 'stable'", "node:tsAutoUpdate", "custom:tier IS SET", "ip:country not in ['XX']"]}"#,
+    ),
+    (
+        "posture order operators compare numbers and versions",
+        r#""acls": [], "postures": {"posture:new": ["node:os >= 'macos'"]}"#,
+        ">= compares numbers and the version attributes node:osVersion and node:tsVersion only",
+        r#""acls": [], "postures": {"posture:new": ["node:tsVersion >= '1.40'", "custom:score > 7"]}"#,
+    ),
+    (
+        "srcPosture names defined postures",
+        r#""postures": {"posture:mac": ["node:os == 'macos'"]}, "grants": [{"src": ["*"], "dst": ["tag:x"], "ip": ["*"], "srcPosture": ["posture:nope"]}]"#,
+        "grants[0]: srcPosture \"posture:nope\": posture not found",
+        r#""postures": {"posture:mac": ["node:os == 'macos'"]}, "defaultSrcPosture": ["posture:mac"], "grants": [{"src": ["*"], "dst": ["tag:x"], "ip": ["*"], "srcPosture": ["posture:mac"]}], "acls": [{"action": "accept", "src": ["*"], "dst": ["tag:x:22"], "srcPosture": ["posture:mac"]}]"#,
+    ),
 ];
 
 #[test]
