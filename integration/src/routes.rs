@@ -31,11 +31,11 @@ pub(crate) struct RouteEnv {
     pub(crate) clients: Vec<Client>,
     server: Server,
     hosts: Vec<Proc>,
-    keys: BTreeMap<String, String>,
+    pub(crate) keys: BTreeMap<String, String>,
     server_bin: PathBuf,
     dir: PathBuf,
     state_root: PathBuf,
-    topo: Topology,
+    pub(crate) topo: Topology,
 }
 
 /// What one client's `status --json` says about one peer.

@@ -12,7 +12,7 @@ use crate::routes::{NodeRoutes, RouteEnv};
 use crate::scenarios::Ctx;
 use crate::topology::{Lan, Member, Plan};
 
-fn lan(name: &str, c: u8, d: u8) -> Lan {
+pub(crate) fn lan(name: &str, c: u8, d: u8) -> Lan {
     Lan {
         name: name.to_owned(),
         net: Ipv4Addr::new(10, c, d, 0),
@@ -20,7 +20,7 @@ fn lan(name: &str, c: u8, d: u8) -> Lan {
     }
 }
 
-fn router(name: &str, lans: &[usize]) -> Member {
+pub(crate) fn router(name: &str, lans: &[usize]) -> Member {
     Member {
         name: name.to_owned(),
         lans: lans.to_vec(),
@@ -28,7 +28,7 @@ fn router(name: &str, lans: &[usize]) -> Member {
     }
 }
 
-fn client(name: &str) -> Member {
+pub(crate) fn client(name: &str) -> Member {
     Member {
         name: name.to_owned(),
         lans: Vec::new(),
@@ -36,7 +36,7 @@ fn client(name: &str) -> Member {
     }
 }
 
-fn routes(available: &[&str], approved: &[&str], serving: &[&str]) -> NodeRoutes {
+pub(crate) fn routes(available: &[&str], approved: &[&str], serving: &[&str]) -> NodeRoutes {
     let v = |s: &[&str]| {
         let mut v: Vec<String> = s.iter().map(|x| (*x).to_owned()).collect();
         v.sort();

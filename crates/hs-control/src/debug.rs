@@ -7,7 +7,8 @@
 //! Endpoints: `overview` (text, or JSON with `Accept: application/json`), `config` (the
 //! configuration in force, secrets masked), `policy` (the policy in force, as parsed), `derp`
 //! (the DERP map, as nodes get it), `nodestore`, `filter` and `ssh` (per node, as the
-//! node is sent them), `routes` (primary routers), `registration-cache` (registrations
+//! node is sent them), `routes` (Go's `DebugRoutes` in JSON: available, primary and
+//! unhealthy; text `prefix: id` lines otherwise), `registration-cache` (registrations
 //! waiting for an operator), `mapresponses` (the full map a node would get now, built as
 //! for a one-shot poll; Go serves dumps written under `HEADSCALE_DEBUG_DUMP_MAPRESPONSE_PATH`
 //! instead), `batcher` (open map streams: per node, its stream, the snapshot version it is
@@ -245,14 +246,53 @@ async fn ssh(State(st): State<ControlState>) -> Response {
     })
 }
 
-async fn primary_routes(State(st): State<ControlState>) -> Response {
+/// Go's `DebugRoutes`: with `Accept: application/json`, `available_routes` (per online node
+/// id, the routes it announces and has approval for, exit routes included, sorted),
+/// `primary_routes` (prefix → elected node id) and `unhealthy_nodes` (ids that failed their
+/// last HA probe, sorted; omitted when none). Otherwise plain text, one `prefix: id` line per
+/// primary route, sorted by prefix (empty when none), as Go answers.
+async fn primary_routes(State(st): State<ControlState>, headers: HeaderMap) -> Response {
     let snap = st.store().load_full();
+    let mut primaries: Vec<(ipnet::IpNet, u64)> = snap
+        .routes()
+        .filter_map(|(prefix, _)| snap.primary_route(prefix).map(|id| (*prefix, id.get())))
+        .collect();
+    primaries.sort();
+    if !wants_json(&headers) {
+        let text: String = primaries
+            .iter()
+            .map(|(p, id)| format!("{p}: {id}\n"))
+            .collect();
+        return ([(header::CONTENT_TYPE, "text/plain")], text).into_response();
+    }
+    let mut available = serde_json::Map::new();
+    let mut unhealthy = Vec::new();
+    for e in snap.nodes() {
+        if e.unhealthy {
+            unhealthy.push(e.node.id.get());
+        }
+        if !e.online {
+            continue;
+        }
+        let mut served: Vec<ipnet::IpNet> = e.served_routes().copied().collect();
+        if served.is_empty() {
+            continue;
+        }
+        served.sort();
+        served.dedup();
+        let served: Vec<String> = served.iter().map(ToString::to_string).collect();
+        available.insert(e.node.id.get().to_string(), json!(served));
+    }
+    let primary: serde_json::Map<String, Value> = primaries
+        .iter()
+        .map(|(p, id)| (p.to_string(), json!(id)))
+        .collect();
     let mut out = serde_json::Map::new();
-    for (prefix, _) in snap.routes() {
-        out.insert(
-            prefix.to_string(),
-            json!(snap.primary_route(prefix).map(|id| id.get())),
-        );
+    out.insert("available_routes".into(), Value::Object(available));
+    out.insert("primary_routes".into(), Value::Object(primary));
+    if !unhealthy.is_empty() {
+        unhealthy.sort_unstable();
+        out.insert("unhealthy_nodes".into(), json!(unhealthy));
     }
     json_response(&Value::Object(out))
 }

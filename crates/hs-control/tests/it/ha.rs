@@ -77,6 +77,23 @@ async fn an_unanswered_probe_fails_over_and_recovery_does_not_flap() {
         snap.node(id1).unwrap().online,
         "still connected: only the probe failed"
     );
+    // `/debug/routes` shows it as Go's DebugRoutes does: both routers available, router2
+    // primary, router1 unhealthy; the text form names the primary only.
+    let routes = debug_routes(&h, "application/json").await;
+    let v: serde_json::Value = serde_json::from_str(&routes).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({
+            "available_routes": {id1.get().to_string(): [SUBNET], id2.get().to_string(): [SUBNET]},
+            "primary_routes": {SUBNET: id2.get()},
+            "unhealthy_nodes": [id1.get()],
+        }),
+        "{routes}"
+    );
+    assert_eq!(
+        debug_routes(&h, "text/plain").await,
+        format!("{SUBNET}: {}\n", id2.get())
+    );
 
     // router1 answers again: healthy, but router2 keeps the prefix.
     let answering1 = answer_pings(s1);
@@ -85,6 +102,12 @@ async fn an_unanswered_probe_fails_over_and_recovery_does_not_flap() {
     let snap = h.st.store().load_full();
     assert!(!snap.node(id1).unwrap().unhealthy);
     assert_eq!(snap.primary_route(&SUBNET.parse().unwrap()), Some(id2));
+    let v: serde_json::Value =
+        serde_json::from_str(&debug_routes(&h, "application/json").await).unwrap();
+    assert!(
+        v.get("unhealthy_nodes").is_none(),
+        "healthy again, yet listed: {v}"
+    );
     answering1.abort();
     answering2.abort();
 }
@@ -111,4 +134,26 @@ async fn the_configured_prober_runs_by_itself() {
     )
     .await;
     answering.abort();
+}
+
+/// `GET /debug/routes` through the debug router, asked from loopback with `accept`.
+async fn debug_routes(h: &Harness, accept: &str) -> String {
+    use tower::ServiceExt as _;
+    let config = crate::metrics::debug_config();
+    let peer: std::net::SocketAddr = "127.0.0.1:5555".parse().unwrap();
+    let resp = hs_control::debug::routes(h.st.clone(), &config)
+        .layer(axum::extract::connect_info::MockConnectInfo(peer))
+        .oneshot(
+            http::Request::get("/debug/routes")
+                .header("accept", accept)
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    String::from_utf8(body.to_vec()).unwrap()
 }

@@ -133,10 +133,20 @@ async fn a_scrape_reports_nodestore_connections_registrations_and_bytes() {
         2,
         "one filter per node: {filters}"
     );
-    for path in ["/debug/ssh", "/debug/routes", "/debug/registration-cache"] {
+    for path in ["/debug/ssh", "/debug/registration-cache"] {
         let v: serde_json::Value = serde_json::from_str(&get(addr, path, "").await).unwrap();
         assert!(v.is_object(), "{path}: {v}");
     }
+    // Go's DebugRoutes: no route anywhere, so empty maps and no `unhealthy_nodes`; the text
+    // form (no JSON asked for) has no line.
+    let routes: serde_json::Value =
+        serde_json::from_str(&get(addr, "/debug/routes", "application/json").await).unwrap();
+    assert_eq!(
+        routes,
+        serde_json::json!({"available_routes": {}, "primary_routes": {}}),
+        "{routes}"
+    );
+    assert_eq!(get(addr, "/debug/routes", "").await, "");
     assert!(get(addr, "/debug/", "").await.contains("/debug/nodestore"));
     // The map a node would get now, the open streams, and what the policy gives each node.
     let (alpha, bravo) = (
@@ -260,7 +270,7 @@ async fn debug_endpoints_refuse_public_addresses() {
 }
 
 /// A configuration with secrets in it, for `/debug/config`.
-fn debug_config() -> hs_config::Config {
+pub(crate) fn debug_config() -> hs_config::Config {
     let yaml = "server_url: https://hs.example.com
 listen_addr: 127.0.0.1:8080
 noise:
