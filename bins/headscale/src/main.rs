@@ -22,11 +22,14 @@ use cli::{Cli, Command, GenerateCommand};
 
 /// mimalloc rather than glibc's malloc: after a reconnect storm glibc kept the storm's peak
 /// resident (2.8× the pre-storm footprint at 2,000 nodes); mimalloc returns freed pages.
-/// `docs/benchmarks.md` has the numbers.
+/// `docs/benchmarks.md` has the numbers. The `system-alloc` feature keeps glibc's malloc, so
+/// heap profilers that hook malloc (heaptrack) see every allocation.
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    no_transparent_huge_pages();
     let cli = Cli::parse();
     let format = cli.global.output;
     match run(cli) {
@@ -38,6 +41,19 @@ fn main() -> ExitCode {
             }
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Turns transparent huge pages off for this process. mimalloc asks for them on its arenas,
+/// and a 2 MiB page is resident as soon as one byte of it is touched: the heap of thousands
+/// of small per-connection allocations spread over partly used huge pages, which made the
+/// RSS of 1,000 connected nodes 170 MB instead of 93 MB (`docs/benchmarks.md`). The
+/// `no_thp` feature stops mimalloc asking; this also covers kernels set to THP `always`.
+fn no_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {
+        // Only a footprint matter; tracing is not set up yet.
+        eprintln!("warning: cannot turn off transparent huge pages: {e}");
     }
 }
 

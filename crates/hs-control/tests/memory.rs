@@ -15,6 +15,7 @@
 use std::alloc::System;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -211,5 +212,212 @@ fn oversized_bodies_and_heads_cost_the_server_a_bounded_amount() {
             "{} bytes for {TRIES} oversized heads",
             heads.bytes_allocated
         );
+    });
+}
+
+/// Set in the child process [`idle_streams_cost_the_server_a_bounded_amount_each`] starts:
+/// `url key count`; the child registers `count` clients, opens their map streams, prints
+/// `READY` (on stderr) and holds them until killed.
+const CLIENTS_ENV: &str = "HS_MEMORY_TEST_CLIENTS";
+
+/// The clients, in their own process so that only the server's allocations are counted.
+/// Does nothing unless [`CLIENTS_ENV`] is set.
+#[test]
+fn streaming_clients_child_process() {
+    let Ok(spec) = std::env::var(CLIENTS_ENV) else {
+        return;
+    };
+    let mut it = spec.split(' ');
+    let (url, key, count) = (
+        url::Url::parse(it.next().unwrap()).unwrap(),
+        it.next().unwrap().to_owned(),
+        it.next().unwrap().parse::<usize>().unwrap(),
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    // Gone with the parent: its end of our stdin closes when it exits, however it exits.
+    std::thread::spawn(|| {
+        use std::io::Read as _;
+        let _ = std::io::stdin().read(&mut [0u8; 1]);
+        std::process::exit(0);
+    });
+    rt.block_on(async move {
+        use futures_util::StreamExt as _;
+        let mut held = Vec::new();
+        for i in 0..count {
+            let keys = ts_keys::NodeState::generate();
+            let conn = ts_control::client::connect(&url, &keys.machine_keys)
+                .await
+                .unwrap();
+            let cfg = ts_control::Config {
+                server_url: url.clone(),
+                hostname: Some(format!("idle-{i}")),
+                client_name: None,
+                tags: Vec::new(),
+                ephemeral: false,
+            };
+            ts_control::register(&cfg, &url, Some(&key), None, &keys, &conn)
+                .await
+                .unwrap();
+            let mut stream = Box::pin(
+                ts_control::client::start_stream(&url, &keys, &cfg, conn.clone())
+                    .await
+                    .unwrap(),
+            );
+            // The first map has arrived: the server holds this stream from now on.
+            let _ = stream.next().await.unwrap();
+            held.push((keys, conn, stream));
+        }
+        // On stderr: libtest may hold a test's stdout back.
+        eprintln!("READY");
+        // Read on so the server never queues for us; the parent kills this process.
+        loop {
+            for (_, _, s) in &mut held {
+                let _ = tokio::time::timeout(Duration::from_millis(10), s.next()).await;
+            }
+        }
+    });
+}
+
+/// Starts the clients' process and waits until every stream is open.
+fn start_clients(url: &url::Url, key: &str, count: usize) -> std::process::Child {
+    use std::io::BufRead as _;
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "streaming_clients_child_process",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env(CLIENTS_ENV, format!("{url} {key} {count}"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = child.stderr.take().unwrap();
+    let ready = std::io::BufReader::new(out)
+        .lines()
+        .map_while(Result::ok)
+        .any(|l| l.trim() == "READY");
+    assert!(
+        ready,
+        "the clients' process ended before its streams were open"
+    );
+    child
+}
+
+/// What one more connected node with an open, idle map stream costs the server: its
+/// connection (TCP, Noise, HTTP/2), the stream's task and queue, its node in the NodeStore,
+/// the database and the mapper's cache. Issue #20's budget is 10 KiB plus the node's
+/// Hostinfo; the HTTP/2 layer (hyper/h2: a 16 KiB write buffer, an 8 KiB read buffer and a
+/// 4 KiB header decoder buffer per connection) is most of what remains above it. The
+/// bound fails a change that brings back buffers held per idle session (the Noise session
+/// kept 20 KiB of them, `docs/benchmarks.md`).
+#[test]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the server under test reads the wall clock; so do the keys made for it"
+)]
+fn idle_streams_cost_the_server_a_bounded_amount_each() {
+    use hs_db::{AllocationStrategy, Db, DbConfig, NewPreAuthKey, NewUser, SqliteConfig};
+    let _serial = serial();
+    const WARM: usize = 4;
+    const COUNT: usize = 40;
+    // Allocator bytes per stream (debug build, 44 nodes allow-all): 48 kB measured with the
+    // Noise session's buffers released when empty (hs-noise's `stream.rs`); they added
+    // 20 kB per session before.
+    const BOUND: i64 = 56_000;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&DbConfig::Sqlite(SqliteConfig::new(
+            dir.path().join("db.sqlite"),
+        )))
+        .unwrap();
+        let user = db
+            .tx(|c| {
+                c.create_user(
+                    &NewUser {
+                        name: "idle".into(),
+                        ..NewUser::default()
+                    },
+                    Utc::now(),
+                )
+            })
+            .unwrap()
+            .id;
+        let key = db
+            .create_pre_auth_key(
+                &mut rand::rngs::OsRng,
+                &NewPreAuthKey {
+                    user_id: Some(user),
+                    reusable: true,
+                    ..NewPreAuthKey::default()
+                },
+                Utc::now(),
+            )
+            .unwrap()
+            .1;
+        let server = hs_control::Server::bind_addr("127.0.0.1:0").await.unwrap();
+        let url: url::Url = format!("http://{}", server.local_addr()).parse().unwrap();
+        let derp: hs_types::tailcfg::DERPMap = serde_json::from_str(
+            r#"{"Regions":{"999":{"RegionID":999,"RegionCode":"test","RegionName":"Test",
+                "Nodes":[{"Name":"999a","RegionID":999,"HostName":"127.0.0.1","DERPPort":1}]}}}"#,
+        )
+        .unwrap();
+        let st = hs_control::ControlState::start(
+            db.clone(),
+            hs_control::StateConfig {
+                server_url: url.as_str().trim_end_matches('/').to_owned(),
+                node_expiry: None,
+                ephemeral_inactivity_timeout: Duration::from_secs(300),
+                offline_grace: Duration::from_secs(300),
+            },
+            hs_mapper::MapperConfig::new("example.com", &derp, None, false, false, false).unwrap(),
+            (
+                Some("100.64.0.0/10".parse().unwrap()),
+                Some("fd7a:115c:a1e0::/48".parse().unwrap()),
+                AllocationStrategy::Sequential,
+            ),
+        )
+        .await
+        .unwrap();
+        let ts = Arc::new(hs_noise::Ts2021::new(Arc::new(MachinePrivate::generate(
+            &mut rand::rngs::OsRng,
+        ))));
+        let server = server.with_routes(hs_control::control_routes(st.clone(), ts));
+        tokio::spawn(server.serve(std::future::pending()));
+
+        // The first streams allocate what every later one shares (pools, caches, tables).
+        let mut warm = start_clients(&url, &key, WARM);
+        let settle = || tokio::time::sleep(Duration::from_millis(500));
+        settle().await;
+        let region = Region::new(GLOBAL);
+        let mut more = start_clients(&url, &key, COUNT);
+        settle().await;
+        let held = region.change();
+        more.kill().unwrap();
+        warm.kill().unwrap();
+        let _ = more.wait();
+        let _ = warm.wait();
+        let per_stream =
+            (held.bytes_allocated as i64 - held.bytes_deallocated as i64) / COUNT as i64;
+        eprintln!("{per_stream} bytes held by the server per idle connected stream");
+        assert!(
+            per_stream < BOUND,
+            "an idle connected stream costs the server {per_stream} bytes (bound {BOUND}): \
+             something now keeps per-connection buffers or state it did not before \
+             (see docs/benchmarks.md, 'Memory per connected node')"
+        );
+        drop(st);
     });
 }

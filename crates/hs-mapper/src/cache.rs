@@ -7,9 +7,14 @@
 //! holds the very same `Arc<NodeEntry>` (entries are replaced, never mutated), the same
 //! policy (node attributes come from it) and the key-expired flag it was rendered with
 //! still holds.
+//!
+//! The policy is remembered by a `Weak`: an entry must not keep the view it was rendered
+//! under alive. Every registration recompiles the policy, and entries rendered under older
+//! views kept each of those views (per-viewer peer sets and packet filters, megabytes at
+//! 2,000 nodes) resident long after the snapshot had moved on.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use chrono::{DateTime, Utc};
 use hs_nodestore::{NodeEntry, PolicyView};
@@ -32,11 +37,18 @@ type Variant = (bool, Vec<IpNet>);
 
 struct Cached {
     entry: Arc<NodeEntry>,
-    policy: Arc<dyn PolicyView>,
+    /// Compared by address only. The `Weak` keeps the view's allocation (not what the view
+    /// owns), so the address cannot be reused by a later view while this entry exists.
+    policy: Weak<dyn PolicyView>,
     expired: bool,
     /// Rendered bytes per (rendered for the node itself, visible route set); the first is
     /// the most recently rendered.
     variants: Vec<(Variant, Arc<[u8]>)>,
+}
+
+/// Whether `cached` is `current` (by address; see [`Cached::policy`]).
+fn same_policy(cached: &Weak<dyn PolicyView>, current: &Arc<dyn PolicyView>) -> bool {
+    std::ptr::addr_eq(cached.as_ptr(), Arc::as_ptr(current))
 }
 
 /// The per-node JSON cache.
@@ -127,7 +139,7 @@ impl PeerCache {
                 .unwrap_or_else(PoisonError::into_inner);
             if let Some(c) = shard.get(&id)
                 && Arc::ptr_eq(&c.entry, e)
-                && Arc::ptr_eq(&c.policy, policy)
+                && same_policy(&c.policy, policy)
                 && c.expired == expired
                 && let Some((_, j)) = c
                     .variants
@@ -146,14 +158,14 @@ impl PeerCache {
             .unwrap_or_else(PoisonError::into_inner);
         let fresh = |json: Arc<[u8]>| Cached {
             entry: Arc::clone(e),
-            policy: Arc::clone(policy),
+            policy: Arc::downgrade(policy),
             expired,
             variants: vec![((as_self, routes.to_vec()), json)],
         };
         match shard.get_mut(&id) {
             Some(c)
                 if Arc::ptr_eq(&c.entry, e)
-                    && Arc::ptr_eq(&c.policy, policy)
+                    && same_policy(&c.policy, policy)
                     && c.expired == expired =>
             {
                 c.variants

@@ -369,15 +369,21 @@ impl Mapper {
                 users.insert(wire_user(v));
             }
             if structural {
+                // Unchanged texts are still adopted: the session then shares the view's
+                // copy instead of keeping one from an older view alive beside it.
                 let f = policy.packet_filter(&v.node);
                 if f != s.filter {
                     plan.filter = Some(f);
+                } else {
+                    s.filter = f;
                 }
                 let ssh = policy
                     .ssh_policy(&v.node)
                     .unwrap_or_else(|| Arc::from(EMPTY_SSH_POLICY));
                 if ssh != s.ssh {
                     plan.ssh = Some(ssh);
+                } else {
+                    s.ssh = ssh;
                 }
             }
             for u in &users_changed {

@@ -1,6 +1,8 @@
 //! `NoiseStream`: the tokio adapter that turns a byte stream carrying records into a
-//! plaintext `AsyncRead`/`AsyncWrite`, with fixed-size buffers so a connection's memory
-//! is bounded no matter what the peer sends.
+//! plaintext `AsyncRead`/`AsyncWrite`, with bounded buffers so a connection's memory
+//! is bounded no matter what the peer sends. The buffers exist only while bytes wait in
+//! them: a server holds one session per connected node, almost all of them idle between
+//! keep-alives, and 20 KiB of empty buffers per session was a large share of a node's cost.
 
 use std::io;
 use std::pin::Pin;
@@ -10,6 +12,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::Error;
+use crate::crypto::TAG_LEN;
 use crate::record::{
     HEADER_LEN, MAX_FRAME_LEN, MAX_PLAINTEXT_LEN, Opener, Sealer, Transport, parse_frame,
 };
@@ -20,7 +23,8 @@ const WRITE_BUF_CAP: usize = 4 * MAX_FRAME_LEN;
 /// A Noise session over `T`, reading and writing plaintext.
 ///
 /// Reads decrypt one record at a time into a 4096-byte buffer; writes are split into records
-/// of at most 4077 plaintext bytes and buffered up to 16 KiB, flushed on `poll_flush`. Any
+/// of at most 4077 plaintext bytes and buffered up to 16 KiB, flushed on `poll_flush`. Both
+/// buffers are released when they empty (an idle session holds neither). Any
 /// protocol error (bad frame, failed decryption) is returned as `io::ErrorKind::InvalidData`
 /// wrapping [`Error`], and the read side stays failed afterwards.
 pub struct NoiseStream<T> {
@@ -29,8 +33,8 @@ pub struct NoiseStream<T> {
     opener: Opener,
     /// Ciphertext from the peer: `rbuf[..rfilled]` is buffered, and when a record has been
     /// opened its plaintext is `rbuf[plain_start..plain_end]`, followed by the frame's tag
-    /// up to `frame_end`.
-    rbuf: Box<[u8; MAX_FRAME_LEN]>,
+    /// up to `frame_end`. Either empty (nothing buffered: released) or `MAX_FRAME_LEN` long.
+    rbuf: Vec<u8>,
     rfilled: usize,
     plain_start: usize,
     plain_end: usize,
@@ -53,14 +57,14 @@ impl<T> NoiseStream<T> {
             io,
             sealer,
             opener,
-            rbuf: Box::new([0; MAX_FRAME_LEN]),
+            rbuf: Vec::new(),
             rfilled: 0,
             plain_start: 0,
             plain_end: 0,
             frame_end: 0,
             read_failed: false,
             read_eof: false,
-            wbuf: Vec::with_capacity(WRITE_BUF_CAP),
+            wbuf: Vec::new(),
             wpos: 0,
             write_failed: false,
             first_read_deadline: None,
@@ -126,7 +130,8 @@ impl<T: AsyncWrite + Unpin> NoiseStream<T> {
                 Poll::Pending => return Poll::Pending,
             }
         }
-        self.wbuf.clear();
+        // Released rather than kept: the next write may be a keep-alive a minute away.
+        self.wbuf = Vec::new();
         self.wpos = 0;
         Poll::Ready(Ok(()))
     }
@@ -189,10 +194,21 @@ impl<T: AsyncRead + Unpin> NoiseStream<T> {
                 });
             }
             // parse_frame caps a frame at the buffer size, so a full buffer always holds
-            // a whole frame and this read has room.
-            let mut rb = ReadBuf::new(&mut self.rbuf[self.rfilled..]);
+            // a whole frame and this read has room. With nothing buffered the read goes to
+            // the stack, and the heap buffer is taken only when bytes arrive.
+            let mut stack = [0u8; MAX_FRAME_LEN];
+            let dst = if self.rbuf.is_empty() {
+                &mut stack[..]
+            } else {
+                &mut self.rbuf[self.rfilled..]
+            };
+            let mut rb = ReadBuf::new(dst);
             let polled = Pin::new(&mut self.io).poll_read(cx, &mut rb);
             if polled.is_pending() {
+                if self.rfilled == 0 {
+                    // Idle: give the buffer back until the peer sends again.
+                    self.rbuf = Vec::new();
+                }
                 if let Some((sleep, limit)) = &mut self.first_read_deadline
                     && sleep.as_mut().poll(cx).is_ready()
                 {
@@ -208,6 +224,10 @@ impl<T: AsyncRead + Unpin> NoiseStream<T> {
             let n = rb.filled().len();
             if n == 0 {
                 self.read_eof = true;
+            } else if self.rbuf.is_empty() {
+                let mut buf = vec![0; MAX_FRAME_LEN];
+                buf[..n].copy_from_slice(&stack[..n]);
+                self.rbuf = buf;
             }
             self.rfilled += n;
         }
@@ -256,6 +276,12 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for NoiseStream<T> {
         if this.wbuf.len() + MAX_FRAME_LEN > WRITE_BUF_CAP {
             ready!(this.poll_drain(cx))?;
         }
+        // The buffer is allocated per burst (see `poll_drain`): size it for what this call
+        // seals rather than letting it double its way up.
+        let frames = (WRITE_BUF_CAP - this.wbuf.len()) / MAX_FRAME_LEN;
+        let take = buf.len().min(frames * MAX_PLAINTEXT_LEN);
+        this.wbuf
+            .reserve_exact(take + take.div_ceil(MAX_PLAINTEXT_LEN) * (HEADER_LEN + TAG_LEN));
         let mut taken = 0;
         while taken < buf.len() && this.wbuf.len() + MAX_FRAME_LEN <= WRITE_BUF_CAP {
             let end = buf.len().min(taken + MAX_PLAINTEXT_LEN);
@@ -287,5 +313,77 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for NoiseStream<T> {
             ready!(this.poll_drain(cx))?;
         }
         Pin::new(&mut this.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, DuplexStream};
+
+    use super::*;
+
+    fn pair() -> (NoiseStream<DuplexStream>, NoiseStream<DuplexStream>) {
+        let (a, b) = tokio::io::duplex(64 << 10);
+        let (k1, k2) = ([1u8; 32], [2u8; 32]);
+        (
+            NoiseStream::new(a, Transport::new(&k1, &k2)),
+            NoiseStream::new(b, Transport::new(&k2, &k1)),
+        )
+    }
+
+    /// A connected node's session sits idle between keep-alives; its buffers must not
+    /// outlive the bytes in them (they were 20 KiB per session).
+    #[tokio::test]
+    async fn an_idle_session_holds_no_buffers() {
+        let (mut a, mut b) = pair();
+        assert_eq!((a.rbuf.capacity(), a.wbuf.capacity()), (0, 0));
+        // Larger than one record and than the write buffer: several bursts.
+        let msg: Vec<u8> = (0..40_000u32).map(|i| i as u8).collect();
+        let writer = async {
+            a.write_all(&msg).await.unwrap();
+            a.flush().await.unwrap();
+            a
+        };
+        let reader = async {
+            let mut got = vec![0u8; msg.len()];
+            b.read_exact(&mut got).await.unwrap();
+            (b, got)
+        };
+        let (mut a, (mut b, got)) = tokio::join!(writer, reader);
+        assert_eq!(got, msg);
+        assert_eq!(a.wbuf.capacity(), 0, "write buffer kept after the flush");
+        // A read with nothing on the wire: pending, and the read buffer goes.
+        let mut one = [0u8; 1];
+        let idle = tokio::time::timeout(Duration::from_millis(20), b.read(&mut one)).await;
+        assert!(idle.is_err(), "nothing was sent");
+        assert_eq!(b.rbuf.capacity(), 0, "read buffer kept while idle");
+        // And both come back for the next message, in either direction.
+        b.write_all(b"pong").await.unwrap();
+        b.flush().await.unwrap();
+        let mut pong = [0u8; 4];
+        a.read_exact(&mut pong).await.unwrap();
+        assert_eq!(&pong, b"pong");
+    }
+
+    /// A record split across reads (the first part read into the stack buffer) still opens.
+    #[tokio::test]
+    async fn a_record_arriving_in_pieces_opens() {
+        let (raw, peer) = tokio::io::duplex(64 << 10);
+        let (k1, k2) = ([1u8; 32], [2u8; 32]);
+        let mut sealer = Transport::new(&k1, &k2).split().0;
+        let mut rx = NoiseStream::new(peer, Transport::new(&k2, &k1));
+        let mut frame = Vec::new();
+        sealer.seal_record(b"hello, noise", &mut frame).unwrap();
+        let mut raw = raw;
+        let read = tokio::spawn(async move {
+            let mut got = [0u8; 12];
+            rx.read_exact(&mut got).await.unwrap();
+            got
+        });
+        for piece in frame.chunks(5) {
+            raw.write_all(piece).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        assert_eq!(&read.await.unwrap(), b"hello, noise");
     }
 }
