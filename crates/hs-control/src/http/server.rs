@@ -175,6 +175,14 @@ impl Server {
         let app = Self::router(self.routes, self.health, self.version, limiter.as_ref());
         let scheme = if self.tls.is_some() { "HTTPS" } else { "HTTP" };
         tracing::info!(addr = %self.local_addr, "listening for {scheme}");
+        // Plaintext HTTP/2 (prior knowledge) is refused below, as Go Headscale's listener
+        // speaks only HTTP/1: tailscaled opens such a connection when it fetches an `http://`
+        // control URL (an SSH check follow-up) with no Noise session pooled, e.g. after a
+        // restart; accepted, its HTTP/2 pool keeps that plain connection for `/machine/*` and
+        // every request gets 404 until the client restarts. Refused, the client dials again
+        // through Noise. TLS offers only `http/1.1` in ALPN for the same reason; HTTP/2 lives
+        // inside Noise sessions (hs-noise) and on the gRPC listener. The HTTP/2 settings stay
+        // for a TLS client that sends the preface regardless.
         let mut builder = Builder::new(TokioExecutor::new());
         builder
             .http1()
@@ -212,7 +220,6 @@ impl Server {
                 },
             };
             let _ = tcp.set_nodelay(true);
-            let tcp = CountedStream::new(tcp, slot);
             // Handlers see the TCP peer as axum's `ConnectInfo` (the DERP relay logs it).
             let service = TowerToHyperService::new(tower::ServiceExt::map_request(
                 app.clone(),
@@ -228,9 +235,15 @@ impl Server {
             let handshake_timeout = self.header_read_timeout;
             tokio::spawn(async move {
                 let Some(acceptor) = tls else {
+                    if sends_http2_preface(&tcp, handshake_timeout).await {
+                        tracing::debug!(%peer, "plaintext HTTP/2 refused: HTTP/1 only here");
+                        return;
+                    }
+                    let tcp = CountedStream::new(tcp, slot);
                     serve_conn(&builder, watcher, tcp, service, peer).await;
                     return;
                 };
+                let tcp = CountedStream::new(tcp, slot);
                 let stream =
                     match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                         Ok(Ok(s)) => s,
@@ -255,6 +268,25 @@ impl Server {
         tracing::info!("HTTP server stopped");
         Ok(())
     }
+}
+
+/// Whether a plaintext connection opens with HTTP/2's connection preface (`PRI * HTTP/2.0`;
+/// `PRI` is no HTTP/1 method). Peeks without consuming, waiting at most `timeout` for the
+/// first four bytes; a connection that sends fewer is left to HTTP/1's own header timeout.
+async fn sends_http2_preface(tcp: &tokio::net::TcpStream, timeout: Duration) -> bool {
+    let mut head = [0u8; 4];
+    let peeked = tokio::time::timeout(timeout, async {
+        loop {
+            match tcp.peek(&mut head).await {
+                Ok(n) if n >= head.len() => return true,
+                Ok(0) | Err(_) => return false,
+                // A partial first segment: wait for the rest rather than spin.
+                Ok(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        }
+    })
+    .await;
+    peeked == Ok(true) && &head == b"PRI "
 }
 
 /// RFC 8737's ALPN protocol name.
