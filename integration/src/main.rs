@@ -36,6 +36,7 @@ mod scenarios_oidc_more;
 mod scenarios_policy;
 mod scenarios_routes_more;
 mod scenarios_ssh;
+mod scenarios_ssh_more;
 mod scenarios_ssh_policy;
 mod scenarios_tags;
 mod scenarios_tags_login;

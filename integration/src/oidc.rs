@@ -46,6 +46,15 @@ pub(crate) fn mock_user(name: &str, email_verified: bool) -> Account {
     }
 }
 
+/// How the provider is run beyond its accounts (defaults: hour-long ID tokens, PKCE optional).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ProviderTuning {
+    /// The ID token lifetime, when not the default hour.
+    pub(crate) id_token_ttl: Option<Duration>,
+    /// Refuse authorization requests without a PKCE `code_challenge`.
+    pub(crate) pkce_required: bool,
+}
+
 /// What one browser visit ended with.
 #[derive(Debug, Clone)]
 pub(crate) struct Visit {
@@ -117,6 +126,25 @@ impl OidcProvider {
         server_url: &str,
         accounts: &[Account],
     ) -> anyhow::Result<Self> {
+        Self::start_with(
+            self_bin,
+            ns,
+            dir,
+            server_url,
+            accounts,
+            &ProviderTuning::default(),
+        )
+    }
+
+    /// [`OidcProvider::start`] with the provider tuned: ID token lifetime, PKCE required.
+    pub(crate) fn start_with(
+        self_bin: &Path,
+        ns: &Netns,
+        dir: &Path,
+        server_url: &str,
+        accounts: &[Account],
+        tuning: &ProviderTuning,
+    ) -> anyhow::Result<Self> {
         hs_testkit::oidc::install()
             .map_err(anyhow::Error::msg)
             .context("installing oidc-provider (npm)")?;
@@ -139,6 +167,8 @@ impl OidcProvider {
             "redirect_uri": format!("{}/oidc/callback", server_url.trim_end_matches('/')),
             "accounts": accounts,
             "provider_log": provider_log,
+            "id_token_ttl": tuning.id_token_ttl.map(|d| d.as_secs()),
+            "pkce_required": tuning.pkce_required,
         });
         let stderr_path = dir.join("oidc.stderr");
         let stderr = std::fs::File::create(&stderr_path)
@@ -208,7 +238,21 @@ impl OidcProvider {
     /// the provider's login as `sub` back to the server, confirming a registration; what the
     /// last step answered.
     pub(crate) fn visit(&mut self, url: &str, sub: &str) -> anyhow::Result<Visit> {
-        let req = json!({"url": url, "sub": sub});
+        self.visit_in(url, sub, "", false)
+    }
+
+    /// [`OidcProvider::visit`] in the browser session `jar` (its cookies kept across visits;
+    /// `""` is a fresh session each time). With `stop_at_provider` the visit ends at the
+    /// server's redirect to the provider: step `redirect`, the provider URL as the body. A
+    /// provider URL as `url` continues such a visit: the login, callback and confirmation.
+    pub(crate) fn visit_in(
+        &mut self,
+        url: &str,
+        sub: &str,
+        jar: &str,
+        stop_at_provider: bool,
+    ) -> anyhow::Result<Visit> {
+        let req = json!({"url": url, "sub": sub, "jar": jar, "stop": stop_at_provider});
         let stdin = self.stdin.as_mut().context("the provider was stopped")?;
         writeln!(stdin, "{req}")
             .and_then(|()| stdin.flush())
@@ -278,6 +322,10 @@ pub(crate) fn serve() -> anyhow::Result<()> {
         .flatten()
         .map(account_of)
         .collect();
+    if let Some(ttl) = opts["id_token_ttl"].as_u64() {
+        po.id_token_ttl = Duration::from_secs(ttl);
+    }
+    po.pkce_required = opts["pkce_required"].as_bool().unwrap_or(false);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -288,6 +336,8 @@ pub(crate) fn serve() -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}", json!({"issuer": provider.issuer()}))?;
     out.flush()?;
+    let server = url::Url::parse(&redirect).context("redirect_uri is not a URL")?;
+    let mut jars: std::collections::HashMap<String, Jar> = std::collections::HashMap::new();
     for line in std::io::stdin().lock().lines() {
         let line = line.context("reading a request")?;
         let req: Value = serde_json::from_str(&line).context("a request that is not JSON")?;
@@ -295,7 +345,15 @@ pub(crate) fn serve() -> anyhow::Result<()> {
             req["url"].as_str().unwrap_or_default(),
             req["sub"].as_str().unwrap_or_default(),
         );
-        let v = rt.block_on(visit(&provider, url, sub));
+        let session = req["jar"].as_str().unwrap_or_default();
+        let mut fresh = Jar::default();
+        let jar = if session.is_empty() {
+            &mut fresh
+        } else {
+            jars.entry(session.to_owned()).or_default()
+        };
+        let stop = req["stop"].as_bool().unwrap_or(false);
+        let v = rt.block_on(visit(&provider, jar, &server, url, sub, stop));
         eprintln!(
             "hs-integration oidc: {url} as {sub}: {} HTTP {}",
             v.step, v.status
@@ -421,7 +479,14 @@ fn path_matches(request: &str, cookie: &str) -> bool {
 }
 
 /// One browser visit (see the module docs).
-async fn visit(p: &Provider, url: &str, sub: &str) -> Visit {
+async fn visit(
+    p: &Provider,
+    jar: &mut Jar,
+    server: &url::Url,
+    url: &str,
+    sub: &str,
+    stop_at_provider: bool,
+) -> Visit {
     let done = |step: &str, r: &HttpResponse| Visit {
         step: step.to_owned(),
         status: r.status,
@@ -435,11 +500,28 @@ async fn visit(p: &Provider, url: &str, sub: &str) -> Visit {
     let Ok(start) = url::Url::parse(url) else {
         return fail("start", format!("not a URL: {url:?}"));
     };
-    let mut jar = Jar::default();
-    let r = jar.send("GET", url, None).await;
-    let to = match (r.status, r.header("location")) {
-        (302 | 303, Some(l)) if l.starts_with(&p.issuer()) => l.to_owned(),
-        _ => return done("start", &r),
+    let to = if url.starts_with(&p.issuer()) {
+        url.to_owned()
+    } else {
+        let r = jar.send("GET", url, None).await;
+        match (r.status, r.header("location")) {
+            (302 | 303, Some(l)) if l.starts_with(&p.issuer()) => {
+                if stop_at_provider {
+                    return Visit {
+                        step: "redirect".to_owned(),
+                        status: r.status,
+                        body: l.to_owned(),
+                    };
+                }
+                l.to_owned()
+            }
+            _ => return done("start", &r),
+        }
+    };
+    let start = if url.starts_with(&p.issuer()) {
+        server.clone()
+    } else {
+        start
     };
     let back = match p.login(&to, sub).await {
         Ok(b) => b,

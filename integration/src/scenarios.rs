@@ -36,12 +36,13 @@ pub(crate) type Scenario = (&'static str, fn(&Ctx, &str) -> anyhow::Result<()>);
 
 /// Every scenario, in priority order: the core list, then each family's own list.
 pub(crate) fn all() -> Vec<Scenario> {
-    let families: [&[Scenario]; 8] = [
+    let families: [&[Scenario]; 9] = [
         CORE,
         crate::scenarios_tags::SCENARIOS,
         crate::scenarios_tags_login::SCENARIOS,
         crate::scenarios_cli::SCENARIOS,
         crate::scenarios_ssh_policy::SCENARIOS,
+        crate::scenarios_ssh_more::SCENARIOS,
         crate::scenarios_transport::SCENARIOS,
         crate::scenarios_routes_more::SCENARIOS,
         crate::scenarios_oidc_more::SCENARIOS,
