@@ -498,17 +498,18 @@ pub(crate) fn named_hosts_can_reach(ctx: &Ctx, name: &str) -> anyhow::Result<()>
 /// `TestACLDevice1CanAccessDevice2`: one client per user; for each way of writing "the node
 /// at .1 may open the node at .2" (an IPv4 prefix, hosts of either family, groups), test1
 /// reaches test2 and test2 does not reach test1. One server runs every case in turn, a
-/// rule-less policy between them. Headscale's `ipv6` case (a literal
-/// `fd7a:115c:a1e0::2/128` destination) is left out: this server deliberately compiles a
-/// single IPv6 address destination to nothing, as the hosted service does
-/// (`hs-policy/src/rules.rs`, `dst_kind`), so there the nodes neither see nor reach each
-/// other.
+/// rule-less policy between them.
 pub(crate) fn device1_can_access_device2(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
     let cases = [
         (
             "ipv4",
             false,
             r#"{"acls": [{"action": "accept", "src": ["100.64.0.1/32"], "dst": ["100.64.0.2/32:*"]}]}"#,
+        ),
+        (
+            "ipv6",
+            true,
+            r#"{"acls": [{"action": "accept", "src": ["fd7a:115c:a1e0::1/128"], "dst": ["fd7a:115c:a1e0::2/128:*"]}]}"#,
         ),
         (
             "hostv4cidr",

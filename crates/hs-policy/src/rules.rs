@@ -230,10 +230,6 @@ fn resolve_srcs(r: &Resolver<'_>, srcs: &[String]) -> Result<Sources, PolicyErro
     ))
 }
 
-fn is_single_v6(s: &IpSet) -> bool {
-    matches!(s.to_prefixes().as_slice(), [IpNet::V6(n)] if n.prefix_len() == 128)
-}
-
 const SELF_ERR: &str =
     "autogroup:self can only be used with users, groups, or supported autogroups";
 
@@ -241,24 +237,10 @@ fn dst_kind(r: &Resolver<'_>, a: &Alias) -> DstKind {
     match a {
         Alias::Wildcard | Alias::DangerAll => DstKind::Any,
         Alias::Host(h) => DstKind::Addr(r.host_set(h)),
-        // The hosted service sends nothing for a bare IPv6 address destination (captured in
-        // policytest-allpass-grants-only-tag-src-ipv6-literal-dst).
-        Alias::Addr(s) if is_single_v6(s) => DstKind::Nodes(NodeSet::new(r.nodes.len())),
         Alias::Addr(s) => DstKind::Addr(s.clone()),
         Alias::Internet => DstKind::Internet,
         Alias::SelfNodes => DstKind::SelfNodes,
         other => DstKind::Nodes(r.identity_nodes(other)),
-    }
-}
-
-/// [`dst_kind`] of a destination as written: an IP set is its addresses, however many (the
-/// single-IPv6 rule above is about an address written literally).
-fn written_dst_kind(r: &Resolver<'_>, written: &str, a: &Alias) -> DstKind {
-    match a {
-        Alias::Addr(s) if written.trim().starts_with(crate::ipsets::PREFIX) => {
-            DstKind::Addr(s.clone())
-        }
-        _ => dst_kind(r, a),
     }
 }
 
@@ -318,7 +300,7 @@ pub(crate) fn compile_acls(
                 return Err(invalid(SELF_ERR));
             }
             dsts.push(Dst {
-                kind: written_dst_kind(r, alias, &a),
+                kind: dst_kind(r, &a),
                 ports,
             });
             dst_aliases.push(a);
@@ -498,7 +480,7 @@ pub(crate) fn compile_grants(
                 }
                 _ => {}
             }
-            kinds.push(written_dst_kind(r, d, &a));
+            kinds.push(dst_kind(r, &a));
             dst_aliases.push(a);
         }
         let self_first = self_first(&dst_aliases);

@@ -2,8 +2,8 @@
 //! engine: one line per category `CATEGORY passed/total`, then `total: PASSED/TOTAL`.
 //!
 //! Exits non-zero when a scenario fails that is not listed in
-//! `tests/conformance-known-failures.txt`, or when a listed scenario now passes (the list may
-//! only shrink, so a fixed entry must be removed).
+//! `tests/conformance-known-failures.txt`, or when a listed scenario now passes (a fixed entry
+//! must be removed; an entry is added only with why following the language cannot meet it).
 //!
 //! Usage: `cargo test -p hs-policy --test conformance -- [--dir DIR] [--verbose] [--only ID]`.
 

@@ -199,8 +199,8 @@ fn a_posture_condition_grants_nothing_here() {
 
 #[test]
 fn an_ip_set_of_one_ipv6_address_reaches_its_router() {
-    // A literal single IPv6 destination compiles to nothing (as captured); an IP set holding
-    // one is its address like any other set.
+    // An IP set holding one IPv6 address is that address, as any other set: the router of
+    // the prefix it lies in gets the rule.
     let (users, mut nodes) = tailnet();
     nodes[2].approved_routes = vec!["fd00:1::/64".parse().unwrap()];
     nodes[2].announced_routes = nodes[2].approved_routes.clone();
