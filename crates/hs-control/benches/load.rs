@@ -111,6 +111,7 @@ async fn in_process() -> Target {
             node_expiry: None,
             ephemeral_inactivity_timeout: Duration::from_secs(1800),
             offline_grace: Duration::from_secs(10),
+            register_cache_expiration: Duration::from_secs(15 * 60),
         },
         MapperConfig::new("example.com", &derp, None, false, false, false).unwrap(),
         (

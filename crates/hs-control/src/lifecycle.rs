@@ -179,6 +179,7 @@ mod tests {
             node_expiry: None,
             ephemeral_inactivity_timeout: Duration::from_secs(60),
             offline_grace: Duration::from_secs(1),
+            register_cache_expiration: Duration::from_secs(15 * 60),
         };
         ControlState::start(
             db.clone(),

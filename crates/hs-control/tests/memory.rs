@@ -381,6 +381,7 @@ fn idle_streams_cost_the_server_a_bounded_amount_each() {
                 node_expiry: None,
                 ephemeral_inactivity_timeout: Duration::from_secs(300),
                 offline_grace: Duration::from_secs(300),
+                register_cache_expiration: Duration::from_secs(15 * 60),
             },
             hs_mapper::MapperConfig::new("example.com", &derp, None, false, false, false).unwrap(),
             (

@@ -31,6 +31,7 @@ pub fn test_config() -> StateConfig {
         node_expiry: None,
         ephemeral_inactivity_timeout: Duration::from_secs(1800),
         offline_grace: Duration::from_secs(10),
+        register_cache_expiration: Duration::from_secs(15 * 60),
     }
 }
 

@@ -15,8 +15,9 @@ use http::StatusCode;
 use tokio::sync::watch;
 
 use super::register::Refusal;
+use crate::clock::now;
 use crate::state::ControlState;
-use crate::state::pending::{Pending, new_auth_id, ttl, well_formed};
+use crate::state::pending::{Pending, new_auth_id, well_formed};
 
 /// How long one follow-up long poll waits before answering "still pending".
 const FOLLOWUP_WAIT: Duration = Duration::from_secs(120);
@@ -28,8 +29,9 @@ pub(crate) fn start(
     req: &RegisterRequest,
     t: DateTime<Utc>,
 ) -> Result<RegisterResponse, Refusal> {
+    let ttl = st.register_ttl();
     let mut map = st.pending().lock();
-    map.retain(|_, p| t - p.created < ttl());
+    map.retain(|_, p| t - p.created < ttl);
     let existing = map
         .iter()
         .find(|(_, p)| p.machine == machine && p.req.node_key == req.node_key)
@@ -61,7 +63,10 @@ fn auth_id_of(url: &str) -> Option<&str> {
     (!id.is_empty()).then_some(id)
 }
 
-/// The follow-up long poll: waits for the operator's decision.
+/// The follow-up long poll: waits for the operator's decision, at most until the
+/// registration lapses (`tuning.register_cache_expiration`). As in Go Headscale, a follow-up
+/// for a registration that has lapsed or is unknown starts a new one: the client gets a new
+/// `AuthURL` to show instead of polling a dead one until it gives up.
 pub(crate) async fn followup(
     st: &ControlState,
     machine: MachinePublic,
@@ -70,23 +75,42 @@ pub(crate) async fn followup(
     let Some(id) = auth_id_of(&req.followup) else {
         return Err(Refusal::in_body("invalid followup URL"));
     };
-    let Some(p) = st.pending().get(id).filter(|p| p.machine == machine) else {
-        // Unknown, expired, or another machine's ID: say nothing about which.
-        return Err(Refusal::in_body("registration not found or expired"));
+    // Another machine's ID is answered like an unknown one, so a leaked URL tells its holder
+    // nothing; the new registration is bound to the asking machine and registers nothing
+    // without an operator.
+    let Some(p) = st.live_registration(id).filter(|p| p.machine == machine) else {
+        return start(st, machine, req, now());
     };
+    let lapse = st.lapses_in(p.created);
     let mut rx = p.done.subscribe();
     let wait = rx.wait_for(Option::is_some);
-    match tokio::time::timeout(FOLLOWUP_WAIT, wait).await {
-        Ok(Ok(v)) => match v.clone() {
-            Some(Ok(r)) => Ok(r),
-            Some(Err(why)) => Err(Refusal::in_body(why)),
-            None => Err(Refusal::in_body("registration not found or expired")),
-        },
+    match tokio::time::timeout(FOLLOWUP_WAIT.min(lapse), wait).await {
+        Ok(Ok(v)) => decision(v.clone()),
         Ok(Err(_)) => Err(Refusal::in_body("registration not found or expired")),
+        Err(_) if lapse <= FOLLOWUP_WAIT => {
+            // A decision that landed as the wait ended still counts.
+            let late = p.done.borrow().clone();
+            if late.is_some() {
+                return decision(late);
+            }
+            // Dropped here rather than left to the next prune, so `start` cannot hand the
+            // lapsed ID out again for this machine and node key.
+            st.pending().lock().retain(|_, q| !Arc::ptr_eq(q, &p));
+            start(st, machine, req, now())
+        }
         Err(_) => Ok(RegisterResponse {
             auth_url: req.followup.clone(),
             ..RegisterResponse::default()
         }),
+    }
+}
+
+/// The answer for a decided registration.
+fn decision(o: crate::state::pending::Outcome) -> Result<RegisterResponse, Refusal> {
+    match o {
+        Some(Ok(r)) => Ok(r),
+        Some(Err(why)) => Err(Refusal::in_body(why)),
+        None => Err(Refusal::in_body("registration not found or expired")),
     }
 }
 
@@ -97,7 +121,7 @@ pub(crate) async fn page(State(st): State<ControlState>, Path(id): Path<String>)
     use super::page::{escape, html};
     // None: unknown; Some(None): waiting; Some(Some(true)): approved; Some(Some(false)): refused.
     let state = well_formed(&id)
-        .then(|| st.pending().get(&id))
+        .then(|| st.live_registration(&id))
         .flatten()
         .map(|p| p.done.borrow().as_ref().map(Result::is_ok));
     match state {

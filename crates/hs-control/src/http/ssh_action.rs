@@ -8,7 +8,6 @@
 //! filed for. Go Headscale 0.29.3's behaviour.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use axum::Extension;
 use axum::extract::{Path, Query, State};
@@ -21,10 +20,6 @@ use http::{StatusCode, header};
 use crate::clock::now;
 use crate::state::ControlState;
 use crate::state::pending::well_formed;
-
-/// How long a follow-up waits for a verdict before refusing the connection (the check
-/// itself expires then).
-const VERDICT_WAIT: Duration = Duration::from_secs(15 * 60);
 
 fn refuse(status: StatusCode, why: &'static str) -> Response {
     (status, why).into_response()
@@ -86,8 +81,11 @@ pub(crate) async fn handle(
                     "src/dst pair does not match auth session",
                 );
             }
+            // The follow-up waits until the check lapses (`tuning.register_cache_expiration`);
+            // a lapsed check is refused, as Go's cache eviction answers it.
+            let lapse = st.lapses_in(check.created);
             let mut rx = check.verdict.subscribe();
-            let verdict = tokio::time::timeout(VERDICT_WAIT, rx.wait_for(Option::is_some))
+            let verdict = tokio::time::timeout(lapse, rx.wait_for(Option::is_some))
                 .await
                 .ok()
                 .and_then(Result::ok)

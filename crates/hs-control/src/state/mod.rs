@@ -58,7 +58,13 @@ pub struct StateConfig {
     pub ephemeral_inactivity_timeout: Duration,
     /// How long a node without a stream is still shown online (reconnects are quick).
     pub offline_grace: Duration,
+    /// `tuning.register_cache_expiration`: how long a pending interactive registration or
+    /// SSH check waits for its decision before it lapses.
+    pub register_cache_expiration: Duration,
 }
+
+/// Go Headscale's register cache lifetime, used when the configured one is zero (as Go does).
+pub(crate) const DEFAULT_REGISTER_CACHE_EXPIRATION: Duration = Duration::from_secs(15 * 60);
 
 impl StateConfig {
     /// From the server configuration, with Headscale's 10 s offline grace.
@@ -68,6 +74,11 @@ impl StateConfig {
             node_expiry: (!c.node.expiry.is_zero()).then_some(c.node.expiry),
             ephemeral_inactivity_timeout: c.node.ephemeral_inactivity_timeout,
             offline_grace: Duration::from_secs(10),
+            register_cache_expiration: if c.tuning.register_cache_expiration.is_zero() {
+                DEFAULT_REGISTER_CACHE_EXPIRATION
+            } else {
+                c.tuning.register_cache_expiration
+            },
         }
     }
 }
@@ -498,5 +509,32 @@ pub(crate) fn first_result(a: &Applied) -> Result<(), Error> {
     match a.results.first() {
         Some(Err(e)) => Err(e.clone().into()),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod config_tests {
+    use super::*;
+
+    fn state_config(tuning: &str) -> StateConfig {
+        let (c, _) = Config::parse(&format!("server_url: http://h:8080\n{tuning}"), &|_| None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        StateConfig::from_config(&c)
+    }
+
+    #[test]
+    fn register_cache_expiration_comes_from_tuning_and_zero_means_go_default() {
+        assert_eq!(
+            state_config("").register_cache_expiration,
+            DEFAULT_REGISTER_CACHE_EXPIRATION
+        );
+        assert_eq!(
+            state_config("tuning:\n  register_cache_expiration: 90s\n").register_cache_expiration,
+            Duration::from_secs(90)
+        );
+        assert_eq!(
+            state_config("tuning:\n  register_cache_expiration: 0s\n").register_cache_expiration,
+            DEFAULT_REGISTER_CACHE_EXPIRATION
+        );
     }
 }

@@ -24,8 +24,6 @@ use crate::clock::now;
 use crate::error::Error;
 use crate::http::register::{new_expiry, response_for};
 
-/// How long a pending registration waits for an operator (Headscale's register cache).
-const PENDING_TTL: Duration = Duration::from_secs(15 * 60);
 /// What every auth ID starts with (Go Headscale 0.29).
 pub(crate) const AUTH_ID_PREFIX: &str = "hskey-authreq-";
 /// Random characters after the prefix (Headscale's length).
@@ -88,15 +86,34 @@ impl PendingAuths {
     }
 }
 
-pub(crate) fn ttl() -> chrono::Duration {
-    chrono::Duration::from_std(PENDING_TTL).unwrap_or(chrono::Duration::MAX)
-}
-
 impl ControlState {
+    /// How long a pending registration or SSH check lives
+    /// (`tuning.register_cache_expiration`, Go Headscale's auth cache lifetime).
+    pub(crate) fn register_ttl(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.config().register_cache_expiration)
+            .unwrap_or(chrono::Duration::MAX)
+    }
+
+    /// How long until an entry filed at `created` lapses (zero once it has).
+    pub(crate) fn lapses_in(&self, created: DateTime<Utc>) -> Duration {
+        created
+            .checked_add_signed(self.register_ttl())
+            .map_or(Duration::MAX, |end| {
+                (end - now()).to_std().unwrap_or(Duration::ZERO)
+            })
+    }
+
+    /// The registration filed under `auth_id` (either form), decided or not, unless it has
+    /// lapsed: a lapsed entry may linger in the table until the next insertion prunes it.
+    pub(crate) fn live_registration(&self, auth_id: &str) -> Option<Arc<Pending>> {
+        let ttl = self.register_ttl();
+        let t = now();
+        self.pending().get(auth_id).filter(|p| t - p.created < ttl)
+    }
+
     /// The registration waiting under `auth_id` that nobody has decided yet.
     fn undecided(&self, auth_id: &str) -> Result<Arc<Pending>, Error> {
-        self.pending()
-            .get(auth_id)
+        self.live_registration(auth_id)
             .filter(|p| p.done.borrow().is_none())
             .ok_or_else(|| {
                 Error::NotFound(format!(
@@ -237,9 +254,10 @@ impl ControlState {
         req: RegisterRequest,
     ) -> Result<(), Error> {
         let t = now();
+        let ttl = self.register_ttl();
         let auth_id = canonical(auth_id).into_owned();
         let mut map = self.pending().lock();
-        map.retain(|_, p| t - p.created < ttl());
+        map.retain(|_, p| t - p.created < ttl);
         if map.contains_key(&auth_id) {
             return Err(Error::Config(format!(
                 "a registration with auth ID {auth_id:?} is already pending"

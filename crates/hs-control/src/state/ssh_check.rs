@@ -17,8 +17,6 @@ use super::pending::{canonical, new_auth_id};
 use crate::clock::now;
 use crate::error::Error;
 
-/// How long a check waits for its verdict (Go's auth cache lifetime).
-const CHECK_TTL: chrono::TimeDelta = chrono::TimeDelta::minutes(15);
 /// At most this many pending checks; the oldest go first.
 const MAX_CHECKS: usize = 1024;
 
@@ -27,7 +25,7 @@ const MAX_CHECKS: usize = 1024;
 pub(crate) struct SshCheck {
     pub(crate) src: NodeId,
     pub(crate) dst: NodeId,
-    created: DateTime<Utc>,
+    pub(crate) created: DateTime<Utc>,
     pub(crate) verdict: watch::Sender<Option<bool>>,
 }
 
@@ -42,6 +40,7 @@ impl ControlState {
     /// Files a check for `src` → `dst`; its auth ID.
     pub(crate) fn ssh_check_begin(&self, src: NodeId, dst: NodeId) -> String {
         let t = now();
+        let ttl = self.register_ttl();
         let id = new_auth_id();
         let (verdict, _) = watch::channel(None);
         let mut map = self
@@ -50,14 +49,23 @@ impl ControlState {
             .pending
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        map.retain(|_, c| t - c.created < CHECK_TTL);
+        map.retain(|_, c| t - c.created < ttl);
         if map.len() >= MAX_CHECKS
             && let Some(oldest) = map
                 .iter()
                 .min_by_key(|(_, c)| c.created)
                 .map(|(k, _)| k.clone())
+            && let Some(evicted) = map.remove(&oldest)
         {
-            map.remove(&oldest);
+            // A follow-up held on the evicted check is refused now, as Go's cache eviction
+            // does, rather than left waiting for a verdict that can no longer come.
+            evicted.verdict.send_if_modified(|v| {
+                let undecided = v.is_none();
+                if undecided {
+                    *v = Some(false);
+                }
+                undecided
+            });
         }
         map.insert(
             id.clone(),
@@ -74,6 +82,7 @@ impl ControlState {
     /// The pending check under `auth_id` (either form of the ID), if it has not expired.
     pub(crate) fn ssh_check(&self, auth_id: &str) -> Option<Arc<SshCheck>> {
         let t = now();
+        let ttl = self.register_ttl();
         let map = self
             .inner
             .ssh_checks
@@ -81,7 +90,7 @@ impl ControlState {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         map.get(canonical(auth_id).as_ref())
-            .filter(|c| t - c.created < CHECK_TTL)
+            .filter(|c| t - c.created < ttl)
             .cloned()
     }
 

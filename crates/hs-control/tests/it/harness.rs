@@ -42,16 +42,22 @@ pub(crate) fn state_config(url: &str) -> StateConfig {
         node_expiry: None,
         ephemeral_inactivity_timeout: Duration::from_millis(300),
         offline_grace: Duration::from_millis(100),
+        register_cache_expiration: Duration::from_secs(15 * 60),
     }
 }
 
 /// The control state the harness serves, over `db`; called again on the same database it is
 /// what a restarted server would load.
 pub(crate) async fn start_state(db: &Db, url: &Url) -> ControlState {
+    start_state_with(db, state_config(url.as_str().trim_end_matches('/'))).await
+}
+
+/// The same with explicit settings.
+async fn start_state_with(db: &Db, cfg: StateConfig) -> ControlState {
     let mapper = MapperConfig::new("example.com", &derp_map(), None, false, false, false).unwrap();
     ControlState::start(
         db.clone(),
-        state_config(url.as_str().trim_end_matches('/')),
+        cfg,
         mapper,
         (
             Some("100.64.0.0/10".parse().unwrap()),
@@ -65,16 +71,31 @@ pub(crate) async fn start_state(db: &Db, url: &Url) -> ControlState {
 
 impl Harness {
     pub(crate) async fn start() -> Self {
-        Self::start_serving(None).await
+        Self::start_serving(None, None).await
+    }
+
+    /// The same with `tuning.register_cache_expiration` set to `expiration`.
+    pub(crate) async fn start_expiring(expiration: Duration) -> Self {
+        Self::start_serving(None, Some(expiration)).await
     }
 
     /// The same, served by [`hs_control::Server`] (the production listener, with its
     /// per-client limits) with `limits` instead of a bare `axum::serve`.
     pub(crate) async fn start_limited(limits: hs_config::LimitsConfig) -> Self {
-        Self::start_serving(Some(limits)).await
+        Self::start_serving(Some(limits), None).await
     }
 
-    async fn start_serving(limits: Option<hs_config::LimitsConfig>) -> Self {
+    async fn start_serving(
+        limits: Option<hs_config::LimitsConfig>,
+        expiration: Option<Duration>,
+    ) -> Self {
+        let config = |url: &Url| {
+            let mut c = state_config(url.as_str().trim_end_matches('/'));
+            if let Some(e) = expiration {
+                c.register_cache_expiration = e;
+            }
+            c
+        };
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&DbConfig::Sqlite(SqliteConfig::new(
             dir.path().join("db.sqlite"),
@@ -99,7 +120,7 @@ impl Harness {
         let (url, st) = if let Some(limits) = limits {
             let server = hs_control::Server::bind_addr("127.0.0.1:0").await.unwrap();
             let url: Url = format!("http://{}", server.local_addr()).parse().unwrap();
-            let st = start_state(&db, &url).await;
+            let st = start_state_with(&db, config(&url)).await;
             let server = server
                 .with_limits(limits)
                 .with_routes(control_routes(st.clone(), ts));
@@ -109,7 +130,7 @@ impl Harness {
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
             let url: Url = format!("http://{addr}").parse().unwrap();
-            let st = start_state(&db, &url).await;
+            let st = start_state_with(&db, config(&url)).await;
             let app = control_routes(st.clone(), ts);
             tokio::spawn(async move { axum::serve(listener, app).await });
             (url, st)

@@ -1,6 +1,8 @@
 //! Interactive login: `AuthURL`, the registration page, the follow-up long poll answered by
 //! an operator's approval, and a leaked auth ID that registers nothing.
 
+use std::time::Duration;
+
 use chrono::Utc;
 use hs_db::NewUser;
 use hs_types::tailcfg::RegisterResponse;
@@ -18,6 +20,15 @@ async fn http_get(h: &Harness, path: &str) -> String {
     let mut out = Vec::new();
     s.read_to_end(&mut out).await.unwrap();
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A follow-up register request of `c` naming `followup`: the server's answer.
+async fn follow_up(h: &Harness, c: &Client, followup: &str) -> RegisterResponse {
+    let body = serde_json::json!({"Version":130, "NodeKey": c.keys.node_keys.public.to_string(),
+        "Followup": followup});
+    let (status, resp) = post_json(c, h, "/machine/register", body.to_string()).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&resp));
+    serde_json::from_slice(&resp).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,16 +88,19 @@ async fn interactive_login_is_approved_by_the_operator_for_a_user_created_later(
             .starts_with("HTTP/1.1 200")
     );
 
-    // Another machine holding the leaked URL learns nothing and registers nothing.
+    // Another machine holding the leaked URL learns nothing and registers nothing: it is
+    // answered as for an unknown ID, with a registration of its own.
     let thief = Client::connect(&h, "thief").await;
-    let body = serde_json::json!({"Version":130, "NodeKey": thief.keys.node_keys.public.to_string(),
-        "Followup": auth_url.as_str()});
-    let (status, resp) = post_json(&thief, &h, "/machine/register", body.to_string()).await;
-    assert_eq!(status, 200);
-    let r: RegisterResponse = serde_json::from_slice(&resp).unwrap();
+    let r = follow_up(&h, &thief, auth_url.as_str()).await;
     assert!(!r.machine_authorized);
-    assert_eq!(r.error, "registration not found or expired");
+    assert_eq!(r.error, "");
+    assert!(r.auth_url.starts_with(&prefix), "{}", r.auth_url);
+    assert_ne!(r.auth_url, auth_url.as_str());
     assert_eq!(h.node_count(), 0);
+    assert!(
+        h.st.is_registration_pending(&auth_id),
+        "the leak spent nothing"
+    );
 
     let wait = {
         let (cfg, url, keys, conn) = (c.cfg.clone(), h.url.clone(), c.keys.clone(), c.conn.clone());
@@ -131,4 +145,69 @@ async fn apple_and_windows_pages_point_clients_at_this_server() {
             .await
             .starts_with("HTTP/1.1 400")
     );
+}
+
+/// `tuning.register_cache_expiration`: a pending registration lapses after it; the follow-up
+/// held on it wakes then and, as in Go Headscale, is given a new registration (a new
+/// `AuthURL`), as is a follow-up naming an unknown ID. The new one registers as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lapsed_registration_wakes_its_follow_up_with_a_new_auth_url() {
+    let h = Harness::start_expiring(Duration::from_secs(2)).await;
+    let c = Client::connect(&h, "laptop").await;
+    // Before the registration is filed, so a slow machine cannot make the bound below fail.
+    let started = std::time::Instant::now();
+    let err = ts_control::register(&c.cfg, &h.url, None, None, &c.keys, &c.conn)
+        .await
+        .unwrap_err();
+    let ts_control::RegistrationError::MachineNotAuthorized(Some(first)) = err else {
+        panic!("expected an AuthURL, got {err:?}");
+    };
+    let prefix = format!("{}register/", h.url);
+    let first_id = first.as_str()[prefix.len()..].to_owned();
+    assert!(h.st.is_registration_pending(&first_id));
+
+    // Held until the registration lapses (long before the 120 s poll would end).
+    let r = tokio::time::timeout(Duration::from_secs(20), follow_up(&h, &c, first.as_str()))
+        .await
+        .expect("the follow-up wakes when its registration lapses");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1900),
+        "answered before the registration lapsed: {r:?}"
+    );
+    assert!(!r.machine_authorized);
+    assert_eq!(r.error, "");
+    assert!(r.auth_url.starts_with(&prefix), "{}", r.auth_url);
+    assert_ne!(
+        r.auth_url,
+        first.as_str(),
+        "a new registration, not the lapsed one"
+    );
+    assert!(!h.st.is_registration_pending(&first_id));
+    assert!(
+        h.st.approve_registration(&first_id, h.user).await.is_err(),
+        "a lapsed registration cannot be approved"
+    );
+    let page = http_get(&h, &format!("/register/{first_id}")).await;
+    assert!(page.starts_with("HTTP/1.1 404"), "{page}");
+
+    // An unknown ID is answered at once with a new registration too.
+    let unknown = format!("{prefix}hskey-authreq-AAAAAAAAAAAAAAAAAAAAAAAA");
+    let r2 = tokio::time::timeout(Duration::from_secs(10), follow_up(&h, &c, &unknown))
+        .await
+        .expect("an unknown ID is not waited on");
+    assert!(r2.auth_url.starts_with(&prefix), "{}", r2.auth_url);
+    assert_ne!(r2.auth_url, unknown);
+
+    // The new registration completes as usual.
+    let second_id = r.auth_url[prefix.len()..].to_owned();
+    let wait = {
+        let (cfg, url, keys, conn) = (c.cfg.clone(), h.url.clone(), c.keys.clone(), c.conn.clone());
+        let followup: url::Url = r.auth_url.parse().unwrap();
+        tokio::spawn(async move {
+            ts_control::register(&cfg, &url, None, Some(followup), &keys, &conn).await
+        })
+    };
+    h.st.approve_registration(&second_id, h.user).await.unwrap();
+    wait.await.unwrap().unwrap();
+    assert_eq!(h.node_count(), 1);
 }

@@ -165,3 +165,48 @@ async fn a_rejected_check_refuses_and_always_asks_every_time() {
     assert!(action["holdAndDelegate"].as_str().is_some());
     assert_eq!(get(&b, &h, "/machine/ssh/action/x/to/1").await.0, 400);
 }
+
+/// `tuning.register_cache_expiration`: a check nobody decides lapses after it, and the
+/// follow-up held on it is refused then (Go's answer), not after 15 minutes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lapsed_check_refuses_its_held_follow_up() {
+    let h = Harness::start_expiring(Duration::from_secs(2)).await;
+    h.st.set_policy_text("test", Some(&policy(r#", "checkPeriod": "1h""#)))
+        .await
+        .unwrap();
+    let (_a, na) = h.join_as("src", h.user).await;
+    let (b, nb) = h.join_as("dst", h.user).await;
+    let (src, dst) = (na.id.get(), nb.id.get());
+    let first = format!("/machine/ssh/action/{src}/to/{dst}?local_user=root");
+    // Before the check is filed, so a slow machine cannot make the bound below fail.
+    let started = std::time::Instant::now();
+    let (status, action, text) = get(&b, &h, &first).await;
+    assert_eq!(status, 200, "{text}");
+    let hold = action["holdAndDelegate"].as_str().unwrap().to_owned();
+    let auth_id = hold
+        .split("auth_id=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(h.st.is_ssh_check_pending(&auth_id));
+
+    let path = follow_up_path(&hold, src, dst);
+    let (status, verdict, text) = tokio::time::timeout(Duration::from_secs(20), get(&b, &h, &path))
+        .await
+        .expect("the held follow-up is answered when its check lapses");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1900),
+        "answered before the check lapsed: {text}"
+    );
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(verdict["reject"], true, "{verdict}");
+    assert_ne!(verdict["accept"], true);
+    assert!(!h.st.is_ssh_check_pending(&auth_id));
+    assert!(
+        h.st.decide_ssh_check(&auth_id, true).is_err(),
+        "a lapsed check cannot be approved"
+    );
+}
