@@ -18,6 +18,7 @@ use crate::scenarios_auth::{id_str, list_nodes, until_logged_in};
 /// This family's scenarios, in the order they run.
 pub(crate) const SCENARIOS: &[Scenario] = &[
     ("TestOIDCACLPolicyOnJoin", acl_policy_on_join),
+    ("TestOIDCFollowUpUrl", follow_up_url),
     ("TestOIDC024UserCreation", user_creation_024),
     ("TestOIDCAuthenticationWithPKCE", authentication_with_pkce),
     ("TestOIDCExpiryAfterRestart", expiry_after_restart),
@@ -603,15 +604,6 @@ fn relogin_same_user_routes_preserved(ctx: &Ctx, name: &str) -> anyhow::Result<(
 /// `TestOIDCFollowUpUrl`: with the registration cache expiring after 90 s, a client whose
 /// login link was never opened gets a new one (still NeedsLogin); logging in through the new
 /// link creates the OIDC user and one node.
-///
-/// Not registered: the server keeps pending registrations for a fixed 15 minutes (it ignores
-/// `tuning.register_cache_expiration`), and its follow-up poll neither ends when the
-/// registration expires nor answers an expired or unknown follow-up with a new AuthURL, as
-/// Go Headscale does; the client keeps its first link.
-#[expect(
-    dead_code,
-    reason = "fails until the server honours the register cache expiry"
-)]
 fn follow_up_url(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
     let setup = Setup {
         server_env: &[

@@ -25,6 +25,10 @@ pub(crate) const SCENARIOS: &[Scenario] = &[
     ("TestSSHIsBlockedInACL", is_blocked_in_acl),
     ("TestSSHUserOnlyIsolation", user_only_isolation),
     ("TestSSHCheckModeAutoApprove", check_mode_auto_approve),
+    (
+        "TestSSHCheckModeUnapprovedTimeout",
+        check_mode_unapproved_timeout,
+    ),
     ("TestSSHLocalpart", localpart),
     (
         "TestSSHCheckModeSessionLossReDelegates",
@@ -335,6 +339,32 @@ fn auth_cli(e: &Env, ctx: &Ctx, verb: &str, id: &str) -> anyhow::Result<()> {
         .cli(&ctx.server_bin, &["auth", verb, "--auth-id", id])
         .map(|_| ())
         .with_context(|| format!("headscale auth {verb} --auth-id {id}"))
+}
+
+/// `TestSSHCheckModeUnapprovedTimeout`: with `tuning.register_cache_expiration` at 15 s (as
+/// Go's test sets it), a session held on a check nobody approves is refused once the check
+/// lapses: it ends in failure, without running the command, within a minute (a check
+/// otherwise lives 15 minutes).
+fn check_mode_unapproved_timeout(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
+    let mut e = ssh_env(
+        ctx,
+        name,
+        1,
+        &policy("*", &check_rules(None)),
+        &[("HEADSCALE_TUNING_REGISTER_CACHE_EXPIRATION", "15s")],
+    )?;
+    let (u1, u2) = (0, 1);
+    let mut s = Run::start(&e, u1, u2, "unapproved")?;
+    let id = s.wait_new_auth_id(&mut e, &[], WAIT)?;
+    let r = s.wait(&mut e, Duration::from_secs(60)).with_context(|| {
+        format!("check {id} was never approved: the session must be refused once it lapses (15 s)")
+    })?;
+    ensure!(
+        !r.success && !s.ran(&r) && r.stdout.trim().is_empty(),
+        "the unapproved session (check {id}) must fail without output: {r:?}"
+    );
+    println!("  {name}: check {id} lapsed unapproved and the session was refused");
+    Ok(())
 }
 
 /// `TestSSHCheckModeAutoApprove`: with a 5-minute `checkPeriod`, user1's first session to
