@@ -252,6 +252,16 @@ fn register(e: &Env, ctx: &Ctx, auth_id: &str) -> anyhow::Result<String> {
     )
 }
 
+/// A fresh tag world whose client logged in interactively asking for `tags`: returns it, the
+/// node's id and the auth ID used, once the server lists the one node with exactly those tags.
+fn login_tagged(ctx: &Ctx, name: &str, tags: &[&str]) -> anyhow::Result<(Env, String, String)> {
+    let mut e = tag_env(ctx, name)?;
+    let flag = format!("--advertise-tags={}", tags.join(","));
+    let auth_id = web_login(&mut e, ctx, &[flag.as_str()], "up-web", None)?;
+    let id = wait_one_node_tagged(&mut e, ctx, tags, "interactive login")?;
+    Ok((e, id, auth_id))
+}
+
 /// Logs `head` in interactively with `extra` flags, approved for `taguser`; waits until it is
 /// Running and its `tailscale up` returned. Returns the auth ID used.
 fn web_login(
@@ -327,15 +337,7 @@ fn admin_can_set_unowned_tag(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
 /// `--advertise-tags=tag:valid-owned` is retagged twice by the operator (each change applied
 /// twice, as in the issue's report); the server, the node's status and its netmap follow.
 fn issue_2978_tag_replacement(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
-    let mut e = tag_env(ctx, name)?;
-    web_login(
-        &mut e,
-        ctx,
-        &["--advertise-tags=tag:valid-owned"],
-        "up-web",
-        None,
-    )?;
-    let id = wait_one_node_tagged(&mut e, ctx, &["tag:valid-owned"], "interactive login")?;
+    let (mut e, id, _) = login_tagged(ctx, name, &["tag:valid-owned"])?;
     wait_self_tags(&mut e, &["tag:valid-owned"], "interactive login")?;
     for tag in ["tag:second", "tag:valid-unowned"] {
         set_tags(&e, ctx, &id, &[tag])?;
@@ -637,15 +639,7 @@ fn reauth_empty_tags_returns_to_user_survives(ctx: &Ctx, name: &str) -> anyhow::
 /// `TestTagsUserLoginOwnedTagAtRegistration`: an interactive login asking for a tag the user
 /// owns gives a node with that tag.
 fn user_login_owned_tag_at_registration(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
-    let mut e = tag_env(ctx, name)?;
-    web_login(
-        &mut e,
-        ctx,
-        &["--advertise-tags=tag:valid-owned"],
-        "up-web",
-        None,
-    )?;
-    wait_one_node_tagged(&mut e, ctx, &["tag:valid-owned"], "interactive login")?;
+    let (mut e, _, _) = login_tagged(ctx, name, &["tag:valid-owned"])?;
     wait_self_tags(&mut e, &["tag:valid-owned"], "interactive login")?;
     Ok(())
 }
@@ -703,10 +697,7 @@ fn user_login_then_advertise(
     admin: Option<&[&str]>,
     advertise: &[&str],
 ) -> anyhow::Result<()> {
-    let mut e = tag_env(ctx, name)?;
-    let flag = format!("--advertise-tags={}", initial.join(","));
-    web_login(&mut e, ctx, &[flag.as_str()], "up-web", None)?;
-    let id = wait_one_node_tagged(&mut e, ctx, initial, "interactive login")?;
+    let (mut e, id, _) = login_tagged(ctx, name, initial)?;
     let mut want = initial;
     if let Some(admin) = admin {
         set_tags(&e, ctx, &id, admin)?;
@@ -789,20 +780,7 @@ fn user_login_cli_cannot_remove_admin_tags(ctx: &Ctx, name: &str) -> anyhow::Res
 /// interactively with two owned tags logs in again with `--advertise-tags= --force-reauth`; it
 /// is the same node, without tags, owned by `taguser`.
 fn user_login_reauth_empty_tags_removes_all_tags(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
-    let mut e = tag_env(ctx, name)?;
-    let first = web_login(
-        &mut e,
-        ctx,
-        &["--advertise-tags=tag:valid-owned,tag:second"],
-        "up-web",
-        None,
-    )?;
-    let id = wait_one_node_tagged(
-        &mut e,
-        ctx,
-        &["tag:valid-owned", "tag:second"],
-        "interactive login",
-    )?;
+    let (mut e, id, first) = login_tagged(ctx, name, &["tag:valid-owned", "tag:second"])?;
     web_login(
         &mut e,
         ctx,
