@@ -1,6 +1,8 @@
 //! What a policy recompile costs the state coordinator: compiling the operator's policy
-//! against a 1k-node tailnet (done on every node or user change), and that plus every node's
-//! packet filter (what a full fan-out then asks for).
+//! against a 1k- and a 10k-node tailnet (done on a user change or a batch of many node
+//! changes), that plus every node's packet filter (what a full fan-out then asks for), and
+//! compiling one node's change onto the previous view (`update_*`, done on a registration or
+//! a tag change).
 //! Run: `cargo bench -p hs-control --bench policy -- --warm-up-time 1 --measurement-time 3`.
 
 #![allow(
@@ -104,6 +106,29 @@ fn bench(c: &mut Criterion) {
                     .sum::<usize>()
             });
         });
+        // One node changed, compiled onto the previous view (what the coordinator does for
+        // a registration or a tag change): a member node's address moves (its user's
+        // autogroup:self filters change), a new member node joins, a node is tagged.
+        let base = CompiledView::compile(&policy, &snap).unwrap();
+        let some = snap.nodes().nth(1).unwrap();
+        let mut moved = hs_control::policy::policy_node(some);
+        moved.ipv4 = Some(Ipv4Addr::new(100, 127, 0, 1));
+        let mut joined = moved.clone();
+        joined.id = NodeId(u64::from(n) + 100);
+        joined.ipv4 = Some(Ipv4Addr::new(100, 127, 0, 2));
+        joined.ipv6 = None;
+        let mut tagged = hs_control::policy::policy_node(some);
+        tagged.user = None;
+        tagged.tags = vec!["tag:server".into()];
+        for (what, node) in [
+            ("update_address", moved),
+            ("update_new_node", joined),
+            ("update_tagged", tagged),
+        ] {
+            g.bench_function(what, |b| {
+                b.iter(|| base.updated(vec![node.clone()]).unwrap().unwrap());
+            });
+        }
         g.finish();
     }
 }

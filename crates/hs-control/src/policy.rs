@@ -9,6 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use hs_nodestore::{NodeAttr, NodeEntry, PolicyView, Snapshot};
@@ -34,26 +35,35 @@ pub fn policy_inputs(snap: &Snapshot) -> (Vec<PolicyUser>, Vec<PolicyNode>) {
             groups: u.groups.clone(),
         })
         .collect();
-    let nodes = snap
-        .nodes()
-        .map(|e| PolicyNode {
-            id: e.node.id,
-            name: e.node.given_name.clone(),
-            ipv4: e.node.ipv4,
-            ipv6: e.node.ipv6,
-            user: if e.node.tags.is_empty() {
-                e.node.user_id
-            } else {
-                None
-            },
-            tags: e.node.tags.clone(),
-            announced_routes: e.announced_routes.clone(),
-            approved_routes: e.node.approved_routes.clone(),
-            primary_routes: e.primary_routes.clone(),
-        })
-        .collect();
+    let nodes = snap.nodes().map(|e| policy_node(e)).collect();
     (users, nodes)
 }
+
+/// One node as the policy sees it (see [`policy_inputs`]).
+pub fn policy_node(e: &NodeEntry) -> PolicyNode {
+    PolicyNode {
+        id: e.node.id,
+        name: e.node.given_name.clone(),
+        ipv4: e.node.ipv4,
+        ipv6: e.node.ipv6,
+        user: if e.node.tags.is_empty() {
+            e.node.user_id
+        } else {
+            None
+        },
+        tags: e.node.tags.clone(),
+        announced_routes: e.announced_routes.clone(),
+        approved_routes: e.node.approved_routes.clone(),
+        primary_routes: e.primary_routes.clone(),
+    }
+}
+
+/// Views are numbered so that a view can say which one it was derived from.
+static GENERATION: AtomicU64 = AtomicU64::new(1);
+
+/// How many changed nodes are applied one by one onto the previous compile before a
+/// compile from scratch is cheaper.
+pub const MAX_INCREMENTAL_NODES: usize = 32;
 
 /// A compiled policy answering the NodeStore's questions. Nodes it was not compiled with see
 /// nothing and are let in by nobody.
@@ -63,12 +73,16 @@ pub struct CompiledView {
     /// Per viewer, which nodes it sees: a bit set, so a whole tailnet's worth is N² bits
     /// (500 kB at 2,000 nodes) rather than a view per pair. How a router is shown to a
     /// viewer is worked out when asked, since only routers need it.
-    peers: Vec<OnceLock<NodeSet>>,
+    peers: Vec<OnceLock<Arc<NodeSet>>>,
     filters: Vec<OnceLock<Arc<str>>>,
     ssh: Vec<OnceLock<Option<Arc<str>>>>,
     /// Equal filter texts share one `Arc` so the mapper sees "unchanged" by pointer.
     interned: Mutex<HashSet<Arc<str>>>,
     deny: Arc<str>,
+    generation: u64,
+    /// For a view made by [`CompiledView::updated`]: the view it was derived from and the
+    /// viewers whose answers may differ from that view's.
+    derived: Option<(u64, HashSet<NodeId>)>,
 }
 
 impl fmt::Debug for CompiledView {
@@ -110,7 +124,63 @@ impl CompiledView {
             ssh: (0..n).map(|_| OnceLock::new()).collect(),
             interned: Mutex::new(HashSet::new()),
             deny: Arc::from(DENY_FILTER_JSON),
+            generation: GENERATION.fetch_add(1, Ordering::Relaxed),
+            derived: None,
         }
+    }
+
+    /// This view after `nodes` changed (each replaced, or added when its ID is new; users
+    /// and the policy unchanged), compiled onto this one's resolutions, keeping the
+    /// per-viewer answers (visible peers, filter and SSH texts) of every viewer the changes
+    /// do not affect. `None` when that is not possible (more than
+    /// [`MAX_INCREMENTAL_NODES`] nodes, or `via` grants, whose per-viewer route steering
+    /// depends on every router): compile from scratch then.
+    pub fn updated(&self, nodes: Vec<PolicyNode>) -> Result<Option<Self>, PolicyError> {
+        if nodes.len() > MAX_INCREMENTAL_NODES || self.compiled.has_via() {
+            return Ok(None);
+        }
+        let mut compiled: Option<CompiledPolicy> = None;
+        let mut filters_changed = HashSet::new();
+        let mut peers_changed = HashSet::new();
+        for node in nodes {
+            let base = compiled.as_ref().unwrap_or(&self.compiled);
+            let (next, delta) = base.with_node(node)?;
+            filters_changed.extend(delta.filters_changed);
+            peers_changed.extend(delta.peers_changed);
+            compiled = Some(next);
+        }
+        let Some(compiled) = compiled else {
+            return Ok(None);
+        };
+        let mut view = Self::new(compiled);
+        let ids: Vec<NodeId> = view.compiled.nodes().iter().map(|n| n.id).collect();
+        let old_len = self.peers.len();
+        for (i, id) in ids.iter().enumerate().take(old_len) {
+            if !peers_changed.contains(id)
+                && let Some(set) = self.peers[i].get()
+            {
+                let _ = view.peers[i].set(Arc::clone(set));
+            }
+            if !filters_changed.contains(id) {
+                if let Some(f) = self.filters[i].get() {
+                    let _ = view.filters[i].set(Arc::clone(f));
+                }
+                if let Some(ssh) = self.ssh[i].get() {
+                    let _ = view.ssh[i].set(ssh.clone());
+                }
+            }
+        }
+        *view
+            .interned
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner) = self
+            .interned
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        filters_changed.extend(peers_changed);
+        view.derived = Some((self.generation, filters_changed));
+        Ok(Some(view))
     }
 
     fn slot(&self, node: &Node) -> Option<usize> {
@@ -120,7 +190,7 @@ impl CompiledView {
     /// Whether `viewer` sees the node at slot `p`.
     fn sees(&self, viewer: usize, p: usize) -> bool {
         self.peers[viewer]
-            .get_or_init(|| self.compiled.peer_set(viewer))
+            .get_or_init(|| Arc::new(self.compiled.peer_set(viewer)))
             .contains(p)
     }
 
@@ -140,6 +210,17 @@ impl CompiledView {
 const DEFAULT_CHECK_PERIOD_SECS: u64 = 12 * 3600;
 
 impl PolicyView for CompiledView {
+    fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    fn affected_since(&self, base: &dyn PolicyView) -> Option<&HashSet<NodeId>> {
+        match &self.derived {
+            Some((g, affected)) if *g == base.generation() => Some(affected),
+            _ => None,
+        }
+    }
+
     fn ssh_check_period(&self, src: &Node, dst: &Node) -> Option<std::time::Duration> {
         let d = self.slot(dst)?;
         let addrs: Vec<String> = src.ips().iter().map(ToString::to_string).collect();
@@ -192,7 +273,7 @@ impl PolicyView for CompiledView {
         };
         let nodes = self.compiled.nodes();
         let mut ids: Vec<NodeId> = self.peers[v]
-            .get_or_init(|| self.compiled.peer_set(v))
+            .get_or_init(|| Arc::new(self.compiled.peer_set(v)))
             .iter()
             .map(|i| nodes[i].id)
             .collect();

@@ -224,6 +224,11 @@ impl Mapper {
                 self.cache().forget(*id);
             }
         }
+        let affected = if policy_changed {
+            policy.affected_since(&**prev.policy())
+        } else {
+            None
+        };
         if policy_changed {
             // Node attributes are the only part of a rendered node the policy decides
             // (besides the per-viewer routes, compared per viewer below): resend the nodes
@@ -231,7 +236,13 @@ impl Mapper {
             // Peers see only the exit-node suggestion among them; a node whose other
             // attributes moved is resent to itself alone.
             let old = prev.policy();
-            for e in next.nodes() {
+            // A view derived from the previous one by a few nodes' changes says whose
+            // answers may differ: only those nodes' attributes can have moved.
+            let attrs_may_differ: Box<dyn Iterator<Item = &Arc<NodeEntry>>> = match affected {
+                Some(a) => Box::new(a.iter().filter_map(|id| next.node(*id))),
+                None => Box::new(next.nodes()),
+            };
+            for e in attrs_may_differ {
                 if old.node_attrs(&e.node) == policy.node_attrs(&e.node) {
                     continue;
                 }
@@ -330,14 +341,21 @@ impl Mapper {
                     _ => {}
                 }
             };
-            let lists = match (policy_changed && !self_full, v_prev) {
+            let unaffected = affected.is_some_and(|a| !a.contains(&me));
+            let lists = match (policy_changed && !self_full && !unaffected, v_prev) {
                 (true, Some(vp)) => prev
                     .policy()
                     .visible_ids(&vp.node)
                     .zip(policy.visible_ids(&v.node)),
                 _ => None,
             };
-            if let Some((was, now)) = lists {
+            if unaffected && !self_full {
+                // The recompile changed nothing this viewer is told: only the changed
+                // nodes themselves can need sending.
+                for pid in agg.keys() {
+                    consider(*pid, &mut plan, &mut users);
+                }
+            } else if let Some((was, now)) = lists {
                 // A recompiled policy: only peers whose visibility flipped, peers that
                 // changed, and routers (whose routes this viewer may use can move) can need
                 // telling. Both lists are sorted, so their difference is one merge.

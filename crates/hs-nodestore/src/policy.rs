@@ -7,6 +7,7 @@
 //! handing out the same `Arc<str>` lets the mapper compare it by pointer and copy its bytes
 //! into every map without re-encoding.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 
@@ -43,6 +44,21 @@ pub trait PolicyView: Send + Sync + fmt::Debug {
     /// recompiled, instead of re-asking every pair of the tailnet.
     fn visible_ids(&self, viewer: &Node) -> Option<Vec<hs_types::NodeId>> {
         let _ = viewer;
+        None
+    }
+
+    /// A number identifying this view for [`PolicyView::affected_since`]; 0 (the default)
+    /// for views that are never derived from.
+    fn generation(&self) -> u64 {
+        0
+    }
+
+    /// When this view is `base` compiled again after some nodes changed: the viewers
+    /// (those nodes included) whose answers may differ from `base`'s. Every other viewer's
+    /// visible peers, routes shown, packet filter, SSH policy and node attributes are what
+    /// `base` answers, so a fan-out need not ask. `None` (the default): any may differ.
+    fn affected_since(&self, base: &dyn PolicyView) -> Option<&HashSet<hs_types::NodeId>> {
+        let _ = base;
         None
     }
 

@@ -6,7 +6,7 @@ use ipnet::IpNet;
 use std::net::IpAddr;
 
 /// One parsed alias.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Alias {
     /// `*`: every address.
     Wildcard,

@@ -81,6 +81,25 @@ impl NodeSet {
     pub fn len(&self) -> usize {
         self.words.iter().map(|w| w.count_ones() as usize).sum()
     }
+
+    /// This set, able to hold `len` indices (members at or past `len` are dropped), with `i`
+    /// in it or not as `member` says: a set after one node changed (or was appended).
+    pub fn patched(&self, len: usize, i: usize, member: bool) -> NodeSet {
+        let mut words = self.words.clone();
+        words.resize(len.div_ceil(64), 0);
+        if !len.is_multiple_of(64)
+            && let Some(last) = words.last_mut()
+        {
+            *last &= (1u64 << (len % 64)) - 1;
+        }
+        let mut s = NodeSet { words };
+        if member {
+            s.insert(i);
+        } else {
+            s.remove(i);
+        }
+        s
+    }
 }
 
 #[cfg(test)]

@@ -43,14 +43,15 @@ impl CompiledPolicy {
                 | Alias::Tag(_)
                 | Alias::Member
                 | Alias::Tagged),
-            ) => r.identity_nodes(&a).contains(n),
-            Ok(a @ (Alias::Host(_) | Alias::Addr(_))) => r.source(&a).nodes.contains(n),
+            ) => r.identity_member(&a, &self.nodes[n]),
+            Ok(a @ (Alias::Host(_) | Alias::Addr(_))) => r.source_member(&a, &self.nodes[n]),
             _ => false,
         }
     }
 
     /// Node `n`'s own capability map from `nodeAttrs` and `randomizeClientPort`.
     pub fn self_cap_map(&self, n: usize) -> CapMap {
+        // Asked for every node at every recompile: decided for this node alone.
         let r = Resolver::new(&self.policy, &self.users, &self.nodes);
         let mut out = CapMap::new();
         for na in &self.policy.node_attrs {

@@ -6,6 +6,7 @@ use crate::bitset::NodeSet;
 use crate::error::PolicyError;
 use crate::input::{PolicyNode, PolicyUser};
 use crate::ipset::IpSet;
+use crate::memo::{Changed, Memo};
 use crate::resolve::Resolver;
 use crate::rules::{CRule, DstKind, Reverse, compile_acls, compile_grants};
 use hs_types::UserId;
@@ -66,6 +67,15 @@ pub struct CompiledPolicy {
     pub(crate) has_via: bool,
     /// User roles (see [`CompiledPolicy::set_roles`]).
     pub(crate) roles: crate::input::Roles,
+    /// What this compile resolved, for the next one after a one-node change.
+    pub(crate) memo: Arc<Memo>,
+}
+
+/// Whether two rules are listed as one in a filter: same sources, protocols and via tags.
+fn same_group(a: &CRule, b: &CRule) -> bool {
+    a.protos == b.protos
+        && a.via == b.via
+        && (Arc::ptr_eq(&a.src_strings, &b.src_strings) || a.src_strings == b.src_strings)
 }
 
 /// `autogroup:internet`'s addresses, computed once.
@@ -109,11 +119,30 @@ impl CompiledPolicy {
     pub fn compile_owned(
         policy: &Policy,
         users: &[PolicyUser],
-        mut nodes: Vec<PolicyNode>,
+        nodes: Vec<PolicyNode>,
     ) -> Result<Self, PolicyError> {
-        crate::validate::validate(policy, users)?;
-        // Routes the policy auto-approves count as approved from here on.
-        for i in 0..nodes.len() {
+        Self::build(policy, users, nodes, None)
+    }
+
+    /// Compiles `policy` against `nodes`; with `prev`, `nodes` is `prev`'s tailnet (already
+    /// validated against the same policy and users) with only node `x` replaced or appended,
+    /// and what `prev` resolved is reused where `x` cannot have changed it.
+    pub(crate) fn build(
+        policy: &Policy,
+        users: &[PolicyUser],
+        mut nodes: Vec<PolicyNode>,
+        prev: Option<(&CompiledPolicy, usize)>,
+    ) -> Result<Self, PolicyError> {
+        if prev.is_none() {
+            crate::validate::validate(policy, users)?;
+        }
+        // Routes the policy auto-approves count as approved from here on (`prev`'s nodes
+        // already carry theirs).
+        let todo = match prev {
+            Some((_, x)) => x..x + 1,
+            None => 0..nodes.len(),
+        };
+        for i in todo {
             let extra = crate::routes::auto_approved(policy, users, &nodes, i);
             for route in extra {
                 if !nodes[i].approved_routes.contains(&route) {
@@ -121,34 +150,38 @@ impl CompiledPolicy {
                 }
             }
         }
-        let r = Resolver::new(policy, users, &nodes);
+        let changed = prev.map(|(p, x)| {
+            let c = Changed {
+                x,
+                old: p.nodes.get(x),
+            };
+            (&*p.memo, c)
+        });
+        let r = Resolver::for_compile(policy, users, &nodes, changed);
         // The hosted service orders grants ahead of acls.
         let mut cache = crate::rules::SrcCache::new();
         let mut rules = compile_grants(&r, policy, &mut cache)?;
         rules.extend(compile_acls(&r, policy, &mut cache)?);
         // Rules with the same sources and protocols are merged at the first one's position;
-        // `via` grants are grouped apart from plain rules (and by their via tags).
-        type GroupKey<'k> = (&'k [String], &'k [u8], Option<&'k [String]>);
-        let mut first_of: HashMap<GroupKey<'_>, usize> = HashMap::new();
-        let mut groups = Vec::with_capacity(rules.len());
-        for (i, rule) in rules.iter().enumerate() {
-            groups.push(if rule.caps.is_some() {
+        // `via` grants are grouped apart from plain rules (and by their via tags). Rules are
+        // few and sources long: compare sources only between rules that agree on the rest.
+        let mut leaders: Vec<usize> = Vec::new();
+        for i in 0..rules.len() {
+            let g = if rules[i].caps.is_some() {
                 i
+            } else if let Some(&l) = leaders.iter().find(|&&l| same_group(&rules[l], &rules[i])) {
+                l
             } else {
-                *first_of
-                    .entry((
-                        rule.src_strings.as_ref(),
-                        rule.protos.as_slice(),
-                        rule.via.as_deref(),
-                    ))
-                    .or_insert(i)
-            });
-        }
-        for (rule, g) in rules.iter_mut().zip(groups) {
-            rule.group = g;
+                leaders.push(i);
+                i
+            };
+            rules[i].group = g;
         }
         let ssh = crate::ssh::compile_ssh(&r, policy)?;
-        crate::validate::validate_node_attrs(&r, policy)?;
+        if prev.is_none() {
+            crate::validate::validate_node_attrs(&r, policy)?;
+        }
+        let memo = Arc::new(r.into_memo());
         let mut c = Self {
             policy: policy.clone(),
             users: users.to_vec(),
@@ -161,6 +194,7 @@ impl CompiledPolicy {
             routers: crate::via::Routers::default(),
             has_via: false,
             roles: crate::input::Roles::default(),
+            memo,
         };
         c.has_via = c.rules.iter().any(|r| r.via.is_some());
         if c.has_via {
@@ -171,17 +205,58 @@ impl CompiledPolicy {
                 c.by_user.entry(u).or_default().push(i);
             }
         }
-        c.rule_dst_nodes = c
-            .rules
-            .iter()
-            .map(|rule| c.dst_nodes_of(rule, false))
-            .collect();
-        c.rule_self_nodes = c
-            .rules
-            .iter()
-            .map(|rule| c.dst_nodes_of(rule, true))
-            .collect();
+        match prev {
+            Some((p, x)) if p.rules.len() == c.rules.len() => c.patch_dst_nodes(p, x),
+            _ => {
+                c.rule_dst_nodes = c
+                    .rules
+                    .iter()
+                    .map(|rule| c.dst_nodes_of(rule, false))
+                    .collect();
+                c.rule_self_nodes = c
+                    .rules
+                    .iter()
+                    .map(|rule| c.dst_nodes_of(rule, true))
+                    .collect();
+            }
+        }
         Ok(c)
+    }
+
+    /// Each rule's destination nodes after only node `x` changed since `prev`: whether a
+    /// rule applies to a node depends on that node, and for autogroup:self on its user's
+    /// nodes, so only `x` and the nodes of its old and new user are decided again.
+    fn patch_dst_nodes(&mut self, prev: &CompiledPolicy, x: usize) {
+        let len = self.nodes.len();
+        let owner = |n: Option<&PolicyNode>| n.filter(|n| !n.is_tagged()).and_then(|n| n.user);
+        let mut touched = vec![x];
+        for u in [owner(prev.nodes.get(x)), owner(self.nodes.get(x))]
+            .into_iter()
+            .flatten()
+        {
+            touched.extend(self.by_user.get(&u).into_iter().flatten().copied());
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        let patch = |old: &NodeSet, rule: &CRule, self_part: bool| {
+            let mut set = old.patched(len, x, false);
+            for &i in &touched {
+                if self.rule_applies(rule, i, self_part) {
+                    set.insert(i);
+                } else {
+                    set.remove(i);
+                }
+            }
+            set
+        };
+        let dst = (self.rules.iter().zip(&prev.rule_dst_nodes))
+            .map(|(rule, old)| patch(old, rule, false))
+            .collect();
+        let own = (self.rules.iter().zip(&prev.rule_self_nodes))
+            .map(|(rule, old)| patch(old, rule, true))
+            .collect();
+        self.rule_dst_nodes = dst;
+        self.rule_self_nodes = own;
     }
 
     /// The checks that depend on the tailnet as well as the policy: the SSH section's
@@ -214,6 +289,11 @@ impl CompiledPolicy {
     /// The nodes, in the order given to [`CompiledPolicy::compile`].
     pub fn nodes(&self) -> &[PolicyNode] {
         &self.nodes
+    }
+
+    /// Whether some rule is a `via` grant (which steers routes per viewer).
+    pub fn has_via(&self) -> bool {
+        self.has_via
     }
 
     /// The users given to [`CompiledPolicy::compile`].

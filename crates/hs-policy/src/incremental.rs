@@ -21,8 +21,10 @@ pub struct Delta {
 }
 
 impl CompiledPolicy {
-    /// Replaces (or adds, when its id is new) one node and recompiles, returning which
-    /// viewers' filters and peer lists are affected.
+    /// Replaces (or adds, when its id is new) one node and compiles again, reusing what the
+    /// previous compile resolved wherever the node cannot have changed it (see `memo`),
+    /// returning which viewers' filters and peer lists are affected. The result is the same
+    /// as compiling the changed tailnet from scratch.
     ///
     /// ```
     /// use hs_policy::{CompiledPolicy, Policy, PolicyNode, PolicyUser};
@@ -42,6 +44,14 @@ impl CompiledPolicy {
     /// assert_eq!(delta.peers_changed, vec![NodeId(1), NodeId(2), NodeId(3)]);
     /// ```
     pub fn update_node(&mut self, node: PolicyNode) -> Result<Delta, PolicyError> {
+        let (new, delta) = self.with_node(node)?;
+        *self = new;
+        Ok(delta)
+    }
+
+    /// [`CompiledPolicy::update_node`] leaving `self` as it is: the tailnet with `node`
+    /// replaced or added, compiled, and which viewers differ from `self`.
+    pub fn with_node(&self, node: PolicyNode) -> Result<(CompiledPolicy, Delta), PolicyError> {
         let mut nodes = self.nodes.clone();
         let x = match nodes.iter().position(|n| n.id == node.id) {
             Some(i) => {
@@ -53,11 +63,10 @@ impl CompiledPolicy {
                 nodes.len() - 1
             }
         };
-        let mut new = CompiledPolicy::compile(&self.policy, &self.users, &nodes)?;
+        let mut new = CompiledPolicy::build(&self.policy, &self.users, nodes, Some((self, x)))?;
         new.roles = self.roles.clone();
         let delta = self.delta_to(&new, x);
-        *self = new;
-        Ok(delta)
+        Ok((new, delta))
     }
 
     /// Which viewers differ between `self` and `new`, given that only node index `x` changed
@@ -75,6 +84,10 @@ impl CompiledPolicy {
         let owner_changed = self.nodes.get(x).is_none_or(|o| {
             o.user != new.nodes[x].user || o.is_tagged() != new.nodes[x].is_tagged()
         });
+        let x_differs = self.nodes.get(x) != Some(&new.nodes[x]);
+        let owner = |n: &PolicyNode| n.user.filter(|_| !n.is_tagged());
+        let users_of_x = [self.nodes.get(x).and_then(owner), owner(&new.nodes[x])];
+        let owners_of_x = [self.nodes.get(x).and_then(|n| n.user), new.nodes[x].user];
         for (ri, (a, b)) in self.rules.iter().zip(&new.rules).enumerate() {
             // A companion capability is installed on the sources, spelled from the
             // destinations: a change to either side reaches every source.
@@ -89,6 +102,15 @@ impl CompiledPolicy {
             }
             let (old_dst, new_dst) = (grow(&self.rule_dst_nodes[ri]), &new.rule_dst_nodes[ri]);
             let (old_self, new_self) = (grow(&self.rule_self_nodes[ri]), &new.rule_self_nodes[ri]);
+            // An autogroup:self destination's sources are its own user's nodes: whatever `x`
+            // changed, the filters of its old and new user's nodes may list it differently.
+            if x_differs {
+                for i in old_self.iter().chain(new_self.iter()) {
+                    if users_of_x.contains(&new.nodes[i].user) {
+                        filters.insert(i);
+                    }
+                }
+            }
             // A rule whose merge group moved (another rule's sources now equal its own) is
             // listed at a different position in its destinations' filters.
             if a.src_strings != b.src_strings
@@ -97,8 +119,6 @@ impl CompiledPolicy {
             {
                 filters.union_with(&old_dst);
                 filters.union_with(new_dst);
-                filters.union_with(&old_self);
-                filters.union_with(new_self);
             } else {
                 // Same sources: only nodes entering or leaving the destinations change.
                 for i in old_dst.iter().chain(new_dst.iter()) {
@@ -106,6 +126,14 @@ impl CompiledPolicy {
                         filters.insert(i);
                     }
                 }
+            }
+            // The autogroup:self part lists the destination's own user's sources, not the
+            // rule's: other users' nodes change only if they enter or leave it, or if the
+            // rule's position among the merged rules moved.
+            if a.group != b.group {
+                filters.union_with(&old_self);
+                filters.union_with(new_self);
+            } else {
                 for i in old_self.iter().chain(new_self.iter()) {
                     if old_self.contains(i) != new_self.contains(i) {
                         filters.insert(i);
@@ -117,11 +145,9 @@ impl CompiledPolicy {
         // rule's sources (or destinations), that rule's destinations change: every node of a
         // node destination, or for autogroup:self the nodes of `x`'s old and new user. Rules
         // using localpart users are also installed on their sources.
-        let users_of_x = [self.nodes.get(x).and_then(|n| n.user), new.nodes[x].user];
         for (a, b) in self.ssh.iter().zip(&new.ssh) {
             // Principals are addresses: any change of a source `x` changes them.
             let x_is_src = a.src_nodes.contains(x) || b.src_nodes.contains(x);
-            let x_differs = self.nodes.get(x) != Some(&new.nodes[x]);
             let src_changed = grow(&a.src_nodes) != b.src_nodes || (x_is_src && x_differs);
             for (da, db) in a.dsts.iter().zip(&b.dsts) {
                 match (da, db) {
@@ -136,7 +162,7 @@ impl CompiledPolicy {
                     }
                     _ if src_changed || owner_changed => {
                         for (i, n) in new.nodes.iter().enumerate() {
-                            if !n.is_tagged() && n.user.is_some() && users_of_x.contains(&n.user) {
+                            if !n.is_tagged() && n.user.is_some() && owners_of_x.contains(&n.user) {
                                 filters.insert(i);
                             }
                         }
@@ -151,15 +177,15 @@ impl CompiledPolicy {
         }
         let mut peers = NodeSet::new(len);
         peers.insert(x);
-        let old_of_x: Vec<usize> = if x < self.nodes.len() {
-            self.peers(x).into_iter().map(|p| p.index).collect()
+        let old_of_x = if x < self.nodes.len() {
+            grow(&self.peer_set(x))
         } else {
-            Vec::new()
+            NodeSet::new(len)
         };
-        let new_of_x: Vec<usize> = new.peers(x).into_iter().map(|p| p.index).collect();
+        let new_of_x = new.peer_set(x);
         let shown_differently = x >= self.nodes.len() || self.nodes[x] != new.nodes[x];
-        for &i in old_of_x.iter().chain(&new_of_x) {
-            if old_of_x.contains(&i) != new_of_x.contains(&i) || shown_differently {
+        for i in old_of_x.iter().chain(new_of_x.iter()) {
+            if old_of_x.contains(i) != new_of_x.contains(i) || shown_differently {
                 peers.insert(i);
             }
         }

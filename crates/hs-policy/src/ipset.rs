@@ -78,11 +78,34 @@ impl IpSet {
             None => side.push((a, b)),
             Some(last) if a > last.1.saturating_add(1) => side.push((a, b)),
             Some(last) if a >= last.0 => last.1 = last.1.max(b),
+            // Out of order: insert in place and coalesce with the neighbours (a re-sort
+            // per address made a set built from scattered addresses quadratic).
             _ => {
-                side.push((a, b));
-                merge(side);
+                let mut i = side.partition_point(|r| r.0 <= a);
+                side.insert(i, (a, b));
+                if i > 0 && side[i].0 <= side[i - 1].1.saturating_add(1) {
+                    side[i - 1].1 = side[i - 1].1.max(side[i].1);
+                    side.remove(i);
+                    i -= 1;
+                }
+                while i + 1 < side.len() && side[i + 1].0 <= side[i].1.saturating_add(1) {
+                    side[i].1 = side[i].1.max(side[i + 1].1);
+                    side.remove(i + 1);
+                }
             }
         }
+    }
+
+    /// The set of these addresses, sorted once (for many addresses in any order).
+    pub fn from_ips(ips: impl IntoIterator<Item = IpAddr>) -> Self {
+        let mut set = Self::new();
+        for ip in ips {
+            let (v4, x) = ip_val(ip);
+            set.side(v4).push((x, x));
+        }
+        merge(&mut set.v4);
+        merge(&mut set.v6);
+        set
     }
 
     /// Adds every address of `other`.
@@ -299,6 +322,29 @@ mod tests {
                 "fd7a:115c:a1e0::/48"
             ]
         );
+    }
+
+    #[test]
+    fn out_of_order_additions_coalesce_like_a_sorted_build() {
+        // A scrambled walk over 100.64.0.0..+300 with gaps, plus ranges bridging them.
+        let ips: Vec<IpAddr> = (0..300u32)
+            .map(|i| (i * 7919) % 300)
+            .filter(|i| i % 5 != 0)
+            .map(|i| IpAddr::from(Ipv4Addr::from(0x6440_0000 + i)))
+            .collect();
+        let mut one_by_one = IpSet::new();
+        for ip in &ips {
+            one_by_one.add_ip(*ip);
+        }
+        let sorted = IpSet::from_ips(ips.iter().copied());
+        assert_eq!(one_by_one, sorted);
+        assert_eq!(sorted.v4.len(), 60, "{:?}", sorted.v4);
+        one_by_one.add_range(
+            "100.64.0.4".parse().unwrap(),
+            "100.64.0.21".parse().unwrap(),
+        );
+        one_by_one.add_ip("100.64.0.0".parse().unwrap());
+        assert_eq!(one_by_one.to_strings()[0], "100.64.0.0-100.64.0.24");
     }
 
     #[test]

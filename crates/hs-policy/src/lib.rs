@@ -34,6 +34,7 @@ mod incremental;
 mod input;
 pub mod ipset;
 mod ipsets;
+mod memo;
 mod owners;
 mod peers;
 mod posture;

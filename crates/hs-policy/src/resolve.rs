@@ -5,6 +5,9 @@ use crate::ast::Policy;
 use crate::bitset::NodeSet;
 use crate::input::{PolicyNode, PolicyUser};
 use crate::ipset::IpSet;
+use crate::memo::{Changed, Memo};
+use std::cell::RefCell;
+use std::sync::Arc;
 
 /// What an alias resolves to: member nodes plus the address set it denotes.
 #[derive(Debug, Clone)]
@@ -20,9 +23,14 @@ pub(crate) struct Resolver<'a> {
     pub(crate) policy: &'a Policy,
     pub(crate) users: &'a [PolicyUser],
     pub(crate) nodes: &'a [PolicyNode],
-    pub(crate) wildcard: IpSet,
+    /// `*`'s addresses, built when first asked (most resolvers never are).
+    wildcard: std::sync::OnceLock<IpSet>,
     /// The policy's IP sets, resolved (validation refuses a policy whose sets do not resolve).
     ipsets: std::collections::BTreeMap<String, IpSet>,
+    /// The previous compile's resolutions and the node that changed since.
+    prev: Option<(&'a Memo, Changed<'a>)>,
+    /// This compile's resolutions, recorded for the next one (compiles only).
+    record: Option<RefCell<Memo>>,
 }
 
 impl<'a> Resolver<'a> {
@@ -31,14 +39,59 @@ impl<'a> Resolver<'a> {
         users: &'a [PolicyUser],
         nodes: &'a [PolicyNode],
     ) -> Self {
-        let wildcard = crate::alias::tailnet_wildcard(nodes.iter().flat_map(|n| n.subnet_routes()));
         Self {
             policy,
             users,
             nodes,
-            wildcard,
+            wildcard: std::sync::OnceLock::new(),
             ipsets: crate::ipsets::resolve_all(policy).unwrap_or_default(),
+            prev: None,
+            record: None,
         }
+    }
+
+    /// A resolver for a compile: it records what it resolves, and with `prev` reuses the
+    /// previous compile's resolutions, knowing that only `prev.1` changed since.
+    pub(crate) fn for_compile(
+        policy: &'a Policy,
+        users: &'a [PolicyUser],
+        nodes: &'a [PolicyNode],
+        prev: Option<(&'a Memo, Changed<'a>)>,
+    ) -> Self {
+        Self {
+            prev,
+            record: Some(RefCell::new(Memo::default())),
+            ..Self::new(policy, users, nodes)
+        }
+    }
+
+    /// What this resolver recorded (empty unless made by [`Resolver::for_compile`]).
+    pub(crate) fn into_memo(self) -> Memo {
+        self.record.map(RefCell::into_inner).unwrap_or_default()
+    }
+
+    /// The previous compile's source-list resolution, when the list must be resolved again
+    /// only if one of its aliases was.
+    pub(crate) fn prev_list(&self, srcs: &[String]) -> Option<&'a crate::memo::Sources> {
+        self.prev.and_then(|(m, _)| m.lists.get(srcs))
+    }
+
+    /// The node that changed since the previous compile, when there is one.
+    pub(crate) fn changed(&self) -> Option<Changed<'a>> {
+        self.prev.map(|(_, c)| c)
+    }
+
+    pub(crate) fn record_list(&self, srcs: &[String], res: &crate::memo::Sources) {
+        if let Some(rec) = &self.record {
+            rec.borrow_mut().lists.insert(srcs.to_vec(), res.clone());
+        }
+    }
+
+    /// `*`'s addresses: the tailnet's ranges and every subnet route in it.
+    pub(crate) fn wildcard(&self) -> &IpSet {
+        self.wildcard.get_or_init(|| {
+            crate::alias::tailnet_wildcard(self.nodes.iter().flat_map(|n| n.subnet_routes()))
+        })
     }
 
     pub(crate) fn parse(&self, s: &str) -> Result<Alias, String> {
@@ -101,13 +154,7 @@ impl<'a> Resolver<'a> {
     }
 
     fn node_ips(&self, set: &NodeSet) -> IpSet {
-        let mut ips = IpSet::new();
-        for i in set.iter() {
-            for ip in self.nodes[i].ips() {
-                ips.add_ip(ip);
-            }
-        }
-        ips
+        IpSet::from_ips(set.iter().flat_map(|i| self.nodes[i].ips()))
     }
 
     fn nodes_in(&self, ips: &IpSet) -> NodeSet {
@@ -125,6 +172,112 @@ impl<'a> Resolver<'a> {
 
     /// The nodes an identity alias names (users, groups, tags, member/tagged).
     pub(crate) fn identity_nodes(&self, a: &Alias) -> NodeSet {
+        let set = match self.prev.and_then(|(m, c)| Some((m.identity.get(a)?, c))) {
+            Some((old, c)) => old.patched(
+                self.nodes.len(),
+                c.x,
+                self.identity_member(a, &self.nodes[c.x]),
+            ),
+            None => self.identity_nodes_of_all(a),
+        };
+        if let Some(rec) = &self.record {
+            rec.borrow_mut().identity.insert(a.clone(), set.clone());
+        }
+        set
+    }
+
+    /// Whether `n` is one of [`Resolver::identity_nodes`]`(a)`, decided for that node alone.
+    pub(crate) fn identity_member(&self, a: &Alias, n: &PolicyNode) -> bool {
+        let owner = || {
+            n.user
+                .filter(|_| !n.is_tagged())
+                .and_then(|id| self.users.iter().find(|u| u.id == id))
+        };
+        match a {
+            Alias::User(t) => owner().is_some_and(|u| Self::user_matches(t, u)),
+            Alias::Group(g) => owner().is_some_and(|u| {
+                self.group_members(g)
+                    .iter()
+                    .any(|m| Self::user_matches(m, u))
+            }),
+            Alias::UserDomain(d) => owner().is_some_and(|owner| {
+                self.users.iter().any(|u| {
+                    u.email
+                        .rsplit_once('@')
+                        .is_some_and(|(_, x)| x.eq_ignore_ascii_case(d))
+                        && Self::user_matches(&u.email, owner)
+                })
+            }),
+            Alias::Tag(t) => n.tags.iter().any(|x| x == t),
+            Alias::Member => !n.is_tagged() && n.user.is_some(),
+            Alias::Tagged => n.is_tagged(),
+            Alias::Wildcard | Alias::DangerAll => true,
+            _ => false,
+        }
+    }
+
+    /// Whether `n` is one of [`Resolver::source`]`(a).nodes`, decided for that node alone.
+    pub(crate) fn source_member(&self, a: &Alias, n: &PolicyNode) -> bool {
+        let inside = |ips: &IpSet| {
+            n.ips().any(|ip| ips.contains_ip(ip)) || n.subnet_routes().any(|r| ips.overlaps_net(&r))
+        };
+        match a {
+            Alias::Host(h) => inside(&self.host_set(h)),
+            Alias::Addr(ips) => inside(ips),
+            Alias::Internet => false,
+            other => self.identity_member(other, n),
+        }
+    }
+
+    /// [`Resolver::source`] and [`Resolver::spell_source`] together, reusing the previous
+    /// compile's answer when the changed node cannot have changed it. The flag says whether
+    /// it was reused (the addresses and spelling are then the previous ones).
+    pub(crate) fn source_spelled(&self, a: &Alias) -> (Resolved, Arc<[String]>, bool) {
+        let reused = self.prev.and_then(|(m, c)| {
+            let (old, spelled) = m.source.get(a)?;
+            let new = &self.nodes[c.x];
+            let was = c.old.is_some_and(|o| self.source_member(a, o));
+            let is = self.source_member(a, new);
+            let same = match a {
+                // `*` is spelled with every subnet route of the tailnet.
+                Alias::Wildcard => c
+                    .old
+                    .map_or_else(Vec::new, |o| o.subnet_routes().collect::<Vec<_>>())
+                    .eq(&new.subnet_routes().collect::<Vec<_>>()),
+                Alias::Host(_) | Alias::Addr(_) | Alias::Internet | Alias::DangerAll => true,
+                // Identity aliases are spelled with their members' addresses.
+                _ => match (was, is, c.old) {
+                    (false, false, _) => true,
+                    (true, true, Some(o)) => o.ips().eq(new.ips()),
+                    _ => false,
+                },
+            };
+            same.then(|| {
+                let res = Resolved {
+                    nodes: old.nodes.patched(self.nodes.len(), c.x, is),
+                    ips: old.ips.clone(),
+                };
+                (res, Arc::clone(spelled))
+            })
+        });
+        let (res, spelled, hit) = match reused {
+            Some((res, spelled)) => (res, spelled, true),
+            None => {
+                let res = self.source(a);
+                let spelled: Arc<[String]> = self.spell_source(a, &res).into();
+                (res, spelled, false)
+            }
+        };
+        if let Some(rec) = &self.record {
+            rec.borrow_mut()
+                .source
+                .insert(a.clone(), (res.clone(), Arc::clone(&spelled)));
+        }
+        (res, spelled, hit)
+    }
+
+    /// [`Resolver::identity_nodes`] computed over the whole tailnet.
+    fn identity_nodes_of_all(&self, a: &Alias) -> NodeSet {
         let mut set = NodeSet::new(self.nodes.len());
         match a {
             Alias::User(u) => self.user_nodes(u, &mut set),
@@ -199,7 +352,7 @@ impl<'a> Resolver<'a> {
         match a {
             Alias::Wildcard => Resolved {
                 nodes: NodeSet::full(self.nodes.len()),
-                ips: self.wildcard.clone(),
+                ips: self.wildcard().clone(),
             },
             Alias::DangerAll => {
                 let mut ips = IpSet::new();

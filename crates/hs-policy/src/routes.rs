@@ -17,7 +17,7 @@ fn approver_matches(r: &Resolver<'_>, approver: &str, n: usize) -> bool {
             | Alias::Tag(_)
             | Alias::Member
             | Alias::Tagged),
-        ) => r.identity_nodes(&a).contains(n),
+        ) => r.identity_member(&a, &r.nodes[n]),
         _ => false,
     }
 }

@@ -6,6 +6,7 @@ use crate::ast::Policy;
 use crate::bitset::NodeSet;
 use crate::error::{PolicyError, invalid};
 use crate::ipset::IpSet;
+use crate::memo::Sources;
 use crate::resolve::Resolver;
 use ipnet::IpNet;
 use serde_json::Value;
@@ -122,8 +123,8 @@ fn reverse_of(
         match r.parse(d) {
             Ok(Alias::SelfNodes) => self_dst = true,
             Ok(a) => {
-                let res = r.source(&a);
-                spelled.extend(r.spell_source(&a, &res));
+                let (_, words, _) = r.source_spelled(&a);
+                spelled.extend(words.iter().cloned());
             }
             Err(_) => {}
         }
@@ -190,8 +191,6 @@ fn dst_error(r: &Resolver<'_>, d: &str, a: &Alias) -> Result<(), PolicyError> {
     }
 }
 
-type Sources = (Vec<Alias>, NodeSet, IpSet, Arc<[String]>);
-
 /// Many rules share a source list (`autogroup:member`, a group): resolve each list once.
 pub(crate) type SrcCache = HashMap<Vec<String>, Sources>;
 
@@ -204,30 +203,107 @@ fn resolve_srcs_cached(
         return Ok(hit.clone());
     }
     let res = resolve_srcs(r, srcs)?;
+    r.record_list(srcs, &res);
     cache.insert(srcs.to_vec(), res.clone());
     Ok(res)
 }
 
+/// Aliases that stand for nodes by who they are (resolved to those nodes' addresses).
+fn is_identity(a: &Alias) -> bool {
+    matches!(
+        a,
+        Alias::User(_)
+            | Alias::Group(_)
+            | Alias::UserDomain(_)
+            | Alias::Tag(_)
+            | Alias::Member
+            | Alias::Tagged
+    )
+}
+
+/// Resolves a source list: identity aliases together (their nodes' addresses, each spelled
+/// once), every other alias by its own spelling.
 fn resolve_srcs(r: &Resolver<'_>, srcs: &[String]) -> Result<Sources, PolicyError> {
-    let mut nodes = NodeSet::new(r.nodes.len());
-    let mut ips = IpSet::new();
+    let len = r.nodes.len();
     let mut aliases = Vec::new();
-    let mut spelled = std::collections::BTreeSet::new();
+    let mut ident = NodeSet::new(len);
+    let mut nodes = NodeSet::new(len);
+    let mut others: Vec<(IpSet, Arc<[String]>)> = Vec::new();
+    let mut others_reused = true;
     for s in srcs {
         let a = r.parse(s).map_err(invalid)?;
         src_error(r, "src", &a)?;
-        let res = r.source(&a);
-        spelled.extend(r.spell_source(&a, &res));
-        nodes.union_with(&res.nodes);
-        ips.extend(&res.ips);
+        if is_identity(&a) {
+            ident.union_with(&r.identity_nodes(&a));
+        } else {
+            let (res, spelled, reused) = r.source_spelled(&a);
+            others_reused &= reused;
+            nodes.union_with(&res.nodes);
+            others.push((res.ips, spelled));
+        }
         aliases.push(a);
     }
-    Ok((
-        aliases,
-        nodes,
-        ips,
-        spelled.into_iter().collect::<Vec<_>>().into(),
-    ))
+    nodes.union_with(&ident);
+    if others_reused && let (Some(c), Some((_, _, ips, spelled))) = (r.changed(), r.prev_list(srcs))
+    {
+        let new = &r.nodes[c.x];
+        let was = c.old.is_some_and(|o| {
+            aliases
+                .iter()
+                .any(|a| is_identity(a) && r.identity_member(a, o))
+        });
+        let is = ident.contains(c.x);
+        let same_ips = c.old.is_some_and(|o| o.ips().eq(new.ips()));
+        if (!was && !is) || (was && is && same_ips) {
+            return Ok((aliases, nodes, ips.clone(), Arc::clone(spelled)));
+        }
+        // Only the changed node's addresses moved in or out: patch them in the previous
+        // spelling, keeping an address another member or another alias still stands for.
+        let mut words = spelled.to_vec();
+        let mut ips = ips.clone();
+        let held_by_other = |ip: std::net::IpAddr| {
+            r.nodes
+                .iter()
+                .enumerate()
+                .any(|(i, n)| i != c.x && ident.contains(i) && n.ips().any(|y| y == ip))
+        };
+        if was && let Some(old) = c.old {
+            for ip in old.ips() {
+                if held_by_other(ip) {
+                    continue;
+                }
+                let word = ip.to_string();
+                if !others.iter().any(|(_, sp)| sp.contains(&word))
+                    && let Ok(i) = words.binary_search(&word)
+                {
+                    words.remove(i);
+                }
+                if !others.iter().any(|(set, _)| set.contains_ip(ip)) {
+                    ips.subtract(&IpSet::from_ips([ip]));
+                }
+            }
+        }
+        if is {
+            for ip in new.ips() {
+                let word = ip.to_string();
+                if let Err(i) = words.binary_search(&word) {
+                    words.insert(i, word);
+                }
+                ips.add_ip(ip);
+            }
+        }
+        return Ok((aliases, nodes, ips, words.into()));
+    }
+    let members = || ident.iter().flat_map(|i| r.nodes[i].ips());
+    let mut ips = IpSet::from_ips(members());
+    let mut words: Vec<String> = members().map(|ip| ip.to_string()).collect();
+    for (set, spelled) in &others {
+        ips.extend(set);
+        words.extend(spelled.iter().cloned());
+    }
+    words.sort_unstable();
+    words.dedup();
+    Ok((aliases, nodes, ips, words.into()))
 }
 
 const SELF_ERR: &str =

@@ -285,7 +285,8 @@ pub(crate) fn compile_ssh(r: &Resolver<'_>, p: &Policy) -> Result<Vec<CSsh>, Pol
                 | Alias::Tagged => {}
                 _ => return Err(invalid(format!("invalid src {s:?}"))),
             }
-            src_nodes.union_with(&r.source(&a).nodes);
+            // SSH sources are identity aliases: their nodes, without building addresses.
+            src_nodes.union_with(&r.identity_nodes(&a));
         }
         check_src_dst(r, rule)?;
         let mut dsts = Vec::new();

@@ -185,7 +185,7 @@ fn allowed(
     // arbitrary address (as a destination it is every address).
     let src_covers = |a: &Alias| match (a, &src.alias) {
         (Alias::Wildcard, Alias::Addr(_) | Alias::Host(_)) => {
-            !src.ips.is_empty() && src.ips.iter().all(|ip| r.wildcard.contains_ip(*ip))
+            !src.ips.is_empty() && src.ips.iter().all(|ip| r.wildcard().contains_ip(*ip))
         }
         _ => covers(r, a, src),
     };

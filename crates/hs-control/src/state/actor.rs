@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::queue::{QueueRx, QueueTx, Refused, STREAM_BUFFER, STREAM_BUFFER_BYTES, queue};
 use crate::clock::now;
 use crate::metrics::Metrics;
-use crate::policy::CompiledView;
+use crate::policy::{CompiledView, policy_node};
 
 /// At most this many queued writers share one batch, so one fan-out stays short.
 const MAX_COALESCED: usize = 64;
@@ -152,6 +152,11 @@ pub(crate) fn plain_frame(json: &[u8]) -> Bytes {
     Bytes::from(v)
 }
 
+/// Whether `in_force` is `compiled` (the same allocation, seen through the trait).
+fn same_view(compiled: &Arc<CompiledView>, in_force: &Arc<dyn PolicyView>) -> bool {
+    std::ptr::addr_eq(Arc::as_ptr(compiled), Arc::as_ptr(in_force))
+}
+
 pub(crate) struct Actor {
     writer: Writer,
     mapper: Mapper,
@@ -160,6 +165,9 @@ pub(crate) struct Actor {
     metrics: Arc<Metrics>,
     /// The configured policy, recompiled on every identity change; `None` = allow all.
     policy: Option<Arc<Policy>>,
+    /// The last view this actor compiled, while it is the one in force: the next identity
+    /// change that touches only a few nodes is compiled onto it.
+    compiled: Option<Arc<CompiledView>>,
 }
 
 impl Actor {
@@ -171,6 +179,7 @@ impl Actor {
             next_conn: 1,
             metrics,
             policy: None,
+            compiled: None,
         }
     }
 
@@ -271,6 +280,7 @@ impl Actor {
                 reply,
             } => {
                 self.policy = policy;
+                self.compiled = None;
                 let mut all = ops;
                 all.push(Op::SetPolicy(view));
                 self.apply_batches(vec![(all, reply)]);
@@ -369,21 +379,42 @@ impl Actor {
         let Some(policy) = &self.policy else {
             return applied;
         };
-        let identity = applied.changes.iter().any(|c| {
-            matches!(
-                c,
-                Change::NodeChanged(_)
-                    | Change::NodeRemoved(_)
-                    | Change::UserChanged(_)
-                    | Change::UserRemoved(_)
-            )
-        });
-        if !identity {
+        let mut changed = Vec::new();
+        let mut others = false;
+        for c in &applied.changes {
+            match c {
+                Change::NodeChanged(id) => changed.push(*id),
+                Change::NodeRemoved(_) | Change::UserChanged(_) | Change::UserRemoved(_) => {
+                    others = true;
+                }
+                Change::NodePatched { .. } | Change::PolicyChanged => {}
+            }
+        }
+        if changed.is_empty() && !others {
             return applied;
         }
-        let view: Arc<dyn PolicyView> = match CompiledView::compile(policy, &applied.next) {
-            Ok(v) => Arc::new(v),
+        changed.sort_unstable();
+        changed.dedup();
+        let incremental = match &self.compiled {
+            Some(cv) if !others && same_view(cv, applied.next.policy()) => changed
+                .iter()
+                .map(|id| applied.next.node(*id).map(|e| policy_node(e)))
+                .collect::<Option<Vec<_>>>()
+                .and_then(|nodes| cv.updated(nodes).ok().flatten()),
+            _ => None,
+        };
+        let compiled = match incremental {
+            Some(v) => Ok(v),
+            None => CompiledView::compile(policy, &applied.next),
+        };
+        let view: Arc<dyn PolicyView> = match compiled {
+            Ok(v) => {
+                let v = Arc::new(v);
+                self.compiled = Some(Arc::clone(&v));
+                v
+            }
             Err(e) => {
+                self.compiled = None;
                 // The tailnet changed under the policy (e.g. a user it names is gone): deny
                 // rather than keep rules compiled for a tailnet that no longer exists.
                 tracing::error!(error = %e, "the policy no longer compiles against the tailnet; denying all traffic until it is fixed");

@@ -17,6 +17,7 @@ mod lifecycle;
 mod limits;
 mod metrics;
 mod policy;
+mod policy_incremental;
 mod policy_writes;
 mod refusals;
 mod routes;

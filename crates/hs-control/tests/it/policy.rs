@@ -276,7 +276,7 @@ async fn file_reload_and_database_policy() {
 }
 
 /// A node owned by `user` (or tagged), for the adapter tests that need no server.
-fn bare_node(id: u64, user: u64, tags: &[&str]) -> Node {
+pub(crate) fn bare_node(id: u64, user: u64, tags: &[&str]) -> Node {
     let mut rng = rand::rngs::OsRng;
     let t = chrono::DateTime::<Utc>::UNIX_EPOCH;
     Node {
