@@ -244,6 +244,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         args.policy
     );
     let cpu0 = sampler.stat();
+    let me_join = self_cpu();
     let gate = Arc::new(Semaphore::new(args.concurrency.max(1)));
     let mut cmds = Vec::new();
     for i in 0..args.nodes {
@@ -294,6 +295,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     );
     if let (Some(a), Some(b)) = (cpu0, sampler.stat()) {
         rep.phase("join", "server CPU, s", b.cpu_s - a.cpu_s);
+        rep.phase("join", "load tool CPU, s", self_cpu() - me_join);
         rep.phase("join", "server RSS after, MB", mb(b.rss));
     }
     rep.phase(
@@ -349,12 +351,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let restart = t.elapsed();
         sampler.reset_peak();
         let cpu_start = sampler.stat().map(|s| s.cpu_s);
+        let me_start = self_cpu();
         let back = wait(&sh, timeout, "everyone back", |sh| {
             converged(sh, &want, Some(&maps0))
         })
         .await;
         let peak = sampler.peak.load(Ordering::Relaxed);
         let cpu_back = sampler.stat().map(|s| s.cpu_s);
+        let me_back = self_cpu();
         tokio::time::sleep(Duration::from_secs(args.settle_secs)).await;
         let after = sampler.stat();
         rep.phase(
@@ -378,6 +382,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         if let (Some(a), Some(b)) = (cpu_start, cpu_back) {
             rep.phase("storm", "server CPU until back, s", b - a);
         }
+        // The clients share the machine: what they spent bounds how fast "back" can be.
+        rep.phase("storm", "load tool CPU until back, s", me_back - me_start);
         if let Some(b) = before {
             rep.phase("storm", "server RSS before, MB", mb(b.rss));
         }

@@ -214,6 +214,12 @@ impl PolicyView for CompiledView {
         self.generation
     }
 
+    fn viewers_of(&self, node: &Node) -> Option<Vec<NodeId>> {
+        // Peer sets are built from both directions of every rule (`CompiledPolicy::peer_set`):
+        // whoever `node` sees sees `node`.
+        self.visible_ids(node)
+    }
+
     fn affected_since(&self, base: &dyn PolicyView) -> Option<&HashSet<NodeId>> {
         match &self.derived {
             Some((g, affected)) if *g == base.generation() => Some(affected),

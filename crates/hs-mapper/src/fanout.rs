@@ -9,7 +9,7 @@
 //! differ from what this viewer was last sent. Viewers that need the same message share one
 //! encoded, compressed frame.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -284,6 +284,22 @@ impl Mapper {
         } else {
             Vec::new()
         };
+        // Changes that move nobody's visibility (patches: endpoints, online, keys) concern
+        // only the changed nodes and the nodes that see them.
+        let interested: Option<HashSet<NodeId>> = if structural || !users_changed.is_empty() {
+            None
+        } else {
+            let mut set = HashSet::new();
+            let mut listed = true;
+            for id in agg.keys() {
+                set.insert(*id);
+                match next.node(*id).and_then(|e| policy.viewers_of(&e.node)) {
+                    Some(ids) => set.extend(ids),
+                    None => listed = false,
+                }
+            }
+            listed.then_some(set)
+        };
         let mut memo: HashMap<Plan, Bytes> = HashMap::new();
         let mut out = Vec::new();
         for s in sessions {
@@ -305,6 +321,10 @@ impl Mapper {
                 });
                 continue;
             };
+            if interested.as_ref().is_some_and(|set| !set.contains(&me)) {
+                s.version = next.version();
+                continue;
+            }
             let v_prev = prev.node(me);
             let mut plan = Plan::default();
             let mut users = BTreeSet::new();

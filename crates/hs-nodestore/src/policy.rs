@@ -47,6 +47,14 @@ pub trait PolicyView: Send + Sync + fmt::Debug {
         None
     }
 
+    /// The IDs of every node that sees `node`, sorted, when the policy can list them
+    /// (visibility is symmetric in it); `None` (the default): callers ask each viewer. A
+    /// fan-out of changes that move nobody's visibility tells only these viewers.
+    fn viewers_of(&self, node: &Node) -> Option<Vec<hs_types::NodeId>> {
+        let _ = node;
+        None
+    }
+
     /// A number identifying this view for [`PolicyView::affected_since`]; 0 (the default)
     /// for views that are never derived from.
     fn generation(&self) -> u64 {

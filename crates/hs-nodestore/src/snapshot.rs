@@ -174,9 +174,19 @@ impl Snapshot {
 
     /// The peers `viewer` sees, sorted by id. Empty when the viewer is unknown.
     pub fn peers_of(&self, viewer: NodeId) -> impl Iterator<Item = &Arc<NodeEntry>> {
-        let v = self.nodes.get(&viewer);
-        self.nodes
-            .values()
-            .filter(move |p| v.is_some_and(|v| self.can_see(v, p)))
+        let Some(v) = self.nodes.get(&viewer) else {
+            return Vec::new().into_iter();
+        };
+        // A policy that lists a viewer's peers saves asking about every node of the tailnet
+        // (a full map per reconnect would otherwise cost the whole tailnet each).
+        let peers: Vec<&Arc<NodeEntry>> = match self.policy.visible_ids(&v.node) {
+            Some(ids) => ids
+                .iter()
+                .filter_map(|id| self.nodes.get(id))
+                .filter(|p| self.can_see(v, p))
+                .collect(),
+            None => self.nodes.values().filter(|p| self.can_see(v, p)).collect(),
+        };
+        peers.into_iter()
     }
 }

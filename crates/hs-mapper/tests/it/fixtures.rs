@@ -148,6 +148,11 @@ impl PolicyView for Modulo {
         )
     }
 
+    fn viewers_of(&self, node: &Node) -> Option<Vec<NodeId>> {
+        // Same residue: symmetric.
+        self.visible_ids(node)
+    }
+
     fn packet_filter(&self, _viewer: &Node) -> Arc<str> {
         Arc::clone(&self.filter)
     }
