@@ -285,21 +285,35 @@ impl Mapper {
             Vec::new()
         };
         // Changes that move nobody's visibility (patches: endpoints, online, keys) concern
-        // only the changed nodes and the nodes that see them.
-        let interested: Option<HashSet<NodeId>> = if structural || !users_changed.is_empty() {
-            None
-        } else {
-            let mut set = HashSet::new();
-            let mut listed = true;
-            for id in agg.keys() {
-                set.insert(*id);
-                match next.node(*id).and_then(|e| policy.viewers_of(&e.node)) {
-                    Some(ids) => set.extend(ids),
-                    None => listed = false,
+        // only the changed nodes and the nodes that see them; so does a policy compiled onto
+        // the previous one, plus the viewers it names as affected.
+        let interested: Option<HashSet<NodeId>> =
+            if !users_changed.is_empty() || (structural && affected.is_none()) {
+                None
+            } else {
+                let mut set = affected.cloned().unwrap_or_default();
+                let mut listed = true;
+                let before = [(prev, prev.policy())];
+                let after = [(next, policy)];
+                let views = if structural {
+                    &[before[0], after[0]][..]
+                } else {
+                    &after[..]
+                };
+                for id in agg.keys() {
+                    set.insert(*id);
+                    for (snap, view) in views {
+                        let Some(e) = snap.node(*id) else {
+                            continue;
+                        };
+                        match view.viewers_of(&e.node) {
+                            Some(ids) => set.extend(ids),
+                            None => listed = false,
+                        }
+                    }
                 }
-            }
-            listed.then_some(set)
-        };
+                listed.then_some(set)
+            };
         let mut memo: HashMap<Plan, Bytes> = HashMap::new();
         let mut out = Vec::new();
         for s in sessions {

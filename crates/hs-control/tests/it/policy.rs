@@ -201,6 +201,55 @@ async fn policy_decides_visibility_and_filters_and_changes_reach_clients() {
     .await;
 }
 
+/// Each registration is compiled onto the policy in force and fanned out only to the streams
+/// it affects: a stream the change skips must stay in step, so the next change that does
+/// concern it still arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registrations_reach_the_streams_they_affect_and_skipped_streams_stay_in_step() {
+    let h = Harness::start().await;
+    let bob = add_bob(&h);
+    h.st.set_policy_text("test policy", Some(APART))
+        .await
+        .unwrap();
+    let (ca, a) = h.join_as("a", h.user).await;
+    let (cb, b) = h.join_as("b", bob).await;
+    let mut va = View::open(&ca, &h).await;
+    let mut vb = View::open(&cb, &h).await;
+    assert!(va.peers.is_empty() && vb.peers.is_empty());
+
+    // alice's second node: only alice's stream is told; bob's is skipped.
+    let (_ca2, a2) = h.join_as("a2", h.user).await;
+    va.until("a sees a2", |v| v.peers.contains(&a2.id.get()))
+        .await;
+    assert!(
+        va.sources().contains(&ip4(&a2)),
+        "a's filter admits a2: {}",
+        va.filter
+    );
+    // bob's second node: bob's stream, skipped last time, must still get it.
+    let (cb2, b2) = h.join_as("b2", bob).await;
+    vb.until("b sees b2 and admits it", |v| {
+        v.peers.contains(&b2.id.get()) && v.sources().contains(&ip4(&b2))
+    })
+    .await;
+    assert!(
+        !vb.peers.contains(&a2.id.get()) && !vb.sources().contains(&ip4(&a2)),
+        "b learnt of alice's a2: {:?} {}",
+        vb.peers,
+        vb.filter
+    );
+    let vb2 = View::open(&cb2, &h).await;
+    assert_eq!(vb2.peers, BTreeSet::from([b.id.get()]));
+    // And alice's stream, skipped for b2, gets the third node of alice.
+    let (_ca3, a3) = h.join_as("a3", h.user).await;
+    va.until("a sees a2 and a3 only", |v| {
+        v.peers == BTreeSet::from([a2.id.get(), a3.id.get()])
+    })
+    .await;
+    assert!(!va.sources().contains(&ip4(&b2)), "{}", va.filter);
+    assert_eq!(a.user_id, Some(h.user));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_reload_and_database_policy() {
     let h = Harness::start().await;
