@@ -356,13 +356,10 @@ pub(crate) fn bare_node(id: u64, user: u64, tags: &[&str]) -> Node {
     }
 }
 
-#[test]
-fn compiled_view_answers_ssh_node_attrs_and_shares_equal_filters() {
-    use hs_control::policy::CompiledView;
-    use hs_nodestore::DenyAll;
-    use hs_nodestore::{AllowAll, NodeStore, Op, PolicyView};
+/// A user `name` with `name@example.com`, created at the epoch.
+pub(crate) fn user_named(id: u64, name: &str) -> hs_types::model::User {
     let t = chrono::DateTime::<Utc>::UNIX_EPOCH;
-    let user = |id: u64, name: &str| hs_types::model::User {
+    hs_types::model::User {
         id: hs_types::UserId(id),
         name: name.into(),
         display_name: String::new(),
@@ -373,7 +370,15 @@ fn compiled_view_answers_ssh_node_attrs_and_shares_equal_filters() {
         created_at: t,
         updated_at: t,
         groups: Vec::new(),
-    };
+    }
+}
+
+#[test]
+fn compiled_view_answers_ssh_node_attrs_and_shares_equal_filters() {
+    use hs_control::policy::CompiledView;
+    use hs_nodestore::DenyAll;
+    use hs_nodestore::{AllowAll, NodeStore, Op, PolicyView};
+    let user = user_named;
     let (store, mut writer) = NodeStore::new(std::sync::Arc::new(AllowAll::new()));
     let nodes = [
         bare_node(1, 1, &[]),

@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use hs_control::policy::{CompiledView, policy_node};
 use hs_nodestore::{AllowAll, NodePatch, NodeStore, Op, PolicyView, Snapshot};
-use hs_types::model::{Node, User};
+use hs_types::model::Node;
 use hs_types::{NodeId, UserId};
 
-use crate::policy::bare_node;
+use crate::policy::{bare_node, user_named as user};
 
 const POLICY: &str = r#"{
   "groups": {"group:ops": ["alice@"]},
@@ -25,22 +25,6 @@ const POLICY: &str = r#"{
   "ssh": [{"action": "accept", "src": ["group:ops"], "dst": ["tag:server"], "users": ["root"]}],
   "nodeAttrs": [{"target": ["tag:db"], "attr": ["funnel"]}],
 }"#;
-
-fn user(id: u64, name: &str) -> User {
-    let t = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
-    User {
-        id: UserId(id),
-        name: name.into(),
-        display_name: String::new(),
-        email: format!("{name}@example.com"),
-        provider_identifier: None,
-        provider: String::new(),
-        profile_pic_url: String::new(),
-        created_at: t,
-        updated_at: t,
-        groups: Vec::new(),
-    }
-}
 
 /// Every answer a fan-out asks of a view about `viewer`, spelled so two views compare.
 fn answers(view: &dyn PolicyView, snap: &Snapshot, viewer: &Node) -> String {
