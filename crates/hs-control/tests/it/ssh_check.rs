@@ -45,6 +45,12 @@ fn follow_up_path(hold: &str, src: u64, dst: u64) -> String {
     format!("{}?{}", url.path(), url.query().unwrap())
 }
 
+/// The `auth_id` query value of a `HoldAndDelegate` URL.
+fn auth_id_of(hold: &str) -> String {
+    let (_, rest) = hold.split_once("auth_id=").unwrap();
+    rest.split('&').next().unwrap().to_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_mode_holds_until_the_operator_decides_and_remembers_the_period() {
     let h = Harness::start().await;
@@ -121,14 +127,7 @@ async fn a_rejected_check_refuses_and_always_asks_every_time() {
         let (_, action, _) = get(&b, &h, &first).await;
         assert_ne!(action["accept"], true, "\"always\" never skips the check");
         let hold = action["holdAndDelegate"].as_str().unwrap().to_owned();
-        let auth_id = hold
-            .split("auth_id=")
-            .nth(1)
-            .unwrap()
-            .split('&')
-            .next()
-            .unwrap()
-            .to_owned();
+        let auth_id = auth_id_of(&hold);
         let path = follow_up_path(&hold, src, dst);
         let waiting = {
             let (b_conn, url) = (b.conn.clone(), h.url.join(&path).unwrap());
@@ -183,14 +182,7 @@ async fn a_lapsed_check_refuses_its_held_follow_up() {
     let (status, action, text) = get(&b, &h, &first).await;
     assert_eq!(status, 200, "{text}");
     let hold = action["holdAndDelegate"].as_str().unwrap().to_owned();
-    let auth_id = hold
-        .split("auth_id=")
-        .nth(1)
-        .unwrap()
-        .split('&')
-        .next()
-        .unwrap()
-        .to_owned();
+    let auth_id = auth_id_of(&hold);
     assert!(h.st.is_ssh_check_pending(&auth_id));
 
     let path = follow_up_path(&hold, src, dst);
