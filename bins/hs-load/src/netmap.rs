@@ -139,9 +139,52 @@ pub(crate) fn take_frames(buf: &mut BytesMut, out: &mut Vec<Vec<u8>>) -> anyhow:
         }
         buf.advance(4);
         let frame = buf.split_to(len);
-        out.push(zstd::stream::decode_all(&frame[..]).context("zstd frame")?);
+        out.push(decompress(&frame).context("zstd frame")?);
     }
     Ok(())
+}
+
+/// Decompresses a message: one or more zstd frames. When each declares its content size (as
+/// Tailscale's, Go Headscale's and this server's encoders write them), into one buffer of
+/// exactly their sum with a decompression context kept per thread: a stream decoder grows
+/// its output by doubling, copying a full map's JSON several times.
+fn decompress(frames: &[u8]) -> anyhow::Result<Vec<u8>> {
+    thread_local! {
+        static CTX: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let mut size = 0usize;
+    let mut rest = frames;
+    while !rest.is_empty() {
+        let n = zstd::zstd_safe::find_frame_compressed_size(rest).map_err(|e| {
+            anyhow::anyhow!("not a zstd frame ({})", zstd::zstd_safe::get_error_name(e))
+        })?;
+        match zstd::zstd_safe::get_frame_content_size(rest) {
+            Ok(Some(c)) => size = size.saturating_add(usize::try_from(c).unwrap_or(usize::MAX)),
+            // A frame written without its size (a streaming encoder): decode as a stream.
+            Ok(None) => return Ok(zstd::stream::decode_all(frames)?),
+            Err(_) => bail!("a zstd frame with a broken header"),
+        }
+        if size > MAX_FRAME {
+            bail!("frames claim {size} bytes, past any map's size");
+        }
+        rest = &rest[n..];
+    }
+    CTX.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let ctx = match &mut *slot {
+            Some(c) => c,
+            None => slot.insert(zstd::bulk::Decompressor::new()?),
+        };
+        let out = ctx.decompress(frames, size)?;
+        if out.len() != size {
+            bail!(
+                "frames decompressed to {} bytes, not the {size} they claim",
+                out.len()
+            );
+        }
+        Ok(out)
+    })
 }
 
 #[cfg(test)]
@@ -189,6 +232,28 @@ mod tests {
         assert_eq!(map.peers.len(), 3);
         map.apply(&Message::parse(br#"{"Node":{"ID":7}}"#).unwrap(), true);
         assert_eq!(map.peers.len(), 0);
+    }
+
+    #[test]
+    fn messages_of_several_frames_decode_whole() {
+        let a = zstd::bulk::compress(br#"{"Node":{"ID":7},"Peers":[{"ID":1},"#, 1).unwrap();
+        let b = zstd::bulk::compress(br#"{"ID":2}]}"#, 1).unwrap();
+        let mut both = a.clone();
+        both.extend_from_slice(&b);
+        assert_eq!(
+            decompress(&both).unwrap(),
+            br#"{"Node":{"ID":7},"Peers":[{"ID":1},{"ID":2}]}"#
+        );
+        // A frame without a content size (streaming encoder) among them still decodes.
+        let c = zstd::stream::encode_all(&br#"{"x":1}"#[..], 1).unwrap();
+        let mut three = both.clone();
+        three.extend_from_slice(&c);
+        assert!(decompress(&three).unwrap().ends_with(br#"]}{"x":1}"#));
+        // Garbage after a frame, or a truncated frame, is an error.
+        let mut bad = a.clone();
+        bad.extend_from_slice(b"nope");
+        assert!(decompress(&bad).is_err());
+        assert!(decompress(&a[..a.len() - 1]).is_err());
     }
 
     #[test]

@@ -204,11 +204,17 @@ fn full_map(c: &mut Criterion) {
                 .full_map(&snap, viewer, now())
                 .unwrap_or_else(|e| panic!("{e}"));
             let frame = encode_frame(&json).unwrap_or_else(|e| panic!("{e}"));
+            let parts = m
+                .full_map_frame(&snap, viewer, now())
+                .unwrap_or_else(|e| panic!("{e}"))
+                .1;
             eprintln!(
-                "a_full_map/{pname}/{n}: {} peers, {} B JSON, {} B framed",
+                "a_full_map/{pname}/{n}: {} peers, {} B JSON, {} B as one zstd frame, {} B as \
+                 shared parts",
                 snap.peers_of(viewer).count(),
                 json.len(),
-                frame.len()
+                frame.len(),
+                parts.len()
             );
             g.bench_with_input(BenchmarkId::new(format!("{pname}/warm"), n), &n, |b, _| {
                 b.iter(|| black_box(m.full_map_frame(&snap, viewer, now())));

@@ -1,5 +1,6 @@
-//! Map-stream framing: each message is a little-endian u32 length followed by a standalone
-//! zstd frame of the JSON (`tailscale-protocol.md` §3.2), and the keep-alive schedule.
+//! Map-stream framing: each message is a little-endian u32 length followed by standalone
+//! zstd frames of the JSON (`tailscale-protocol.md` §3.2: one frame, or several back to back
+//! for a full map, see `shared.rs`), and the keep-alive schedule.
 
 use std::time::Duration;
 
@@ -23,9 +24,28 @@ pub const KEEPALIVE_JITTER_MAX: Duration = Duration::from_secs(9);
 ///
 /// The frame is allocated at its exact size: frames wait in stream queues and are shared
 /// across viewers, so a buffer sized for the worst case (as large as the JSON) would hold
-/// ten times the bytes sent. The compressor context and its scratch buffer are kept per
-/// thread, so a storm of full maps does not allocate a context per map.
+/// ten times the bytes sent.
 pub fn encode_frame(json: &[u8]) -> Result<Vec<u8>, Error> {
+    let mut out = vec![0; 4];
+    compress_into(json, &mut out)?;
+    set_length(&mut out)?;
+    Ok(out)
+}
+
+/// Writes the length prefix of a frame assembled in `out` (four placeholder bytes, then
+/// the payload).
+pub(crate) fn set_length(out: &mut [u8]) -> Result<(), Error> {
+    let n = out.len() - 4;
+    let len = u32::try_from(n).map_err(|_| Error::TooLarge(n))?;
+    out[..4].copy_from_slice(&len.to_le_bytes());
+    Ok(())
+}
+
+/// Appends one standalone zstd frame of `json` to `out`, growing `out` by exactly its size.
+///
+/// The compressor context and its scratch buffer are kept per thread, so a storm of full
+/// maps does not allocate a context per map.
+pub(crate) fn compress_into(json: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
     thread_local! {
         static SCRATCH: std::cell::RefCell<Option<(zstd::bulk::Compressor<'static>, Vec<u8>)>> =
             const { std::cell::RefCell::new(None) };
@@ -47,15 +67,13 @@ pub fn encode_frame(json: &[u8]) -> Result<Vec<u8>, Error> {
         let n = c
             .compress_to_buffer(json, &mut buf[..])
             .map_err(Error::Compress)?;
-        let len = u32::try_from(n).map_err(|_| Error::TooLarge(n))?;
-        let mut out = Vec::with_capacity(4 + n);
-        out.extend_from_slice(&len.to_le_bytes());
+        out.reserve_exact(n);
         out.extend_from_slice(&buf[..n]);
         // A thread that once compressed a huge map does not keep that much scratch.
         if buf.capacity() > SCRATCH_KEEP {
             *buf = Vec::new();
         }
-        Ok(out)
+        Ok(())
     })
 }
 

@@ -11,9 +11,10 @@ use hs_types::{NodeId, UserId};
 
 use crate::error::Error;
 use crate::mapper::Mapper;
-use crate::message::{EMPTY_SSH_POLICY, Message};
+use crate::message::{EMPTY_SSH_POLICY, Message, Share};
 use crate::render::{self, TAGGED_DEVICES_USER_ID};
 use crate::session::Session;
+use crate::shared::FrameSink;
 
 /// Profiles for a set of wire user ids, sorted by id; unknown users are skipped (a node
 /// whose user is being deleted in a later batch).
@@ -39,13 +40,25 @@ impl Mapper {
         viewer: NodeId,
         now: DateTime<Utc>,
     ) -> Result<(Session, Vec<u8>), Error> {
+        let (session, msg) = self.full_message(snap, viewer, now)?;
+        Ok((session, msg.to_json()?))
+    }
+
+    fn full_message(
+        &self,
+        snap: &Snapshot,
+        viewer: NodeId,
+        now: DateTime<Utc>,
+    ) -> Result<(Session, Message), Error> {
         let v = snap.node(viewer).ok_or(Error::UnknownNode(viewer))?;
         let policy = snap.policy();
         let cfg = self.config();
         let mut users = BTreeSet::from([render::wire_user(v)]);
         let mut peers = Vec::new();
+        let mut peer_ids = Vec::new();
         for p in snap.peers_of(viewer) {
             users.insert(render::wire_user(p));
+            peer_ids.push(p.node.id);
             let routes = snap.visible_routes(v, p);
             peers.push(
                 self.cache()
@@ -82,6 +95,7 @@ impl Mapper {
             peers_changed: Vec::new(),
             packet_filter: Some(Arc::clone(&filter)),
             ssh: Some(Arc::clone(&ssh)),
+            share: Some(Share { viewer, peer_ids }),
         };
         let session = Session {
             node: viewer,
@@ -90,7 +104,7 @@ impl Mapper {
             filter,
             ssh,
         };
-        Ok((session, msg.to_json()?))
+        Ok((session, msg))
     }
 
     /// A session for a client that already holds `snap`'s state for `viewer` (it was just
@@ -110,14 +124,18 @@ impl Mapper {
         })
     }
 
-    /// [`Mapper::full_map`], framed for the stream.
+    /// [`Mapper::full_map`], framed for a stream that asked for zstd: the DERP map and
+    /// the runs of peers other viewers also see are frames compressed once and shared (see
+    /// `shared.rs`); the frame decodes to exactly [`Mapper::full_map`]'s JSON.
     pub fn full_map_frame(
         &self,
         snap: &Snapshot,
         viewer: NodeId,
         now: DateTime<Utc>,
-    ) -> Result<(Session, bytes::Bytes), Error> {
-        let (s, json) = self.full_map(snap, viewer, now)?;
-        Ok((s, crate::frame::encode_frame(&json)?.into()))
+    ) -> Result<(Session, Vec<u8>), Error> {
+        let (session, msg) = self.full_message(snap, viewer, now)?;
+        let mut sink = FrameSink::new(self.shared());
+        msg.write(&mut sink)?;
+        Ok((session, sink.finish()?))
     }
 }

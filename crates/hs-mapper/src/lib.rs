@@ -1,6 +1,7 @@
 //! Map responses: pure functions from a NodeStore snapshot and a change to the smallest
 //! correct `MapResponse` for each affected node, with peer entries serialised once and shared
-//! across recipients, and the map-stream framing (u32 LE length + zstd frame).
+//! across recipients, and the map-stream framing (u32 LE length + zstd frames; a full map's
+//! shared parts are compressed once for every viewer).
 //!
 //! Key types: [`Mapper`] (config + shared peer-entry cache), [`Session`] (what one stream
 //! was told), [`Outgoing`] (a frame to write, or a stream to close), [`MapperConfig`].
@@ -21,6 +22,7 @@ mod message;
 mod reconfig;
 mod render;
 mod session;
+mod shared;
 
 pub use cache::PeerCache;
 pub use config::{MapperConfig, dns_config, parse_extra_records};

@@ -1,10 +1,12 @@
-//! The [`Mapper`]: the configuration plus the shared peer-entry cache. It is `Sync`; map
+//! The [`Mapper`]: the configuration plus the shared peer-entry cache and the shared
+//! compressed parts of full maps. It is `Sync`; map
 //! builds for different nodes can run on several threads at once.
 
 use std::sync::Arc;
 
 use crate::cache::PeerCache;
 use crate::config::MapperConfig;
+use crate::shared::SharedFrames;
 
 /// Builds full maps and incremental messages. One per server; replace the config with
 /// [`Mapper::reconfigure`].
@@ -13,6 +15,7 @@ pub struct Mapper {
     cfg: Arc<MapperConfig>,
     cfg_gen: u64,
     cache: PeerCache,
+    shared: SharedFrames,
 }
 
 impl Mapper {
@@ -22,6 +25,7 @@ impl Mapper {
             cfg: Arc::new(cfg),
             cfg_gen: 1,
             cache: PeerCache::new(),
+            shared: SharedFrames::new(),
         }
     }
 
@@ -38,6 +42,15 @@ impl Mapper {
         &self.cache
     }
 
+    pub(crate) fn shared(&self) -> &SharedFrames {
+        &self.shared
+    }
+
+    /// How many compressed parts of full maps are kept for reuse (a memory figure).
+    pub fn shared_frames(&self) -> usize {
+        self.shared.len()
+    }
+
     /// The serialised-node cache (its size is a memory figure worth watching).
     pub fn peer_cache(&self) -> &PeerCache {
         &self.cache
@@ -47,6 +60,7 @@ impl Mapper {
         let old = std::mem::replace(&mut self.cfg, Arc::new(cfg));
         if old.renders_nodes_differently(&self.cfg) {
             self.cache = PeerCache::new();
+            self.shared = SharedFrames::new();
         }
         self.cfg_gen += 1;
         old

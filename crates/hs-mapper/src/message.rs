@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use hs_types::NodeId;
 use hs_types::tailcfg::MapResponse;
 
 use crate::error::Error;
@@ -26,39 +27,151 @@ pub(crate) struct Message {
     pub(crate) peers_changed: Vec<Arc<[u8]>>,
     pub(crate) packet_filter: Option<Arc<str>>,
     pub(crate) ssh: Option<Arc<str>>,
+    /// Set for a full map whose DERP map and runs of peers may be written as parts other
+    /// messages share (see [`Sink::shared`]).
+    pub(crate) share: Option<Share>,
 }
 
-struct Splicer {
-    out: Vec<u8>,
+/// What a message needs to mark its shareable parts.
+#[derive(Debug)]
+pub(crate) struct Share {
+    /// The node the message is for: the run of ids holding it lacks it, so no other
+    /// viewer has that run.
+    pub(crate) viewer: NodeId,
+    /// The id of each entry of `Message::peers`, in the same order (sorted).
+    pub(crate) peer_ids: Vec<NodeId>,
+}
+
+/// Peers are grouped into runs by id: ids `k * RUN_IDS .. (k + 1) * RUN_IDS` form run `k`.
+/// Fixed id ranges make the same run out of the same nodes for every viewer that sees them.
+pub(crate) const RUN_IDS: u64 = 64;
+
+/// A run shorter than this is written inline: a frame of its own for a few entries costs
+/// more in frame overhead and lost compression context than sharing saves (per-user
+/// policies, where each viewer sees a few nodes scattered over the id space).
+pub(crate) const RUN_MIN: usize = 8;
+
+/// The key of the DERP map among shared parts (peer runs use their run number).
+pub(crate) const DERP_KEY: u64 = u64::MAX;
+
+/// Where a message's JSON goes.
+pub(crate) trait Sink {
+    /// Bytes of this message alone.
+    fn own(&mut self, b: &[u8]);
+    /// Bytes other messages may carry too: `prefix`, then `items` joined by commas. `key`
+    /// says where in a map they sit (a run number or [`DERP_KEY`]); the same key, prefix and
+    /// items (by identity) always make the same bytes.
+    fn shared(&mut self, key: u64, prefix: &'static [u8], items: &[Arc<[u8]>])
+    -> Result<(), Error>;
+}
+
+/// Plain JSON text.
+impl Sink for Vec<u8> {
+    fn own(&mut self, b: &[u8]) {
+        self.extend_from_slice(b);
+    }
+
+    fn shared(
+        &mut self,
+        _key: u64,
+        prefix: &'static [u8],
+        items: &[Arc<[u8]>],
+    ) -> Result<(), Error> {
+        self.extend_from_slice(prefix);
+        join(self, items);
+        Ok(())
+    }
+}
+
+/// Appends `items` separated by commas.
+pub(crate) fn join(out: &mut Vec<u8>, items: &[Arc<[u8]>]) {
+    for (i, it) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(it);
+    }
+}
+
+struct Splicer<'a, S: Sink> {
+    sink: &'a mut S,
     empty: bool,
 }
 
-impl Splicer {
+impl<S: Sink> Splicer<'_, S> {
     fn key(&mut self, k: &str) {
         if !self.empty {
-            self.out.push(b',');
+            self.sink.own(b",");
         }
         self.empty = false;
-        self.out.push(b'"');
-        self.out.extend_from_slice(k.as_bytes());
-        self.out.extend_from_slice(b"\":");
+        self.sink.own(b"\"");
+        self.sink.own(k.as_bytes());
+        self.sink.own(b"\":");
     }
 
     fn raw(&mut self, k: &str, v: &[u8]) {
         self.key(k);
-        self.out.extend_from_slice(v);
+        self.sink.own(v);
     }
 
     fn array(&mut self, k: &str, items: &[Arc<[u8]>]) {
         self.key(k);
-        self.out.push(b'[');
+        self.sink.own(b"[");
         for (i, it) in items.iter().enumerate() {
             if i > 0 {
-                self.out.push(b',');
+                self.sink.own(b",");
             }
-            self.out.extend_from_slice(it);
+            self.sink.own(it);
         }
-        self.out.push(b']');
+        self.sink.own(b"]");
+    }
+
+    /// The DERP map as a shared part.
+    fn shared_derp(&mut self, d: &Arc<str>) -> Result<(), Error> {
+        let prefix: &'static [u8] = if self.empty {
+            b"\"DERPMap\":"
+        } else {
+            b",\"DERPMap\":"
+        };
+        self.empty = false;
+        self.sink
+            .shared(DERP_KEY, prefix, &[Arc::<[u8]>::from(Arc::clone(d))])
+    }
+
+    /// `Peers`, with every run of [`RUN_MIN`] or more entries that does not hold the viewer
+    /// as a shared part.
+    fn shared_peers(&mut self, items: &[Arc<[u8]>], share: &Share) -> Result<(), Error> {
+        let ids = &share.peer_ids;
+        if ids.len() != items.len() {
+            self.array("Peers", items);
+            return Ok(());
+        }
+        self.key("Peers");
+        self.sink.own(b"[");
+        let own_run = share.viewer.get() / RUN_IDS;
+        let mut i = 0;
+        while i < items.len() {
+            let k = ids[i].get() / RUN_IDS;
+            let len = ids[i..]
+                .iter()
+                .take_while(|id| id.get() / RUN_IDS == k)
+                .count();
+            let run = &items[i..i + len];
+            if run.len() >= RUN_MIN && k != own_run {
+                let lead: &'static [u8] = if i == 0 { b"" } else { b"," };
+                self.sink.shared(k, lead, run)?;
+            } else {
+                for (j, it) in run.iter().enumerate() {
+                    if i + j > 0 {
+                        self.sink.own(b",");
+                    }
+                    self.sink.own(it);
+                }
+            }
+            i += len;
+        }
+        self.sink.own(b"]");
+        Ok(())
     }
 }
 
@@ -92,19 +205,34 @@ impl Message {
             + self.packet_filter.as_ref().map_or(0, |s| s.len())
             + 512;
         let mut out = Vec::with_capacity(extra);
-        serde_json::to_writer(&mut out, &self.base)?;
+        self.write(&mut out)?;
+        Ok(out)
+    }
+
+    /// Writes the message's JSON to `sink`, marking the shareable parts when
+    /// [`Message::share`] is set.
+    pub(crate) fn write<S: Sink>(&self, sink: &mut S) -> Result<(), Error> {
+        let mut head = serde_json::to_vec(&self.base)?;
         // serde_json writes an object, so the text ends with '}'.
-        out.pop();
-        let empty = out.len() == 1;
-        let mut s = Splicer { out, empty };
+        head.pop();
+        let empty = head.len() == 1;
+        sink.own(&head);
+        let mut s = Splicer { sink, empty };
         if let Some(n) = &self.node {
             s.raw("Node", n);
         }
         if let Some(d) = &self.derp_map {
-            s.raw("DERPMap", d.as_bytes());
+            if self.share.is_some() {
+                s.shared_derp(d)?;
+            } else {
+                s.raw("DERPMap", d.as_bytes());
+            }
         }
         if let Some(p) = &self.peers {
-            s.array("Peers", p);
+            match &self.share {
+                Some(share) => s.shared_peers(p, share)?,
+                None => s.array("Peers", p),
+            }
         }
         if !self.peers_changed.is_empty() {
             s.array("PeersChanged", &self.peers_changed);
@@ -114,15 +242,15 @@ impl Message {
         }
         if let Some(f) = &self.packet_filter {
             s.key("PacketFilters");
-            s.out.extend_from_slice(b"{\"base\":");
-            s.out.extend_from_slice(f.as_bytes());
-            s.out.push(b'}');
+            s.sink.own(b"{\"base\":");
+            s.sink.own(f.as_bytes());
+            s.sink.own(b"}");
         }
         if let Some(x) = &self.ssh {
             s.raw("SSHPolicy", x.as_bytes());
         }
-        s.out.push(b'}');
-        Ok(s.out)
+        s.sink.own(b"}");
+        Ok(())
     }
 }
 
@@ -141,7 +269,7 @@ mod tests {
             v,
             serde_json::json!({"PeersChanged":[{"ID":2},{"ID":3}],"PacketFilters":{"base":[]}})
         );
-        m.base.peers_removed = vec![hs_types::NodeId(9)];
+        m.base.peers_removed = vec![NodeId(9)];
         let v: serde_json::Value = serde_json::from_slice(&m.to_json().unwrap()).unwrap();
         assert_eq!(v["PeersRemoved"], serde_json::json!([9]));
         assert_eq!(

@@ -471,11 +471,12 @@ impl Actor {
         zstd: bool,
     ) -> Result<(Session, Bytes), hs_mapper::Error> {
         let snap = Arc::clone(self.writer.current());
-        let (session, json) = self.mapper.full_map(&snap, node, now())?;
-        let frame = if zstd {
-            Bytes::from(hs_mapper::encode_frame(&json)?)
+        let (session, frame) = if zstd {
+            let (session, frame) = self.mapper.full_map_frame(&snap, node, now())?;
+            (session, Bytes::from(frame))
         } else {
-            plain_frame(&json)
+            let (session, json) = self.mapper.full_map(&snap, node, now())?;
+            (session, plain_frame(&json))
         };
         self.metrics.count_generated("full");
         Ok((session, frame))

@@ -502,3 +502,42 @@ fn route_failover_resends_both_routers() {
         json!(["10.0.0.0/24", "100.64.0.3/32", "fd7a:115c:a1e0::3/128"])
     );
 }
+
+#[test]
+fn framed_full_maps_share_compressed_runs_and_decode_to_the_full_map() {
+    let mut w = world(300, Arc::new(AllowAll::new()));
+    let framed = |w: &World, v: u64| {
+        let snap = w.store.load_full();
+        let (_, plain) = w.m.full_map(&snap, NodeId(v), t(NOW)).unwrap();
+        let (s, frame) = w.m.full_map_frame(&snap, NodeId(v), t(NOW)).unwrap();
+        assert_eq!(s.version(), snap.version());
+        let (json, rest) = hs_mapper::decode_frame(&frame).unwrap();
+        assert!(rest.is_empty());
+        assert_eq!(json, plain, "viewer {v}: framed and plain maps differ");
+        serde_json::from_slice::<Value>(&json).unwrap()
+    };
+    // Ids 1..=300 make runs 0 (1–63), 1, 2, 3 and 4 (256–300); each viewer's own run is
+    // written for it alone, every other run and the DERP map once for everyone.
+    framed(&w, 100);
+    assert_eq!(w.m.shared_frames(), 1 + 4);
+    framed(&w, 200);
+    let m = framed(&w, 150);
+    assert_eq!(w.m.shared_frames(), 1 + 5, "no run compressed twice");
+    assert_eq!(m["Peers"].as_array().unwrap().len(), 299);
+    // A change reaches the next full map: no stale run is reused.
+    w.apply(vec![patch(
+        20,
+        NodePatch {
+            endpoints: Some(vec!["198.51.100.20:41641".parse().unwrap()]),
+            ..Default::default()
+        },
+    )]);
+    let m = framed(&w, 150);
+    let p20 = m["Peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["ID"] == 20)
+        .unwrap();
+    assert_eq!(p20["Endpoints"], json!(["198.51.100.20:41641"]));
+}
